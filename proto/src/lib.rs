@@ -1,0 +1,248 @@
+//! Wire types and framing for the doozer client protocol.
+//!
+//! Map of the crate:
+//! - [`Request`] / [`Response`]: the proto2 messages of SPEC §3, derived with
+//!   `prost` (no `protoc` at build time; `doozer.proto` is kept as reference).
+//! - [`Verb`] and [`ErrCode`]: the enums carried in those messages.
+//! - [`frame`]: the 4-byte big-endian length framing, with a size limit that
+//!   is checked before anything is allocated.
+//!
+//! Special revision values shared by the server, the client and the store
+//! live in [`rev`].
+
+pub mod frame;
+
+pub use frame::{encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
+
+/// Special revision values on the wire (SPEC §2).
+pub mod rev {
+    /// A missing file (no such file); also "create only if absent" in a write.
+    pub const MISSING: i64 = 0;
+    /// A write that ignores the file's current revision.
+    pub const CLOBBER: i64 = -1;
+    /// The revision reported for a directory.
+    pub const DIR: i64 = -2;
+}
+
+/// Event flags carried in WAIT and WALK responses.
+pub mod flags {
+    /// The event set a file.
+    pub const SET: i32 = 4;
+    /// The event deleted a file.
+    pub const DEL: i32 = 8;
+    /// Any other event (a NOP).
+    pub const OTHER: i32 = 0;
+}
+
+/// A client request (SPEC §3).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Request {
+    /// Client-chosen tag; echoed in the response.
+    #[prost(int32, optional, tag = "1")]
+    pub tag: Option<i32>,
+    /// The operation, a [`Verb`] as `i32` (unknown values are kept so the
+    /// server can answer `UNKNOWN_VERB`).
+    #[prost(enumeration = "Verb", optional, tag = "2")]
+    pub verb: Option<i32>,
+    /// A path or a glob.
+    #[prost(string, optional, tag = "4")]
+    pub path: Option<String>,
+    /// A file body or a secret.
+    #[prost(bytes = "bytes", optional, tag = "5")]
+    pub value: Option<bytes::Bytes>,
+    /// Unused by this server; kept for wire compatibility.
+    #[prost(int32, optional, tag = "6")]
+    pub other_tag: Option<i32>,
+    /// Index for WALK and GETDIR.
+    #[prost(int32, optional, tag = "7")]
+    pub offset: Option<i32>,
+    /// A revision: the condition of a write, or the revision to read at.
+    #[prost(int64, optional, tag = "9")]
+    pub rev: Option<i64>,
+}
+
+/// A server response (SPEC §3).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Response {
+    /// The tag of the request this answers.
+    #[prost(int32, optional, tag = "1")]
+    pub tag: Option<i32>,
+    /// Event flags (see [`flags`]).
+    #[prost(int32, optional, tag = "2")]
+    pub flags: Option<i32>,
+    /// A revision.
+    #[prost(int64, optional, tag = "3")]
+    pub rev: Option<i64>,
+    /// A path (WAIT, WALK, GETDIR).
+    #[prost(string, optional, tag = "5")]
+    pub path: Option<String>,
+    /// A file body or a node id.
+    #[prost(bytes = "bytes", optional, tag = "6")]
+    pub value: Option<bytes::Bytes>,
+    /// A length (STAT).
+    #[prost(int32, optional, tag = "8")]
+    pub len: Option<i32>,
+    /// Set on errors, an [`ErrCode`] as `i32`.
+    #[prost(enumeration = "ErrCode", optional, tag = "100")]
+    pub err_code: Option<i32>,
+    /// Human-readable detail of an error.
+    #[prost(string, optional, tag = "101")]
+    pub err_detail: Option<String>,
+}
+
+/// The operations of the client protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum Verb {
+    /// Read a file.
+    Get = 1,
+    /// Write a file, conditionally on its revision.
+    Set = 2,
+    /// Delete a file, conditionally on its revision.
+    Del = 3,
+    /// The node's current revision.
+    Rev = 5,
+    /// The first change at or after a revision to a file matching a glob.
+    Wait = 6,
+    /// One consensus round that changes nothing.
+    Nop = 7,
+    /// The n-th file matching a glob.
+    Walk = 9,
+    /// The n-th entry of a directory.
+    Getdir = 14,
+    /// Length and revision of a file or directory.
+    Stat = 16,
+    /// This node's id.
+    Self_ = 20,
+    /// Present a secret.
+    Access = 99,
+}
+
+/// Error codes of the client protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ErrCode {
+    /// Any other error (detail says what).
+    Other = 127,
+    /// A request reused the tag of one still outstanding.
+    TagInUse = 1,
+    /// The verb is not known.
+    UnknownVerb = 2,
+    /// The node does not accept writes.
+    Readonly = 3,
+    /// The revision asked for is older than the history kept.
+    TooLate = 4,
+    /// A conditional write found a newer revision.
+    RevMismatch = 5,
+    /// A path or glob is malformed.
+    BadPath = 6,
+    /// A required field is missing.
+    MissingArg = 7,
+    /// An offset is past the end.
+    Range = 8,
+    /// A path component is a file, not a directory.
+    Notdir = 20,
+    /// The path is a directory.
+    Isdir = 21,
+    /// No such file or directory.
+    Noent = 22,
+}
+
+impl ErrCode {
+    /// The wire name of the code, as in the `.proto` (`REV_MISMATCH`, ...).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            ErrCode::Other => "OTHER",
+            ErrCode::TagInUse => "TAG_IN_USE",
+            ErrCode::UnknownVerb => "UNKNOWN_VERB",
+            ErrCode::Readonly => "READONLY",
+            ErrCode::TooLate => "TOO_LATE",
+            ErrCode::RevMismatch => "REV_MISMATCH",
+            ErrCode::BadPath => "BAD_PATH",
+            ErrCode::MissingArg => "MISSING_ARG",
+            ErrCode::Range => "RANGE",
+            ErrCode::Notdir => "NOTDIR",
+            ErrCode::Isdir => "ISDIR",
+            ErrCode::Noent => "NOENT",
+        }
+    }
+}
+
+impl Response {
+    /// An error response for `tag`.
+    pub fn error(tag: Option<i32>, code: ErrCode, detail: impl Into<Option<String>>) -> Response {
+        Response {
+            tag,
+            err_code: Some(code as i32),
+            err_detail: detail.into(),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn request_encoding_matches_hand_computed_bytes() {
+        let req = Request {
+            tag: Some(1),
+            verb: Some(Verb::Set as i32),
+            path: Some("/a".into()),
+            value: Some(bytes::Bytes::from_static(b"hi")),
+            rev: Some(-1),
+            ..Default::default()
+        };
+        let got = req.encode_to_vec();
+        #[rustfmt::skip]
+        let want: Vec<u8> = vec![
+            0x08, 0x01,             // tag = 1
+            0x10, 0x02,             // verb = SET
+            0x22, 0x02, b'/', b'a', // path = "/a"
+            0x2a, 0x02, b'h', b'i', // value = "hi"
+            // rev = -1: varint of the 64-bit two's complement, 10 bytes
+            0x48, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        assert_eq!(got, want);
+        assert_eq!(Request::decode(&want[..]).unwrap(), req);
+    }
+
+    #[test]
+    fn response_error_encoding_matches_hand_computed_bytes() {
+        let resp = Response::error(Some(7), ErrCode::RevMismatch, None);
+        // tag=7; err_code field 100 -> key (100<<3)|0 = 800 = 0xa0 0x06; value 5
+        assert_eq!(resp.encode_to_vec(), vec![0x08, 0x07, 0xa0, 0x06, 0x05]);
+        let resp = Response {
+            tag: Some(0),
+            rev: Some(300),
+            len: Some(2),
+            flags: Some(flags::SET),
+            ..Default::default()
+        };
+        // tag=0 -> 08 00; flags=4 -> 10 04; rev=300 -> 18 ac 02; len=2 -> 40 02
+        assert_eq!(
+            resp.encode_to_vec(),
+            vec![0x08, 0x00, 0x10, 0x04, 0x18, 0xac, 0x02, 0x40, 0x02]
+        );
+    }
+
+    #[test]
+    fn unknown_verb_is_kept_as_raw_number() {
+        // verb = 42 is not a Verb, but decoding keeps it so the server can
+        // answer UNKNOWN_VERB with the right tag.
+        let bytes = [0x08, 0x03, 0x10, 42];
+        let req = Request::decode(&bytes[..]).unwrap();
+        assert_eq!(req.tag, Some(3));
+        assert_eq!(req.verb, Some(42));
+        assert!(Verb::try_from(42).is_err());
+    }
+
+    #[test]
+    fn wrong_wire_type_is_a_decode_error() {
+        // field 4 (path) sent as varint instead of length-delimited
+        let bytes = [0x20, 0x01];
+        assert!(Request::decode(&bytes[..]).is_err());
+    }
+}
