@@ -2,10 +2,22 @@
 //!
 //! Map of the crate:
 //! - [`store`]: the versioned tree, history and waits (pure).
+//! - [`consensus`]: agreement on the order of mutations (propose → learn).
+//! - [`cluster`]: the rules of the `/ctl` tree (pure).
 //! - [`server`]: the client protocol: per-connection state and request
-//!   dispatch against the store.
-//! - [`node`]: the single-threaded `mio` event loop wiring sockets and
-//!   timers to the pure parts.
+//!   dispatch against the store (pure).
+//! - [`node`]: the single-threaded `mio` event loop wiring sockets to the
+//!   pure parts.
+//! - [`web`]: HTTP on the `-w` address.
 //! - [`config`]: command-line flags.
 
+pub mod cluster;
+pub mod config;
+pub mod consensus;
+pub mod node;
+pub mod server;
 pub mod store;
+pub mod web;
+
+/// The doozerd version, written to `/ctl/node/<id>/version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,1 +1,75 @@
-fn main() {}
+//! `doozerd`: flags → config, start-up, exit codes.
+//!
+//! Exit status: 0 for `-v`/`-h`, 2 for a bad command line, 1 when the node
+//! cannot start (address in use, ...). Every failure is one line on stderr.
+
+use std::process::ExitCode;
+
+use doozerd::cluster::NodeInfo;
+use doozerd::config::{self, Command};
+use doozerd::node::{self, Node};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match config::parse(&args, &|k| std::env::var(k).ok()) {
+        Ok(Command::Run(c)) => c,
+        Ok(Command::Version) => {
+            println!("doozerd {}", doozerd::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("doozerd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Quiet by default: start, addresses and errors. RUST_LOG=debug for
+    // connection-level detail.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    if std::env::var_os("DOOZER_BOOT_URI").is_some() {
+        log::warn!("DOOZER_BOOT_URI is set, but booting through a name service is not supported yet; seeding a new cluster");
+    }
+    let id = match node::new_node_id() {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("doozerd: cannot make a node id: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let info = NodeInfo {
+        id: id.clone(),
+        addr: config.listen.to_string(),
+        hostname: node::hostname(),
+        version: doozerd::VERSION.to_string(),
+    };
+    let mut node = match Node::bind(&config, info) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("doozerd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    log::info!(
+        "doozerd {} node {id} seeded cluster {:?}; clients and peers on {}",
+        doozerd::VERSION,
+        config.cluster_name,
+        config.listen
+    );
+    match config.web {
+        Some(w) => log::info!("web viewer on http://{w}/"),
+        None if config.web_off_for_secret => {
+            log::info!("web viewer off: a secret is set and the viewer has no authentication")
+        }
+        None => {}
+    }
+    if let Err(e) = node.run() {
+        log::error!("{e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

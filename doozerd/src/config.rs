@@ -1,0 +1,293 @@
+//! Command-line flags → [`Config`].
+//!
+//! Flags are Go-style (`-hist 5`, `-hist=5`; `--hist` is accepted too), as
+//! the Go doozerd had them, parsed with `getopts` in long-only mode. All
+//! validation happens here, before the event loop starts, so a bad value is
+//! a one-line error and a non-zero exit.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use bytes::Bytes;
+
+/// Default client/peer listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8046";
+/// Default port of the web viewer (on the host of `-l`).
+pub const DEFAULT_WEB_PORT: u16 = 8000;
+/// Default number of revisions of history kept.
+pub const DEFAULT_HISTORY_REVS: u64 = 2000;
+/// Largest `-hist` accepted: a bound on memory, far above any real use.
+pub const MAX_HISTORY_REVS: u64 = 10_000_000;
+
+/// Everything doozerd needs to start, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `-l`: client (TCP) and peer address.
+    pub listen: SocketAddr,
+    /// `-w`: web viewer address; `None` when disabled (`-w false` or a
+    /// secret is set).
+    pub web: Option<SocketAddr>,
+    /// `-c`: the cluster name.
+    pub cluster_name: String,
+    /// `-hist`: revisions of history kept.
+    pub history_revs: u64,
+    /// `DOOZER_RWSECRET`: grants read and write.
+    pub rw_secret: Bytes,
+    /// `DOOZER_ROSECRET`: grants read only.
+    pub ro_secret: Bytes,
+    /// True when the web viewer was asked for but is off because a secret
+    /// is set (logged at start-up).
+    pub web_off_for_secret: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run a node.
+    Run(Config),
+    /// Print the version and exit.
+    Version,
+    /// Print usage and exit.
+    Help(String),
+}
+
+/// A command line that cannot be run, with a one-line message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn options() -> getopts::Options {
+    let mut o = getopts::Options::new();
+    o.long_only(true);
+    o.optopt("", "l", "listen address for clients and peers", "ADDR");
+    o.optmulti(
+        "",
+        "a",
+        "attach to this cluster member (repeatable)",
+        "ADDR",
+    );
+    o.optopt(
+        "",
+        "b",
+        "name-service URI (default $DOOZER_BOOT_URI)",
+        "URI",
+    );
+    o.optopt("", "c", "cluster name (default local)", "NAME");
+    o.optopt(
+        "",
+        "w",
+        "web viewer address, or false (default: host of -l, port 8000)",
+        "ADDR",
+    );
+    o.optopt(
+        "",
+        "timeout",
+        "seconds of silence before a CAL is kicked",
+        "S",
+    );
+    o.optopt("", "pulse", "seconds between applied-rev writes", "S");
+    o.optopt("", "fill", "seconds before filling a seqn with NOP", "S");
+    o.optopt("", "hist", "revisions of history kept (default 2000)", "N");
+    o.optopt("", "tlscert", "serve clients over TLS: certificate", "FILE");
+    o.optopt("", "tlskey", "serve clients over TLS: private key", "FILE");
+    o.optflag("v", "version", "print the version and exit");
+    o.optflag("h", "help", "print this help and exit");
+    o
+}
+
+/// The usage text.
+pub fn usage() -> String {
+    options().usage("Usage: doozerd [flags]\n\nA doozer coordination service node.")
+}
+
+/// Parses `args` (without the program name). `env` reads environment
+/// variables, passed in so tests need not touch the real environment.
+pub fn parse(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError> {
+    let m = options()
+        .parse(args)
+        .map_err(|e| ConfigError(format!("{e} (see doozerd -h)")))?;
+    if m.opt_present("h") {
+        return Ok(Command::Help(usage()));
+    }
+    if m.opt_present("v") {
+        return Ok(Command::Version);
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(ConfigError(format!(
+            "unexpected argument {extra:?} (doozerd takes only flags; see doozerd -h)"
+        )));
+    }
+    // Flags whose capability lands with a later piece of work: refuse them
+    // clearly rather than silently running something else.
+    for (flag, what) in [
+        ("a", "attaching to a cluster"),
+        ("b", "booting through a name service"),
+        ("timeout", "the CAL kick timeout"),
+        ("pulse", "the applied-rev pulse"),
+        ("fill", "the NOP fill delay"),
+        ("tlscert", "TLS"),
+        ("tlskey", "TLS"),
+    ] {
+        if m.opt_present(flag) {
+            return Err(ConfigError(format!(
+                "-{flag}: {what} is not supported yet (this build runs single-node clusters)"
+            )));
+        }
+    }
+
+    let listen_text = m.opt_str("l").unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen =
+        resolve(&listen_text).map_err(|e| ConfigError(format!("-l {listen_text:?}: {e}")))?;
+
+    let cluster_name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
+    if cluster_name.is_empty() || !cluster_name.bytes().all(is_name_byte) {
+        return Err(ConfigError(format!(
+            "-c {cluster_name:?}: a cluster name is one or more of A-Z a-z 0-9 . -"
+        )));
+    }
+
+    let history_revs = match m.opt_str("hist") {
+        None => DEFAULT_HISTORY_REVS,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if (1..=MAX_HISTORY_REVS).contains(&n) => n,
+            _ => {
+                return Err(ConfigError(format!(
+                    "-hist {s:?}: want a whole number from 1 to {MAX_HISTORY_REVS}"
+                )))
+            }
+        },
+    };
+
+    let rw_secret = Bytes::from(env("DOOZER_RWSECRET").unwrap_or_default());
+    let ro_secret = Bytes::from(env("DOOZER_ROSECRET").unwrap_or_default());
+    let secret_set = !rw_secret.is_empty() || !ro_secret.is_empty();
+
+    let web_text = m.opt_str("w");
+    let web_wanted = match web_text.as_deref() {
+        Some("false") => None,
+        Some(text) => Some(resolve(text).map_err(|e| ConfigError(format!("-w {text:?}: {e}")))?),
+        None => Some(SocketAddr::new(listen.ip(), DEFAULT_WEB_PORT)),
+    };
+    if let Some(w) = web_wanted {
+        if w == listen {
+            return Err(ConfigError(format!(
+                "-w {w}: the web viewer needs another address than -l"
+            )));
+        }
+    }
+    // The viewer has no authentication, so any secret turns it off.
+    let (web, web_off_for_secret) = match web_wanted {
+        Some(_) if secret_set => (None, true),
+        w => (w, false),
+    };
+
+    Ok(Command::Run(Config {
+        listen,
+        web,
+        cluster_name,
+        history_revs,
+        rw_secret,
+        ro_secret,
+        web_off_for_secret,
+    }))
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
+}
+
+/// Resolves `HOST:PORT` to one address (DNS happens here, before the loop).
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    if !text.contains(':') {
+        return Err("want HOST:PORT".to_string());
+    }
+    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
+    addrs.next().ok_or_else(|| "no address found".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Command, ConfigError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse(&args, &|_| None)
+    }
+
+    fn config(args: &[&str]) -> Config {
+        match run(args) {
+            Ok(Command::Run(c)) => c,
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = config(&[]);
+        assert_eq!(c.listen, "127.0.0.1:8046".parse().unwrap());
+        assert_eq!(c.web, Some("127.0.0.1:8000".parse().unwrap()));
+        assert_eq!(c.cluster_name, "local");
+        assert_eq!(c.history_revs, 2000);
+    }
+
+    #[test]
+    fn go_style_single_dash_and_double_dash_and_equals() {
+        let c = config(&[
+            "-l",
+            "127.0.0.1:9000",
+            "--hist",
+            "5",
+            "-c=prod",
+            "-w",
+            "false",
+        ]);
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.history_revs, 5);
+        assert_eq!(c.cluster_name, "prod");
+        assert_eq!(c.web, None);
+        // the web default follows the host of -l
+        let c = config(&["-l", "127.0.0.2:9000"]);
+        assert_eq!(c.web, Some("127.0.0.2:8000".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        for args in [
+            &["-hist", "abc"][..],
+            &["-hist", "0"],
+            &["-l", "nonsense"],
+            &["-l", "127.0.0.1:99999"],
+            &["-c", "bad name"],
+            &["-nosuchflag"],
+            &["-l"],
+            &["stray"],
+            &["-a", "127.0.0.1:8046"],
+            &["-tlscert", "x.pem"],
+        ] {
+            let e = run(args).expect_err(&format!("{args:?} should fail"));
+            assert!(!e.0.contains('\n'), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_secret_turns_the_web_viewer_off() {
+        let args: Vec<String> = vec![];
+        let c = match parse(&args, &|k| {
+            (k == "DOOZER_RWSECRET").then(|| "s".to_string())
+        }) {
+            Ok(Command::Run(c)) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c.web, None);
+        assert!(c.web_off_for_secret);
+        assert_eq!(&c.rw_secret[..], b"s");
+    }
+
+    #[test]
+    fn version_and_help() {
+        assert_eq!(run(&["-v"]), Ok(Command::Version));
+        assert!(matches!(run(&["-h"]), Ok(Command::Help(_))));
+    }
+}

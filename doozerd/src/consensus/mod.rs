@@ -1,0 +1,62 @@
+//! Agreement on the order of mutations.
+//!
+//! Writes take the path propose → learn → apply: the server proposes a
+//! [`Mutation`], consensus decides which sequence number (seqn) it gets, and
+//! learned values are applied to the store strictly in seqn order. With one
+//! node, [`LocalLog`] decides every proposal at once, in the order given; the
+//! multi-Paxos core replaces it behind the same two calls.
+
+use std::collections::VecDeque;
+
+use crate::store::{Mutation, Rev};
+
+/// A log decided by this node alone (a single-node cluster).
+#[derive(Debug, Default)]
+pub struct LocalLog {
+    /// The seqn the next proposal gets.
+    next_seqn: Rev,
+    /// Decided but not yet applied, in seqn order.
+    learned: VecDeque<(Rev, Mutation)>,
+}
+
+impl LocalLog {
+    /// A log whose first proposal gets seqn `next_seqn`.
+    pub fn new(next_seqn: Rev) -> LocalLog {
+        LocalLog {
+            next_seqn,
+            learned: VecDeque::new(),
+        }
+    }
+
+    /// Proposes `m`; returns the seqn it will be learned at.
+    pub fn propose(&mut self, m: Mutation) -> Rev {
+        let seqn = self.next_seqn;
+        self.next_seqn += 1;
+        self.learned.push_back((seqn, m));
+        seqn
+    }
+
+    /// The next learned value, in seqn order.
+    pub fn take_learned(&mut self) -> Option<(Rev, Mutation)> {
+        self.learned.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposals_are_learned_in_order_at_consecutive_seqns() {
+        let mut log = LocalLog::new(1);
+        assert_eq!(log.propose(Mutation::Nop), 1);
+        let del = Mutation::Del {
+            path: "/a".into(),
+            rev: -1,
+        };
+        assert_eq!(log.propose(del.clone()), 2);
+        assert_eq!(log.take_learned(), Some((1, Mutation::Nop)));
+        assert_eq!(log.take_learned(), Some((2, del)));
+        assert_eq!(log.take_learned(), None);
+    }
+}

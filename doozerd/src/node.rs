@@ -1,0 +1,447 @@
+//! The event loop: one thread, one `mio` poll, owning every socket and the
+//! [`Server`]. Each iteration drains every ready socket (reading and
+//! dispatching all complete frames), then encodes all queued responses and
+//! flushes each connection once, so pipelined requests are batched into few
+//! system calls.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use bytes::{Buf, BytesMut};
+use doozer_proto::{encode_frame, FrameDecoder, Request, Response};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use prost::Message;
+
+use crate::cluster::NodeInfo;
+use crate::config::Config;
+use crate::server::{ConnId, Secrets, Server, ServerConfig};
+use crate::web;
+
+const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
+const WEB_LISTENER: Token = Token(usize::MAX - 2);
+
+/// Most client and web connections open at once; more are refused.
+pub const MAX_CONNECTIONS: usize = 20_000;
+/// Above this many bytes of unsent responses a connection is not read
+/// from until it drains, so a client that never reads cannot grow memory.
+pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
+/// Bytes read from one socket per wake-up before moving on to others.
+const READ_CHUNK: usize = 64 << 10;
+/// Bytes read from one connection before the others get a turn.
+const READ_BUDGET: usize = 1 << 20;
+
+/// A start-up failure, reported as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The poll could not be created or waited on.
+    #[error("event loop: {0}")]
+    Poll(#[from] io::Error),
+}
+
+enum Kind {
+    Client,
+    Web,
+}
+
+struct Conn {
+    stream: TcpStream,
+    kind: Kind,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// WRITABLE interest is registered (output is waiting on the socket).
+    want_write: bool,
+    /// Reading paused because too much output is waiting.
+    paused: bool,
+    /// Close once the output is flushed (web responses).
+    close_after_flush: bool,
+    /// Close now.
+    dead: bool,
+}
+
+/// A running node: sockets, connections and the server state.
+pub struct Node {
+    poll: Poll,
+    listener: TcpListener,
+    web_listener: Option<TcpListener>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    open: usize,
+    server: Server,
+    decoder: FrameDecoder,
+    scratch: Vec<u8>,
+    /// Connections with output to flush this iteration.
+    dirty: Vec<usize>,
+    /// Connections not read from until their output drains.
+    paused: Vec<usize>,
+    responses: Vec<(ConnId, Response)>,
+    web_page: web::Site,
+}
+
+impl Node {
+    /// Binds the listeners and seeds a new cluster; does not serve yet.
+    pub fn bind(config: &Config, info: NodeInfo) -> Result<Node, NodeError> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen).map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            what: "clients",
+            source,
+        })?;
+        poll.registry()
+            .register(&mut listener, CLIENT_LISTENER, Interest::READABLE)?;
+        let web_listener = match config.web {
+            None => None,
+            Some(addr) => {
+                let mut l = TcpListener::bind(addr).map_err(|source| NodeError::Bind {
+                    addr,
+                    what: "web viewer",
+                    source,
+                })?;
+                poll.registry()
+                    .register(&mut l, WEB_LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+        };
+        let mut server = Server::new(ServerConfig {
+            self_id: info.id.clone(),
+            secrets: Secrets {
+                rw: config.rw_secret.clone(),
+                ro: config.ro_secret.clone(),
+            },
+            history_revs: config.history_revs,
+        });
+        server.seed(&config.cluster_name, &info);
+        Ok(Node {
+            poll,
+            listener,
+            web_listener,
+            conns: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            server,
+            decoder: FrameDecoder::default(),
+            scratch: vec![0; READ_CHUNK],
+            dirty: Vec::new(),
+            paused: Vec::new(),
+            responses: Vec::new(),
+            web_page: web::Site::new(info.id, config.cluster_name.clone()),
+        })
+    }
+
+    /// The bound client address (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves forever (returns only if the poll itself fails).
+    pub fn run(&mut self) -> Result<(), NodeError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.any_resumable().then_some(std::time::Duration::ZERO);
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    CLIENT_LISTENER => self.accept(Kind::Client),
+                    WEB_LISTENER => self.accept(Kind::Web),
+                    Token(i) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.readable(i);
+                        }
+                        if ev.is_writable() {
+                            self.dirty.push(i);
+                        }
+                    }
+                }
+            }
+            self.resume_paused();
+            self.flush_all();
+        }
+    }
+
+    fn accept(&mut self, kind: Kind) {
+        loop {
+            let listener = match kind {
+                Kind::Client => &self.listener,
+                Kind::Web => match &self.web_listener {
+                    Some(l) => l,
+                    None => return,
+                },
+            };
+            let (mut stream, peer) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors or similar: log and try again on
+                    // the next readiness event rather than spinning.
+                    log::error!("accept: {e}");
+                    return;
+                }
+            };
+            if self.open >= MAX_CONNECTIONS {
+                log::warn!("refusing connection from {peer}: {MAX_CONNECTIONS} connections open");
+                continue; // dropping the stream closes it
+            }
+            let _ = stream.set_nodelay(true);
+            let idx = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(idx), Interest::READABLE)
+            {
+                log::error!("register connection from {peer}: {e}");
+                self.free.push(idx);
+                continue;
+            }
+            log::debug!("connection {idx} from {peer}");
+            if let Kind::Client = kind {
+                self.server.connect(idx);
+            }
+            self.open += 1;
+            self.conns[idx] = Some(Conn {
+                stream,
+                kind: match kind {
+                    Kind::Client => Kind::Client,
+                    Kind::Web => Kind::Web,
+                },
+                rbuf: BytesMut::new(),
+                wbuf: BytesMut::new(),
+                want_write: false,
+                paused: false,
+                close_after_flush: false,
+                dead: false,
+            });
+        }
+    }
+
+    /// Reads what is available on connection `i`, handling every complete
+    /// frame as it arrives (so the read buffer stays about one frame long),
+    /// until the socket is drained or the connection is paused on output.
+    fn readable(&mut self, i: usize) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(i) else {
+                return;
+            };
+            if conn.paused || conn.dead {
+                break;
+            }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => conn.dead = true,
+                Ok(n) => {
+                    conn.rbuf.extend_from_slice(&self.scratch[..n]);
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        // Others get a turn; this one continues after the
+                        // next (non-blocking) poll.
+                        conn.paused = true;
+                        self.paused.push(i);
+                    }
+                    match conn.kind {
+                        Kind::Client => self.handle_frames(i),
+                        Kind::Web => self.handle_http(i),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("connection {i}: read: {e}");
+                    conn.dead = true;
+                }
+            }
+        }
+        self.dirty.push(i);
+    }
+
+    fn handle_frames(&mut self, i: usize) {
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(i) else {
+                return;
+            };
+            if conn.wbuf.len() > MAX_PENDING_OUTPUT {
+                conn.paused = true;
+                self.paused.push(i);
+                return;
+            }
+            let frame = match self.decoder.decode(&mut conn.rbuf) {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => {
+                    log::info!("connection {i}: closing: {e}");
+                    conn.dead = true;
+                    return;
+                }
+            };
+            match Request::decode(frame) {
+                Ok(req) => self.server.handle(i, req),
+                Err(e) => {
+                    // Without a decodable tag there is nobody to answer.
+                    log::info!("connection {i}: closing: bad request: {e}");
+                    conn.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_http(&mut self, i: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(i) else {
+            return;
+        };
+        if conn.close_after_flush {
+            return;
+        }
+        match self.web_page.respond(&conn.rbuf, &self.server) {
+            web::Outcome::NeedMore => {}
+            web::Outcome::Reply(bytes) => {
+                conn.wbuf.extend_from_slice(&bytes);
+                conn.rbuf.clear();
+                conn.close_after_flush = true;
+            }
+        }
+    }
+
+    /// Encodes queued responses and flushes every connection with output.
+    fn flush_all(&mut self) {
+        self.server.drain_responses_into(&mut self.responses);
+        for (conn_id, resp) in self.responses.drain(..) {
+            if let Some(Some(conn)) = self.conns.get_mut(conn_id) {
+                encode_frame(&resp, &mut conn.wbuf);
+                self.dirty.push(conn_id);
+            }
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &i in &dirty {
+            self.flush(i);
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Whether a paused connection may read again (its output drained).
+    fn can_resume(c: &Conn) -> bool {
+        c.paused && !c.dead && c.wbuf.len() <= MAX_PENDING_OUTPUT / 2
+    }
+
+    /// True if some paused connection may read again, so the next poll
+    /// must not block.
+    fn any_resumable(&self) -> bool {
+        self.paused
+            .iter()
+            .any(|&i| matches!(self.conns.get(i), Some(Some(c)) if Self::can_resume(c)))
+    }
+
+    /// Lets paused connections whose output drained read again: frames
+    /// already buffered first, then the socket.
+    fn resume_paused(&mut self) {
+        let mut resume = Vec::new();
+        let conns = &mut self.conns;
+        self.paused.retain(|&i| {
+            let Some(Some(c)) = conns.get_mut(i) else {
+                return false;
+            };
+            if c.dead || !c.paused {
+                return false;
+            }
+            if !Self::can_resume(c) {
+                return true; // still backed up
+            }
+            c.paused = false;
+            resume.push(i);
+            false
+        });
+        for i in resume {
+            self.handle_frames(i);
+            self.readable(i);
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(i) else {
+            return;
+        };
+        while !conn.wbuf.is_empty() && !conn.dead {
+            match conn.stream.write(&conn.wbuf) {
+                Ok(0) => conn.dead = true,
+                Ok(n) => conn.wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("connection {i}: write: {e}");
+                    conn.dead = true;
+                }
+            }
+        }
+        if conn.wbuf.is_empty() && conn.close_after_flush {
+            conn.dead = true;
+        }
+        if conn.dead {
+            return self.close(i);
+        }
+        let want_write = !conn.wbuf.is_empty();
+        if want_write != conn.want_write {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(i), interest)
+            {
+                log::debug!("connection {i}: reregister: {e}");
+                return self.close(i);
+            }
+            conn.want_write = want_write;
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        if let Some(mut conn) = self.conns.get_mut(i).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Kind::Client = conn.kind {
+                self.server.disconnect(i);
+            }
+            self.free.push(i);
+            self.open -= 1;
+            log::debug!("connection {i} closed");
+        }
+    }
+}
+
+/// A fresh node id: 80 random bits in base32 (16 characters), as the Go
+/// original made them. Randomness comes from the OS, outside the pure core.
+pub fn new_node_id() -> io::Result<String> {
+    let mut bytes = [0u8; 10];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(data_encoding::BASE32.encode(&bytes))
+}
+
+/// This machine's host name, or `unknown`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
