@@ -440,6 +440,25 @@ pub fn run_command(
     env: &[(&str, &str)],
     remove: &[&str],
 ) -> CmdOutput {
+    run_command_timeout(program, args, stdin, env, remove, CMD_DEADLINE).unwrap_or_else(|| {
+        panic!(
+            "{} {:?} did not finish within {CMD_DEADLINE:?}",
+            program.display(),
+            args
+        )
+    })
+}
+
+/// Like [`run_command`], but returns `None` (after killing the process) if
+/// it runs longer than `timeout`.
+pub fn run_command_timeout(
+    program: &Path,
+    args: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+    remove: &[&str],
+    timeout: Duration,
+) -> Option<CmdOutput> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::piped())
@@ -462,32 +481,29 @@ pub fn run_command(
     });
     let out_reader = read_all_in_thread(child.stdout.take().expect("stdout"));
     let err_reader = read_all_in_thread(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + CMD_DEADLINE;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(status)) => break Some(status),
             Ok(None) => {}
             Err(e) => panic!("wait: {e}"),
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "{} {:?} did not finish within {CMD_DEADLINE:?}",
-                program.display(),
-                args
-            );
+            break None;
         }
         thread::sleep(Duration::from_millis(5));
     };
     let _ = writer.join();
     let stdout = out_reader.join().expect("stdout reader");
     let stderr = err_reader.join().expect("stderr reader");
-    CmdOutput {
+    let status = status?;
+    Some(CmdOutput {
         stdout,
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         code: status.code().unwrap_or(-1),
-    }
+    })
 }
 
 fn read_all_in_thread<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<Vec<u8>> {
@@ -514,17 +530,23 @@ pub fn doozer_with(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> CmdOutp
     run_command(&doozer_bin(), args, stdin, env, DOOZER_ENV)
 }
 
-/// Runs `doozerd ARGS...` expecting it to exit by itself (bad flags, `-v`).
-/// The process is killed and the test fails if it runs past
-/// [`CMD_DEADLINE`].
+/// Runs `doozerd ARGS...` expecting it to exit by itself (bad flags, `-v`)
+/// within [`DEADLINE`]; panics (after killing it) if it keeps running.
 pub fn doozerd_run(args: &[&str]) -> CmdOutput {
-    run_command(
+    doozerd_run_env(args, &[])
+}
+
+/// [`doozerd_run`] with extra environment variables.
+pub fn doozerd_run_env(args: &[&str], env: &[(&str, &str)]) -> CmdOutput {
+    run_command_timeout(
         &doozerd_bin(),
         args,
         b"",
-        &[],
+        env,
         &["DOOZER_RWSECRET", "DOOZER_ROSECRET", "DOOZER_BOOT_URI"],
+        DEADLINE,
     )
+    .unwrap_or_else(|| panic!("doozerd {args:?} kept running; it should have exited"))
 }
 
 /// A long-running child process whose stdout is collected while it runs.
