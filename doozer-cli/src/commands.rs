@@ -1,0 +1,473 @@
+//! Global options, dispatch, and the shell commands of SPEC §5.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use doozer::{Client, DoozerUri, Error, Request, Verb};
+
+use crate::flags::{self, Spec};
+use crate::help;
+
+/// The URI used when neither `-a` nor `$DOOZER_URI` is given.
+pub const DEFAULT_URI: &str = "doozer:?ca=127.0.0.1:8046";
+
+/// Options accepted before (and, for the shell commands, after) the command.
+const GLOBAL: &[Spec] = &[
+    Spec {
+        name: "a",
+        takes_value: true,
+    },
+    Spec {
+        name: "b",
+        takes_value: true,
+    },
+    Spec {
+        name: "r",
+        takes_value: true,
+    },
+    Spec {
+        name: "t",
+        takes_value: true,
+    },
+    Spec {
+        name: "h",
+        takes_value: false,
+    },
+    Spec {
+        name: "help",
+        takes_value: false,
+    },
+    Spec {
+        name: "v",
+        takes_value: false,
+    },
+];
+
+/// Why a command failed; each maps to one exit status and message.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad command line: a hint on stderr, status 127.
+    Usage(String),
+    /// An error from the cluster or the connection: `Error: ...`.
+    Doozer(Error),
+    /// stat/find of a missing path.
+    NotFound(String),
+    /// Any other one-line error (`Error: ...`, status 2).
+    Other(String),
+    /// stdout was closed by the reader: stop quietly.
+    BrokenPipe,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Doozer(e)
+    }
+}
+
+impl From<io::Error> for Failure {
+    /// Only used for stdout writes: a closed pipe is a normal way to stop.
+    fn from(e: io::Error) -> Failure {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::Other(format!("writing output: {e}"))
+        }
+    }
+}
+
+/// The global options after parsing.
+pub struct Globals {
+    /// `-a`, `$DOOZER_URI` or the default.
+    pub uri: String,
+    /// `-b` or `$DOOZER_BOOT_URI`.
+    pub boot_uri: Option<String>,
+    /// `-r`.
+    pub rev: Option<i64>,
+    /// `-t`.
+    pub timeout: Option<Duration>,
+}
+
+impl Globals {
+    /// Connects as the options say; `cn=` URIs are refused for now.
+    pub fn connect(&self) -> Result<Client, Failure> {
+        let uri: DoozerUri = self.uri.parse().map_err(Error::from)?;
+        if uri.cluster.is_some() && self.boot_uri.is_some() {
+            return Err(Failure::Other(
+                "cn= needs a name service lookup, not supported yet".into(),
+            ));
+        }
+        Ok(Client::connect_uri(&uri)?)
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Runs the command line `args` (without the program name); returns the
+/// exit status.
+pub fn run(args: &[String]) -> u8 {
+    match dispatch(args) {
+        Ok(()) => 0,
+        Err(f) => {
+            let (status, message) = report(&f);
+            if let Some(m) = message {
+                eprintln!("{m}");
+            }
+            status
+        }
+    }
+}
+
+/// The exit status and stderr text of a failure.
+fn report(f: &Failure) -> (u8, Option<String>) {
+    match f {
+        Failure::BrokenPipe => (0, None),
+        Failure::Usage(msg) => (
+            127,
+            Some(format!("doozer: {msg}\nRun 'doozer -h' for usage.")),
+        ),
+        Failure::NotFound(path) => (2, Some(format!("No such file or directory: {path}"))),
+        Failure::Doozer(e) => (
+            if e.is_rev_mismatch() { 1 } else { 2 },
+            Some(format!("Error: {e}")),
+        ),
+        Failure::Other(msg) => (2, Some(format!("Error: {msg}"))),
+    }
+}
+
+fn print(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn parse_rev(s: &str, what: &str) -> Result<i64, Failure> {
+    s.parse()
+        .map_err(|_| Failure::Usage(format!("bad {what} {s:?}: want a number")))
+}
+
+/// Applies parsed global options onto `g` (later ones override).
+fn apply_globals(p: &flags::Parsed, g: &mut Globals) -> Result<bool, Failure> {
+    if let Some(a) = p.get("a") {
+        g.uri = a.to_string();
+    }
+    if let Some(b) = p.get("b") {
+        g.boot_uri = Some(b.to_string()).filter(|b| !b.is_empty());
+    }
+    if let Some(r) = p.get("r") {
+        g.rev = Some(parse_rev(r, "revision")?);
+    }
+    if let Some(t) = p.get("t") {
+        let d = doozer::duration::parse(t).map_err(|e| Failure::Usage(e.to_string()))?;
+        g.timeout = Some(d);
+    }
+    Ok(p.is_set("h") || p.is_set("help"))
+}
+
+fn dispatch(args: &[String]) -> Result<(), Failure> {
+    let p = flags::parse(args, GLOBAL, true).map_err(Failure::Usage)?;
+    let mut g = Globals {
+        uri: env_nonempty("DOOZER_URI").unwrap_or_else(|| DEFAULT_URI.to_string()),
+        boot_uri: env_nonempty("DOOZER_BOOT_URI"),
+        rev: None,
+        timeout: None,
+    };
+    let want_help = apply_globals(&p, &mut g)?;
+    if p.is_set("v") {
+        return print(format!("{}\n", help::version()).as_bytes());
+    }
+    let Some((cmd, rest)) = p.args.split_first() else {
+        if want_help {
+            return print(help::USAGE.as_bytes());
+        }
+        return Err(Failure::Usage("no command given".into()));
+    };
+    if want_help {
+        return print(help::command_help(cmd).unwrap_or(help::USAGE).as_bytes());
+    }
+    if cmd == "bench" {
+        return crate::bench::run(&g, rest);
+    }
+    // Shell commands also take the global options after the command name.
+    let p = flags::parse(rest, GLOBAL, false).map_err(Failure::Usage)?;
+    if apply_globals(&p, &mut g)? {
+        return print(help::command_help(cmd).unwrap_or(help::USAGE).as_bytes());
+    }
+    let a = &p.args;
+    let nargs = match cmd.as_str() {
+        "rev" | "nop" | "self" => 0,
+        "add" | "get" | "stat" | "find" | "wait" | "watch" | "touch" => 1,
+        "set" | "del" => 2,
+        "help" => {
+            return match a.as_slice() {
+                [] => print(help::USAGE.as_bytes()),
+                [c] => match help::command_help(c) {
+                    Some(h) => print(h.as_bytes()),
+                    None => Err(Failure::Usage(format!("no such command {c:?}"))),
+                },
+                _ => Err(Failure::Usage("help takes at most one command".into())),
+            }
+        }
+        _ => return Err(Failure::Usage(format!("unknown command {cmd:?}"))),
+    };
+    if a.len() != nargs {
+        let usage = help::command_help(cmd)
+            .and_then(|h| h.lines().next())
+            .unwrap_or("");
+        return Err(Failure::Usage(format!(
+            "{cmd}: wrong number of arguments ({usage})"
+        )));
+    }
+    // Check REV before connecting, so a typo is a usage error even when the
+    // cluster is down.
+    let rev_arg = match cmd.as_str() {
+        "set" | "del" => Some(parse_rev(&a[1], "REV")?),
+        _ => None,
+    };
+    let c = g.connect()?;
+    match (cmd.as_str(), rev_arg) {
+        ("add", _) => set(&c, &a[0], 0),
+        ("set", Some(rev)) => set(&c, &a[0], rev),
+        ("del", Some(rev)) => Ok(c.del(&a[0], rev)?),
+        ("get", _) => {
+            let (body, _) = c.get(&a[0], g.rev)?;
+            print(&body)
+        }
+        ("rev", _) => print(format!("{}\n", c.rev()?).as_bytes()),
+        ("stat", _) => stat(&c, &a[0], g.rev),
+        ("find", _) => find(&c, &a[0], g.rev),
+        ("wait", _) => wait(&c, &g, &a[0]),
+        ("watch", _) => watch(&c, &g, &a[0]),
+        ("touch", _) => touch(&c, &a[0], g.rev),
+        ("nop", _) => c.nop().map(drop).map_err(Failure::from),
+        ("self", _) => print(format!("{}\n", c.self_id()?).as_bytes()),
+        _ => Err(Failure::Usage(format!("unknown command {cmd:?}"))),
+    }
+}
+
+fn set(c: &Client, path: &str, rev: i64) -> Result<(), Failure> {
+    let mut body = Vec::new();
+    io::stdin()
+        .read_to_end(&mut body)
+        .map_err(|e| Failure::Other(format!("reading stdin: {e}")))?;
+    let new_rev = c.set(path, rev, body)?;
+    print(format!("{new_rev}\n").as_bytes())
+}
+
+fn stat(c: &Client, path: &str, rev: Option<i64>) -> Result<(), Failure> {
+    let st = c.stat(path, rev)?;
+    if !st.exists() {
+        return Err(Failure::NotFound(path.to_string()));
+    }
+    if st.is_dir() {
+        print(format!("d {}\n", st.len).as_bytes())
+    } else {
+        print(format!("{} {}\n", st.rev, st.len).as_bytes())
+    }
+}
+
+fn child_path(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Depth-first listing at one fixed revision. Each directory costs two
+/// pipelined round trips (all GETDIRs, then all STATs of the children).
+fn find(c: &Client, path: &str, rev: Option<i64>) -> Result<(), Failure> {
+    let rev = match rev {
+        Some(r) => r,
+        None => c.rev()?,
+    };
+    let st = c.stat(path, Some(rev))?;
+    if !st.exists() {
+        return Err(Failure::NotFound(path.to_string()));
+    }
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    writeln!(out, "{path}")?;
+    if st.is_dir() {
+        find_dir(c, path, st.len, rev, &mut out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn find_dir(
+    c: &Client,
+    dir: &str,
+    entries: i32,
+    rev: i64,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let ask = |verb: Verb, path: String, offset: Option<i32>| Request {
+        verb: Some(verb as i32),
+        path: Some(path),
+        rev: Some(rev),
+        offset,
+        ..Default::default()
+    };
+    let names = c.call_many(
+        (0..entries.max(0))
+            .map(|i| ask(Verb::Getdir, dir.to_string(), Some(i)))
+            .collect(),
+    )?;
+    let mut names = names
+        .into_iter()
+        .map(|r| Ok(Error::check(r)?.path.unwrap_or_default()))
+        .collect::<Result<Vec<String>, Error>>()?;
+    names.sort();
+    let paths: Vec<String> = names.iter().map(|n| child_path(dir, n)).collect();
+    let stats = c.call_many(
+        paths
+            .iter()
+            .map(|p| ask(Verb::Stat, p.clone(), None))
+            .collect(),
+    )?;
+    for (p, st) in paths.iter().zip(stats) {
+        let st = Error::check(st)?;
+        writeln!(out, "{p}")?;
+        if st.rev == Some(doozer::rev::DIR) {
+            find_dir(c, p, st.len.unwrap_or_default(), rev, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn next_rev(c: &Client, g: &Globals) -> Result<i64, Failure> {
+    Ok(match g.rev {
+        Some(r) => r,
+        None => c.rev()? + 1,
+    })
+}
+
+fn wait_one(c: &Client, g: &Globals, glob: &str, rev: i64) -> Result<doozer::Event, Failure> {
+    Ok(match g.timeout {
+        Some(t) => c.wait_timeout(glob, rev, t)?,
+        None => c.wait(glob, rev)?,
+    })
+}
+
+fn wait(c: &Client, g: &Globals, glob: &str) -> Result<(), Failure> {
+    let rev = next_rev(c, g)?;
+    let ev = wait_one(c, g, glob, rev)?;
+    let mut out = io::stdout().lock();
+    ev.write_record(&mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn watch(c: &Client, g: &Globals, glob: &str) -> Result<(), Failure> {
+    let mut rev = next_rev(c, g)?;
+    loop {
+        let ev = wait_one(c, g, glob, rev)?;
+        rev = ev.rev + 1;
+        let mut out = io::stdout().lock();
+        ev.write_record(&mut out)?;
+        out.flush()?;
+    }
+}
+
+fn touch(c: &Client, path: &str, rev: Option<i64>) -> Result<(), Failure> {
+    let (body, file_rev) = c.get(path, rev)?;
+    c.set(path, file_rev, body)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use doozer::ErrCode;
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn usage_errors_are_127_before_connecting() {
+        // A port nothing listens on: these must fail before connecting.
+        let a = "doozer:?ca=127.0.0.1:1";
+        for args in [
+            vec!["-a", a, "frob"],
+            vec!["-a", a, "get"],
+            vec!["-a", a, "get", "/a", "/b"],
+            vec!["-a", a, "set", "/a", "x"],
+            vec!["-a", a, "del", "/a"],
+            vec!["-a", a, "-q", "rev"],
+            vec!["-a", a, "-t", "soon", "rev"],
+            vec!["-a", a, "-r", "x", "rev"],
+            vec!["-a", a],
+            vec!["-a", a, "help", "frob"],
+        ] {
+            assert_eq!(run(&strs(&args)), 127, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_and_version_exit_0() {
+        for args in [
+            vec!["-h"],
+            vec!["--help"],
+            vec!["-v"],
+            vec!["help"],
+            vec!["help", "watch"],
+        ] {
+            assert_eq!(run(&strs(&args)), 0, "{args:?}");
+        }
+        for c in [
+            "add", "set", "get", "del", "rev", "stat", "find", "wait", "watch", "touch", "nop",
+            "self", "help", "bench",
+        ] {
+            assert!(help::command_help(c).is_some(), "{c}");
+            assert!(help::USAGE.contains(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn failures_map_to_exit_statuses() {
+        let exit_status = |f: Failure| report(&f).0;
+        let mismatch = Error::from_wire(ErrCode::RevMismatch as i32, None);
+        assert_eq!(exit_status(Failure::Doozer(mismatch)), 1);
+        let noent = Error::from_wire(ErrCode::Noent as i32, None);
+        assert_eq!(exit_status(Failure::Doozer(noent)), 2);
+        assert_eq!(exit_status(Failure::Doozer(Error::Timeout)), 2);
+        assert_eq!(exit_status(Failure::NotFound("/x".into())), 2);
+        assert_eq!(exit_status(Failure::Usage("x".into())), 127);
+        let pipe = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert_eq!(exit_status(Failure::from(pipe)), 0);
+        let (_, msg) = report(&Failure::Doozer(Error::from_wire(
+            ErrCode::RevMismatch as i32,
+            None,
+        )));
+        assert_eq!(msg.as_deref(), Some("Error: rev mismatch"));
+        let (_, msg) = report(&Failure::NotFound("/x".into()));
+        assert_eq!(msg.as_deref(), Some("No such file or directory: /x"));
+        let (_, msg) = report(&Failure::Doozer(Error::Timeout));
+        assert_eq!(msg.as_deref(), Some("Error: timeout"));
+    }
+
+    #[test]
+    fn unreachable_cluster_is_exit_2_and_cn_is_refused() {
+        assert_eq!(run(&strs(&["-a", "doozer:?ca=127.0.0.1:1", "rev"])), 2);
+        assert_eq!(run(&strs(&["-a", "doozer:?cn=x", "rev"])), 2);
+        assert_eq!(
+            run(&strs(&[
+                "-a",
+                "doozer:?cn=x",
+                "-b",
+                "doozer:?ca=127.0.0.1:1",
+                "rev"
+            ])),
+            2
+        );
+    }
+
+    #[test]
+    fn child_paths() {
+        assert_eq!(child_path("/", "ctl"), "/ctl");
+        assert_eq!(child_path("/ctl", "node"), "/ctl/node");
+    }
+}

@@ -1,0 +1,266 @@
+//! One TCP connection shared by many threads, with pipelining.
+//!
+//! Callers register a tag and a one-shot channel, write their frame under
+//! the writer mutex, and block on the channel. A reader thread decodes
+//! responses and routes each by tag to its waiting caller, so a slow WAIT
+//! never holds up the GETs sent after it.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use doozer_proto::{encode_frame, FrameDecoder, Request, Response};
+use parking_lot::Mutex;
+use prost::Message;
+
+use crate::error::{Error, Result};
+
+/// How long one TCP connect attempt may take before the next address.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Reply = std::result::Result<Response, Closed>;
+
+/// Why the connection ended; cloned to every waiting caller.
+#[derive(Debug, Clone)]
+enum Closed {
+    Eof,
+    Io(String),
+    Protocol(String),
+    Dropped,
+}
+
+impl From<Closed> for Error {
+    fn from(c: Closed) -> Error {
+        match c {
+            Closed::Eof => Error::ConnectionClosed("server closed the connection".into()),
+            Closed::Io(e) => Error::ConnectionClosed(e),
+            Closed::Protocol(e) => Error::Protocol(e),
+            Closed::Dropped => Error::ConnectionClosed("client dropped".into()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    next_tag: i32,
+    /// Outstanding tags. `None` = the caller gave up (timeout); the tag stays
+    /// reserved until its response arrives, since the server still holds it
+    /// and would answer TAG_IN_USE if we reused it.
+    waiters: HashMap<i32, Option<Sender<Reply>>>,
+    closed: Option<Closed>,
+}
+
+impl Pending {
+    fn close(&mut self, why: Closed) {
+        if self.closed.is_none() {
+            self.closed = Some(why.clone());
+        }
+        for (_, w) in self.waiters.drain() {
+            if let Some(w) = w {
+                let _ = w.send(Err(why.clone()));
+            }
+        }
+    }
+}
+
+/// A live connection to one node.
+pub(crate) struct Conn {
+    addr: String,
+    writer: Mutex<TcpStream>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+/// A request in flight; [`Ticket::wait`] blocks for its response.
+pub(crate) struct Ticket {
+    tag: i32,
+    rx: Receiver<Reply>,
+    pending: Arc<Mutex<Pending>>,
+    done: bool,
+}
+
+impl Conn {
+    /// Connects to `addr` (`host:port`) and starts the reader thread.
+    pub(crate) fn connect(addr: &str) -> std::io::Result<Conn> {
+        let mut last = None;
+        let mut stream = None;
+        for sa in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match (stream, last) {
+            (Some(s), _) => s,
+            (None, Some(e)) => return Err(e),
+            (None, None) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "address resolved to nothing",
+                ))
+            }
+        };
+        // Requests are small and latency-bound; don't let Nagle batch them.
+        stream.set_nodelay(true)?;
+        let reader = stream.try_clone()?;
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let shared = pending.clone();
+        thread::Builder::new()
+            .name(format!("doozer-reader {addr}"))
+            .spawn(move || read_loop(reader, shared))?;
+        Ok(Conn {
+            addr: addr.to_string(),
+            writer: Mutex::new(stream),
+            pending,
+        })
+    }
+
+    /// The `host:port` this connection was made to.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// True once the connection is unusable.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.pending.lock().closed.is_some()
+    }
+
+    /// Sends `reqs` in one write (their tags are assigned here) and returns
+    /// one ticket per request, in order.
+    pub(crate) fn start(&self, reqs: Vec<Request>) -> Result<Vec<Ticket>> {
+        let mut tickets = Vec::with_capacity(reqs.len());
+        let mut buf = BytesMut::new();
+        {
+            let mut p = self.pending.lock();
+            if let Some(why) = &p.closed {
+                return Err(why.clone().into());
+            }
+            for mut req in reqs {
+                let tag = free_tag(&mut p)?;
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                p.waiters.insert(tag, Some(tx));
+                req.tag = Some(tag);
+                encode_frame(&req, &mut buf);
+                tickets.push(Ticket {
+                    tag,
+                    rx,
+                    pending: self.pending.clone(),
+                    done: false,
+                });
+            }
+        }
+        let mut w = self.writer.lock();
+        if let Err(e) = w.write_all(&buf) {
+            let _ = w.shutdown(Shutdown::Both);
+            self.pending.lock().close(Closed::Io(e.to_string()));
+            return Err(Error::ConnectionClosed(e.to_string()));
+        }
+        Ok(tickets)
+    }
+
+    /// Sends one request and waits for its response (until `deadline`).
+    pub(crate) fn call(&self, req: Request, deadline: Option<Instant>) -> Result<Response> {
+        let mut t = self.start(vec![req])?;
+        match t.pop() {
+            Some(t) => t.wait(deadline),
+            None => Err(Error::Protocol("no ticket".into())),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Wakes the reader thread so it exits and fails anything pending.
+        let _ = self.writer.lock().shutdown(Shutdown::Both);
+        self.pending.lock().close(Closed::Dropped);
+    }
+}
+
+/// The next tag not outstanding; tags are non-negative and wrap around.
+fn free_tag(p: &mut Pending) -> Result<i32> {
+    for _ in 0..=p.waiters.len() {
+        let tag = p.next_tag;
+        p.next_tag = p.next_tag.checked_add(1).unwrap_or(0);
+        if !p.waiters.contains_key(&tag) {
+            return Ok(tag);
+        }
+    }
+    Err(Error::Protocol("no free tag".into()))
+}
+
+impl Ticket {
+    /// Blocks for the response, or until `deadline` (then [`Error::Timeout`]).
+    pub(crate) fn wait(mut self, deadline: Option<Instant>) -> Result<Response> {
+        let reply = match deadline {
+            None => self.rx.recv().map_err(|_| Closed::Dropped.into()),
+            Some(d) => match self
+                .rx
+                .recv_timeout(d.saturating_duration_since(Instant::now()))
+            {
+                Ok(r) => Ok(r),
+                Err(RecvTimeoutError::Timeout) => Err(Error::Timeout),
+                Err(RecvTimeoutError::Disconnected) => Err(Closed::Dropped.into()),
+            },
+        };
+        self.done = reply.is_ok();
+        reply?.map_err(Error::from)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut p = self.pending.lock();
+            if let Some(w) = p.waiters.get_mut(&self.tag) {
+                *w = None;
+            }
+        }
+    }
+}
+
+fn read_loop(mut stream: TcpStream, pending: Arc<Mutex<Pending>>) {
+    let why = read_responses(&mut stream, &pending);
+    let _ = stream.shutdown(Shutdown::Both);
+    pending.lock().close(why);
+}
+
+fn read_responses(stream: &mut TcpStream, pending: &Mutex<Pending>) -> Closed {
+    let decoder = FrameDecoder::default();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        loop {
+            let frame = match decoder.decode(&mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return Closed::Protocol(e.to_string()),
+            };
+            let resp = match Response::decode(frame) {
+                Ok(r) => r,
+                Err(e) => return Closed::Protocol(format!("bad response: {e}")),
+            };
+            let Some(tag) = resp.tag else {
+                return Closed::Protocol("response without a tag".into());
+            };
+            let mut p = pending.lock();
+            // A tag we never sent is ignored rather than fatal: it harms no
+            // one waiting.
+            if let Some(Some(w)) = p.waiters.remove(&tag) {
+                let _ = w.send(Ok(resp));
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Closed::Eof,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Closed::Io(e.to_string()),
+        }
+    }
+}

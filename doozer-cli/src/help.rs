@@ -1,0 +1,189 @@
+//! Usage and per-command help texts.
+
+/// The version line printed by `doozer -v`.
+pub fn version() -> String {
+    format!("doozer {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The general usage text (`doozer -h`, `doozer help`).
+pub const USAGE: &str = "\
+Usage: doozer [global options] COMMAND [options] [args]
+
+Global options (single or double dash):
+  -a URI       cluster to talk to (default $DOOZER_URI, or doozer:?ca=127.0.0.1:8046)
+  -b URI       name service URI (default $DOOZER_BOOT_URI)
+  -r REV       revision to read at / wait from
+  -t DURATION  give up waiting after DURATION (e.g. 500ms, 10s, 1m30s)
+  -h           print this help
+  -v           print the version
+
+Commands:
+  add PATH        create a file from stdin, only if it does not exist
+  set PATH REV    write stdin to a file if REV >= its revision
+  get PATH        print a file's body
+  del PATH REV    delete a file if REV >= its revision
+  rev             print the current revision
+  stat PATH       print a file's revision and length, or a directory's size
+  find PATH       list PATH and everything under it
+  wait GLOB       print the next change to a file matching GLOB
+  watch GLOB      print every change to files matching GLOB
+  touch PATH      rewrite a file with its own body (creates it if absent)
+  nop             run one consensus round
+  self            print the node's id
+  bench [opts]    load-test a node and report throughput and latency
+  help COMMAND    detailed help for COMMAND
+
+Exit status: 0 ok, 1 rev mismatch, 2 other error, 127 usage error.
+";
+
+/// Detailed help for `command`, or `None` if there is no such command.
+pub fn command_help(command: &str) -> Option<&'static str> {
+    Some(match command {
+        "add" => {
+            "\
+Usage: doozer add PATH
+
+Creates the file PATH with the contents of stdin, only if it does not exist
+(a SET with rev 0). Prints the new revision. If the file exists: rev
+mismatch, exit status 1.
+"
+        }
+        "set" => {
+            "\
+Usage: doozer set PATH REV
+
+Writes stdin to the file PATH if REV is at least the file's revision
+(0: only if absent; -1: unconditionally). Prints the new revision. A newer
+file: 'Error: rev mismatch', exit status 1.
+"
+        }
+        "get" => {
+            "\
+Usage: doozer [-r REV] get PATH
+
+Prints the body of the file PATH exactly, with no newline added. A missing
+file prints nothing. With -r, reads the file as it was at revision REV.
+"
+        }
+        "del" => {
+            "\
+Usage: doozer del PATH REV
+
+Deletes the file PATH if REV is at least its revision (-1: unconditionally).
+Prints nothing. A newer file: 'Error: rev mismatch', exit status 1.
+"
+        }
+        "rev" => {
+            "\
+Usage: doozer rev
+
+Prints the node's current revision.
+"
+        }
+        "stat" => {
+            "\
+Usage: doozer [-r REV] stat PATH
+
+For a file, prints '<rev> <len>'; for a directory, 'd <entries>'. A missing
+path: 'No such file or directory: PATH' on stderr, exit status 2.
+"
+        }
+        "find" => {
+            "\
+Usage: doozer [-r REV] find PATH
+
+Prints PATH, then every directory and file under it, depth first, children
+in sorted order, one path per line. Everything is read at one revision: -r,
+or the current revision.
+"
+        }
+        "wait" => {
+            "\
+Usage: doozer [-r REV] [-t DURATION] wait GLOB
+
+Waits for the first change at or after REV (default: the current revision
++ 1, i.e. the next change) to a file matching GLOB, and prints it as a
+record:
+  <path> <rev> <set|del> <len>
+  <body>
+A NOP shows as '/ <rev>  0' and an empty body. GLOB: '?' one character,
+'*' any run within a name, '**' any run across names. With -t, gives up
+after DURATION ('Error: timeout', exit status 2).
+"
+        }
+        "watch" => {
+            "\
+Usage: doozer [-r REV] [-t DURATION] watch GLOB
+
+Prints every change to files matching GLOB as records (see 'help wait'),
+from REV on (default: the next change), forever. With -t, gives up when no
+change arrives for DURATION.
+"
+        }
+        "touch" => {
+            "\
+Usage: doozer touch PATH
+
+Rewrites the file PATH with its own body, at its own revision, so watchers
+see a change. Creates an empty file if it does not exist. Prints nothing.
+"
+        }
+        "nop" => {
+            "\
+Usage: doozer nop
+
+Runs one consensus round that changes nothing (it uses up one revision).
+Prints nothing.
+"
+        }
+        "self" => {
+            "\
+Usage: doozer self
+
+Prints the id of the node connected to.
+"
+        }
+        "help" => {
+            "\
+Usage: doozer help [COMMAND]
+
+Prints detailed help for COMMAND, or the general usage.
+"
+        }
+        "bench" => {
+            "\
+Usage: doozer [-a URI] bench [options]
+
+Load-tests the first node of -a and prints ops, seconds, ops/s and latency
+percentiles (microseconds, send to response). Uses raw pipelined
+connections: C requests in flight over K connections.
+
+Options:
+  -op get|set|watch  what to do (default set)
+  -c N         requests in flight in total (default 64)
+  -k N         connections (default 8)
+  -n N         total operations (default: run for -d)
+  -d DURATION  run length (default 10s)
+  -size N      value bytes (default 100)
+  -keys N      distinct files (default 1000)
+  -layout flat|nested
+               flat: /bench/flat/kN (one big directory);
+               nested: /bench/n/<N/100>/kN (small directories)
+  -prefill     create every key first (always done for -op get)
+Watch mode (-op watch):
+  -watchers N  connections each following /bench/watch/** (default 100)
+  -rate N      writes per second by one writer (default 50)
+  -grace DURATION
+               how long to wait for late notifications (default 2s)
+  Reports ack->notified and send->notified latency, and events missed or
+  duplicated by any watcher.
+
+Examples:
+  doozer bench -op set -c 64 -k 8 -d 10s
+  doozer bench -op get -keys 100000 -layout flat -n 1000000
+  doozer bench -op watch -watchers 100 -rate 50 -d 10s
+"
+        }
+        _ => return None,
+    })
+}
