@@ -14,13 +14,16 @@ pub mod mutation;
 pub mod path;
 pub mod tree;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use doozer_proto::flags;
+use doozer_proto::rev as wire_rev;
 
 pub use mutation::{Mutation, MutationError};
 pub use path::{validate_path, Glob};
-pub use tree::Snapshot;
+pub use tree::{Snapshot, WalkEntry, WalkIter};
 
 /// A store revision: the sequence number of the last applied change.
 pub type Rev = i64;
@@ -105,63 +108,280 @@ pub struct Applied {
     pub woken: Vec<Woken>,
 }
 
+/// The path a failed mutation's error text is written to.
+pub const ERR_PATH: &str = "/ctl/err";
+
+/// A registered glob wait.
+#[derive(Debug)]
+struct GlobWait {
+    glob: Glob,
+    /// Only events at or after this rev wake it.
+    from: Rev,
+}
+
 /// The versioned tree with its history window and pending waits.
+///
+/// Waits live in ordered maps rather than hash maps so the order of
+/// [`Applied::woken`] is deterministic (by wait id), like everything else in
+/// the pure core.
 pub struct Store {
-    _todo: (),
+    /// How many snapshots to keep (≥ 1).
+    history_revs: usize,
+    /// Snapshots of revs `oldest_rev()..=rev()`; never empty.
+    snaps: VecDeque<Snapshot>,
+    /// Events of revs `max(1, oldest_rev())..=rev()`.
+    events: VecDeque<Event>,
+    glob_waits: BTreeMap<WaitId, GlobWait>,
+    rev_waits: BTreeMap<Rev, Vec<WaitId>>,
+    /// The rev each rev wait is filed under in `rev_waits`, for cancel.
+    rev_wait_of: BTreeMap<WaitId, Rev>,
+    /// Shared event paths, so NOPs and errors allocate none.
+    root_path: Arc<str>,
+    err_path: Arc<str>,
 }
 
 impl Store {
     /// An empty store at rev 0 keeping `history_revs` (≥ 1) revisions.
+    ///
+    /// `history_revs` of 0 is taken as 1: the head is always readable.
     pub fn new(history_revs: u64) -> Store {
-        let _ = history_revs;
-        todo!()
+        let history_revs = usize::try_from(history_revs.max(1)).unwrap_or(usize::MAX);
+        let mut snaps = VecDeque::new();
+        snaps.push_back(Snapshot::empty());
+        Store {
+            history_revs,
+            snaps,
+            events: VecDeque::new(),
+            glob_waits: BTreeMap::new(),
+            rev_waits: BTreeMap::new(),
+            rev_wait_of: BTreeMap::new(),
+            root_path: Arc::from("/"),
+            err_path: Arc::from(ERR_PATH),
+        }
+    }
+
+    /// How many revisions are kept readable.
+    pub fn history_revs(&self) -> u64 {
+        self.history_revs as u64
+    }
+
+    fn head(&self) -> &Snapshot {
+        // `snaps` is never empty: `new` pushes rev 0 and trimming keeps at
+        // least one.
+        self.snaps.back().expect("store always has a head snapshot")
     }
 
     /// The head revision (0 before anything is applied).
     pub fn rev(&self) -> Rev {
-        todo!()
+        self.head().rev()
     }
 
     /// The oldest revision still readable.
     pub fn oldest_rev(&self) -> Rev {
-        todo!()
+        self.snaps.front().map_or(0, Snapshot::rev)
     }
 
     /// The tree as of `rev` (`None`: the head).
     pub fn snapshot(&self, rev: Option<Rev>) -> Result<Snapshot, ReadAt> {
-        let _ = rev;
-        todo!()
+        let Some(rev) = rev else {
+            return Ok(self.head().clone());
+        };
+        if rev > self.rev() {
+            return Err(ReadAt::Future);
+        }
+        let oldest = self.oldest_rev();
+        if rev < oldest {
+            return Err(ReadAt::TooLate);
+        }
+        // In range, so the index fits; revs in `snaps` are consecutive.
+        let snap = &self.snaps[(rev - oldest) as usize];
+        debug_assert_eq!(snap.rev(), rev);
+        Ok(snap.clone())
+    }
+
+    /// The event recorded at `rev`, if it is still kept (`None` for rev 0,
+    /// future revs and revs older than the window).
+    pub fn event(&self, rev: Rev) -> Option<&Event> {
+        let first = self.oldest_rev().max(1);
+        if rev < first || rev > self.rev() {
+            return None;
+        }
+        self.events.get((rev - first) as usize)
     }
 
     /// Applies `m` as revision `rev`, which must be `self.rev() + 1`.
+    ///
+    /// Panics otherwise: revisions come from consensus in order, so a gap
+    /// or repeat is a bug in the caller, and applying it would diverge this
+    /// node from the others.
     pub fn apply(&mut self, rev: Rev, m: &Mutation) -> Applied {
-        let _ = (rev, m);
-        todo!()
+        let head_rev = self.rev();
+        assert_eq!(rev, head_rev + 1, "store: apply out of order");
+        let head = self.head();
+        let done = match m {
+            Mutation::Set {
+                path,
+                rev: cond,
+                body,
+            } => head.set(path, body, *cond, rev).map(|snap| {
+                let event = Event {
+                    rev,
+                    path: Arc::from(path.as_str()),
+                    body: body.clone(),
+                    flags: flags::SET,
+                };
+                (snap, event)
+            }),
+            Mutation::Del { path, rev: cond } => head.del(path, *cond, rev).map(|snap| {
+                let event = Event {
+                    rev,
+                    path: Arc::from(path.as_str()),
+                    body: Bytes::new(),
+                    flags: flags::DEL,
+                };
+                (snap, event)
+            }),
+            Mutation::Nop => Ok((head.at_rev(rev), self.nop_event(rev))),
+        };
+        let (snap, event, error) = match done {
+            Ok((snap, event)) => (snap, event, None),
+            Err(err) => {
+                // The rev is consumed anyway; record why at /ctl/err so every
+                // node shows the same thing.
+                let text = Bytes::from(err.to_string());
+                match head.set(ERR_PATH, &text, wire_rev::CLOBBER, rev) {
+                    Ok(snap) => {
+                        let event = Event {
+                            rev,
+                            path: self.err_path.clone(),
+                            body: text,
+                            flags: flags::SET,
+                        };
+                        (snap, event, Some(err))
+                    }
+                    // /ctl or /ctl/err is in the way (a file /ctl, or a
+                    // directory /ctl/err): nothing can be written, so the
+                    // rev is recorded as the NOP it effectively was.
+                    Err(_) => (head.at_rev(rev), self.nop_event(rev), Some(err)),
+                }
+            }
+        };
+
+        self.snaps.push_back(snap);
+        self.events.push_back(event.clone());
+        while self.snaps.len() > self.history_revs {
+            if let Some(old) = self.snaps.pop_front() {
+                if old.rev() >= 1 {
+                    self.events.pop_front();
+                }
+            }
+        }
+        debug_assert_eq!(
+            self.events.len() as Rev,
+            self.rev() - self.oldest_rev().max(1) + 1
+        );
+
+        let woken = self.wake(&event);
+        Applied {
+            event,
+            error,
+            woken,
+        }
+    }
+
+    fn nop_event(&self, rev: Rev) -> Event {
+        Event {
+            rev,
+            path: self.root_path.clone(),
+            body: Bytes::new(),
+            flags: flags::OTHER,
+        }
+    }
+
+    /// Removes and returns the waits satisfied by `event`, the new head.
+    fn wake(&mut self, event: &Event) -> Vec<Woken> {
+        let mut woken = Vec::new();
+        let hits: Vec<WaitId> = self
+            .glob_waits
+            .iter()
+            .filter(|(_, w)| w.from <= event.rev && w.glob.matches(&event.path))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in hits {
+            self.glob_waits.remove(&id);
+            woken.push(Woken::Wait {
+                id,
+                event: event.clone(),
+            });
+        }
+        // Every rev wait at or below the new head is due (below only if the
+        // caller registered one for a rev already reached).
+        let later = self.rev_waits.split_off(&(event.rev + 1));
+        let due = std::mem::replace(&mut self.rev_waits, later);
+        for id in due.into_values().flatten() {
+            self.rev_wait_of.remove(&id);
+            woken.push(Woken::Rev { id });
+        }
+        woken
     }
 
     /// The first event at or after `from` matching `glob`: `Ok(Some)` if it
     /// is already in history, `Ok(None)` if not yet (the wait is then
     /// registered under `id` and reported by a later [`Store::apply`]),
     /// `Err(TooLate)` if `from` is older than the history window.
+    ///
+    /// `from` ≤ 0 means 1 (the first event). Registering an `id` that is
+    /// already a pending glob wait replaces that wait.
     pub fn wait(&mut self, id: WaitId, glob: Glob, from: Rev) -> Result<Option<Event>, StoreError> {
-        let _ = (id, glob, from);
-        todo!()
+        let from = from.max(1);
+        let first = self.oldest_rev().max(1);
+        if from < first {
+            return Err(StoreError::TooLate);
+        }
+        if from <= self.rev() {
+            // `first <= from <= head`, so the index is in range.
+            let skip = (from - first) as usize;
+            if let Some(e) = self.events.range(skip..).find(|e| glob.matches(&e.path)) {
+                return Ok(Some(e.clone()));
+            }
+        }
+        self.glob_waits.insert(id, GlobWait { glob, from });
+        Ok(None)
     }
 
     /// Registers `id` to be woken when the head reaches `rev`.
+    ///
+    /// Meant for `rev > self.rev()` (after [`ReadAt::Future`]); a rev
+    /// already reached is woken by the next apply.
     pub fn wait_rev(&mut self, id: WaitId, rev: Rev) {
-        let _ = (id, rev);
-        todo!()
+        debug_assert!(rev > self.rev(), "wait_rev for a rev already reached");
+        self.cancel_rev(id);
+        self.rev_waits.entry(rev).or_default().push(id);
+        self.rev_wait_of.insert(id, rev);
+    }
+
+    fn cancel_rev(&mut self, id: WaitId) {
+        if let Some(rev) = self.rev_wait_of.remove(&id) {
+            if let Some(ids) = self.rev_waits.get_mut(&rev) {
+                ids.retain(|&w| w != id);
+                if ids.is_empty() {
+                    self.rev_waits.remove(&rev);
+                }
+            }
+        }
     }
 
     /// Forgets a registered wait (its connection went away).
     pub fn cancel(&mut self, id: WaitId) {
-        let _ = id;
-        todo!()
+        self.glob_waits.remove(&id);
+        self.cancel_rev(id);
     }
 
     /// Number of registered waits of both kinds.
     pub fn waits_pending(&self) -> usize {
-        todo!()
+        self.glob_waits.len() + self.rev_wait_of.len()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,6 +27,9 @@ pub enum Mutation {
     Nop,
 }
 
+/// The encoding of [`Mutation::Nop`].
+const NOP: &[u8] = b"nop:";
+
 /// A byte string that is not an encoded mutation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed mutation: {0}")]
@@ -35,12 +38,158 @@ pub struct MutationError(pub String);
 impl Mutation {
     /// Encodes as the Go original did: `REV:PATH=BODY`, `REV:PATH`, `nop:`.
     pub fn encode(&self) -> Bytes {
-        todo!()
+        match self {
+            Mutation::Set { path, rev, body } => {
+                let rev = rev.to_string();
+                let mut out = Vec::with_capacity(rev.len() + path.len() + body.len() + 2);
+                out.extend_from_slice(rev.as_bytes());
+                out.push(b':');
+                out.extend_from_slice(path.as_bytes());
+                out.push(b'=');
+                out.extend_from_slice(body);
+                Bytes::from(out)
+            }
+            Mutation::Del { path, rev } => Bytes::from(format!("{rev}:{path}")),
+            Mutation::Nop => Bytes::from_static(NOP),
+        }
     }
 
     /// Decodes [`Mutation::encode`]'s output.
+    ///
+    /// The path is not validated here: a bad path is a mutation that fails
+    /// when applied (`BadPath` recorded at `/ctl/err`), as in the Go original,
+    /// so every node reaches the same verdict. The body is copied out of
+    /// `bytes`, so the store never pins a larger buffer.
     pub fn decode(bytes: &[u8]) -> Result<Mutation, MutationError> {
-        let _ = bytes;
-        todo!()
+        if bytes == NOP {
+            return Ok(Mutation::Nop);
+        }
+        let colon = bytes
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| MutationError("no ':'".into()))?;
+        let rev = std::str::from_utf8(&bytes[..colon])
+            .ok()
+            .and_then(|r| r.parse::<Rev>().ok())
+            .ok_or_else(|| MutationError("bad rev".into()))?;
+        let rest = &bytes[colon + 1..];
+        // Paths cannot contain `=`, so the first one ends the path and the
+        // body may contain anything.
+        let (path, body) = match rest.iter().position(|&b| b == b'=') {
+            Some(eq) => (&rest[..eq], Some(&rest[eq + 1..])),
+            None => (rest, None),
+        };
+        let path = std::str::from_utf8(path)
+            .map_err(|_| MutationError("path is not UTF-8".into()))?
+            .to_owned();
+        Ok(match body {
+            Some(body) => Mutation::Set {
+                path,
+                rev,
+                body: Bytes::copy_from_slice(body),
+            },
+            None => Mutation::Del { path, rev },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn encodings_match_go() {
+        let set = Mutation::Set {
+            path: "/a/b".into(),
+            rev: 12,
+            body: Bytes::from_static(b"x=y:z"),
+        };
+        assert_eq!(&set.encode()[..], b"12:/a/b=x=y:z");
+        let del = Mutation::Del {
+            path: "/a".into(),
+            rev: -1,
+        };
+        assert_eq!(&del.encode()[..], b"-1:/a");
+        assert_eq!(&Mutation::Nop.encode()[..], b"nop:");
+    }
+
+    #[test]
+    fn decodes() {
+        assert_eq!(Mutation::decode(b"nop:"), Ok(Mutation::Nop));
+        assert_eq!(
+            Mutation::decode(b"0:/a="),
+            Ok(Mutation::Set {
+                path: "/a".into(),
+                rev: 0,
+                body: Bytes::new()
+            })
+        );
+        assert_eq!(
+            Mutation::decode(b"5:/a"),
+            Ok(Mutation::Del {
+                path: "/a".into(),
+                rev: 5
+            })
+        );
+        // A bad path still decodes; applying it fails with BadPath.
+        assert_eq!(
+            Mutation::decode(b"5:a b"),
+            Ok(Mutation::Del {
+                path: "a b".into(),
+                rev: 5
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for b in [
+            &b""[..],
+            b"nop",
+            b"nop:x",
+            b"x:/a",
+            b":/a",
+            b"/a",
+            b"99999999999999999999:/a",
+            b"1:\xff=",
+        ] {
+            assert!(Mutation::decode(b).is_err(), "{b:?}");
+        }
+    }
+
+    fn arb_mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            Just(Mutation::Nop),
+            (
+                any::<i64>(),
+                "(/[a-zA-Z0-9.-]{1,4}){0,3}|/",
+                any::<Vec<u8>>()
+            )
+                .prop_map(|(rev, path, body)| Mutation::Set {
+                    path,
+                    rev,
+                    body: Bytes::from(body)
+                }),
+            (any::<i64>(), "(/[a-zA-Z0-9.-]{1,4}){0,3}|/")
+                .prop_map(|(rev, path)| Mutation::Del { path, rev }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in any::<Vec<u8>>()) {
+            let _ = Mutation::decode(&bytes);
+        }
+
+        #[test]
+        fn decode_never_panics_on_near_misses(s in "(nop|-?[0-9]{0,3}|x)[:=]{0,2}[/a=\\x00]{0,6}") {
+            let _ = Mutation::decode(s.as_bytes());
+        }
+
+        #[test]
+        fn round_trips(m in arb_mutation()) {
+            prop_assert_eq!(Mutation::decode(&m.encode()), Ok(m));
+        }
     }
 }

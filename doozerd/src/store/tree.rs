@@ -1,13 +1,61 @@
 //! The persistent tree. CONTRACT: signatures below are what the server uses.
+//!
+//! A directory is a persistent red-black map from name to node, so a change
+//! copies only the O(log n) map nodes on the way to the changed entry in each
+//! directory along the path; everything else is shared with older
+//! snapshots. A set into a directory of 100,000 files costs about as much
+//! as into a small one, and a kept revision costs only that path.
+
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use doozer_proto::rev as wire_rev;
+use rpds::RedBlackTreeMapSync;
 
+use super::path::{names, validate_path, GlobState};
 use super::{Glob, Rev, StoreError};
+
+/// A directory: entries by name, sorted bytewise (names are ASCII).
+pub(crate) type Dir = RedBlackTreeMapSync<Arc<str>, Node>;
+
+/// A file or a directory.
+#[derive(Clone, Debug)]
+pub(crate) enum Node {
+    /// A file: its body and the rev that last wrote it.
+    File {
+        /// The body.
+        body: Bytes,
+        /// The rev of the change that wrote it.
+        rev: Rev,
+    },
+    /// A non-empty directory (empty ones are removed).
+    Dir(Dir),
+}
+
+/// What a path names in a snapshot.
+enum Found<'a> {
+    File(&'a Bytes, Rev),
+    Dir(&'a Dir),
+    Missing,
+}
 
 /// One revision of the tree; cloning is O(1).
 #[derive(Clone)]
 pub struct Snapshot {
-    _todo: (),
+    root: Dir,
+    rev: Rev,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The whole tree would be unreadable; the rev identifies it.
+        f.debug_struct("Snapshot")
+            .field("rev", &self.rev)
+            .field("root_entries", &self.root.size())
+            .finish()
+    }
 }
 
 /// One file found by [`Snapshot::walk`].
@@ -21,43 +69,527 @@ pub struct WalkEntry {
     pub rev: Rev,
 }
 
+/// Whether a write conditioned on `cond` may replace a file at rev `cur`
+/// (0 when missing).
+fn check_rev(cond: Rev, cur: Rev) -> Result<(), StoreError> {
+    if cond == wire_rev::CLOBBER || cond >= cur {
+        Ok(())
+    } else {
+        Err(StoreError::RevMismatch)
+    }
+}
+
+/// The directories along `names` (the root first, then the parent of each
+/// further name), up to the last name's parent: missing ones are `empty`.
+/// Iterative, like the rebuilds below, so deep paths need no deep stack.
+fn descend<'a>(root: &'a Dir, names: &[&str], empty: &'a Dir) -> Result<Vec<&'a Dir>, StoreError> {
+    let mut dirs = Vec::with_capacity(names.len());
+    dirs.push(root);
+    let mut dir = root;
+    for name in names.iter().take(names.len().saturating_sub(1)) {
+        dir = match dir.get(*name) {
+            Some(Node::File { .. }) => return Err(StoreError::NotDir),
+            Some(Node::Dir(sub)) => sub,
+            None => empty,
+        };
+        dirs.push(dir);
+    }
+    Ok(dirs)
+}
+
+/// `dir` with `name` bound to `node`, reusing the existing key so rewriting
+/// a file allocates no new name.
+fn put(dir: &Dir, name: &str, node: Node) -> Dir {
+    let key = dir
+        .get_key_value(name)
+        .map_or_else(|| Arc::from(name), |(k, _)| k.clone());
+    dir.insert(key, node)
+}
+
+/// `root` with a file at `names`, written by `rev`, if `cond` allows.
+fn set_in(
+    root: &Dir,
+    names: &[&str],
+    body: &Bytes,
+    cond: Rev,
+    rev: Rev,
+) -> Result<Dir, StoreError> {
+    let Some(leaf) = names.last() else {
+        // Only the root has no names, and it is a directory.
+        return Err(StoreError::IsDir);
+    };
+    let empty = Dir::new_sync();
+    let dirs = descend(root, names, &empty)?;
+    let parent = dirs[dirs.len() - 1];
+    match parent.get(*leaf) {
+        Some(Node::Dir(_)) => return Err(StoreError::IsDir),
+        Some(Node::File { rev: cur, .. }) => check_rev(cond, *cur)?,
+        None => check_rev(cond, wire_rev::MISSING)?,
+    }
+    let mut node = Node::File {
+        body: body.clone(),
+        rev,
+    };
+    for (dir, name) in dirs.iter().zip(names).rev() {
+        node = Node::Dir(put(dir, name, node));
+    }
+    match node {
+        Node::Dir(root) => Ok(root),
+        // The loop ran at least once (names is not empty).
+        Node::File { .. } => unreachable!("set_in rebuilt no directory"),
+    }
+}
+
+/// `root` without the file at `names`, if `cond` allows: `Ok(None)` if
+/// nothing changed (it was missing). Directories left empty are removed.
+fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<Dir>, StoreError> {
+    let Some(leaf) = names.last() else {
+        return Err(StoreError::IsDir);
+    };
+    let empty = Dir::new_sync();
+    let dirs = descend(root, names, &empty)?;
+    let parent = dirs[dirs.len() - 1];
+    match parent.get(*leaf) {
+        Some(Node::Dir(_)) => return Err(StoreError::IsDir),
+        Some(Node::File { rev: cur, .. }) => check_rev(cond, *cur)?,
+        None => {
+            // A missing file has rev 0; deleting it changes nothing.
+            check_rev(cond, wire_rev::MISSING)?;
+            return Ok(None);
+        }
+    }
+    let mut cur = parent.remove(*leaf);
+    let last = names.len() - 1;
+    for (dir, name) in dirs[..last].iter().zip(&names[..last]).rev() {
+        cur = if cur.is_empty() {
+            // Directories exist only while they hold something.
+            dir.remove(*name)
+        } else {
+            put(dir, name, Node::Dir(cur))
+        };
+    }
+    Ok(Some(cur))
+}
+
 impl Snapshot {
+    /// The empty tree at rev 0.
+    pub(crate) fn empty() -> Snapshot {
+        Snapshot {
+            root: Dir::new_sync(),
+            rev: 0,
+        }
+    }
+
+    /// The same tree, labelled as revision `rev` (for changes that change
+    /// nothing).
+    pub(crate) fn at_rev(&self, rev: Rev) -> Snapshot {
+        Snapshot {
+            root: self.root.clone(),
+            rev,
+        }
+    }
+
+    /// This tree with `body` written at `path` (if `cond` allows), as
+    /// revision `rev`.
+    pub(crate) fn set(
+        &self,
+        path: &str,
+        body: &Bytes,
+        cond: Rev,
+        rev: Rev,
+    ) -> Result<Snapshot, StoreError> {
+        validate_path(path)?;
+        let names: Vec<&str> = names(path).collect();
+        let root = set_in(&self.root, &names, body, cond, rev)?;
+        Ok(Snapshot { root, rev })
+    }
+
+    /// This tree without the file at `path` (if `cond` allows), as revision
+    /// `rev`.
+    pub(crate) fn del(&self, path: &str, cond: Rev, rev: Rev) -> Result<Snapshot, StoreError> {
+        validate_path(path)?;
+        let names: Vec<&str> = names(path).collect();
+        let root = del_in(&self.root, &names, cond)?.unwrap_or_else(|| self.root.clone());
+        Ok(Snapshot { root, rev })
+    }
+
+    /// What `path` names; a path through a file is missing.
+    fn find(&self, path: &str) -> Result<Found<'_>, StoreError> {
+        validate_path(path)?;
+        let mut dir = &self.root;
+        let mut names = names(path).peekable();
+        while let Some(name) = names.next() {
+            match dir.get(name) {
+                None => return Ok(Found::Missing),
+                Some(Node::File { body, rev }) => {
+                    return Ok(if names.peek().is_none() {
+                        Found::File(body, *rev)
+                    } else {
+                        Found::Missing
+                    });
+                }
+                Some(Node::Dir(sub)) => dir = sub,
+            }
+        }
+        Ok(Found::Dir(dir))
+    }
+
     /// The revision this snapshot is of.
     pub fn rev(&self) -> Rev {
-        todo!()
+        self.rev
     }
 
     /// A file's body and rev; a missing file is `(empty, 0)`; a directory is
     /// `IsDir`; a path under a file is missing too.
     pub fn get(&self, path: &str) -> Result<(Bytes, Rev), StoreError> {
-        let _ = path;
-        todo!()
+        match self.find(path)? {
+            Found::File(body, rev) => Ok((body.clone(), rev)),
+            Found::Dir(_) => Err(StoreError::IsDir),
+            Found::Missing => Ok((Bytes::new(), wire_rev::MISSING)),
+        }
     }
 
     /// `(len, rev)`: a file's body length and rev; a directory's entry count
     /// and `rev::DIR`; missing `(0, 0)`.
     pub fn stat(&self, path: &str) -> Result<(usize, Rev), StoreError> {
-        let _ = path;
-        todo!()
+        Ok(match self.find(path)? {
+            Found::File(body, rev) => (body.len(), rev),
+            Found::Dir(dir) => (dir.size(), wire_rev::DIR),
+            Found::Missing => (0, wire_rev::MISSING),
+        })
     }
 
     /// The `offset`-th entry name (sorted) of a directory: `NoEnt` if
     /// missing, `NotDir` for a file, `Range` past the end.
+    ///
+    /// Costs O(offset): the maps do not index by position.
     pub fn getdir(&self, path: &str, offset: usize) -> Result<String, StoreError> {
-        let _ = (path, offset);
-        todo!()
+        match self.find(path)? {
+            Found::Dir(dir) => dir
+                .keys()
+                .nth(offset)
+                .map(|k| k.to_string())
+                .ok_or(StoreError::Range),
+            Found::File(..) => Err(StoreError::NotDir),
+            Found::Missing => Err(StoreError::NoEnt),
+        }
     }
 
     /// The `offset`-th file matching `glob`, in sorted depth-first order;
     /// `Range` past the end.
     pub fn walk(&self, glob: &Glob, offset: usize) -> Result<WalkEntry, StoreError> {
-        let _ = (glob, offset);
-        todo!()
+        self.walk_iter(glob).nth(offset).ok_or(StoreError::Range)
     }
 
     /// Every file matching `glob`, in sorted depth-first order.
     pub fn walk_all(&self, glob: &Glob) -> Vec<WalkEntry> {
-        let _ = glob;
-        todo!()
+        self.walk_iter(glob).collect()
+    }
+
+    /// The files matching `glob`, lazily, in sorted depth-first order:
+    /// children sorted bytewise by name, a directory's files at its place
+    /// among its siblings. Only the glob's literal base directory is
+    /// visited, and a directory is skipped as soon as no path under it can
+    /// match.
+    pub fn walk_iter<'a>(&'a self, glob: &'a Glob) -> WalkIter<'a> {
+        let mut it = WalkIter {
+            glob,
+            stack: Vec::new(),
+            path: String::new(),
+            scratch: Vec::new(),
+        };
+        let base = glob.base_dir();
+        let Ok(Found::Dir(dir)) = self.find(base) else {
+            // Matches lie strictly under `base`, so a file or nothing there
+            // means no matches.
+            return it;
+        };
+        if base != "/" {
+            it.path.push_str(base);
+        }
+        let mut state = glob.start();
+        let mut dir_path = it.path.clone();
+        dir_path.push('/');
+        if !glob.advance(&mut state, dir_path.as_bytes()) {
+            return it;
+        }
+        // Among the base's children only names starting with the rest of
+        // the literal prefix can match; seek to them instead of scanning.
+        let name_prefix: &'a str = {
+            let text = glob.as_str();
+            let lit_end = text.find(['?', '*']).unwrap_or(text.len());
+            &text[dir_path.len().min(lit_end)..lit_end]
+        };
+        let children: Children<'a> = if name_prefix.is_empty() {
+            Box::new(dir.iter())
+        } else {
+            Box::new(
+                dir.range::<str, _>((Bound::Included(name_prefix), Bound::Unbounded))
+                    .take_while(move |(k, _)| k.starts_with(name_prefix)),
+            )
+        };
+        let base_len = it.path.len();
+        it.stack.push(Frame {
+            children,
+            base_len,
+            state,
+        });
+        it
+    }
+}
+
+/// Iterator over one directory's entries in name order.
+type Children<'a> = Box<dyn Iterator<Item = (&'a Arc<str>, &'a Node)> + 'a>;
+
+/// A directory being walked.
+struct Frame<'a> {
+    children: Children<'a>,
+    /// Length of the directory's path in [`WalkIter::path`] (0 for root).
+    base_len: usize,
+    /// Glob state after reading the directory's path and a `/`.
+    state: GlobState,
+}
+
+/// The files matching a glob, from [`Snapshot::walk_iter`].
+pub struct WalkIter<'a> {
+    glob: &'a Glob,
+    stack: Vec<Frame<'a>>,
+    /// The path of the entry being looked at.
+    path: String,
+    scratch: GlobState,
+}
+
+impl Iterator for WalkIter<'_> {
+    type Item = WalkEntry;
+
+    fn next(&mut self) -> Option<WalkEntry> {
+        loop {
+            let frame = self.stack.last_mut()?;
+            let Some((name, node)) = frame.children.next() else {
+                self.stack.pop();
+                continue;
+            };
+            self.path.truncate(frame.base_len);
+            self.path.push('/');
+            self.path.push_str(name);
+            self.scratch.clone_from(&frame.state);
+            if !self.glob.advance(&mut self.scratch, name.as_bytes()) {
+                continue;
+            }
+            match node {
+                Node::File { body, rev } => {
+                    if self.glob.accepts(&self.scratch) {
+                        return Some(WalkEntry {
+                            path: self.path.clone(),
+                            body: body.clone(),
+                            rev: *rev,
+                        });
+                    }
+                }
+                Node::Dir(dir) => {
+                    let mut state = self.scratch.clone();
+                    if self.glob.advance(&mut state, b"/") {
+                        let base_len = self.path.len();
+                        self.stack.push(Frame {
+                            children: Box::new(dir.iter()),
+                            base_len,
+                            state,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn tree(files: &[&str]) -> Snapshot {
+        let mut s = Snapshot::empty();
+        for (i, f) in files.iter().enumerate() {
+            s = s
+                .set(f, &b(f), wire_rev::CLOBBER, i as Rev + 1)
+                .expect("set");
+        }
+        s
+    }
+
+    fn walk(s: &Snapshot, g: &str) -> Vec<String> {
+        let g = Glob::parse(g).expect("glob");
+        s.walk_all(&g).into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn get_and_stat() {
+        let s = tree(&["/a/b", "/c"]);
+        assert_eq!(s.get("/a/b"), Ok((b("/a/b"), 1)));
+        assert_eq!(s.get("/c"), Ok((b("/c"), 2)));
+        assert_eq!(s.get("/x"), Ok((Bytes::new(), 0)));
+        assert_eq!(s.get("/c/d"), Ok((Bytes::new(), 0)), "through a file");
+        assert_eq!(s.get("/a"), Err(StoreError::IsDir));
+        assert_eq!(s.get("/"), Err(StoreError::IsDir));
+        assert_eq!(s.get("a"), Err(StoreError::BadPath));
+        assert_eq!(s.stat("/a/b"), Ok((4, 1)));
+        assert_eq!(s.stat("/a"), Ok((1, wire_rev::DIR)));
+        assert_eq!(s.stat("/"), Ok((2, wire_rev::DIR)));
+        assert_eq!(s.stat("/nope"), Ok((0, 0)));
+        assert_eq!(s.stat("/c/d"), Ok((0, 0)));
+        assert_eq!(s.stat("/a/"), Err(StoreError::BadPath));
+        assert_eq!(Snapshot::empty().stat("/"), Ok((0, wire_rev::DIR)));
+    }
+
+    #[test]
+    fn getdir_order_and_errors() {
+        let s = tree(&["/d/b", "/d/a0", "/d/a-", "/d/a/x", "/d/B", "/f"]);
+        let names: Vec<String> = (0..5).map(|i| s.getdir("/d", i).expect("entry")).collect();
+        assert_eq!(names, ["B", "a", "a-", "a0", "b"]);
+        assert_eq!(s.getdir("/d", 5), Err(StoreError::Range));
+        assert_eq!(s.getdir("/", 0), Ok("d".into()));
+        assert_eq!(s.getdir("/", 1), Ok("f".into()));
+        assert_eq!(s.getdir("/", 2), Err(StoreError::Range));
+        assert_eq!(s.getdir("/f", 0), Err(StoreError::NotDir));
+        assert_eq!(s.getdir("/x", 0), Err(StoreError::NoEnt));
+        assert_eq!(s.getdir("/f/g", 0), Err(StoreError::NoEnt));
+        assert_eq!(s.getdir("//", 0), Err(StoreError::BadPath));
+        assert_eq!(Snapshot::empty().getdir("/", 0), Err(StoreError::Range));
+    }
+
+    #[test]
+    fn walk_order_is_depth_first_by_name() {
+        let s = tree(&["/a0", "/a-", "/a/b", "/a/a/z", "/b", "/a/c"]);
+        assert_eq!(
+            walk(&s, "/**"),
+            ["/a/a/z", "/a/b", "/a/c", "/a-", "/a0", "/b"]
+        );
+        assert_eq!(walk(&s, "/*"), ["/a-", "/a0", "/b"]);
+        assert_eq!(walk(&s, "/a/*"), ["/a/b", "/a/c"]);
+        assert_eq!(walk(&s, "/a/**"), ["/a/a/z", "/a/b", "/a/c"]);
+        assert_eq!(walk(&s, "/a?"), ["/a-", "/a0"]);
+        assert_eq!(walk(&s, "/a*"), ["/a-", "/a0"]);
+        assert_eq!(walk(&s, "/a**"), ["/a/a/z", "/a/b", "/a/c", "/a-", "/a0"]);
+        assert_eq!(walk(&s, "/**/b"), ["/a/b"], "needs two slashes");
+        assert_eq!(walk(&s, "/a/b"), ["/a/b"]);
+        assert_eq!(
+            walk(&s, "/a"),
+            Vec::<String>::new(),
+            "a directory is no file"
+        );
+        assert_eq!(walk(&s, "/"), Vec::<String>::new());
+        assert_eq!(walk(&s, "/b/**"), Vec::<String>::new(), "under a file");
+        assert_eq!(walk(&s, "/x/**"), Vec::<String>::new());
+        assert_eq!(walk(&s, "/a/a/*"), ["/a/a/z"]);
+    }
+
+    #[test]
+    fn walk_offsets() {
+        let s = tree(&["/x/1", "/x/2", "/y"]);
+        let g = Glob::parse("/**").expect("glob");
+        let e = s.walk(&g, 1).expect("second");
+        assert_eq!(
+            e,
+            WalkEntry {
+                path: "/x/2".into(),
+                body: b("/x/2"),
+                rev: 2
+            }
+        );
+        assert_eq!(s.walk(&g, 2).map(|e| e.path), Ok("/y".into()));
+        assert_eq!(s.walk(&g, 3), Err(StoreError::Range));
+    }
+
+    #[test]
+    fn walk_with_name_prefix_seek() {
+        let s = tree(&["/ctl/node/a", "/ctl/nodes", "/ctl/nod", "/ctl/x", "/cta"]);
+        assert_eq!(walk(&s, "/ctl/node*"), ["/ctl/nodes"]);
+        assert_eq!(walk(&s, "/ctl/node**"), ["/ctl/node/a", "/ctl/nodes"]);
+        assert_eq!(
+            walk(&s, "/ctl/**"),
+            ["/ctl/nod", "/ctl/node/a", "/ctl/nodes", "/ctl/x"]
+        );
+        assert_eq!(walk(&s, "/ct*"), ["/cta"]);
+    }
+
+    #[test]
+    fn set_rules() {
+        let s = tree(&["/a/b"]);
+        assert_eq!(s.set("/a", &b("x"), -1, 2).err(), Some(StoreError::IsDir));
+        assert_eq!(s.set("/", &b("x"), -1, 2).err(), Some(StoreError::IsDir));
+        assert_eq!(
+            s.set("/a/b/c", &b("x"), -1, 2).err(),
+            Some(StoreError::NotDir)
+        );
+        assert_eq!(
+            s.set("/a/b/c/d", &b("x"), -1, 2).err(),
+            Some(StoreError::NotDir)
+        );
+        assert_eq!(
+            s.set("/a/b", &b("x"), 0, 2).err(),
+            Some(StoreError::RevMismatch)
+        );
+        assert_eq!(s.set("a", &b("x"), -1, 2).err(), Some(StoreError::BadPath));
+        let t = s.set("/a/b", &b("x"), 1, 2).expect("rev equal");
+        assert_eq!(t.get("/a/b"), Ok((b("x"), 2)));
+        assert_eq!(s.get("/a/b"), Ok((b("/a/b"), 1)), "old snapshot unchanged");
+        let t = t.set("/a/b", &b("y"), 100, 3).expect("rev above");
+        assert_eq!(t.get("/a/b"), Ok((b("y"), 3)));
+        assert_eq!(t.set("/new", &b("y"), 0, 4).map(|s| s.rev()), Ok(4));
+        assert_eq!(
+            t.set("/new", &b("y"), -2, 4).err(),
+            Some(StoreError::RevMismatch)
+        );
+    }
+
+    #[test]
+    fn del_rules_and_dir_removal() {
+        let s = tree(&["/a/b/c", "/a/d", "/e"]);
+        assert_eq!(s.del("/a", -1, 4).err(), Some(StoreError::IsDir));
+        assert_eq!(s.del("/", -1, 4).err(), Some(StoreError::IsDir));
+        assert_eq!(s.del("/e/f", -1, 4).err(), Some(StoreError::NotDir));
+        assert_eq!(s.del("/a/d", 1, 4).err(), Some(StoreError::RevMismatch));
+        assert_eq!(s.del("/a//d", -1, 4).err(), Some(StoreError::BadPath));
+        for cond in [-1, 0, 7] {
+            let t = s.del("/zz/y", cond, 4).expect("missing is fine");
+            assert_eq!(t.stat("/"), Ok((2, wire_rev::DIR)));
+        }
+        let t = s.del("/a/b/c", 1, 4).expect("del");
+        assert_eq!(t.stat("/a/b"), Ok((0, 0)), "emptied dir removed");
+        assert_eq!(t.stat("/a"), Ok((1, wire_rev::DIR)));
+        let t = t.del("/a/d", -1, 5).expect("del");
+        assert_eq!(t.stat("/a"), Ok((0, 0)), "removed recursively");
+        assert_eq!(t.stat("/"), Ok((1, wire_rev::DIR)));
+        let t = t.del("/e", 3, 6).expect("del");
+        assert_eq!(t.stat("/"), Ok((0, wire_rev::DIR)));
+        assert_eq!(s.get("/a/b/c").map(|g| g.1), Ok(1), "old snapshot kept");
+    }
+
+    #[test]
+    fn deepest_paths_work_on_a_small_stack() {
+        // Set and del are iterative; dropping a tree recurses (inside rpds),
+        // bounded by the path length limit. Check the deepest path fits
+        // Rust's default 2 MiB thread stack even unoptimized (release
+        // needs under 256 KiB).
+        let deep = "/a".repeat(crate::store::path::MAX_PATH_LEN / 2);
+        let handle = std::thread::Builder::new()
+            .stack_size(2048 * 1024)
+            .spawn(move || {
+                let s = Snapshot::empty()
+                    .set(&deep, &b("x"), -1, 1)
+                    .expect("deep set");
+                assert_eq!(s.get(&deep).map(|g| g.1), Ok(1));
+                let g = Glob::parse("/**").expect("glob");
+                assert_eq!(s.walk_all(&g).len(), 1);
+                let t = s.del(&deep, -1, 2).expect("deep del");
+                assert_eq!(t.stat("/"), Ok((0, wire_rev::DIR)));
+                drop(t);
+                drop(s);
+            })
+            .expect("spawn");
+        assert!(handle.join().is_ok());
     }
 }
