@@ -140,6 +140,19 @@ pub struct Store {
     err_path: Arc<str>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A summary: the trees and events themselves would be unreadable.
+        f.debug_struct("Store")
+            .field("rev", &self.rev())
+            .field("oldest_rev", &self.oldest_rev())
+            .field("history_revs", &self.history_revs)
+            .field("glob_waits", &self.glob_waits.len())
+            .field("rev_waits", &self.rev_wait_of.len())
+            .finish()
+    }
+}
+
 impl Store {
     /// An empty store at rev 0 keeping `history_revs` (≥ 1) revisions.
     ///
