@@ -664,10 +664,13 @@ impl Drop for Spawned {
     }
 }
 
-/// Parses `doozer wait`/`watch` output into records
-/// `(path, rev, kind, body)`. Returns `None` if the bytes end in the middle
+/// One record printed by `doozer wait`/`watch`: `(path, rev, kind, body)`,
+/// kind being `set`, `del` or empty (a NOP).
+pub type Record = (String, i64, String, Vec<u8>);
+
+/// Parses `doozer wait`/`watch` output into [`Record`]s. Returns `None` if the bytes end in the middle
 /// of a record or are malformed.
-pub fn parse_records(mut out: &[u8]) -> Option<Vec<(String, i64, String, Vec<u8>)>> {
+pub fn parse_records(mut out: &[u8]) -> Option<Vec<Record>> {
     let mut records = Vec::new();
     while !out.is_empty() {
         let nl = out.iter().position(|&b| b == b'\n')?;
