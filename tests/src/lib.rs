@@ -531,7 +531,7 @@ pub fn doozer_with(env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> CmdOutp
 }
 
 /// Runs `doozerd ARGS...` expecting it to exit by itself (bad flags, `-v`)
-/// within [`DEADLINE`]; panics (after killing it) if it keeps running.
+/// within [`CMD_DEADLINE`]; panics (after killing it) if it keeps running.
 pub fn doozerd_run(args: &[&str]) -> CmdOutput {
     doozerd_run_env(args, &[])
 }
@@ -544,7 +544,7 @@ pub fn doozerd_run_env(args: &[&str], env: &[(&str, &str)]) -> CmdOutput {
         b"",
         env,
         &["DOOZER_RWSECRET", "DOOZER_ROSECRET", "DOOZER_BOOT_URI"],
-        DEADLINE,
+        CMD_DEADLINE,
     )
     .unwrap_or_else(|| panic!("doozerd {args:?} kept running; it should have exited"))
 }
@@ -966,6 +966,17 @@ impl RawConn {
             assert!(offset < 100_000, "WALK never ended");
         }
         unreachable!()
+    }
+
+    /// Every file in the store except the per-node files under
+    /// `/ctl/node/` (which a node may rewrite by itself, e.g. its applied
+    /// rev every `-pulse`): compare two of these to show that a request
+    /// changed nothing, including `/ctl/err`.
+    pub fn user_visible_state(&mut self) -> Vec<(String, i64, Vec<u8>)> {
+        self.walk_all("/**", None)
+            .into_iter()
+            .filter(|(p, _, _)| !p.starts_with("/ctl/node/"))
+            .collect()
     }
 
     /// Every entry of directory `path`, via GETDIR until `RANGE`.
