@@ -595,6 +595,33 @@ fn too_late_beyond_the_history_window() {
 }
 
 #[test]
+fn history_window_is_exactly_hist_revisions() {
+    // With -hist 5 the last five revisions (head-4 ..= head) are readable
+    // and head-5 is TOO_LATE, for reads and waits alike.
+    let d = Doozerd::start(&["-hist", "5"]);
+    let mut c = d.raw();
+    for i in 0..12 {
+        c.must_set("/win", -1, format!("{i}").as_bytes());
+    }
+    // Measure while the head stands still (a node may write by itself).
+    poll_until(DEADLINE, "a stable head to measure the window at", || {
+        let head = c.rev();
+        let oldest = c.get("/win", Some(head - 4));
+        let wait_oldest = c.wait("/**", head - 4);
+        let too_old = c.get("/win", Some(head - 5));
+        let wait_too_old = c.wait("/**", head - 5);
+        if c.rev() != head {
+            return None;
+        }
+        assert_ok(&oldest);
+        assert_eq!(wait_oldest.rev, Some(head - 4), "{wait_oldest:?}");
+        assert_err(&too_old, ErrCode::TooLate);
+        assert_err(&wait_too_old, ErrCode::TooLate);
+        Some(())
+    });
+}
+
+#[test]
 fn writing_under_a_file_is_notdir_and_over_a_directory_is_isdir() {
     let (_d, mut c) = node();
     let f = c.must_set("/file", 0, b"f");

@@ -4,7 +4,8 @@
 //! connection and every file written before is still there with the same
 //! rev.
 
-use std::net::UdpSocket;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 
 use doozer_tests::*;
 
@@ -395,4 +396,134 @@ fn large_values_round_trip_or_are_refused_clearly() {
         assert_eq!((v.len(), Some(rrev)), (huge.len(), r.rev));
     }
     check(&mut d, &b, "large values");
+}
+
+#[test]
+fn a_slow_reader_still_gets_every_response() {
+    // 64 GETs of a 512 KiB file (32 MiB of responses) sent without reading:
+    // the node must hold back (not drop, not die) until we read.
+    let (mut d, b) = setup();
+    let mut c = d.raw();
+    let body: Vec<u8> = (0..512 * 1024).map(|i| (i % 253) as u8).collect();
+    let rev = c.must_set("/slow/big", 0, &body);
+    let mut out = bytes::BytesMut::new();
+    for i in 0..64 {
+        doozer_proto::encode_frame(&req(Verb::Get).path("/slow/big").tag(i), &mut out);
+    }
+    c.send_bytes(&out);
+    // meanwhile other clients are served
+    check(&mut d, &b, "a backed-up connection");
+    for i in 0..64 {
+        let r = c.recv();
+        assert_eq!(r.tag, Some(i), "responses to reads come in order");
+        assert_eq!(r.rev, Some(rev));
+        assert!(value_of(&r) == body, "body {i} differs");
+    }
+    check(&mut d, &b, "a slow reader");
+}
+
+#[test]
+fn many_connections_at_once() {
+    let (mut d, b) = setup();
+    let mut conns: Vec<RawConn> = (0..300).map(|_| d.raw()).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.send(&req(Verb::Get).path("/keep/a").tag(i as i32));
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = c.recv();
+        assert_eq!((r.tag, value_of(&r)), (Some(i as i32), b"alpha".to_vec()));
+    }
+    drop(conns);
+    check(&mut d, &b, "300 connections");
+}
+
+/// Sends `bytes` to the web viewer and returns whatever it answers before
+/// closing. With `half_close`, our sending side is shut down after the
+/// bytes (so a server waiting for more sees EOF).
+fn web_exchange(addr: &str, bytes: &[u8], half_close: bool) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to web viewer");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = s.write_all(bytes);
+    if half_close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    String::from_utf8_lossy(&resp).into_owned()
+}
+
+#[test]
+fn garbage_http_never_kills_the_node() {
+    let web = format!("127.0.0.1:{}", free_port());
+    let mut d = Doozerd::builder().web(&web).start();
+    let b = {
+        let mut c = d.raw();
+        let rev = c.must_set("/keep/a", 0, b"alpha");
+        Baseline {
+            files: vec![("/keep/a".into(), b"alpha".to_vec(), rev)],
+        }
+    };
+    // a malformed request line
+    let resp = web_exchange(&web, b"\x00\x01 nonsense\r\n\r\n", false);
+    assert!(
+        resp.starts_with("HTTP/1.1 400") || resp.starts_with("HTTP/1.0 400"),
+        "{resp}"
+    );
+    check(&mut d, &b, "a malformed HTTP request");
+    // an endless header
+    let mut big = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let resp = web_exchange(&web, &big, false);
+    assert!(
+        resp.contains(" 431 ") || resp.contains(" 400 ") || resp.is_empty(),
+        "{resp}"
+    );
+    check(&mut d, &b, "a huge HTTP header");
+    // random bytes
+    let mut rng = XorShift::new(99);
+    for _ in 0..20 {
+        let len = 1 + rng.below(2048) as usize;
+        web_exchange(&web, &rng.bytes(len), true);
+    }
+    check(&mut d, &b, "random bytes on the web port");
+    // the viewer still works
+    let resp = web_exchange(&web, b"GET / HTTP/1.0\r\n\r\n", false);
+    assert!(
+        resp.starts_with("HTTP/1.") && resp.contains(" 200 "),
+        "{resp}"
+    );
+}
+
+#[test]
+fn responses_are_sent_after_the_client_half_closes() {
+    // A client may send its requests and shut down its sending side
+    // (`nc -N`, `socat`, HTTP/1.0 tools): the requests were received whole,
+    // so their answers must still be sent before the server closes.
+    let web = format!("127.0.0.1:{}", free_port());
+    let d = Doozerd::builder().web(&web).start();
+    let mut c = d.raw();
+    let rev = c.must_set("/hc", 0, b"half");
+    let mut out = bytes::BytesMut::new();
+    doozer_proto::encode_frame(&req(Verb::Get).path("/hc").tag(1), &mut out);
+    doozer_proto::encode_frame(&req(Verb::Rev).tag(2), &mut out);
+    let mut c = d.raw();
+    c.send_bytes(&out);
+    c.shutdown_write();
+    let r1 = c.recv_any(DEADLINE);
+    let Recv::Response(r1) = r1 else {
+        panic!("client protocol: no answer after a half-close, got {r1:?}");
+    };
+    assert_eq!(
+        (r1.tag, value_of(&r1), r1.rev),
+        (Some(1), b"half".to_vec(), Some(rev))
+    );
+    let r2 = c.recv();
+    assert_eq!(r2.tag, Some(2));
+    assert_eq!(c.recv_any(DEADLINE), Recv::Closed);
+    // the same over HTTP
+    let resp = web_exchange(&web, b"GET / HTTP/1.0\r\n\r\n", true);
+    assert!(
+        resp.starts_with("HTTP/1.") && resp.contains(" 200 "),
+        "web viewer: no answer after a half-close, got {resp:?}"
+    );
 }
