@@ -2,6 +2,9 @@
 //! status against a real node, checked against what the node holds over a
 //! raw connection.
 
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
 use doozer_tests::*;
 
 fn parse_rev(out: &CmdOutput) -> i64 {
@@ -359,4 +362,48 @@ fn dash_a_overrides_doozer_uri_and_failover_addresses_work() {
     let out = doozer_with(&[("DOOZER_URI", &uri)], &["add", "/fo"], b"x");
     let rev = parse_rev(&out);
     assert_eq!(d.raw().must_get("/fo"), (b"x".to_vec(), rev));
+}
+
+#[test]
+fn watch_into_a_closed_pipe_ends_quietly() {
+    // `doozer watch GLOB | head -2`: when the reader goes away, watch stops
+    // with status 0 and says nothing (doozer-cli/src/main.rs).
+    let d = Doozerd::start(&[]);
+    let mut c = d.raw();
+    let from = c.rev() + 1;
+    let mut child = Command::new(doozer_bin())
+        .env_remove("DOOZER_BOOT_URI")
+        .env("DOOZER_URI", d.uri())
+        .args(["-r", &from.to_string(), "watch", "/p/*"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // kill the child even if an assertion below fails
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let rev = c.must_set("/p/a", 0, b"one");
+    let mut reader = BufReader::new(stdout);
+    let mut header = String::new();
+    reader.read_line(&mut header).unwrap();
+    assert_eq!(header, format!("/p/a {rev} set 3\n"));
+    drop(reader); // the reader goes away
+                  // Further changes make watch write into the closed pipe.
+    let status = poll_until(DEADLINE, "doozer watch exits after its reader left", || {
+        c.must_set("/p/a", -1, b"more");
+        child.0.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).unwrap();
+    assert_eq!(err, "", "watch complained about the closed pipe");
 }

@@ -300,3 +300,34 @@ fn fails_over_to_another_node_when_its_node_dies() {
     assert_eq!(id2.as_bytes(), value_of(&d2.raw().self_id()));
     assert_eq!(c.current_addr(), Some(d2.addr().to_string()));
 }
+
+#[test]
+fn reconnect_sends_the_secret_again() {
+    let secret_node = |port: Option<u16>| {
+        let mut b = Doozerd::builder()
+            .env("DOOZER_RWSECRET", "pw")
+            .env("DOOZER_ROSECRET", "ro");
+        if let Some(p) = port {
+            b = b.port(p);
+        }
+        b.start()
+    };
+    let mut d = secret_node(None);
+    let port = d.port();
+    let c = Client::connect(&format!("doozer:?ca={}&sk=pw", d.addr())).unwrap();
+    c.set("/x", 0, &b"1"[..]).unwrap();
+    d.kill();
+    let _d2 = secret_node(Some(port));
+    // reads on the new connection are allowed only if ACCESS was re-sent
+    let (body, rev) = poll_until(DEADLINE, "client reconnected", || {
+        match c.get("/ctl/name", None) {
+            Ok(v) => Some(v),
+            Err(e) if e.is_connection_error() => None,
+            Err(e) => panic!("after reconnecting: {e}"),
+        }
+    });
+    assert_eq!(&body[..], b"local");
+    assert!(rev > 0);
+    // and writes too (rw secret)
+    c.set("/x", 0, &b"2"[..]).unwrap();
+}

@@ -344,6 +344,34 @@ fn wait_for_a_future_change_answers_when_it_happens() {
     assert_eq!(w.flags, Some(4));
 }
 
+#[test]
+fn wait_from_a_future_rev_ignores_earlier_changes() {
+    let (d, mut c) = node();
+    let mut w = RawConn::connect(d.addr());
+    let head = c.rev();
+    let from = head + 3;
+    c.send(&req(Verb::Wait).path("/fw").rev(from).tag(5));
+    // Changes to /fw before `from` must not answer it.
+    let mut last = 0;
+    loop {
+        last = w.must_set("/fw", -1, format!("early{last}").as_bytes());
+        if last + 1 >= from {
+            break;
+        }
+    }
+    let g = c.get("/fw", None);
+    assert_ok(&g);
+    assert!(
+        !c.has_pending(5),
+        "WAIT from {from} answered by an earlier change"
+    );
+    let rev = w.must_set("/fw", -1, b"late");
+    assert!(rev >= from);
+    let r = c.recv_tag(5);
+    assert_ok(&r);
+    assert_eq!((r.rev, value_of(&r)), (Some(rev), b"late".to_vec()));
+}
+
 // ---------------------------------------------------------------------------
 // WALK / GETDIR / STAT
 // ---------------------------------------------------------------------------
