@@ -499,3 +499,6 @@ impl Server {
         self.out.push((conn, resp));
     }
 }
+
+#[cfg(test)]
+mod tests;

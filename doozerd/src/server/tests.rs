@@ -1,0 +1,230 @@
+//! Dispatch tests against the real store, no sockets.
+
+use bytes::Bytes;
+use doozer_proto::{flags, ErrCode, Request, Response, Verb};
+
+use super::{ConnId, Secrets, Server, ServerConfig};
+use crate::cluster::NodeInfo;
+
+fn server_with(secrets: Secrets, hist: u64) -> Server {
+    let mut s = Server::new(ServerConfig {
+        self_id: "SELFID".into(),
+        secrets,
+        history_revs: hist,
+    });
+    s.seed(
+        "local",
+        &NodeInfo {
+            id: "SELFID".into(),
+            addr: "127.0.0.1:8046".into(),
+            hostname: "h".into(),
+            version: "0".into(),
+        },
+    );
+    s.connect(1);
+    s
+}
+
+fn server() -> Server {
+    server_with(Secrets::default(), 2000)
+}
+
+fn req(tag: i32, verb: Verb) -> Request {
+    Request {
+        tag: Some(tag),
+        verb: Some(verb as i32),
+        ..Default::default()
+    }
+}
+
+fn set(tag: i32, path: &str, rev: i64, body: &str) -> Request {
+    Request {
+        path: Some(path.into()),
+        rev: Some(rev),
+        value: Some(Bytes::from(body.to_string())),
+        ..req(tag, Verb::Set)
+    }
+}
+
+fn with_path(mut r: Request, path: &str) -> Request {
+    r.path = Some(path.into());
+    r
+}
+
+fn call(s: &mut Server, conn: ConnId, r: Request) -> Vec<Response> {
+    s.handle(conn, r);
+    s.take_responses().into_iter().map(|(_, r)| r).collect()
+}
+
+fn one(s: &mut Server, r: Request) -> Response {
+    let mut out = call(s, 1, r);
+    assert_eq!(out.len(), 1, "{out:?}");
+    out.remove(0)
+}
+
+fn code(r: &Response) -> Option<ErrCode> {
+    r.err_code.map(|c| ErrCode::try_from(c).unwrap())
+}
+
+#[test]
+fn seed_writes_ctl_files() {
+    let mut s = server();
+    let r = one(&mut s, with_path(req(1, Verb::Get), "/ctl/cal/0"));
+    assert_eq!(r.value.as_deref(), Some(&b"SELFID"[..]));
+    let r = one(&mut s, with_path(req(2, Verb::Get), "/ctl/ns/local/SELFID"));
+    assert_eq!(r.value.as_deref(), Some(&b"127.0.0.1:8046"[..]));
+}
+
+#[test]
+fn set_get_conditional_and_ctl_err() {
+    let mut s = server();
+    let rev = one(&mut s, set(1, "/a", 0, "x")).rev.unwrap();
+    let r = one(&mut s, with_path(req(2, Verb::Get), "/a"));
+    assert_eq!((r.value.as_deref(), r.rev), (Some(&b"x"[..]), Some(rev)));
+    // create-only again fails, consumes a rev, records /ctl/err
+    let r = one(&mut s, set(3, "/a", 0, "y"));
+    assert_eq!(code(&r), Some(ErrCode::RevMismatch));
+    let head = one(&mut s, req(4, Verb::Rev)).rev.unwrap();
+    assert_eq!(head, rev + 1);
+    let r = one(&mut s, with_path(req(5, Verb::Get), "/ctl/err"));
+    assert_eq!(r.value.as_deref(), Some(&b"rev mismatch"[..]));
+    // clobber always works
+    assert!(one(&mut s, set(6, "/a", -1, "z")).err_code.is_none());
+}
+
+#[test]
+fn errors_for_bad_requests() {
+    let mut s = server();
+    let r = one(
+        &mut s,
+        Request {
+            verb: Some(42),
+            tag: Some(9),
+            ..Default::default()
+        },
+    );
+    assert_eq!((code(&r), r.tag), (Some(ErrCode::UnknownVerb), Some(9)));
+    assert_eq!(
+        code(&one(&mut s, req(1, Verb::Get))),
+        Some(ErrCode::MissingArg)
+    );
+    let r = one(&mut s, with_path(req(1, Verb::Get), "/a b"));
+    assert_eq!(code(&r), Some(ErrCode::BadPath));
+    one(&mut s, set(1, "/d/f", -1, "x"));
+    assert_eq!(
+        code(&one(&mut s, with_path(req(1, Verb::Get), "/d"))),
+        Some(ErrCode::Isdir)
+    );
+    assert_eq!(
+        code(&one(&mut s, set(1, "/d/f/g", -1, "x"))),
+        Some(ErrCode::Notdir)
+    );
+    let gd = |p: &str, off| Request {
+        offset: Some(off),
+        ..with_path(req(1, Verb::Getdir), p)
+    };
+    assert_eq!(code(&one(&mut s, gd("/nope", 0))), Some(ErrCode::Noent));
+    assert_eq!(code(&one(&mut s, gd("/d/f", 0))), Some(ErrCode::Notdir));
+    assert_eq!(code(&one(&mut s, gd("/d", 1))), Some(ErrCode::Range));
+    assert_eq!(one(&mut s, gd("/d", 0)).path.as_deref(), Some("f"));
+}
+
+#[test]
+fn wait_answers_later_and_other_requests_pass_it() {
+    let mut s = server();
+    let head = one(&mut s, req(1, Verb::Rev)).rev.unwrap();
+    let w = Request {
+        rev: Some(head + 1),
+        ..with_path(req(7, Verb::Wait), "/w/**")
+    };
+    assert!(call(&mut s, 1, w).is_empty());
+    // same tag again while outstanding
+    let again = Request {
+        rev: Some(head + 1),
+        ..with_path(req(7, Verb::Wait), "/w/**")
+    };
+    assert_eq!(code(&one(&mut s, again)), Some(ErrCode::TagInUse));
+    // an unrelated write answers at once; the wait stays
+    assert!(one(&mut s, set(8, "/other", -1, "x")).err_code.is_none());
+    let out = call(&mut s, 1, set(9, "/w/x/y", -1, "v"));
+    assert_eq!(out.len(), 2);
+    let ev = out.iter().find(|r| r.tag == Some(7)).unwrap();
+    assert_eq!(ev.path.as_deref(), Some("/w/x/y"));
+    assert_eq!(ev.flags, Some(flags::SET));
+    assert_eq!(ev.value.as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
+fn future_read_is_parked_until_the_rev() {
+    let mut s = server();
+    let head = one(&mut s, req(1, Verb::Rev)).rev.unwrap();
+    let get = Request {
+        rev: Some(head + 2),
+        ..with_path(req(2, Verb::Get), "/f")
+    };
+    assert!(call(&mut s, 1, get).is_empty());
+    one(&mut s, set(3, "/f", -1, "one"));
+    let out = call(&mut s, 1, set(4, "/f", -1, "two"));
+    let got = out.iter().find(|r| r.tag == Some(2)).unwrap();
+    assert_eq!(got.value.as_deref(), Some(&b"two"[..]));
+}
+
+#[test]
+fn too_late_below_history() {
+    let mut s = server_with(Secrets::default(), 3);
+    for i in 0..10 {
+        one(&mut s, set(1, "/x", -1, &i.to_string()));
+    }
+    let r = one(
+        &mut s,
+        Request {
+            rev: Some(1),
+            ..with_path(req(2, Verb::Get), "/x")
+        },
+    );
+    assert_eq!(code(&r), Some(ErrCode::TooLate));
+    let w = Request {
+        rev: Some(1),
+        ..with_path(req(3, Verb::Wait), "/**")
+    };
+    assert_eq!(code(&one(&mut s, w)), Some(ErrCode::TooLate));
+}
+
+#[test]
+fn secrets_gate_reads_and_writes() {
+    let secrets = Secrets {
+        rw: Bytes::from_static(b"rw"),
+        ro: Bytes::from_static(b"ro"),
+    };
+    let mut s = server_with(secrets, 10);
+    let denied = |r: &Response| r.err_detail.as_deref() == Some("permission denied");
+    assert!(denied(&one(&mut s, req(1, Verb::Rev))));
+    let access = |secret: &'static [u8]| Request {
+        value: Some(Bytes::from_static(secret)),
+        ..req(2, Verb::Access)
+    };
+    assert!(denied(&one(&mut s, access(b"wrong"))));
+    assert!(one(&mut s, access(b"ro")).err_code.is_none());
+    assert!(one(&mut s, req(3, Verb::Rev)).err_code.is_none());
+    assert!(denied(&one(&mut s, set(4, "/a", -1, "x"))));
+    assert!(one(&mut s, access(b"rw")).err_code.is_none());
+    assert!(one(&mut s, set(5, "/a", -1, "x")).err_code.is_none());
+}
+
+#[test]
+fn disconnect_cancels_waits() {
+    let mut s = server();
+    let w = Request {
+        rev: Some(1000),
+        ..with_path(req(1, Verb::Wait), "/**")
+    };
+    assert!(call(&mut s, 1, w).is_empty());
+    let w = Request {
+        rev: Some(0),
+        ..with_path(req(2, Verb::Wait), "/never")
+    };
+    assert!(call(&mut s, 1, w).is_empty());
+    assert_eq!(s.store().waits_pending(), 2);
+    s.disconnect(1);
+    assert_eq!(s.store().waits_pending(), 0);
+}
