@@ -58,23 +58,23 @@ pub struct ConfigError(pub String);
 fn options() -> getopts::Options {
     let mut o = getopts::Options::new();
     o.long_only(true);
-    o.optopt("", "l", "listen address for clients and peers", "ADDR");
+    o.optopt("l", "", "listen address for clients and peers", "ADDR");
     o.optmulti(
-        "",
         "a",
+        "",
         "attach to this cluster member (repeatable)",
         "ADDR",
     );
     o.optopt(
-        "",
         "b",
+        "",
         "name-service URI (default $DOOZER_BOOT_URI)",
         "URI",
     );
-    o.optopt("", "c", "cluster name (default local)", "NAME");
+    o.optopt("c", "", "cluster name (default local)", "NAME");
     o.optopt(
-        "",
         "w",
+        "",
         "web viewer address, or false (default: host of -l, port 8000)",
         "ADDR",
     );
