@@ -487,12 +487,15 @@ fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "op: {label}  conns: {}  in flight: {}  size: {}  keys: {}  layout: {:?}",
+        "op: {label}  conns: {}  in flight: {}  size: {}  keys: {}  layout: {}",
         o.conns.min(o.inflight),
         o.inflight,
         o.size,
         o.keys,
-        o.layout
+        match o.layout {
+            Layout::Flat => "flat",
+            Layout::Nested => "nested",
+        }
     )?;
     writeln!(out, "ops: {}", stats.ops)?;
     writeln!(out, "seconds: {secs:.3}")?;
