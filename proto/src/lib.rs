@@ -62,6 +62,8 @@ pub struct Request {
 }
 
 /// A server response (SPEC §3).
+// prost derives a `len()` getter for the `len` field; it is not a size.
+#[allow(clippy::len_without_is_empty)]
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Response {
     /// The tag of the request this answers.

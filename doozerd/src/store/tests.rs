@@ -652,36 +652,3 @@ proptest! {
         }
     }
 }
-
-/// Resident set size of this process in KiB (Linux), if known.
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The memory target (100,000 files of 100 bytes, 2000 revisions of history
-/// in 64 MiB for the whole daemon): the store alone must stay well under.
-/// Ignored by default because RSS is per process and other tests run in
-/// parallel; run with `cargo test --release -p doozerd --lib store::tests::memory -- --ignored`.
-#[test]
-#[ignore]
-fn memory_100k_files_2000_revs() {
-    let Some(before) = rss_kib() else { return };
-    let mut s = Store::new(2000);
-    for i in 0..100_000u32 {
-        let m = Mutation::decode(format!("0:/d{}/f{i:06}={}", i % 10, "v".repeat(100)).as_bytes())
-            .expect("valid mutation");
-        assert_eq!(step(&mut s, &m).error, None);
-    }
-    for i in 0..4000u32 {
-        let m = Mutation::decode(
-            format!("-1:/d{}/f{:06}={}", i % 10, i * 7, "w".repeat(100)).as_bytes(),
-        )
-        .expect("valid mutation");
-        assert_eq!(step(&mut s, &m).error, None);
-    }
-    let used_mib = rss_kib().unwrap_or(before).saturating_sub(before) / 1024;
-    println!("store RSS growth: {used_mib} MiB");
-    assert!(used_mib <= 48, "store uses {used_mib} MiB");
-}
