@@ -10,6 +10,7 @@
 //! Where is a WAIT answered? [`Server::handle`] registers it with the store
 //! ([`Server::wait`]); [`Server::apply_learned`] answers it.
 
+mod listing;
 pub mod session;
 
 use std::collections::HashMap;
@@ -68,6 +69,7 @@ pub struct Server {
     next_wait_id: WaitId,
     out: Vec<(ConnId, Response)>,
     stats: Stats,
+    listings: listing::Listings,
 }
 
 /// What [`Server::new`] needs.
@@ -97,6 +99,7 @@ impl Server {
             next_wait_id: 1,
             out: Vec::new(),
             stats: Stats::default(),
+            listings: listing::Listings::default(),
         }
     }
 
@@ -309,11 +312,14 @@ impl Server {
                 rev: Some(rev),
                 ..Default::default()
             }),
-            (Verb::Getdir, _) => snap.getdir(path, offset as usize).map(|name| Response {
-                tag,
-                path: Some(name),
-                ..Default::default()
-            }),
+            (Verb::Getdir, _) => self
+                .listings
+                .entry(&snap, path, offset as usize)
+                .map(|name| Response {
+                    tag,
+                    path: Some(name),
+                    ..Default::default()
+                }),
             (Verb::Walk, Some(glob)) => snap.walk(&glob, offset as usize).map(|e| Response {
                 tag,
                 path: Some(e.path),

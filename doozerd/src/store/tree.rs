@@ -275,6 +275,16 @@ impl Snapshot {
         }
     }
 
+    /// Every entry name of a directory, sorted: `NoEnt` if missing,
+    /// `NotDir` for a file. Names are shared with the tree, not copied.
+    pub fn dir_names(&self, path: &str) -> Result<Vec<Arc<str>>, StoreError> {
+        match self.find(path)? {
+            Found::Dir(dir) => Ok(dir.keys().cloned().collect()),
+            Found::File(..) => Err(StoreError::NotDir),
+            Found::Missing => Err(StoreError::NoEnt),
+        }
+    }
+
     /// The `offset`-th file matching `glob`, in sorted depth-first order;
     /// `Range` past the end.
     pub fn walk(&self, glob: &Glob, offset: usize) -> Result<WalkEntry, StoreError> {
@@ -458,6 +468,15 @@ mod tests {
         assert_eq!(s.getdir("/f/g", 0), Err(StoreError::NoEnt));
         assert_eq!(s.getdir("//", 0), Err(StoreError::BadPath));
         assert_eq!(Snapshot::empty().getdir("/", 0), Err(StoreError::Range));
+        let all: Vec<String> = s
+            .dir_names("/d")
+            .expect("dir")
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(all, names);
+        assert_eq!(s.dir_names("/f"), Err(StoreError::NotDir));
+        assert_eq!(s.dir_names("/x"), Err(StoreError::NoEnt));
     }
 
     #[test]
