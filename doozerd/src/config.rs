@@ -163,6 +163,14 @@ pub fn parse(
     let rw_secret = Bytes::from(env("DOOZER_RWSECRET").unwrap_or_default());
     let ro_secret = Bytes::from(env("DOOZER_ROSECRET").unwrap_or_default());
     let secret_set = !rw_secret.is_empty() || !ro_secret.is_empty();
+    // A connection starts as if it sent the empty secret, which would match
+    // an unset rw secret: a ro secret alone would leave writes open to all.
+    if rw_secret.is_empty() && !ro_secret.is_empty() {
+        return Err(ConfigError(
+            "DOOZER_ROSECRET is set without DOOZER_RWSECRET, which would let any client write; set both"
+                .to_string(),
+        ));
+    }
 
     let web_text = m.opt_str("w");
     let web_wanted = match web_text.as_deref() {
@@ -283,6 +291,15 @@ mod tests {
         assert_eq!(c.web, None);
         assert!(c.web_off_for_secret);
         assert_eq!(&c.rw_secret[..], b"s");
+    }
+
+    #[test]
+    fn a_ro_secret_alone_is_refused() {
+        let args: Vec<String> = vec![];
+        let e = parse(&args, &|k| {
+            (k == "DOOZER_ROSECRET").then(|| "s".to_string())
+        });
+        assert!(matches!(e, Err(ConfigError(m)) if m.contains("DOOZER_RWSECRET")));
     }
 
     #[test]

@@ -63,7 +63,8 @@ struct Conn {
     want_write: bool,
     /// Reading paused because too much output is waiting.
     paused: bool,
-    /// Close once the output is flushed (web responses).
+    /// Close once the output is flushed (web responses, or the peer
+    /// finished sending).
     close_after_flush: bool,
     /// Close now.
     dead: bool,
@@ -240,11 +241,12 @@ impl Node {
             let Some(Some(conn)) = self.conns.get_mut(i) else {
                 return;
             };
-            if conn.paused || conn.dead {
+            if conn.paused || conn.dead || conn.close_after_flush {
                 break;
             }
             match conn.stream.read(&mut self.scratch) {
-                Ok(0) => conn.dead = true,
+                // End of input: answer what was received, then close.
+                Ok(0) => conn.close_after_flush = true,
                 Ok(n) => {
                     conn.rbuf.extend_from_slice(&self.scratch[..n]);
                     budget = budget.saturating_sub(n);
@@ -305,7 +307,7 @@ impl Node {
         let Some(Some(conn)) = self.conns.get_mut(i) else {
             return;
         };
-        if conn.close_after_flush {
+        if conn.rbuf.is_empty() {
             return;
         }
         match self.web_page.respond(&conn.rbuf, &self.server) {

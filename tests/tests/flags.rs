@@ -245,3 +245,12 @@ fn a_secret_turns_the_web_viewer_off() {
     assert!(err.is_err(), "web viewer answered although a secret is set");
     drop(d);
 }
+
+#[test]
+fn a_ro_secret_without_a_rw_secret_is_refused() {
+    // Alone, the ro secret would leave writes open to every connection.
+    let l = spare_listen();
+    let out = doozerd_run_env(&["-l", &l, "-w", "false"], &[("DOOZER_ROSECRET", "r")]);
+    let line = assert_one_line_error(&out, 2);
+    assert!(line.contains("DOOZER_RWSECRET"), "{line}");
+}
