@@ -62,13 +62,13 @@ fn options() -> getopts::Options {
     o.optmulti(
         "a",
         "",
-        "attach to this cluster member (repeatable)",
+        "attach to this cluster member (repeatable) (not supported yet)",
         "ADDR",
     );
     o.optopt(
         "b",
         "",
-        "name-service URI (default $DOOZER_BOOT_URI)",
+        "name-service URI (default $DOOZER_BOOT_URI) (not supported yet)",
         "URI",
     );
     o.optopt("c", "", "cluster name (default local)", "NAME");
@@ -81,14 +81,34 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "timeout",
-        "seconds of silence before a CAL is kicked",
+        "seconds of silence before a CAL is kicked (not supported yet)",
         "S",
     );
-    o.optopt("", "pulse", "seconds between applied-rev writes", "S");
-    o.optopt("", "fill", "seconds before filling a seqn with NOP", "S");
+    o.optopt(
+        "",
+        "pulse",
+        "seconds between applied-rev writes (not supported yet)",
+        "S",
+    );
+    o.optopt(
+        "",
+        "fill",
+        "seconds before filling a seqn with NOP (not supported yet)",
+        "S",
+    );
     o.optopt("", "hist", "revisions of history kept (default 2000)", "N");
-    o.optopt("", "tlscert", "serve clients over TLS: certificate", "FILE");
-    o.optopt("", "tlskey", "serve clients over TLS: private key", "FILE");
+    o.optopt(
+        "",
+        "tlscert",
+        "serve clients over TLS: certificate (not supported yet)",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "tlskey",
+        "serve clients over TLS: private key (not supported yet)",
+        "FILE",
+    );
     o.optflag("v", "version", "print the version and exit");
     o.optflag("h", "help", "print this help and exit");
     o
