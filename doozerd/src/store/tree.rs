@@ -106,6 +106,35 @@ fn put(dir: &Dir, name: &str, node: Node) -> Dir {
     dir.insert(key, node)
 }
 
+/// The directories from `root` to the parent of the file at `names`, and
+/// whether that file exists, once `cond` is checked against its rev (a
+/// missing file has rev 0). The root itself, or a directory at `names`, is
+/// `IsDir`; a file on the way is `NotDir`.
+fn leaf_dirs<'a>(
+    root: &'a Dir,
+    names: &[&str],
+    cond: Rev,
+    empty: &'a Dir,
+) -> Result<(Vec<&'a Dir>, bool), StoreError> {
+    let Some(leaf) = names.last() else {
+        // Only the root has no names, and it is a directory.
+        return Err(StoreError::IsDir);
+    };
+    let dirs = descend(root, names, empty)?;
+    let exists = match dirs.last().and_then(|parent| parent.get(*leaf)) {
+        Some(Node::Dir(_)) => return Err(StoreError::IsDir),
+        Some(Node::File { rev: cur, .. }) => {
+            check_rev(cond, *cur)?;
+            true
+        }
+        None => {
+            check_rev(cond, wire_rev::MISSING)?;
+            false
+        }
+    };
+    Ok((dirs, exists))
+}
+
 /// `root` with a file at `names`, written by `rev`, if `cond` allows.
 fn set_in(
     root: &Dir,
@@ -114,18 +143,8 @@ fn set_in(
     cond: Rev,
     rev: Rev,
 ) -> Result<Dir, StoreError> {
-    let Some(leaf) = names.last() else {
-        // Only the root has no names, and it is a directory.
-        return Err(StoreError::IsDir);
-    };
     let empty = Dir::new_sync();
-    let dirs = descend(root, names, &empty)?;
-    let parent = dirs[dirs.len() - 1];
-    match parent.get(*leaf) {
-        Some(Node::Dir(_)) => return Err(StoreError::IsDir),
-        Some(Node::File { rev: cur, .. }) => check_rev(cond, *cur)?,
-        None => check_rev(cond, wire_rev::MISSING)?,
-    }
+    let (dirs, _) = leaf_dirs(root, names, cond, &empty)?;
     let mut node = Node::File {
         body: body.clone(),
         rev,
@@ -143,21 +162,14 @@ fn set_in(
 /// `root` without the file at `names`, if `cond` allows: `Ok(None)` if
 /// nothing changed (it was missing). Directories left empty are removed.
 fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<Dir>, StoreError> {
-    let Some(leaf) = names.last() else {
-        return Err(StoreError::IsDir);
-    };
     let empty = Dir::new_sync();
-    let dirs = descend(root, names, &empty)?;
-    let parent = dirs[dirs.len() - 1];
-    match parent.get(*leaf) {
-        Some(Node::Dir(_)) => return Err(StoreError::IsDir),
-        Some(Node::File { rev: cur, .. }) => check_rev(cond, *cur)?,
-        None => {
-            // A missing file has rev 0; deleting it changes nothing.
-            check_rev(cond, wire_rev::MISSING)?;
-            return Ok(None);
-        }
+    let (dirs, exists) = leaf_dirs(root, names, cond, &empty)?;
+    if !exists {
+        return Ok(None); // deleting a missing file changes nothing
     }
+    let (Some(leaf), Some(parent)) = (names.last(), dirs.last()) else {
+        return Err(StoreError::IsDir); // unreachable: leaf_dirs checked
+    };
     let mut cur = parent.remove(*leaf);
     let last = names.len() - 1;
     for (dir, name) in dirs[..last].iter().zip(&names[..last]).rev() {
