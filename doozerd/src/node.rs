@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use doozer_proto::{encode_frame, FrameDecoder, Request, Response};
@@ -16,6 +17,7 @@ use prost::Message;
 use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::server::{ConnId, Secrets, Server, ServerConfig};
+use crate::store::Rev;
 use crate::web;
 
 const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
@@ -28,6 +30,8 @@ pub const MAX_CONNECTIONS: usize = 20_000;
 pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
 /// Bytes read from one socket per wake-up before moving on to others.
 const READ_CHUNK: usize = 64 << 10;
+/// How often event streams get a keep-alive comment.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Bytes read from one connection before the others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 
@@ -68,6 +72,8 @@ struct Conn {
     close_after_flush: bool,
     /// Close now.
     dead: bool,
+    /// A web connection serving an event stream.
+    events: Option<Box<web::EventStream>>,
 }
 
 /// A running node: sockets, connections and the server state.
@@ -86,7 +92,15 @@ pub struct Node {
     /// Connections not read from until their output drains.
     paused: Vec<usize>,
     responses: Vec<(ConnId, Response)>,
-    web_page: web::Site,
+    node_id: String,
+    cluster: String,
+    started: Instant,
+    /// Event-stream connections.
+    streams: Vec<usize>,
+    /// The head rev the streams were last fed up to.
+    streamed_rev: Rev,
+    change_cache: web::ChangeCache,
+    next_ping: Instant,
 }
 
 impl Node {
@@ -122,6 +136,7 @@ impl Node {
             history_revs: config.history_revs,
         });
         server.seed(&config.cluster_name, &info);
+        let streamed_rev = server.store().rev();
         Ok(Node {
             poll,
             listener,
@@ -135,7 +150,13 @@ impl Node {
             dirty: Vec::new(),
             paused: Vec::new(),
             responses: Vec::new(),
-            web_page: web::Site::new(info.id, config.cluster_name.clone()),
+            node_id: info.id,
+            cluster: config.cluster_name.clone(),
+            started: Instant::now(),
+            streams: Vec::new(),
+            streamed_rev,
+            change_cache: web::ChangeCache::default(),
+            next_ping: Instant::now() + PING_INTERVAL,
         })
     }
 
@@ -148,7 +169,13 @@ impl Node {
     pub fn run(&mut self) -> Result<(), NodeError> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.any_resumable().then_some(std::time::Duration::ZERO);
+            let timeout = if self.any_resumable() {
+                Some(Duration::ZERO)
+            } else if self.streams.is_empty() {
+                None
+            } else {
+                Some(self.next_ping.saturating_duration_since(Instant::now()))
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -169,6 +196,7 @@ impl Node {
                 }
             }
             self.resume_paused();
+            self.feed_streams();
             self.flush_all();
         }
     }
@@ -228,6 +256,7 @@ impl Node {
                 paused: false,
                 close_after_flush: false,
                 dead: false,
+                events: None,
             });
         }
     }
@@ -304,19 +333,101 @@ impl Node {
     }
 
     fn handle_http(&mut self, i: usize) {
+        let Some(Some(conn)) = self.conns.get(i) else {
+            return;
+        };
+        if conn.rbuf.is_empty() || conn.events.is_some() {
+            return;
+        }
+        let outcome = web::respond(&conn.rbuf, self.server.store(), &|| self.node_stats());
         let Some(Some(conn)) = self.conns.get_mut(i) else {
             return;
         };
-        if conn.rbuf.is_empty() {
-            return;
-        }
-        match self.web_page.respond(&conn.rbuf, &self.server) {
+        match outcome {
             web::Outcome::NeedMore => {}
             web::Outcome::Reply(bytes) => {
                 conn.wbuf.extend_from_slice(&bytes);
                 conn.rbuf.clear();
                 conn.close_after_flush = true;
             }
+            web::Outcome::Stream(stream, bytes) => {
+                log::debug!("connection {i}: event stream of {}", stream.dir());
+                conn.wbuf.unsplit(bytes);
+                conn.rbuf.clear();
+                conn.events = Some(stream);
+                self.streams.push(i);
+            }
+        }
+    }
+
+    /// Sends every event stream the changes applied since the last call,
+    /// and a keep-alive ping when it is due. A stream that cannot keep up
+    /// is closed; its client reconnects and resumes from its last rev.
+    fn feed_streams(&mut self) {
+        let head = self.server.store().rev();
+        let now = Instant::now();
+        let ping = now >= self.next_ping;
+        if ping {
+            self.next_ping = now + PING_INTERVAL;
+        }
+        if head == self.streamed_rev && !ping {
+            return;
+        }
+        self.streamed_rev = head;
+        self.change_cache.clear();
+        let store = self.server.store();
+        let conns = &mut self.conns;
+        let cache = &mut self.change_cache;
+        let dirty = &mut self.dirty;
+        self.streams.retain(|&i| {
+            let Some(Some(conn)) = conns.get_mut(i) else {
+                return false;
+            };
+            let Some(stream) = conn.events.as_mut() else {
+                return false;
+            };
+            if conn.dead {
+                return false;
+            }
+            stream.catch_up(store, cache, &mut conn.wbuf);
+            if ping {
+                conn.wbuf.extend_from_slice(web::PING);
+            }
+            if conn.wbuf.len() > MAX_PENDING_OUTPUT {
+                log::info!("connection {i}: event stream too far behind; closing");
+                conn.dead = true;
+            }
+            dirty.push(i);
+            true
+        });
+    }
+
+    /// The figures of the stats page and metrics.
+    fn node_stats(&self) -> web::NodeStats {
+        let s = self.server.stats();
+        let head = self.server.store().snapshot(None).ok();
+        let web_clients = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| matches!(c.kind, Kind::Web))
+            .count() as u64;
+        web::NodeStats {
+            node_id: self.node_id.clone(),
+            cluster: self.cluster.clone(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            memory_rss_bytes: rss_bytes().unwrap_or(0),
+            clients: s.clients,
+            web_clients,
+            event_streams: self.streams.len() as u64,
+            requests: s.requests,
+            reads: s.reads,
+            writes: s.writes,
+            waits: s.waits,
+            errors: s.errors,
+            store_files: head.as_ref().map_or(0, |h| h.files()),
+            store_bytes: head.as_ref().map_or(0, |h| h.bytes()),
+            proposals: s.proposals,
         }
     }
 
@@ -429,6 +540,13 @@ impl Node {
             log::debug!("connection {i} closed");
         }
     }
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (Linux).
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 /// A fresh node id: 80 random bits in base32 (16 characters), as the Go

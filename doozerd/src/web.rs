@@ -1,8 +1,14 @@
-//! HTTP on `-w`, parsed with `httparse`. Until the live viewer lands this
-//! serves the placeholder page and a plain-text status; one request per
-//! connection (`Connection: close`).
+//! HTTP on `-w`: the live viewer, its event stream, stats and metrics
+//! (contract: `docs/web.md`). Requests are parsed with `httparse`; each
+//! connection serves one request (`Connection: close`), except an event
+//! stream, which stays open and is fed by the event loop through
+//! [`EventStream::catch_up`].
 
-use crate::server::Server;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::json;
+
+use crate::store::{Event, Glob, Rev, Store};
+use doozer_proto::flags;
 
 /// Largest request head accepted; more is answered 431 and closed.
 const MAX_HEAD_LEN: usize = 16 << 10;
@@ -13,61 +19,512 @@ pub enum Outcome {
     NeedMore,
     /// Send these bytes, then close.
     Reply(Vec<u8>),
+    /// Send these bytes (headers and the first events) and keep the
+    /// connection as an event stream.
+    Stream(Box<EventStream>, BytesMut),
 }
 
-/// The web site of one node.
-pub struct Site {
-    node_id: String,
-    cluster: String,
+/// Everything the stats page and the metrics show, gathered by the event
+/// loop (which owns the clock and the process).
+#[derive(Debug, Clone, Default)]
+pub struct NodeStats {
+    /// This node's id.
+    pub node_id: String,
+    /// The cluster name.
+    pub cluster: String,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// Resident memory of the process, bytes.
+    pub memory_rss_bytes: u64,
+    /// Client connections open.
+    pub clients: u64,
+    /// Web connections open (pages and event streams).
+    pub web_clients: u64,
+    /// Event streams open.
+    pub event_streams: u64,
+    /// Requests handled.
+    pub requests: u64,
+    /// Reads answered.
+    pub reads: u64,
+    /// Writes proposed.
+    pub writes: u64,
+    /// WAITs received.
+    pub waits: u64,
+    /// Error responses.
+    pub errors: u64,
+    /// Files in the store now.
+    pub store_files: u64,
+    /// Bytes of file bodies in the store now.
+    pub store_bytes: u64,
+    /// Values proposed to consensus.
+    pub proposals: u64,
 }
 
-impl Site {
-    /// The site for node `node_id` of cluster `cluster`.
-    pub fn new(node_id: String, cluster: String) -> Site {
-        Site { node_id, cluster }
-    }
+/// One open event stream: the directory it follows and the next rev to
+/// send.
+#[derive(Debug)]
+pub struct EventStream {
+    /// The directory, with a trailing `/` (`/` for the root).
+    dir: String,
+    glob: Glob,
+    next_rev: Rev,
+}
 
-    /// Answers the request in `buf` once its head is complete.
-    pub fn respond(&self, buf: &[u8], server: &Server) -> Outcome {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(buf) {
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_LEN => Outcome::NeedMore,
-            Ok(httparse::Status::Partial) => {
-                Outcome::Reply(reply(431, "text/plain", b"request head too large\n"))
+impl EventStream {
+    /// Writes every change from the stream's next rev to the store's head
+    /// into `out`, encoding each rev at most once per batch through
+    /// `cache`. A stream that fell out of the history window starts over
+    /// with a listing.
+    pub fn catch_up(&mut self, store: &Store, cache: &mut ChangeCache, out: &mut BytesMut) {
+        let head = store.rev();
+        let mut last_unsent = None;
+        for rev in self.next_rev..=head {
+            let Some(ev) = store.event(rev) else {
+                return self.reset(store, out);
+            };
+            if !self.glob.matches(&ev.path) {
+                last_unsent = Some(rev);
+                continue;
             }
-            Err(_) => Outcome::Reply(reply(400, "text/plain", b"bad request\n")),
-            Ok(httparse::Status::Complete(_)) => {
-                let path = req.path.unwrap_or("/");
-                match (req.method, path) {
-                    (Some("GET") | Some("HEAD"), "/") => Outcome::Reply(reply(
-                        200,
-                        "text/html; charset=utf-8",
-                        doozer_web::PLACEHOLDER_HTML.as_bytes(),
-                    )),
-                    (Some("GET") | Some("HEAD"), "/$stats") => {
-                        let stats = server.stats();
-                        let store = server.store();
-                        let body = format!(
-                            "node {}\ncluster {}\nrev {}\nhistory-oldest {}\nclients {}\nwaits {}\nrequests {}\n",
-                            self.node_id,
-                            self.cluster,
-                            store.rev(),
-                            store.oldest_rev(),
-                            stats.clients,
-                            store.waits_pending(),
-                            stats.requests,
-                        );
-                        Outcome::Reply(reply(200, "text/plain; charset=utf-8", body.as_bytes()))
-                    }
-                    (Some("GET") | Some("HEAD"), _) => {
-                        Outcome::Reply(reply(404, "text/plain", b"not found\n"))
-                    }
-                    _ => Outcome::Reply(reply(405, "text/plain", b"method not allowed\n")),
+            match cache.get(ev) {
+                Some(msg) => {
+                    out.extend_from_slice(msg);
+                    last_unsent = None;
                 }
+                None => last_unsent = Some(rev),
             }
         }
+        if let Some(rev) = last_unsent {
+            push_message(out, "rev", Some(rev), &json!({ "rev": rev }).to_string());
+        }
+        self.next_rev = self.next_rev.max(head + 1);
     }
+
+    /// A `reset`, the listing of the directory at the head, and `ready`.
+    fn reset(&mut self, store: &Store, out: &mut BytesMut) {
+        let head = store.rev();
+        push_message(out, "reset", None, &json!({ "rev": head }).to_string());
+        if let Ok(snap) = store.snapshot(None) {
+            for f in snap.walk_iter(&self.glob) {
+                let mut obj = body_json(&f.body);
+                obj["path"] = json!(f.path);
+                obj["rev"] = json!(f.rev);
+                push_message(out, "file", None, &obj.to_string());
+            }
+        }
+        push_message(
+            out,
+            "ready",
+            Some(head),
+            &json!({ "rev": head }).to_string(),
+        );
+        self.next_rev = head + 1;
+    }
+}
+
+/// Change messages encoded in this loop iteration, by rev, shared by every
+/// stream (1,000 streams cost one encoding per change, not 1,000).
+#[derive(Default)]
+pub struct ChangeCache {
+    by_rev: std::collections::HashMap<Rev, Option<Bytes>>,
+}
+
+impl ChangeCache {
+    /// The change message of `ev`; `None` for a NOP, which names no file.
+    fn get(&mut self, ev: &Event) -> Option<&Bytes> {
+        self.by_rev
+            .entry(ev.rev)
+            .or_insert_with(|| encode_change(ev))
+            .as_ref()
+    }
+
+    /// Forgets everything (call once per loop iteration).
+    pub fn clear(&mut self) {
+        self.by_rev.clear();
+    }
+}
+
+/// The change message for `ev` (`None` for a NOP, which names no file).
+fn encode_change(ev: &Event) -> Option<Bytes> {
+    let kind = match ev.flags {
+        flags::SET => "set",
+        flags::DEL => "del",
+        _ => return None,
+    };
+    let mut obj = body_json(&ev.body);
+    obj["path"] = json!(&*ev.path);
+    obj["rev"] = json!(ev.rev);
+    obj["kind"] = json!(kind);
+    let mut out = BytesMut::new();
+    push_message(&mut out, "change", Some(ev.rev), &obj.to_string());
+    Some(out.freeze())
+}
+
+/// `len`, `enc` and `body` of a file object: UTF-8 bodies as JSON strings
+/// (the page inserts them as text), anything else in base64.
+fn body_json(body: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(body) {
+        Ok(text) => json!({ "len": body.len(), "enc": "utf8", "body": text }),
+        Err(_) => json!({
+            "len": body.len(),
+            "enc": "base64",
+            "body": data_encoding::BASE64.encode(body),
+        }),
+    }
+}
+
+/// Appends one SSE message. `data` is one line (serde_json never emits a
+/// raw newline).
+fn push_message(out: &mut BytesMut, event: &str, id: Option<Rev>, data: &str) {
+    out.put_slice(b"event: ");
+    out.put_slice(event.as_bytes());
+    out.put_slice(b"\n");
+    if let Some(id) = id {
+        out.put_slice(format!("id: {id}\n").as_bytes());
+    }
+    out.put_slice(b"data: ");
+    out.put_slice(data.as_bytes());
+    out.put_slice(b"\n\n");
+}
+
+/// The keep-alive comment sent to every stream periodically.
+pub const PING: &[u8] = b": ping\n\n";
+
+/// Answers the request in `buf` once its head is complete.
+pub fn respond(buf: &[u8], store: &Store, stats: &dyn Fn() -> NodeStats) -> Outcome {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let target = match req.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_LEN => return Outcome::NeedMore,
+        Ok(httparse::Status::Partial) => return text(431, "request head too large\n"),
+        Err(_) => return text(400, "bad request\n"),
+        Ok(httparse::Status::Complete(_)) => req.path.unwrap_or("/"),
+    };
+    let head_only = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return text(405, "method not allowed\n"),
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let last_event_id = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("last-event-id"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .and_then(|v| v.trim().parse::<Rev>().ok());
+    let reply = match path {
+        "/$stats" => page(doozer_web::STATS_HTML),
+        "/$stats.json" => reply(
+            200,
+            "application/json",
+            stats_json(&stats(), store).to_string().as_bytes(),
+        ),
+        "/$metrics" => reply(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(&stats(), store).as_bytes(),
+        ),
+        _ if path.starts_with("/$assets/") => match doozer_web::asset(&path["/$assets/".len()..]) {
+            Some((content_type, body)) => reply(200, content_type, body),
+            None => not_found(),
+        },
+        _ if path.starts_with("/$events/") => {
+            let dir = &path["/$events".len()..];
+            let resume = last_event_id.or_else(|| query_rev(query));
+            return match open_stream(dir, resume, store) {
+                Some((stream, mut out)) => {
+                    let mut headers = BytesMut::from(
+                        &b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\nretry: 1000\n\n"[..],
+                    );
+                    headers.unsplit(std::mem::take(&mut out));
+                    Outcome::Stream(Box::new(stream), headers)
+                }
+                None => not_found_outcome(),
+            };
+        }
+        _ if path.starts_with("/$") => not_found(),
+        _ if path.ends_with('/') && dir_glob(path).is_some() => page(doozer_web::INDEX_HTML),
+        _ if crate::store::validate_path(path).is_ok() => {
+            // A file: show it in its directory.
+            let dir = &path[..=path.rfind('/').unwrap_or(0)];
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: {dir}#{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes()
+        }
+        _ => not_found(),
+    };
+    Outcome::Reply(if head_only { strip_body(reply) } else { reply })
+}
+
+/// The glob of everything under `dir` (which ends in `/`), if `dir` is a
+/// valid directory path.
+fn dir_glob(dir: &str) -> Option<Glob> {
+    let trimmed = dir.strip_suffix('/')?;
+    // `/` itself, or a valid path other than the root plus `/`.
+    if !trimmed.is_empty() && (trimmed == "/" || crate::store::validate_path(trimmed).is_err()) {
+        return None;
+    }
+    Glob::parse(&format!("{dir}**")).ok()
+}
+
+fn query_rev(query: &str) -> Option<Rev> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("rev="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A new stream of `dir`: from `resume` if its next rev is still in the
+/// history window (and not ahead of this node), else from a full listing.
+fn open_stream(dir: &str, resume: Option<Rev>, store: &Store) -> Option<(EventStream, BytesMut)> {
+    let glob = dir_glob(dir)?;
+    let mut stream = EventStream {
+        dir: dir.to_string(),
+        glob,
+        next_rev: 0,
+    };
+    let mut out = BytesMut::new();
+    let head = store.rev();
+    match resume {
+        Some(n) if n >= 0 && n <= head && (n == head || store.event(n + 1).is_some()) => {
+            push_message(&mut out, "ready", Some(n), &json!({ "rev": n }).to_string());
+            stream.next_rev = n + 1;
+            stream.catch_up(store, &mut ChangeCache::default(), &mut out);
+        }
+        _ => stream.reset(store, &mut out),
+    }
+    Some((stream, out))
+}
+
+impl EventStream {
+    /// The directory followed (for logs).
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+}
+
+/// The CAL slots of the cluster as the store holds them.
+fn cals(store: &Store) -> Vec<serde_json::Value> {
+    let Ok(snap) = store.snapshot(None) else {
+        return Vec::new();
+    };
+    let Ok(names) = snap.dir_names("/ctl/cal") else {
+        return Vec::new();
+    };
+    let text = |p: &str| {
+        snap.get(p)
+            .ok()
+            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+    };
+    names
+        .iter()
+        .map(|slot| {
+            let id = text(&format!("/ctl/cal/{slot}")).unwrap_or_default();
+            let (addr, applied) = if id.is_empty() {
+                (None, None)
+            } else {
+                (
+                    text(&format!("/ctl/node/{id}/addr")),
+                    text(&format!("/ctl/node/{id}/applied"))
+                        .and_then(|a| a.trim().parse::<Rev>().ok()),
+                )
+            };
+            json!({ "slot": &**slot, "id": id, "addr": addr, "applied": applied })
+        })
+        .collect()
+}
+
+fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
+    let cals = cals(store);
+    let is_cal = cals.iter().any(|c| c["id"] == json!(s.node_id));
+    json!({
+        "node_id": s.node_id,
+        "cluster": s.cluster,
+        "role": if is_cal { "CAL" } else { "slave" },
+        "version": crate::VERSION,
+        "uptime_s": s.uptime_s,
+        "rev": store.rev(),
+        "history_oldest": store.oldest_rev(),
+        "history_revs": store.history_revs(),
+        "cals": cals,
+        "clients": s.clients,
+        "web_clients": s.web_clients,
+        "event_streams": s.event_streams,
+        "waits_pending": store.waits_pending(),
+        "memory_rss_bytes": s.memory_rss_bytes,
+        "store_files": s.store_files,
+        "store_bytes": s.store_bytes,
+        "requests": s.requests,
+        "reads": s.reads,
+        "writes": s.writes,
+        "waits": s.waits,
+        "errors": s.errors,
+        "consensus": {
+            "instances_in_flight": 0,
+            "proposals": s.proposals,
+            "fills": 0,
+            "retries": 0,
+            "messages_sent": {},
+            "messages_received": {},
+            "datagrams_dropped": 0,
+        },
+    })
+}
+
+/// The Prometheus text exposition (format 0.0.4) of the node's counters.
+fn metrics(s: &NodeStats, store: &Store) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, value: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    family(
+        "doozer_rev",
+        "gauge",
+        "Current revision of the store.",
+        store.rev() as f64,
+    );
+    family(
+        "doozer_history_oldest_rev",
+        "gauge",
+        "Oldest revision still readable.",
+        store.oldest_rev() as f64,
+    );
+    family(
+        "doozer_requests_total",
+        "counter",
+        "Client requests handled.",
+        s.requests as f64,
+    );
+    family(
+        "doozer_reads_total",
+        "counter",
+        "Read requests answered.",
+        s.reads as f64,
+    );
+    family(
+        "doozer_writes_total",
+        "counter",
+        "Writes (SET, DEL, NOP) proposed.",
+        s.writes as f64,
+    );
+    family(
+        "doozer_waits_total",
+        "counter",
+        "WAIT requests received.",
+        s.waits as f64,
+    );
+    family(
+        "doozer_errors_total",
+        "counter",
+        "Error responses sent.",
+        s.errors as f64,
+    );
+    family(
+        "doozer_clients",
+        "gauge",
+        "Client connections open.",
+        s.clients as f64,
+    );
+    family(
+        "doozer_web_clients",
+        "gauge",
+        "Web connections open.",
+        s.web_clients as f64,
+    );
+    family(
+        "doozer_event_streams",
+        "gauge",
+        "Web event streams open.",
+        s.event_streams as f64,
+    );
+    family(
+        "doozer_waits_pending",
+        "gauge",
+        "WAITs and future-rev reads waiting.",
+        store.waits_pending() as f64,
+    );
+    family(
+        "doozer_store_files",
+        "gauge",
+        "Files in the store.",
+        s.store_files as f64,
+    );
+    family(
+        "doozer_store_bytes",
+        "gauge",
+        "Bytes of file bodies in the store.",
+        s.store_bytes as f64,
+    );
+    family(
+        "doozer_memory_rss_bytes",
+        "gauge",
+        "Resident memory of the process.",
+        s.memory_rss_bytes as f64,
+    );
+    family(
+        "doozer_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+        s.uptime_s,
+    );
+    family(
+        "doozer_consensus_instances_in_flight",
+        "gauge",
+        "Paxos instances started and not yet learned.",
+        0.0,
+    );
+    family(
+        "doozer_consensus_proposals_total",
+        "counter",
+        "Values proposed to consensus.",
+        s.proposals as f64,
+    );
+    family(
+        "doozer_consensus_fills_total",
+        "counter",
+        "Seqns of other CALs filled with NOP.",
+        0.0,
+    );
+    family(
+        "doozer_consensus_retries_total",
+        "counter",
+        "Paxos rounds retried.",
+        0.0,
+    );
+    family(
+        "doozer_peer_datagrams_dropped_total",
+        "counter",
+        "Peer datagrams dropped as garbage or from unknown senders.",
+        0.0,
+    );
+    out
+}
+
+fn page(html: &str) -> Vec<u8> {
+    reply(200, "text/html; charset=utf-8", html.as_bytes())
+}
+
+fn not_found() -> Vec<u8> {
+    reply(404, "text/plain; charset=utf-8", b"not found\n")
+}
+
+fn not_found_outcome() -> Outcome {
+    Outcome::Reply(not_found())
+}
+
+fn text(status: u16, body: &str) -> Outcome {
+    Outcome::Reply(reply(status, "text/plain; charset=utf-8", body.as_bytes()))
+}
+
+/// A HEAD answer: the GET headers without the body.
+fn strip_body(mut r: Vec<u8>) -> Vec<u8> {
+    if let Some(i) = r.windows(4).position(|w| w == b"\r\n\r\n") {
+        r.truncate(i + 4);
+    }
+    r
 }
 
 fn reply(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
@@ -80,10 +537,181 @@ fn reply(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
         _ => "",
     };
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Mutation;
+
+    fn store_with(files: &[(&str, &[u8])]) -> Store {
+        let mut s = Store::new(5);
+        for (path, body) in files {
+            let m = Mutation::Set {
+                path: path.to_string(),
+                rev: -1,
+                body: Bytes::copy_from_slice(body),
+            };
+            s.apply(s.rev() + 1, &m);
+        }
+        s
+    }
+
+    /// The (event, id, data) triples of an SSE byte stream.
+    fn messages(out: &[u8]) -> Vec<(String, Option<Rev>, serde_json::Value)> {
+        let text = String::from_utf8(out.to_vec()).expect("utf8");
+        text.split("\n\n")
+            .filter(|m| m.starts_with("event: "))
+            .map(|m| {
+                let (mut ev, mut id, mut data) = (String::new(), None, serde_json::Value::Null);
+                for line in m.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        ev = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(v).expect("json data");
+                    }
+                }
+                (ev, id, data)
+            })
+            .collect()
+    }
+
+    fn kinds(m: &[(String, Option<Rev>, serde_json::Value)]) -> Vec<&str> {
+        m.iter().map(|(e, _, _)| e.as_str()).collect()
+    }
+
+    #[test]
+    fn fresh_stream_lists_the_directory_then_follows_changes() {
+        let mut s = store_with(&[("/a/x", b"1"), ("/b", b"2"), ("/a/y/z", b"<script>")]);
+        let (mut stream, out) = open_stream("/a/", None, &s).expect("valid dir");
+        let m = messages(&out);
+        assert_eq!(kinds(&m), ["reset", "file", "file", "ready"]);
+        assert_eq!(m[1].2["path"], "/a/x");
+        assert_eq!(m[2].2["body"], "<script>");
+        assert_eq!(m[3].1, Some(3));
+
+        let set = |p: &str| Mutation::Set {
+            path: p.into(),
+            rev: -1,
+            body: Bytes::from_static(&[0xff, 0]),
+        };
+        s.apply(4, &set("/a/bin"));
+        s.apply(5, &set("/elsewhere"));
+        s.apply(
+            6,
+            &Mutation::Del {
+                path: "/a/x".into(),
+                rev: -1,
+            },
+        );
+        s.apply(7, &Mutation::Nop);
+        let mut out = BytesMut::new();
+        stream.catch_up(&s, &mut ChangeCache::default(), &mut out);
+        let m = messages(&out);
+        assert_eq!(kinds(&m), ["change", "change", "rev"]);
+        assert_eq!(
+            (m[0].1, &m[0].2["kind"], &m[0].2["enc"]),
+            (Some(4), &json!("set"), &json!("base64"))
+        );
+        assert_eq!(m[0].2["len"], 2);
+        assert_eq!((m[1].1, &m[1].2["kind"]), (Some(6), &json!("del")));
+        assert_eq!(m[2].1, Some(7));
+        // nothing new: nothing sent
+        let mut out = BytesMut::new();
+        stream.catch_up(&s, &mut ChangeCache::default(), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn resume_in_history_sends_only_missed_changes() {
+        let s = store_with(&[("/a", b"1"), ("/b", b"2"), ("/a", b"3")]);
+        let (_, out) = open_stream("/", Some(1), &s).expect("valid");
+        let m = messages(&out);
+        assert_eq!(kinds(&m), ["ready", "change", "change"]);
+        assert_eq!(m[0].1, Some(1));
+        assert_eq!((m[2].1, &m[2].2["body"]), (Some(3), &json!("3")));
+    }
+
+    #[test]
+    fn resume_outside_history_or_ahead_starts_over() {
+        let s = store_with(&[("/a", &b"1"[..]); 10]);
+        for resume in [Some(1), Some(99), Some(-5)] {
+            let (_, out) = open_stream("/", resume, &s).expect("valid");
+            let m = messages(&out);
+            assert_eq!(kinds(&m), ["reset", "file", "ready"], "{resume:?}");
+            assert_eq!(m[2].1, Some(10));
+        }
+    }
+
+    #[test]
+    fn bad_directories_have_no_stream() {
+        let s = store_with(&[]);
+        for dir in ["/a b/", "//", "/a", "/$x/"] {
+            assert!(open_stream(dir, None, &s).is_none(), "{dir}");
+        }
+    }
+
+    fn get(path: &str, s: &Store) -> String {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        match respond(req.as_bytes(), s, &NodeStats::default) {
+            Outcome::Reply(r) => String::from_utf8_lossy(&r).into_owned(),
+            Outcome::Stream(_, r) => String::from_utf8_lossy(&r).into_owned(),
+            Outcome::NeedMore => "need more".into(),
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let s = store_with(&[("/ctl/name", b"local")]);
+        assert!(get("/", &s).starts_with("HTTP/1.1 200"));
+        assert!(get("/ctl/", &s).starts_with("HTTP/1.1 200"));
+        assert!(get("/ctl/name", &s).contains("Location: /ctl/#/ctl/name"));
+        assert!(get("/a%20b/", &s).starts_with("HTTP/1.1 404"));
+        assert!(get("/$nope", &s).starts_with("HTTP/1.1 404"));
+        assert!(get("/$assets/nope.js", &s).starts_with("HTTP/1.1 404"));
+        let ev = get("/$events/ctl/", &s);
+        assert!(ev.contains("text/event-stream") && ev.contains("event: ready"));
+        let json: serde_json::Value = {
+            let r = get("/$stats.json", &s);
+            serde_json::from_str(&r[r.find("\r\n\r\n").expect("head") + 4..]).expect("json")
+        };
+        assert_eq!(json["rev"], 1);
+        let partial = b"GET / HTTP/1.1\r\n";
+        assert!(matches!(
+            respond(partial, &s, &NodeStats::default),
+            Outcome::NeedMore
+        ));
+    }
+
+    #[test]
+    fn metrics_are_well_formed_families() {
+        let s = store_with(&[("/a", b"xyz")]);
+        let text = metrics(
+            &NodeStats {
+                store_files: 1,
+                ..Default::default()
+            },
+            &s,
+        );
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().expect("name").to_string());
+            } else if !line.starts_with('#') {
+                let (name, value) = line.split_once(' ').expect("sample");
+                assert!(typed.contains(name), "{name} has no TYPE");
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+            }
+        }
+        assert!(text.contains("\ndoozer_rev 1\n"));
+        assert!(text.contains("\ndoozer_store_files 1\n"));
+    }
 }

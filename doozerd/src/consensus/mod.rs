@@ -17,6 +17,7 @@ pub struct LocalLog {
     next_seqn: Rev,
     /// Decided but not yet applied, in seqn order.
     learned: VecDeque<(Rev, Mutation)>,
+    proposals: u64,
 }
 
 impl LocalLog {
@@ -25,6 +26,7 @@ impl LocalLog {
         LocalLog {
             next_seqn,
             learned: VecDeque::new(),
+            proposals: 0,
         }
     }
 
@@ -32,8 +34,14 @@ impl LocalLog {
     pub fn propose(&mut self, m: Mutation) -> Rev {
         let seqn = self.next_seqn;
         self.next_seqn += 1;
+        self.proposals += 1;
         self.learned.push_back((seqn, m));
         seqn
+    }
+
+    /// How many values were proposed.
+    pub fn proposals(&self) -> u64 {
+        self.proposals
     }
 
     /// The next learned value, in seqn order.

@@ -43,6 +43,8 @@ pub struct Stats {
     pub errors: u64,
     /// Connections open now.
     pub clients: u64,
+    /// Values proposed to consensus (client writes and the node's own).
+    pub proposals: u64,
 }
 
 /// A request waiting for the store to move.
@@ -120,6 +122,7 @@ impl Server {
     pub fn stats(&self) -> Stats {
         Stats {
             clients: self.sessions.len() as u64,
+            proposals: self.log.proposals(),
             ..self.stats.clone()
         }
     }

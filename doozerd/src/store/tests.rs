@@ -652,3 +652,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn snapshots_count_files_and_bytes() {
+    let mut s = Store::new(10);
+    let set = |p: &str, b: &'static str| Mutation::Set {
+        path: p.into(),
+        rev: -1,
+        body: Bytes::from_static(b.as_bytes()),
+    };
+    s.apply(1, &set("/a", "abc"));
+    s.apply(2, &set("/d/b", "12345"));
+    s.apply(3, &set("/a", "x"));
+    let head = s.snapshot(None).expect("head");
+    assert_eq!((head.files(), head.bytes()), (2, 6));
+    s.apply(
+        4,
+        &Mutation::Del {
+            path: "/d/b".into(),
+            rev: -1,
+        },
+    );
+    s.apply(
+        5,
+        &Mutation::Del {
+            path: "/missing".into(),
+            rev: -1,
+        },
+    );
+    let head = s.snapshot(None).expect("head");
+    assert_eq!((head.files(), head.bytes()), (1, 1));
+    // a failed write records /ctl/err, which is a file too
+    s.apply(
+        6,
+        &Mutation::Set {
+            path: "/a".into(),
+            rev: 1,
+            body: Bytes::new(),
+        },
+    );
+    let head = s.snapshot(None).expect("head");
+    assert_eq!(
+        (head.files(), head.bytes()),
+        (2, 1 + "rev mismatch".len() as u64)
+    );
+    let old = s.snapshot(Some(2)).expect("in window");
+    assert_eq!((old.files(), old.bytes()), (2, 8));
+}

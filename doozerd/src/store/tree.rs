@@ -46,6 +46,10 @@ enum Found<'a> {
 pub struct Snapshot {
     root: Dir,
     rev: Rev,
+    /// Files in the tree (kept up to date by set/del, for stats).
+    files: u64,
+    /// Bytes of all file bodies.
+    bytes: u64,
 }
 
 impl fmt::Debug for Snapshot {
@@ -107,7 +111,7 @@ fn put(dir: &Dir, name: &str, node: Node) -> Dir {
 }
 
 /// The directories from `root` to the parent of the file at `names`, and
-/// whether that file exists, once `cond` is checked against its rev (a
+/// the length of that file's body if it exists, once `cond` is checked against its rev (a
 /// missing file has rev 0). The root itself, or a directory at `names`, is
 /// `IsDir`; a file on the way is `NotDir`.
 fn leaf_dirs<'a>(
@@ -115,7 +119,7 @@ fn leaf_dirs<'a>(
     names: &[&str],
     cond: Rev,
     empty: &'a Dir,
-) -> Result<(Vec<&'a Dir>, bool), StoreError> {
+) -> Result<(Vec<&'a Dir>, Option<usize>), StoreError> {
     let Some(leaf) = names.last() else {
         // Only the root has no names, and it is a directory.
         return Err(StoreError::IsDir);
@@ -123,28 +127,29 @@ fn leaf_dirs<'a>(
     let dirs = descend(root, names, empty)?;
     let exists = match dirs.last().and_then(|parent| parent.get(*leaf)) {
         Some(Node::Dir(_)) => return Err(StoreError::IsDir),
-        Some(Node::File { rev: cur, .. }) => {
+        Some(Node::File { rev: cur, body }) => {
             check_rev(cond, *cur)?;
-            true
+            Some(body.len())
         }
         None => {
             check_rev(cond, wire_rev::MISSING)?;
-            false
+            None
         }
     };
     Ok((dirs, exists))
 }
 
-/// `root` with a file at `names`, written by `rev`, if `cond` allows.
+/// `root` with a file at `names`, written by `rev`, if `cond` allows; and
+/// the length of the body it replaced, if any.
 fn set_in(
     root: &Dir,
     names: &[&str],
     body: &Bytes,
     cond: Rev,
     rev: Rev,
-) -> Result<Dir, StoreError> {
+) -> Result<(Dir, Option<usize>), StoreError> {
     let empty = Dir::new_sync();
-    let (dirs, _) = leaf_dirs(root, names, cond, &empty)?;
+    let (dirs, old_len) = leaf_dirs(root, names, cond, &empty)?;
     let mut node = Node::File {
         body: body.clone(),
         rev,
@@ -153,20 +158,21 @@ fn set_in(
         node = Node::Dir(put(dir, name, node));
     }
     match node {
-        Node::Dir(root) => Ok(root),
+        Node::Dir(root) => Ok((root, old_len)),
         // The loop ran at least once (names is not empty).
         Node::File { .. } => unreachable!("set_in rebuilt no directory"),
     }
 }
 
-/// `root` without the file at `names`, if `cond` allows: `Ok(None)` if
-/// nothing changed (it was missing). Directories left empty are removed.
-fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<Dir>, StoreError> {
+/// `root` without the file at `names`, if `cond` allows, and the length of
+/// the body removed: `Ok(None)` if nothing changed (it was missing).
+/// Directories left empty are removed.
+fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, usize)>, StoreError> {
     let empty = Dir::new_sync();
-    let (dirs, exists) = leaf_dirs(root, names, cond, &empty)?;
-    if !exists {
+    let (dirs, old_len) = leaf_dirs(root, names, cond, &empty)?;
+    let Some(old_len) = old_len else {
         return Ok(None); // deleting a missing file changes nothing
-    }
+    };
     let (Some(leaf), Some(parent)) = (names.last(), dirs.last()) else {
         return Err(StoreError::IsDir); // unreachable: leaf_dirs checked
     };
@@ -180,7 +186,7 @@ fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<Dir>, StoreErr
             put(dir, name, Node::Dir(cur))
         };
     }
-    Ok(Some(cur))
+    Ok(Some((cur, old_len)))
 }
 
 impl Snapshot {
@@ -189,6 +195,8 @@ impl Snapshot {
         Snapshot {
             root: Dir::new_sync(),
             rev: 0,
+            files: 0,
+            bytes: 0,
         }
     }
 
@@ -196,8 +204,8 @@ impl Snapshot {
     /// nothing).
     pub(crate) fn at_rev(&self, rev: Rev) -> Snapshot {
         Snapshot {
-            root: self.root.clone(),
             rev,
+            ..self.clone()
         }
     }
 
@@ -212,8 +220,17 @@ impl Snapshot {
     ) -> Result<Snapshot, StoreError> {
         validate_path(path)?;
         let names: Vec<&str> = names(path).collect();
-        let root = set_in(&self.root, &names, body, cond, rev)?;
-        Ok(Snapshot { root, rev })
+        let (root, old_len) = set_in(&self.root, &names, body, cond, rev)?;
+        let (files, bytes) = match old_len {
+            Some(old) => (self.files, self.bytes - old as u64),
+            None => (self.files + 1, self.bytes),
+        };
+        Ok(Snapshot {
+            root,
+            rev,
+            files,
+            bytes: bytes + body.len() as u64,
+        })
     }
 
     /// This tree without the file at `path` (if `cond` allows), as revision
@@ -221,8 +238,15 @@ impl Snapshot {
     pub(crate) fn del(&self, path: &str, cond: Rev, rev: Rev) -> Result<Snapshot, StoreError> {
         validate_path(path)?;
         let names: Vec<&str> = names(path).collect();
-        let root = del_in(&self.root, &names, cond)?.unwrap_or_else(|| self.root.clone());
-        Ok(Snapshot { root, rev })
+        Ok(match del_in(&self.root, &names, cond)? {
+            Some((root, old_len)) => Snapshot {
+                root,
+                rev,
+                files: self.files - 1,
+                bytes: self.bytes - old_len as u64,
+            },
+            None => self.at_rev(rev),
+        })
     }
 
     /// What `path` names; a path through a file is missing.
@@ -244,6 +268,16 @@ impl Snapshot {
             }
         }
         Ok(Found::Dir(dir))
+    }
+
+    /// Number of files in the tree.
+    pub fn files(&self) -> u64 {
+        self.files
+    }
+
+    /// Total bytes of all file bodies in the tree.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The revision this snapshot is of.
