@@ -12,9 +12,15 @@
 //!   frames (or arbitrary bytes) to a node.
 //! - [`poll_until`]: wait for a condition with a deadline, never a fixed
 //!   sleep.
+//! - [`browser`]: headless chromium through chromedriver (WebDriver over a
+//!   small HTTP/1.1 client), and that client for raw requests to `-w`.
+//! - [`prometheus`]: a strict parser of the Prometheus text format.
 //!
 //! The binaries are looked up next to the test executable
 //! (`<target>/debug/`); run `cargo build --workspace` before the tests.
+
+pub mod browser;
+pub mod prometheus;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -1,0 +1,993 @@
+//! The web viewer on `-w` (SPEC §6; contract in docs/web.md), end to end:
+//! a real doozerd, the real `doozer` command writing, and headless chromium
+//! (through chromedriver, see `src/browser.rs`) reading the live page.
+//!
+//! What the page exposes for these tests (docs/web.md and web/src/assets):
+//! `#status` with `data-state="connected|reconnecting|disconnected"` and
+//! `data-rev="N"`; a row per file with `data-path="/full/path"` and child
+//! elements `.name`, `.rev`, `.len`, `.body`; a row per directory with
+//! `data-dir="/full/path"`; a highlighted row has class `changed`.
+//!
+//! Every wait is a poll with a deadline ([`WEB_DEADLINE`]); no fixed sleeps,
+//! no timing assertions. The raw-HTTP tests (event stream, `/$metrics`,
+//! `/$stats.json`) pin down the server side alone, so a failure tells
+//! whether the server or the page is at fault.
+//!
+//! `DOOZER_SCREENSHOT=path` makes the XSS test also save a PNG of the
+//! viewer there (docs/viewer.png was made that way).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use doozer_tests::browser::{http_get, Browser, WEB_DEADLINE};
+use doozer_tests::*;
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------
+// Helpers: the node, the CLI, the page
+// ---------------------------------------------------------------------------
+
+/// A fresh `-w` address on 127.0.0.1.
+fn web_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// A node serving the viewer on a fresh port.
+fn start_node() -> (Doozerd, SocketAddr) {
+    let web = web_addr();
+    let d = Doozerd::builder().web(&web.to_string()).start();
+    (d, web)
+}
+
+fn url(web: SocketAddr, path: &str) -> String {
+    format!("http://{web}{path}")
+}
+
+/// `doozer set PATH -1 < body`; returns the new rev.
+fn set(d: &Doozerd, path: &str, body: &[u8]) -> i64 {
+    let out = doozer(d, &["set", path, "-1"], body).ok();
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("doozer set printed {out:?}"))
+}
+
+/// `doozer del PATH -1`.
+fn del(d: &Doozerd, path: &str) {
+    doozer(d, &["del", path, "-1"], b"").ok();
+}
+
+/// `doozer rev`.
+fn node_rev(d: &Doozerd) -> i64 {
+    let out = doozer(d, &["rev"], b"").ok();
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("doozer rev printed {out:?}"))
+}
+
+/// The first run of digits in `text`, as a number (`"rev 12"` → 12).
+fn first_int(text: &str) -> Option<i64> {
+    let start = text.find(|c: char| c.is_ascii_digit())?;
+    let digits: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// One file row as the page shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    path: String,
+    name: Option<String>,
+    rev: Option<String>,
+    len: Option<String>,
+    body: Option<String>,
+    changed: bool,
+}
+
+impl Row {
+    fn rev(&self) -> Option<i64> {
+        self.rev.as_deref().and_then(first_int)
+    }
+    fn len(&self) -> Option<i64> {
+        self.len.as_deref().and_then(first_int)
+    }
+    fn body(&self) -> &str {
+        self.body.as_deref().unwrap_or_default()
+    }
+}
+
+/// Everything the tests read from the page, in one script call.
+#[derive(Debug, Clone, PartialEq)]
+struct Page {
+    state: Option<String>,
+    rev: Option<i64>,
+    rows: Vec<Row>,
+    dirs: Vec<String>,
+}
+
+impl Page {
+    fn row(&self, path: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.path == path)
+    }
+    fn paths(&self) -> BTreeSet<String> {
+        self.rows.iter().map(|r| r.path.clone()).collect()
+    }
+    fn connected(&self) -> bool {
+        self.state.as_deref() == Some("connected")
+    }
+    /// Directory paths without a trailing slash (the root stays `/`).
+    fn dirs(&self) -> BTreeSet<String> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                if d.len() > 1 {
+                    d.trim_end_matches('/').to_string()
+                } else {
+                    d.clone()
+                }
+            })
+            .collect()
+    }
+}
+
+const SNAPSHOT_JS: &str = r#"
+const text = (r, c) => { const e = r.querySelector('.' + c); return e ? e.textContent : null; };
+const s = document.getElementById('status');
+return {
+  state: s ? s.getAttribute('data-state') : null,
+  rev: s ? s.getAttribute('data-rev') : null,
+  rows: [...document.querySelectorAll('[data-path]')].map(r => ({
+    path: r.getAttribute('data-path'),
+    name: text(r, 'name'), rev: text(r, 'rev'), len: text(r, 'len'), body: text(r, 'body'),
+    changed: r.classList.contains('changed'),
+  })),
+  dirs: [...document.querySelectorAll('[data-dir]')].map(d => d.getAttribute('data-dir')),
+};
+"#;
+
+fn snapshot(b: &Browser) -> Page {
+    let v = b.exec(SNAPSHOT_JS, &[]);
+    let s = |v: &Value| v.as_str().map(str::to_string);
+    Page {
+        state: s(&v["state"]),
+        rev: v["rev"].as_str().and_then(|r| r.trim().parse().ok()),
+        rows: v["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| Row {
+                path: s(&r["path"]).unwrap_or_default(),
+                name: s(&r["name"]),
+                rev: s(&r["rev"]),
+                len: s(&r["len"]),
+                body: s(&r["body"]),
+                changed: r["changed"] == Value::Bool(true),
+            })
+            .collect(),
+        dirs: v["dirs"]
+            .as_array()
+            .expect("dirs")
+            .iter()
+            .filter_map(s)
+            .collect(),
+    }
+}
+
+/// Polls the page until `f` returns `Some` (up to [`WEB_DEADLINE`]);
+/// panics with the last snapshot otherwise.
+fn wait_page<T>(b: &Browser, what: &str, mut f: impl FnMut(&Page) -> Option<T>) -> T {
+    let deadline = Instant::now() + WEB_DEADLINE;
+    loop {
+        let page = snapshot(b);
+        if let Some(v) = f(&page) {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {WEB_DEADLINE:?} waiting for: {what}\npage url: {}\nlast page: {page:#?}",
+                b.url()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the row `path` satisfies `pred`; returns it.
+fn wait_row(b: &Browser, path: &str, what: &str, pred: impl Fn(&Row) -> bool) -> Row {
+    wait_page(b, &format!("{path}: {what}"), |p| {
+        p.row(path).filter(|r| pred(r)).cloned()
+    })
+}
+
+/// Starts recording every file row that gets (or is added with) class
+/// `changed`, into `window.__changedSeen`, whatever the highlight's
+/// duration.
+fn record_highlights(b: &Browser) {
+    b.exec(
+        r#"
+window.__changedSeen = [];
+const note = e => {
+  if (e.nodeType === 1) {
+    const rows = [e, ...e.querySelectorAll('[data-path]')];
+    for (const r of rows)
+      if (r.hasAttribute && r.hasAttribute('data-path') && r.classList.contains('changed'))
+        window.__changedSeen.push(r.getAttribute('data-path'));
+  }
+};
+new MutationObserver(ms => {
+  for (const m of ms) {
+    if (m.type === 'attributes') note(m.target);
+    for (const n of m.addedNodes || []) note(n);
+  }
+}).observe(document.documentElement,
+  {subtree: true, childList: true, attributes: true, attributeFilter: ['class']});
+return true;
+"#,
+        &[],
+    );
+}
+
+fn highlighted(b: &Browser) -> BTreeSet<String> {
+    b.exec("return window.__changedSeen || []", &[])
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits for the page to be connected with `data-rev` ≥ `rev`.
+fn wait_connected_at(b: &Browser, rev: i64) -> Page {
+    wait_page(
+        b,
+        &format!("status connected with data-rev >= {rev}"),
+        |p| (p.connected() && p.rev.is_some_and(|r| r >= rev)).then(|| p.clone()),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Browser smoke test (no doozerd): tells a broken browser set-up apart from
+// a broken viewer.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_browser_runs_scripts_in_a_static_page() {
+    let b = Browser::start();
+    b.goto("data:text/html,<title>t</title><p id=x data-v=3>hi &lt;b&gt;</p>");
+    let v = b.exec(
+        "return [document.title, document.getElementById('x').textContent, \
+         document.getElementById('x').dataset.v, arguments[0] + 1]",
+        &[json!(41)],
+    );
+    assert_eq!(v, json!(["t", "hi <b>", "3", 42]));
+    let png = b.screenshot();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "screenshot is a PNG");
+}
+
+// ---------------------------------------------------------------------------
+// The live tree
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_page_shows_the_tree_and_follows_sets_and_dels() {
+    let (d, web) = start_node();
+    let r_a = set(&d, "/web/a", b"alpha");
+    let r_b = set(&d, "/web/b", b"beta");
+    let r_c = set(&d, "/web/sub/c", b"gamma");
+    let _r_gone = set(&d, "/web/gone", b"bye");
+    set(&d, "/web/lonely/only", b"soon deleted");
+    let uni = "h\u{e9}llo \u{2713} \u{65e5}\u{672c}";
+    let r_uni = set(&d, "/web/uni", uni.as_bytes());
+    set(&d, "/web/empty", b"");
+    set(&d, "/web/lines", b"one\ntwo\n");
+
+    let b = Browser::start();
+    b.goto(&url(web, "/"));
+    let page = wait_page(&b, "the files written before the page loaded", |p| {
+        let ok = [
+            ("/web/a", "alpha", r_a),
+            ("/web/b", "beta", r_b),
+            ("/web/sub/c", "gamma", r_c),
+        ]
+        .iter()
+        .all(|(path, body, rev)| {
+            p.row(path)
+                .is_some_and(|r| r.body() == *body && r.rev() == Some(*rev))
+        }) && p.row("/web/gone").is_some();
+        ok.then(|| p.clone())
+    });
+    // Text bodies are shown exactly; the length is in bytes.
+    let u = page.row("/web/uni").unwrap();
+    assert_eq!(
+        (u.body(), u.rev(), u.len()),
+        (uni, Some(r_uni), Some(uni.len() as i64)),
+        "{u:?}"
+    );
+    let e = page.row("/web/empty").unwrap();
+    assert_eq!((e.body(), e.len()), ("", Some(0)), "{e:?}");
+    let l = page.row("/web/lines").unwrap();
+    // Newlines may show as visible `\n` escapes (viewer.js shows control
+    // characters that way) or as line breaks.
+    assert_eq!(l.body().replace("\\n", "\n"), "one\ntwo\n", "{l:?}");
+    let c = page.row("/web/sub/c").unwrap();
+    assert_eq!(c.name.as_deref().map(str::trim), Some("c"), "{c:?}");
+    assert_eq!(c.len(), Some(5), "{c:?}");
+    let dirs = page.dirs();
+    assert!(
+        dirs.contains("/web") && dirs.contains("/web/sub"),
+        "directory rows {dirs:?}"
+    );
+    // /ctl is part of the root's tree too.
+    assert!(
+        page.paths().iter().any(|p| p.starts_with("/ctl/")),
+        "{page:#?}"
+    );
+    wait_connected_at(&b, node_rev(&d));
+
+    record_highlights(&b);
+    let r_new = set(&d, "/web/new", b"fresh");
+    let r_a2 = set(&d, "/web/a", b"alpha 2");
+    del(&d, "/web/gone");
+    // The only file of a directory: the directory goes with it.
+    del(&d, "/web/lonely/only");
+    let page = wait_page(&b, "a new row, a changed row and two deleted rows", |p| {
+        let new = p
+            .row("/web/new")
+            .is_some_and(|r| r.body() == "fresh" && r.rev() == Some(r_new));
+        let a = p
+            .row("/web/a")
+            .is_some_and(|r| r.body() == "alpha 2" && r.rev() == Some(r_a2));
+        let gone = p.row("/web/gone").is_none() && p.row("/web/lonely/only").is_none();
+        (new && a && gone).then(|| p.clone())
+    });
+    assert!(
+        !page.dirs().contains("/web/lonely"),
+        "the emptied directory still has a row: {:?}",
+        page.dirs()
+    );
+    assert_eq!(page.row("/web/a").unwrap().len(), Some(7));
+    // The untouched rows are still there, unchanged.
+    let b_row = page.row("/web/b").unwrap();
+    assert_eq!((b_row.body(), b_row.rev()), ("beta", Some(r_b)));
+    let seen = highlighted(&b);
+    assert!(
+        seen.contains("/web/a") && seen.contains("/web/new"),
+        "rows highlighted (class `changed`) since the writes: {seen:?}"
+    );
+    assert!(
+        !seen.contains("/web/b"),
+        "an untouched row was highlighted: {seen:?}"
+    );
+
+    let rev = node_rev(&d);
+    let page = wait_connected_at(&b, rev);
+    assert!(
+        page.rev <= Some(node_rev(&d)),
+        "page rev ahead of the node: {page:#?}"
+    );
+}
+
+#[test]
+fn bodies_are_text_never_markup_and_binary_bodies_show_their_length() {
+    const EVIL: &str =
+        r#"<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold</b>"#;
+    let (d, web) = start_node();
+    set(&d, "/x/before", EVIL.as_bytes());
+    set(&d, "/x/bin", &[0xff, 0xfe, 0x00]);
+    // Ordinary files, for the screenshot.
+    set(&d, "/app/db/url", b"postgres://db.internal:5432/app");
+    set(&d, "/app/feature/dark-mode", b"on");
+    set(&d, "/app/workers", b"8");
+
+    let b = Browser::start();
+    b.goto(&url(web, "/"));
+    wait_row(&b, "/x/before", "the markup as text", |r| r.body() == EVIL);
+    set(&d, "/x/after", EVIL.as_bytes());
+    wait_row(&b, "/x/after", "the markup as text", |r| r.body() == EVIL);
+
+    let bin = wait_row(&b, "/x/bin", "shown as binary", |r| {
+        r.body().to_lowercase().contains("binary")
+    });
+    assert!(
+        bin.body().contains("3 byte") && bin.len() == Some(3),
+        "binary body should show its length (3 bytes): {bin:?}"
+    );
+
+    // One more change after the markup arrived, so anything it could have
+    // scheduled (an image error handler) had its turn.
+    let r_last = set(&d, "/x/last", b"last");
+    wait_connected_at(&b, r_last);
+    wait_row(&b, "/x/last", "present", |r| r.body() == "last");
+    let v = b.exec(
+        r#"
+return {
+  pwned: typeof window.__pwned,
+  in_rows: document.querySelectorAll('[data-path] script, [data-path] img, [data-path] b').length,
+  imgs: [...document.querySelectorAll('img')].filter(i => i.getAttribute('src') === 'x').length,
+  bold: [...document.querySelectorAll('b')].filter(e => e.textContent === 'bold').length,
+  scripts: [...document.scripts].filter(s => s.textContent.includes('__pwned')).length,
+};
+"#,
+        &[],
+    );
+    assert_eq!(
+        v,
+        json!({"pwned": "undefined", "in_rows": 0, "imgs": 0, "bold": 0, "scripts": 0}),
+        "markup in a body became elements"
+    );
+
+    if let Ok(path) = std::env::var("DOOZER_SCREENSHOT") {
+        b.set_window_size(1100, 1150);
+        b.exec("document.querySelectorAll('.changed').forEach(e => e.classList.remove('changed')); return 0", &[]);
+        std::fs::write(&path, b.screenshot()).unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+}
+
+#[test]
+fn the_page_reconnects_to_a_restarted_node_and_starts_over() {
+    let port = free_port();
+    let web = web_addr();
+    let mut d1 = Doozerd::builder().port(port).web(&web.to_string()).start();
+    // Enough revs that the page's resume point is ahead of the new node's
+    // store, which starts over from its first rev.
+    let mut c = d1.raw();
+    for i in 0..60 {
+        c.must_set(&format!("/old/k{i:02}"), -1, b"x");
+    }
+    drop(c);
+    let r_old = set(&d1, "/old/marker", b"first node");
+
+    let b = Browser::start();
+    b.goto(&url(web, "/"));
+    wait_row(&b, "/old/marker", "from the first node", |r| {
+        r.body() == "first node"
+    });
+    wait_connected_at(&b, r_old);
+
+    d1.kill();
+    wait_page(&b, "status not connected after the node died", |p| {
+        matches!(p.state.as_deref(), Some("reconnecting" | "disconnected")).then_some(())
+    });
+
+    let d2 = Doozerd::builder().port(port).web(&web.to_string()).start();
+    let r_new = set(&d2, "/new/marker", b"second node");
+    assert!(
+        r_new < r_old,
+        "test set-up: the new node ({r_new}) should be behind the page's rev ({r_old})"
+    );
+    let page = wait_page(&b, "the second node's tree, connected", |p| {
+        let new = p
+            .row("/new/marker")
+            .is_some_and(|r| r.body() == "second node" && r.rev() == Some(r_new));
+        let old_gone = !p.paths().iter().any(|p| p.starts_with("/old/"));
+        (new && old_gone && p.connected()).then(|| p.clone())
+    });
+    let rev_now = node_rev(&d2);
+    assert!(
+        page.rev.is_some_and(|r| r >= r_new && r <= rev_now),
+        "data-rev should follow the new node ({r_new}..={rev_now}): {:?}",
+        page.rev
+    );
+    // And it keeps following the new node.
+    let r2 = set(&d2, "/new/second", b"2");
+    wait_row(&b, "/new/second", "a change on the new node", |r| {
+        r.rev() == Some(r2)
+    });
+    drop(d1);
+}
+
+#[test]
+fn a_directory_page_shows_only_that_directory() {
+    let (d, web) = start_node();
+    let r_one = set(&d, "/a/one", b"1");
+    set(&d, "/a/deep/two", b"2");
+    set(&d, "/b/three", b"3");
+    set(&d, "/top", b"t");
+    set(&d, "/ab", b"not under /a/");
+
+    let b = Browser::start();
+    b.goto(&url(web, "/a/"));
+    let want: BTreeSet<String> = ["/a/one", "/a/deep/two"].map(String::from).into();
+    let page = wait_page(&b, "exactly the files under /a/", |p| {
+        (p.paths() == want && p.connected()).then(|| p.clone())
+    });
+    assert_eq!(page.row("/a/one").unwrap().rev(), Some(r_one));
+    let dirs = page.dirs();
+    assert!(dirs.contains("/a/deep"), "{dirs:?}");
+    assert!(
+        !dirs.iter().any(|d| d == "/b" || d == "/ctl"),
+        "directories outside /a/: {dirs:?}"
+    );
+
+    // A change outside /a/ before one inside: once the inside one shows,
+    // the outside one has been passed over.
+    let r_out = set(&d, "/b/late", b"x");
+    let r_in = set(&d, "/a/late", b"y");
+    assert!(r_out < r_in);
+    let page = wait_page(&b, "/a/late", |p| p.row("/a/late").map(|_| p.clone()));
+    let want: BTreeSet<String> = ["/a/one", "/a/deep/two", "/a/late"]
+        .map(String::from)
+        .into();
+    assert_eq!(page.paths(), want);
+    // A change outside the directory still moves the page's rev.
+    let r_last = set(&d, "/b/last", b"z");
+    wait_connected_at(&b, r_last);
+    assert_eq!(snapshot(&b).paths(), want);
+}
+
+#[test]
+fn a_directory_page_before_the_directory_exists() {
+    let (d, web) = start_node();
+    let b = Browser::start();
+    b.goto(&url(web, "/later/"));
+    let page = wait_connected_at(&b, node_rev(&d));
+    assert!(page.rows.is_empty(), "{page:#?}");
+    let r = set(&d, "/later/f", b"now");
+    wait_row(&b, "/later/f", "created after the page loaded", |row| {
+        row.body() == "now" && row.rev() == Some(r)
+    });
+    del(&d, "/later/f");
+    wait_page(&b, "the page empty again", |p| {
+        p.rows.is_empty().then_some(())
+    });
+}
+
+#[test]
+fn a_file_path_redirects_to_its_directory_page() {
+    let (d, web) = start_node();
+    set(&d, "/cfg/name", b"v");
+    let r = http_get(web, "/cfg/name");
+    assert_eq!(r.status, 302, "{r:?}");
+    let loc = r.header("location").unwrap_or_default();
+    assert!(
+        loc == "/cfg/#/cfg/name" || loc.ends_with(&format!("{web}/cfg/#/cfg/name")),
+        "Location {loc:?}"
+    );
+    // In the browser: the directory page, showing the file.
+    let b = Browser::start();
+    b.goto(&url(web, "/cfg/name"));
+    wait_row(&b, "/cfg/name", "shown after the redirect", |r| {
+        r.body() == "v"
+    });
+    assert_eq!(b.url(), url(web, "/cfg/#/cfg/name"));
+    assert_eq!(http_get(web, "/$nosuchpage").status, 404);
+    assert_eq!(http_get(web, "/$assets/nosuch.js").status, 404);
+    for asset in ["viewer.js", "viewer.css", "stats.js"] {
+        assert_eq!(
+            http_get(web, &format!("/$assets/{asset}")).status,
+            200,
+            "{asset}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The event stream, raw (server side alone)
+// ---------------------------------------------------------------------------
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq)]
+struct Sse {
+    event: String,
+    id: Option<String>,
+    data: Value,
+}
+
+/// A raw `GET /$events/...` connection, parsed as it arrives.
+struct SseConn {
+    stream: TcpStream,
+    raw: Vec<u8>,
+    head: Option<String>,
+    chunked: bool,
+    body: Vec<u8>,
+}
+
+impl SseConn {
+    fn open(web: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseConn {
+        let mut stream = TcpStream::connect(web).expect("connect to -w");
+        let mut req =
+            format!("GET {path} HTTP/1.1\r\nHost: {web}\r\nAccept: text/event-stream\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        SseConn {
+            stream,
+            raw: Vec::new(),
+            head: None,
+            chunked: false,
+            body: Vec::new(),
+        }
+    }
+
+    /// Reads more bytes (up to `deadline`); false on timeout or EOF.
+    fn fill(&mut self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        self.stream.set_read_timeout(Some(deadline - now)).unwrap();
+        let mut chunk = [0u8; 65536];
+        let n = match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        self.raw.extend_from_slice(&chunk[..n]);
+        if self.head.is_none() {
+            if let Some(end) = self.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.raw[..end]).into_owned();
+                self.chunked = head
+                    .to_ascii_lowercase()
+                    .contains("transfer-encoding: chunked");
+                self.raw.drain(..end + 4);
+                self.head = Some(head);
+            }
+        }
+        if self.head.is_some() {
+            if self.chunked {
+                // Move every complete chunk into the body.
+                while let Some(nl) = self.raw.windows(2).position(|w| w == b"\r\n") {
+                    let size_text = String::from_utf8_lossy(&self.raw[..nl]).into_owned();
+                    let size =
+                        usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+                    if self.raw.len() < nl + 2 + size + 2 {
+                        break;
+                    }
+                    self.body
+                        .extend_from_slice(&self.raw[nl + 2..nl + 2 + size]);
+                    self.raw.drain(..nl + 2 + size + 2);
+                }
+            } else {
+                self.body.append(&mut self.raw);
+            }
+        }
+        true
+    }
+
+    /// The response head (waits for it).
+    fn head(&mut self) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        while self.head.is_none() {
+            assert!(
+                self.fill(deadline),
+                "no response head from the event stream"
+            );
+        }
+        self.head.clone().unwrap()
+    }
+
+    /// The next event (comments skipped), or `None` after `timeout`.
+    fn next_timeout(&mut self, timeout: Duration) -> Option<Sse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.body.windows(2).position(|w| w == b"\n\n") {
+                let block = String::from_utf8(self.body[..end].to_vec()).expect("UTF-8 stream");
+                self.body.drain(..end + 2);
+                let mut event = String::from("message");
+                let mut id = None;
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if line.starts_with(':') {
+                        continue;
+                    }
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "event" => event = value.to_string(),
+                        "id" => id = Some(value.to_string()),
+                        "data" => data.push(value.to_string()),
+                        _ => {}
+                    }
+                }
+                if data.is_empty() && id.is_none() {
+                    continue; // a comment block such as `: ping`
+                }
+                let data = serde_json::from_str(&data.join("\n"))
+                    .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {block:?}"));
+                return Some(Sse { event, id, data });
+            }
+            if !self.fill(deadline) {
+                return None;
+            }
+        }
+    }
+
+    fn next(&mut self) -> Sse {
+        self.next_timeout(DEADLINE)
+            .expect("an event within the deadline")
+    }
+
+    /// Events up to and including the first `ready`.
+    fn until_ready(&mut self) -> Vec<Sse> {
+        let mut out = Vec::new();
+        loop {
+            let e = self.next();
+            let ready = e.event == "ready";
+            out.push(e);
+            if ready {
+                return out;
+            }
+        }
+    }
+
+    /// The next event that is not a `rev` event.
+    fn next_change(&mut self) -> Sse {
+        loop {
+            let e = self.next();
+            if e.event != "rev" {
+                return e;
+            }
+        }
+    }
+}
+
+#[test]
+fn the_event_stream_lists_then_follows_then_resumes() {
+    let (d, web) = start_node();
+    let r_b = set(&d, "/sse/b", b"bee");
+    let r_a = set(&d, "/sse/a/x", b"ax");
+    set(&d, "/sse/bin", &[0xff, 0xfe, 0x00]);
+    set(&d, "/elsewhere", b"no");
+    let rev = node_rev(&d);
+
+    let mut s = SseConn::open(web, "/$events/sse/", &[]);
+    let head = s.head();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    let evs = s.until_ready();
+    assert_eq!(evs[0].event, "reset", "{evs:#?}");
+    assert_eq!(evs[0].data["rev"], json!(rev));
+    let files: Vec<&Sse> = evs[1..evs.len() - 1].iter().collect();
+    assert!(files.iter().all(|e| e.event == "file"), "{evs:#?}");
+    let paths: Vec<&str> = files
+        .iter()
+        .map(|e| e.data["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/sse/a/x", "/sse/b", "/sse/bin"],
+        "sorted depth-first"
+    );
+    assert_eq!(
+        files[0].data,
+        json!({"path": "/sse/a/x", "rev": r_a, "len": 2, "enc": "utf8", "body": "ax"})
+    );
+    assert_eq!(files[1].data["rev"], json!(r_b));
+    assert_eq!(files[2].data["enc"], json!("base64"));
+    assert_eq!(files[2].data["len"], json!(3));
+    assert_eq!(files[2].data["body"], json!("//4A"));
+    let ready = evs.last().unwrap();
+    assert_eq!(ready.id.as_deref(), Some(rev.to_string().as_str()));
+    assert_eq!(ready.data, json!({"rev": rev}));
+
+    // Changes inside, and a change outside (a `rev` event at most).
+    let r_out = set(&d, "/elsewhere", b"still no");
+    let r_set = set(&d, "/sse/b", b"<b>bee</b>");
+    del(&d, "/sse/a/x");
+    let e = s.next_change();
+    assert_eq!(e.event, "change", "{e:?}");
+    assert_eq!(e.id, Some(r_set.to_string()));
+    assert_eq!(
+        e.data,
+        json!({"path": "/sse/b", "rev": r_set, "len": 10, "enc": "utf8", "body": "<b>bee</b>", "kind": "set"})
+    );
+    let e = s.next_change();
+    assert_eq!(e.event, "change", "{e:?}");
+    assert_eq!(e.data["kind"], json!("del"));
+    assert_eq!(e.data["path"], json!("/sse/a/x"));
+    assert_eq!((&e.data["len"], &e.data["body"]), (&json!(0), &json!("")));
+    let r_del: i64 = e.id.as_deref().unwrap().parse().unwrap();
+    assert!(r_out < r_set && r_set < r_del);
+    // An outside change alone moves the resume point with a `rev` event.
+    let r_out2 = set(&d, "/elsewhere", b"again");
+    let e = s.next();
+    assert_eq!(
+        (e.event.as_str(), e.id.clone(), e.data.clone()),
+        ("rev", Some(r_out2.to_string()), json!({"rev": r_out2}))
+    );
+
+    // Resuming from a rev in history: `ready` at that rev, no listing, then
+    // the changes after it.
+    for (path, headers) in [
+        (
+            "/$events/sse/".to_string(),
+            vec![("Last-Event-ID", r_set.to_string())],
+        ),
+        (format!("/$events/sse/?rev={r_set}"), vec![]),
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut s = SseConn::open(web, &path, &headers);
+        let e = s.next();
+        assert_eq!(
+            (e.event.as_str(), e.id.clone(), e.data.clone()),
+            ("ready", Some(r_set.to_string()), json!({"rev": r_set})),
+            "{path} {headers:?}"
+        );
+        let e = s.next_change();
+        assert_eq!(
+            (
+                e.event.as_str(),
+                e.data["kind"].clone(),
+                e.data["path"].clone()
+            ),
+            ("change", json!("del"), json!("/sse/a/x")),
+            "{path} {headers:?}"
+        );
+    }
+
+    // A resume point ahead of the store (a restarted node): start over.
+    let mut s = SseConn::open(web, "/$events/sse/", &[("Last-Event-ID", "1000000")]);
+    let evs = s.until_ready();
+    assert_eq!(evs[0].event, "reset", "{evs:#?}");
+    let paths: Vec<&str> = evs[1..evs.len() - 1]
+        .iter()
+        .map(|e| e.data["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/sse/b", "/sse/bin"]);
+}
+
+// ---------------------------------------------------------------------------
+// Stats and metrics
+// ---------------------------------------------------------------------------
+
+fn metrics(web: SocketAddr) -> prometheus::Exposition {
+    let r = http_get(web, "/$metrics");
+    assert_eq!(r.status, 200, "{r:?}");
+    let ct = r.header("content-type").unwrap_or_default();
+    assert!(
+        ct.starts_with("text/plain") && ct.contains("version=0.0.4"),
+        "Content-Type {ct:?}"
+    );
+    prometheus::parse(&r.text()).unwrap_or_else(|e| {
+        panic!(
+            "/$metrics is not valid exposition format: {e}\n{}",
+            r.text()
+        )
+    })
+}
+
+#[test]
+fn metrics_are_valid_exposition_format_and_counters_move() {
+    let (d, web) = start_node();
+    let m1 = metrics(web);
+    for f in m1.families.values() {
+        assert!(
+            f.name.starts_with("doozer"),
+            "metric family {} lacks the doozer prefix",
+            f.name
+        );
+        assert!(f.help.is_some(), "family {} has no HELP", f.name);
+        if f.kind == "counter" {
+            for s in &f.samples {
+                assert!(s.value >= 0.0, "negative counter {s:?}");
+            }
+        }
+    }
+    let family_kind = |m: &prometheus::Exposition, name: &str| {
+        m.family(name)
+            .unwrap_or_else(|| panic!("no family {name}; have {:?}", m.families.keys()))
+            .kind
+            .clone()
+    };
+    assert_eq!(family_kind(&m1, REQUESTS), "counter");
+    assert_eq!(family_kind(&m1, REV), "gauge");
+    let requests1 = m1.sum(REQUESTS).unwrap_or(0.0);
+    let rev1 = m1.value(REV, &[]).expect("rev gauge");
+    assert_eq!(rev1 as i64, node_rev(&d));
+
+    // Three commands: a write, a read and a rev.
+    let r = set(&d, "/m/x", b"1");
+    doozer(&d, &["get", "/m/x"], b"").ok();
+    node_rev(&d);
+    let m2 = metrics(web);
+    let requests2 = m2.sum(REQUESTS).unwrap_or(0.0);
+    assert!(
+        requests2 >= requests1 + 3.0,
+        "{REQUESTS}: {requests1} then {requests2} after three commands"
+    );
+    for (name, at_least) in [(WRITES, 1.0), (READS, 1.0)] {
+        assert_eq!(family_kind(&m2, name), "counter");
+        let (before, after) = (m1.sum(name).unwrap_or(0.0), m2.sum(name).unwrap_or(0.0));
+        assert!(
+            after >= before + at_least,
+            "{name}: {before} then {after} after a set and a get"
+        );
+    }
+    let rev2 = m2.value(REV, &[]).expect("rev gauge");
+    assert!(
+        rev2 > rev1 && rev2 as i64 >= r,
+        "rev gauge {rev1} then {rev2}; the set made rev {r}"
+    );
+    // No counter went down.
+    for f in m1.families.values().filter(|f| f.kind == "counter") {
+        for s in &f.samples {
+            let after = m2
+                .samples(&s.name)
+                .into_iter()
+                .find(|s2| s2.labels == s.labels)
+                .unwrap_or_else(|| panic!("counter sample {s:?} disappeared"));
+            assert!(
+                after.value >= s.value,
+                "counter went down: {s:?} then {after:?}"
+            );
+        }
+    }
+}
+
+/// The metric names the server exposes (doozerd/src/web.rs).
+const REQUESTS: &str = "doozer_requests_total";
+const REV: &str = "doozer_rev";
+const WRITES: &str = "doozer_writes_total";
+const READS: &str = "doozer_reads_total";
+
+#[test]
+fn stats_json_matches_the_node() {
+    let (d, web) = start_node();
+    set(&d, "/s/x", b"1");
+    let id = doozer(&d, &["self"], b"").ok().trim().to_string();
+    let rev_before = node_rev(&d);
+    let r = http_get(web, "/$stats.json");
+    let rev_after = node_rev(&d);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/json"),
+        "{r:?}"
+    );
+    let v = r.json();
+    assert_eq!(v["node_id"], json!(id), "{v:#}");
+    let rev = v["rev"].as_i64().unwrap_or_else(|| panic!("rev: {v:#}"));
+    assert!(
+        rev_before <= rev && rev <= rev_after,
+        "rev {rev} vs doozer rev {rev_before}..{rev_after}"
+    );
+    for key in ["cluster", "role", "version"] {
+        assert!(v[key].is_string(), "{key}: {v:#}");
+    }
+    for key in [
+        "uptime_s",
+        "history_oldest",
+        "history_revs",
+        "clients",
+        "web_clients",
+        "waits_pending",
+        "memory_rss_bytes",
+        "store_files",
+        "store_bytes",
+        "requests",
+        "reads",
+        "writes",
+        "waits",
+        "errors",
+    ] {
+        assert!(v[key].is_number(), "{key}: {v:#}");
+    }
+    let cals = v["cals"].as_array().expect("cals");
+    assert!(
+        cals.iter()
+            .any(|c| c["id"] == json!(id) && c["addr"] == json!(d.addr().to_string())),
+        "this node among the CALs: {v:#}"
+    );
+    assert!(v["consensus"].is_object(), "{v:#}");
+
+    // The stats page shows the node id (it fills itself from the JSON).
+    let b = Browser::start();
+    b.goto(&url(web, "/$stats"));
+    poll_until(WEB_DEADLINE, "the stats page to show the node id", || {
+        b.exec("return document.body.innerText", &[])
+            .as_str()
+            .filter(|t| t.contains(&id))
+            .map(drop)
+    });
+}
