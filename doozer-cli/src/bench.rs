@@ -3,17 +3,24 @@
 //! GET/SET mode keeps C requests in flight over K raw [`Pipeline`]
 //! connections, one thread each; every response immediately releases its
 //! tag for the next request, and a burst of responses is answered with one
-//! write. Watch mode measures how fast changes reach many watchers.
+//! write. Watch mode measures how fast changes reach many watchers; one
+//! thread follows every watcher connection with `mio`, so the client does
+//! not wake a thread per watcher per write on the cores the server uses.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use doozer::{DoozerUri, Error, Pipeline, Request, Response, Verb};
+use doozer_proto::{encode_frame, FrameDecoder};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use prost::Message;
 
 use crate::commands::{Failure, Globals};
 use crate::flags::{self, Spec};
@@ -530,52 +537,237 @@ fn wait_req(rev: i64) -> Request {
     r
 }
 
-fn watcher(
+/// One watcher connection, nonblocking, followed by [`follow_watchers`]:
+/// one WAIT outstanding at a time; the next is queued as soon as the event
+/// answering the previous one is decoded, and written once every socket
+/// ready in the same poll has been read.
+struct WatchConn {
+    /// `None` once the connection failed (its log holds the error).
+    stream: Option<TcpStream>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    log: WatcherLog,
+}
+
+impl WatchConn {
+    /// Connects (ACCESS included) and queues the first WAIT.
+    fn open(t: &Target, from: i64) -> Result<WatchConn, Error> {
+        let (stream, rbuf) = t.open()?.into_parts();
+        stream.set_nonblocking(true)?;
+        let mut c = WatchConn {
+            stream: Some(TcpStream::from_std(stream)),
+            rbuf,
+            wbuf: BytesMut::with_capacity(256),
+            log: WatcherLog::default(),
+        };
+        encode_frame(&wait_req(from), &mut c.wbuf);
+        Ok(c)
+    }
+
+    /// A connection that never opened, kept so its error is reported.
+    fn failed(e: Error) -> WatchConn {
+        WatchConn {
+            stream: None,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            log: WatcherLog {
+                error: Some(e.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// True while the first WAIT (or any request) is not fully written.
+    fn unflushed(&self) -> bool {
+        self.stream.is_some() && !self.wbuf.is_empty()
+    }
+
+    /// Reads until the socket would block, recording each event and
+    /// queueing the WAIT that follows it. On error the connection is closed
+    /// and the error logged.
+    fn read(&mut self, poll: &Poll, chunk: &mut [u8], last_seen: &AtomicI64) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let r = loop {
+            match stream.read(chunk) {
+                Ok(0) => {
+                    break Err(Error::ConnectionClosed(
+                        "server closed the connection".into(),
+                    ))
+                }
+                Ok(n) => {
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    let decoded = decode(&mut self.rbuf, &mut self.wbuf, &mut self.log, last_seen);
+                    if let Err(e) = decoded {
+                        break Err(e);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(e.into()),
+            }
+        };
+        if let Err(e) = r {
+            self.fail(poll, e);
+        }
+    }
+
+    /// Writes as much of the queued requests as the socket takes; the rest
+    /// waits for the next writable event.
+    fn flush(&mut self, poll: &Poll) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let r = loop {
+            if self.wbuf.is_empty() {
+                break Ok(());
+            }
+            match stream.write(&self.wbuf) {
+                Ok(0) => break Err(Error::ConnectionClosed("socket accepts no data".into())),
+                Ok(n) => self.wbuf.advance(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(e.into()),
+            }
+        };
+        if let Err(e) = r {
+            self.fail(poll, e);
+        }
+    }
+
+    fn fail(&mut self, poll: &Poll, e: Error) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = poll.registry().deregister(&mut stream);
+        }
+        self.log.error = Some(e.to_string());
+    }
+}
+
+/// Records every complete response in a watcher's read buffer `rbuf` in
+/// its `log`, and queues the WAIT that follows each in `wbuf`.
+fn decode(
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    log: &mut WatcherLog,
+    last_seen: &AtomicI64,
+) -> Result<(), Error> {
+    let decoder = FrameDecoder::default();
+    while let Some(frame) = decoder
+        .decode(rbuf)
+        .map_err(|e| Error::Protocol(e.to_string()))?
+    {
+        let now = Instant::now();
+        let resp =
+            Response::decode(frame).map_err(|e| Error::Protocol(format!("bad response: {e}")))?;
+        let rev = Error::check(resp)?.rev.unwrap_or_default();
+        match log.seen.entry(rev) {
+            Entry::Occupied(_) => log.duplicates += 1,
+            Entry::Vacant(v) => {
+                v.insert(now);
+            }
+        }
+        last_seen.store(rev, Ordering::Relaxed);
+        encode_frame(&wait_req(rev + 1), wbuf);
+    }
+    Ok(())
+}
+
+/// Waits on `ready` once: when told to, or when dropped, so the writer
+/// is released even if the watchers give up early.
+struct Release<'a>(Option<&'a Barrier>);
+
+impl Release<'_> {
+    fn release(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.wait();
+        }
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Follows `last_seen.len()` watcher connections from this one thread,
+/// each waiting on [`WATCH_GLOB`] from rev `from`. Waits on `ready` once
+/// every first WAIT is written (or its connection failed), then runs until
+/// `stop`. Returns one log per watcher.
+fn follow_watchers(
     t: &Target,
     from: i64,
     ready: &Barrier,
     stop: &AtomicBool,
-    last_seen: &AtomicI64,
-) -> WatcherLog {
-    let mut log = WatcherLog::default();
-    // Every watcher reaches the barrier, even a failed one, so the writer
-    // never waits forever.
-    let opened = t.open().and_then(|mut p| {
-        p.send(&wait_req(from));
-        p.flush()?;
-        Ok(p)
-    });
-    ready.wait();
-    let mut p = match opened {
+    last_seen: &[AtomicI64],
+) -> Vec<WatcherLog> {
+    let mut release = Release(Some(ready));
+    let n = last_seen.len();
+    let mut poll = match Poll::new() {
         Ok(p) => p,
         Err(e) => {
-            log.error = Some(e.to_string());
-            return log;
+            let e = e.to_string();
+            return (0..n)
+                .map(|_| WatcherLog {
+                    error: Some(e.clone()),
+                    ..Default::default()
+                })
+                .collect();
         }
     };
-    let mut step = || -> Result<(), Error> {
-        while !stop.load(Ordering::Relaxed) {
-            let Some(resp) = p.recv_timeout(Duration::from_millis(50))? else {
-                continue;
-            };
-            let now = Instant::now();
-            let rev = Error::check(resp)?.rev.unwrap_or_default();
-            match log.seen.entry(rev) {
-                std::collections::hash_map::Entry::Occupied(_) => log.duplicates += 1,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(now);
+    let mut conns: Vec<WatchConn> = (0..n)
+        .map(|i| {
+            let mut c = WatchConn::open(t, from).unwrap_or_else(WatchConn::failed);
+            if let Some(s) = c.stream.as_mut() {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if let Err(e) = poll.registry().register(s, Token(i), interest) {
+                    c = WatchConn::failed(e.into());
                 }
             }
-            last_seen.store(rev, Ordering::Relaxed);
-            p.send(&wait_req(rev + 1));
-            p.flush()?;
-        }
-        Ok(())
-    };
-    if let Err(e) = step() {
-        log.error = Some(e.to_string());
+            c
+        })
+        .collect();
+    // Whatever arrived with the ACCESS answer, then the first WAITs.
+    let mut chunk = vec![0u8; 64 * 1024];
+    for (c, ls) in conns.iter_mut().zip(last_seen) {
+        c.read(&poll, &mut chunk, ls);
+        c.flush(&poll);
     }
-    log
+    let mut touched = Vec::with_capacity(1024);
+    let mut events = Events::with_capacity(1024);
+    loop {
+        if release.0.is_some() && !conns.iter().any(WatchConn::unflushed) {
+            release.release();
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(50))) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            for c in conns.iter_mut().filter(|c| c.stream.is_some()) {
+                c.stream = None;
+                c.log.error = Some(format!("poll: {e}"));
+            }
+            break;
+        }
+        // Every ready socket is read (and its events stamped) before any
+        // next WAIT is written, so one connection's write does not delay
+        // the timestamps of the others in the batch.
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if let (Some(c), Some(ls)) = (conns.get_mut(i), last_seen.get(i)) {
+                c.read(&poll, &mut chunk, ls);
+                touched.push(i);
+            }
+        }
+        for i in touched.drain(..) {
+            conns[i].flush(&poll);
+        }
+    }
+    conns.into_iter().map(|c| c.log).collect()
 }
 
 /// A completed write: its rev, when it was sent and when its ack came.
@@ -662,20 +854,14 @@ fn rev_of(p: &mut Pipeline) -> Result<i64, Error> {
 fn watch_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     let mut w = t.open()?;
     let from = rev_of(&mut w)? + 1;
-    let ready = Barrier::new(o.watchers + 1);
+    let ready = Barrier::new(2);
     let stop = AtomicBool::new(false);
     let done = AtomicBool::new(false);
     let count = AtomicU64::new(0);
     let last_seen: Vec<AtomicI64> = (0..o.watchers).map(|_| AtomicI64::new(0)).collect();
     let started = Instant::now();
     let (written, logs) = thread::scope(|s| {
-        let handles: Vec<_> = last_seen
-            .iter()
-            .map(|ls| {
-                let (ready, stop) = (&ready, &stop);
-                s.spawn(move || watcher(t, from, ready, stop, ls))
-            })
-            .collect();
+        let watchers = s.spawn(|| follow_watchers(t, from, &ready, &stop, &last_seen));
         ready.wait();
         let progress = s.spawn(|| progress("watch writes", &count, &done));
         let written = writer(&mut w, o, &count);
@@ -694,15 +880,14 @@ fn watch_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
             }
         }
         stop.store(true, Ordering::Relaxed);
-        let logs: Vec<WatcherLog> = handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| WatcherLog {
+        let logs: Vec<WatcherLog> = watchers.join().unwrap_or_else(|_| {
+            (0..o.watchers)
+                .map(|_| WatcherLog {
                     error: Some("watcher thread panicked".into()),
                     ..Default::default()
                 })
-            })
-            .collect();
+                .collect()
+        });
         (written, logs)
     });
     let (writes, wstats) = written?;

@@ -84,6 +84,14 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The socket and whatever has been read from it but not yet decoded,
+    /// for a caller that goes on driving the connection itself (the
+    /// watch benchmark follows many connections from one thread). Buffered
+    /// requests not yet flushed are dropped.
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.rbuf)
+    }
+
     /// The next response, blocking until it arrives.
     pub fn recv(&mut self) -> Result<Response> {
         self.set_timeout(None)?;
