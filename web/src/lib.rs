@@ -1,6 +1,218 @@
 //! Assets of the doozer web viewer, embedded in the `doozerd` binary so the
-//! viewer works offline. The live viewer arrives with its own issue; until
-//! then doozerd serves [`PLACEHOLDER_HTML`].
+//! viewer works offline (contract: `docs/web.md`).
+//!
+//! Plain HTML, CSS and JavaScript, no build step and nothing loaded from
+//! outside: the pages load only `/$assets/...`. Names and bodies from the
+//! store reach the page as text (`textContent`, text nodes), never as HTML.
 
-/// The page served on `-w` until the live viewer lands.
+/// The live tree page, served for `/` and every `/<dir>/` (its script reads
+/// the directory from `location.pathname` and follows `/$events/<dir>/`).
+pub const INDEX_HTML: &str = include_str!("assets/index.html");
+
+/// The stats page, served at `/$stats` (its script polls `/$stats.json`).
+pub const STATS_HTML: &str = include_str!("assets/stats.html");
+
+/// The script of the tree page, served at `/$assets/viewer.js`.
+pub const VIEWER_JS: &str = include_str!("assets/viewer.js");
+
+/// The style sheet of both pages, served at `/$assets/viewer.css`.
+pub const VIEWER_CSS: &str = include_str!("assets/viewer.css");
+
+/// The script of the stats page, served at `/$assets/stats.js`.
+pub const STATS_JS: &str = include_str!("assets/stats.js");
+
+/// The page doozerd served before the viewer existed. Kept only until
+/// doozerd serves [`INDEX_HTML`]; remove it then.
 pub const PLACEHOLDER_HTML: &str = include_str!("placeholder.html");
+
+/// The names served under `/$assets/`, with their content types.
+pub const ASSETS: &[(&str, &str, &str)] = &[
+    ("viewer.js", "text/javascript; charset=utf-8", VIEWER_JS),
+    ("viewer.css", "text/css; charset=utf-8", VIEWER_CSS),
+    ("stats.js", "text/javascript; charset=utf-8", STATS_JS),
+];
+
+/// The asset served at `/$assets/<name>`: its content type and bytes, or
+/// `None` for an unknown name.
+pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
+    ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, content_type, body)| (*content_type, body.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGES: &[(&str, &str)] = &[("index.html", INDEX_HTML), ("stats.html", STATS_HTML)];
+
+    /// Every text of the viewer: pages and assets.
+    fn all() -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = PAGES.to_vec();
+        v.extend(ASSETS.iter().map(|(n, _, body)| (*n, *body)));
+        v
+    }
+
+    /// The values of `attr="..."` in `html`.
+    fn attr_values<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
+        let needle = format!("{attr}=\"");
+        html.match_indices(&needle)
+            .map(|(i, _)| {
+                let rest = &html[i + needle.len()..];
+                &rest[..rest.find('"').expect("closing quote")]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_asset_exists_and_is_not_empty() {
+        for name in ["viewer.js", "viewer.css", "stats.js"] {
+            let (content_type, body) = asset(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert!(!body.is_empty(), "{name} is empty");
+            assert!(
+                content_type.contains("charset=utf-8"),
+                "{name}: {content_type}"
+            );
+        }
+        assert_eq!(
+            asset("viewer.js").unwrap().0,
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(asset("viewer.css").unwrap().0, "text/css; charset=utf-8");
+        for (name, page) in PAGES {
+            assert!(page.starts_with("<!doctype html>"), "{name}");
+            assert!(page.contains("<meta charset=\"utf-8\">"), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_assets_are_none() {
+        for name in [
+            "",
+            "index.html",
+            "stats.html",
+            "../lib.rs",
+            "viewer.js/",
+            "VIEWER.JS",
+        ] {
+            assert!(asset(name).is_none(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn pages_load_only_embedded_assets() {
+        for (name, page) in PAGES {
+            let mut refs = attr_values(page, "src");
+            refs.extend(
+                attr_values(page, "href")
+                    .into_iter()
+                    .filter(|h| page.contains(&format!("<link rel=\"stylesheet\" href=\"{h}\""))),
+            );
+            assert!(!refs.is_empty(), "{name} loads nothing");
+            for r in refs {
+                let asset_name = r
+                    .strip_prefix("/$assets/")
+                    .unwrap_or_else(|| panic!("{name} loads {r}"));
+                assert!(asset(asset_name).is_some(), "{name} loads missing {r}");
+            }
+        }
+        assert!(INDEX_HTML.contains("src=\"/$assets/viewer.js\""));
+        assert!(INDEX_HTML.contains("href=\"/$assets/viewer.css\""));
+        assert!(STATS_HTML.contains("src=\"/$assets/stats.js\""));
+    }
+
+    #[test]
+    fn nothing_points_outside() {
+        for (name, text) in all() {
+            let lower = text.to_ascii_lowercase();
+            for bad in ["http://", "https://", "//fonts.", "@import", "url("] {
+                assert!(!lower.contains(bad), "{name} contains {bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn scripts_never_parse_html() {
+        for (name, text) in all() {
+            for bad in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "DOMParser",
+                "createContextualFragment",
+                "eval(",
+                "new Function",
+            ] {
+                assert!(!text.contains(bad), "{name} uses {bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn pages_carry_the_test_hooks() {
+        for page in [INDEX_HTML, STATS_HTML] {
+            assert!(page.contains("id=\"status\""));
+            assert!(page.contains("data-state="));
+            assert!(page.contains("data-rev="));
+        }
+        for hook in [
+            "data-path",
+            "data-dir",
+            "'changed'",
+            "'name'",
+            "'rev'",
+            "'len'",
+            "'body'",
+        ] {
+            assert!(VIEWER_JS.contains(hook), "viewer.js lacks {hook}");
+        }
+        for state in ["connected", "reconnecting", "disconnected"] {
+            assert!(VIEWER_JS.contains(&format!("'{state}'")), "{state}");
+        }
+        for event in ["reset", "file", "ready", "change", "rev"] {
+            assert!(VIEWER_JS.contains(&format!("{event}: function")), "{event}");
+        }
+        assert!(VIEWER_JS.contains("'/$events' + dir"));
+        assert!(STATS_JS.contains("'/$stats.json'"));
+    }
+
+    #[test]
+    fn stats_page_shows_every_field_of_the_contract() {
+        for field in [
+            "node_id",
+            "cluster",
+            "role",
+            "version",
+            "uptime_s",
+            "rev",
+            "history_oldest",
+            "history_revs",
+            "cals",
+            "clients",
+            "web_clients",
+            "waits_pending",
+            "memory_rss_bytes",
+            "store_files",
+            "store_bytes",
+            "requests",
+            "reads",
+            "writes",
+            "waits",
+            "errors",
+            "consensus.instances_in_flight",
+            "consensus.proposals",
+            "consensus.fills",
+            "consensus.retries",
+            "consensus.messages_sent",
+            "consensus.messages_received",
+            "consensus.datagrams_dropped",
+        ] {
+            assert!(STATS_JS.contains(&format!("'{field}'")), "{field}");
+        }
+        for cal_field in ["c.slot", "c.id", "c.addr", "c.applied"] {
+            assert!(STATS_JS.contains(cal_field), "{cal_field}");
+        }
+    }
+}
