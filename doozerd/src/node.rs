@@ -535,6 +535,9 @@ impl Node {
             if let Kind::Client = conn.kind {
                 self.server.disconnect(i);
             }
+            if conn.events.is_some() {
+                self.streams.retain(|&s| s != i);
+            }
             self.free.push(i);
             self.open -= 1;
             log::debug!("connection {i} closed");

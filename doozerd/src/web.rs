@@ -187,8 +187,9 @@ fn push_message(out: &mut BytesMut, event: &str, id: Option<Rev>, data: &str) {
     out.put_slice(b"\n\n");
 }
 
-/// The keep-alive comment sent to every stream periodically.
-pub const PING: &[u8] = b": ping\n\n";
+/// The keep-alive sent to every stream periodically: a named event (not an
+/// SSE comment) so the page's liveness check sees it.
+pub const PING: &[u8] = b"event: ping\ndata: {}\n\n";
 
 /// Answers the request in `buf` once its head is complete.
 pub fn respond(buf: &[u8], store: &Store, stats: &dyn Fn() -> NodeStats) -> Outcome {

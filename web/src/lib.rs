@@ -21,9 +21,6 @@ pub const VIEWER_CSS: &str = include_str!("assets/viewer.css");
 /// The script of the stats page, served at `/$assets/stats.js`.
 pub const STATS_JS: &str = include_str!("assets/stats.js");
 
-/// The page doozerd served before the viewer existed. Kept only until
-/// doozerd serves [`INDEX_HTML`]; remove it then.
-pub const PLACEHOLDER_HTML: &str = include_str!("placeholder.html");
 
 /// The names served under `/$assets/`, with their content types.
 pub const ASSETS: &[(&str, &str, &str)] = &[
