@@ -537,6 +537,87 @@ fn a_directory_page_before_the_directory_exists() {
 }
 
 #[test]
+fn files_and_directories_swap_places() {
+    let (d, web) = start_node();
+    set(&d, "/t/d/x", b"in a dir");
+    set(&d, "/t/f", b"a file");
+    let b = Browser::start();
+    b.goto(&url(web, "/t/"));
+    wait_page(&b, "the first shape", |p| {
+        (p.row("/t/d/x").is_some() && p.row("/t/f").is_some()).then_some(())
+    });
+    // The directory /t/d becomes a file, the file /t/f a directory.
+    del(&d, "/t/d/x");
+    let r_d = set(&d, "/t/d", b"now a file");
+    del(&d, "/t/f");
+    let r_y = set(&d, "/t/f/y", b"now in a dir");
+    let page = wait_page(&b, "the swapped shape", |p| {
+        let want: BTreeSet<String> = ["/t/d", "/t/f/y"].map(String::from).into();
+        (p.paths() == want).then(|| p.clone())
+    });
+    assert_eq!(page.row("/t/d").unwrap().rev(), Some(r_d));
+    assert_eq!(page.row("/t/f/y").unwrap().rev(), Some(r_y));
+    let dirs = page.dirs();
+    assert!(dirs.contains("/t/f") && !dirs.contains("/t/d"), "{dirs:?}");
+    // A reload shows the same.
+    b.goto(&url(web, "/t/"));
+    let page2 = wait_page(&b, "the same after a reload", |p| {
+        (p.paths() == page.paths() && p.connected()).then(|| p.clone())
+    });
+    assert_eq!(page2.dirs(), dirs);
+}
+
+#[test]
+fn many_files_in_order_and_long_bodies() {
+    let (d, web) = start_node();
+    let mut c = d.raw();
+    for i in 0..300 {
+        c.must_set(
+            &format!("/many/f{i:03}"),
+            -1,
+            format!("body {i}").as_bytes(),
+        );
+    }
+    // Names where plain string order and depth-first name order differ
+    // ('-' sorts before '/').
+    set(&d, "/many/b/x", b"1");
+    set(&d, "/many/b-c", b"2");
+    let long: String = (0..1000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    set(&d, "/many/long", long.as_bytes());
+    let b = Browser::start();
+    b.goto(&url(web, "/many/"));
+    let page = wait_page(&b, "all 303 files", |p| {
+        (p.rows.len() == 303 && p.connected()).then(|| p.clone())
+    });
+    // Every body right; rows in depth-first order of names (the stream's
+    // listing order).
+    for i in 0..300 {
+        let r = page.row(&format!("/many/f{i:03}")).unwrap();
+        assert_eq!(r.body(), format!("body {i}"));
+    }
+    let order: Vec<&str> = page.rows.iter().map(|r| r.path.as_str()).collect();
+    let pos = |p: &str| order.iter().position(|x| *x == p).unwrap();
+    assert!(pos("/many/b/x") < pos("/many/b-c"), "{order:?}");
+    assert!(pos("/many/f000") < pos("/many/f001") && pos("/many/f299") < pos("/many/long"));
+    // A long body: its length in full; if the text is cut, a click on it
+    // shows all of it.
+    let l = page.row("/many/long").unwrap();
+    assert_eq!(l.len(), Some(1000));
+    assert!(l.body().starts_with(&long[..100]), "{l:?}");
+    if !l.body().contains(&long[..]) {
+        b.exec(
+            "document.querySelector('[data-path=\"/many/long\"] .body').click(); return 0",
+            &[],
+        );
+        wait_row(&b, "/many/long", "the whole body after a click", |r| {
+            r.body().contains(&long[..])
+        });
+    }
+}
+
+#[test]
 fn a_file_path_redirects_to_its_directory_page() {
     let (d, web) = start_node();
     set(&d, "/cfg/name", b"v");
@@ -981,6 +1062,9 @@ fn stats_json_matches_the_node() {
     );
     assert!(v["consensus"].is_object(), "{v:#}");
 
+    // No page open: no event stream.
+    assert_eq!(v["event_streams"], json!(0), "{v:#}");
+
     // The stats page shows the node id (it fills itself from the JSON).
     let b = Browser::start();
     b.goto(&url(web, "/$stats"));
@@ -990,4 +1074,135 @@ fn stats_json_matches_the_node() {
             .filter(|t| t.contains(&id))
             .map(drop)
     });
+
+    // The viewer holds one event stream open.
+    // (`web_clients` counts the stats request itself too.)
+    b.goto(&url(web, "/"));
+    let counts = |web| {
+        let v = http_get(web, "/$stats.json").json();
+        (v["event_streams"].as_i64(), v["web_clients"].as_i64())
+    };
+    poll_until(
+        WEB_DEADLINE,
+        "one event stream while the viewer is open",
+        || (counts(web) == (Some(1), Some(2))).then_some(()),
+    );
+    // Closing the browser closes it (navigating away need not: chromium
+    // may keep the page, connection included, in its back/forward cache).
+    drop(b);
+    poll_until(
+        WEB_DEADLINE,
+        "no web client after the browser closed",
+        || (counts(web).1 == Some(1)).then_some(()),
+    );
+}
+
+/// Known doozerd bug (reported): `event_streams` in `/$stats.json` (and
+/// `doozer_event_streams` in `/$metrics`) still counts a stream whose
+/// client went away: doozerd/src/node.rs closes the connection but removes
+/// its slot from `streams` only in `feed_streams` (on a write or a ping),
+/// and when a new event stream reuses the freed slot first, the slot is in
+/// `streams` twice for good (so `event_streams` stays too high, and the
+/// list grows with every such reconnect). Run with `--ignored` to check a
+/// fix.
+#[test]
+#[ignore = "doozerd bug: event_streams counts closed streams (see the comment)"]
+fn a_closed_event_stream_is_no_longer_counted() {
+    let (d, web) = start_node();
+    let streams = || http_get(web, "/$stats.json").json()["event_streams"].as_i64();
+    let mut a = SseConn::open(web, "/$events/", &[]);
+    a.until_ready();
+    assert_eq!(streams(), Some(1));
+    drop(a);
+    poll_until(
+        DEADLINE,
+        "event_streams back to 0 after the client left",
+        || (streams() == Some(0)).then_some(()),
+    );
+    // A stream replacing a closed one (a page reconnecting).
+    let mut a = SseConn::open(web, "/$events/", &[]);
+    a.until_ready();
+    drop(a);
+    let mut b = SseConn::open(web, "/$events/", &[]);
+    b.until_ready();
+    let r = set(&d, "/one", b"1");
+    assert_eq!(b.next_change().id, Some(r.to_string()));
+    assert_eq!(streams(), Some(1), "one stream open");
+}
+
+#[test]
+fn a_resume_point_older_than_the_history_window_starts_over() {
+    let web = web_addr();
+    let d = Doozerd::builder()
+        .web(&web.to_string())
+        .args(["-hist", "5"])
+        .start();
+    let r_first = set(&d, "/h/f", b"0");
+    let mut c = d.raw();
+    for i in 1..=20 {
+        c.must_set("/h/f", -1, format!("{i}").as_bytes());
+    }
+    let rev = c.rev();
+    let mut s = SseConn::open(
+        web,
+        "/$events/h/",
+        &[("Last-Event-ID", &r_first.to_string())],
+    );
+    let evs = s.until_ready();
+    assert_eq!(evs[0].event, "reset", "{evs:#?}");
+    assert_eq!(evs[0].data, json!({"rev": rev}));
+    assert_eq!(evs.len(), 3, "{evs:#?}");
+    assert_eq!(evs[1].data["body"], json!("20"));
+    assert_eq!(evs[2].id, Some(rev.to_string()));
+    // A resume point inside the window: no listing.
+    let mut s = SseConn::open(web, &format!("/$events/h/?rev={}", rev - 2), &[]);
+    let e = s.next();
+    assert_eq!(
+        (e.event.as_str(), e.id),
+        ("ready", Some((rev - 2).to_string()))
+    );
+    let e = s.next_change();
+    assert_eq!(e.data["body"], json!("19"), "{e:?}");
+}
+
+#[test]
+fn a_stream_that_stops_reading_is_closed_and_the_node_carries_on() {
+    let (d, web) = start_node();
+    let mut stalled = SseConn::open(web, "/$events/big/", &[]);
+    let evs = stalled.until_ready();
+    let ready: i64 = evs.last().unwrap().id.as_deref().unwrap().parse().unwrap();
+    // Far more than the kernel's socket buffers and the node's output
+    // bound, while the stream is not read.
+    let body = vec![b'x'; 100_000];
+    let mut c = d.raw();
+    for i in 0..400 {
+        c.must_set(&format!("/big/f{}", i % 10), -1, &body);
+    }
+    let last = c.rev();
+    // The node still answers, its stream count drops, and a fresh stream
+    // gets the whole current listing.
+    let streams = || http_get(web, "/$stats.json").json()["event_streams"].as_i64();
+    poll_until(WEB_DEADLINE, "the stalled stream to be dropped", || {
+        (streams() == Some(0)).then_some(())
+    });
+    let mut fresh = SseConn::open(web, "/$events/big/", &[]);
+    let evs = fresh.until_ready();
+    assert_eq!(evs[0].data, json!({"rev": last}));
+    assert_eq!(evs.len(), 12, "reset, ten files, ready");
+    // What the stalled stream did get is well-formed and in order, then
+    // it ends (the client would reconnect and resume).
+    let mut prev = ready;
+    let mut n = 0;
+    while let Some(e) = stalled.next_timeout(DEADLINE) {
+        assert_eq!(e.event, "change", "{:?}", e.event);
+        let id: i64 = e.id.as_deref().unwrap().parse().unwrap();
+        assert!(id > prev && id <= last, "id {id} after {prev}");
+        assert_eq!(e.data["len"], json!(100_000));
+        prev = id;
+        n += 1;
+    }
+    assert!(
+        prev < last,
+        "the stalled stream got everything ({n} events); was it ever closed?"
+    );
 }
