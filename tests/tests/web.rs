@@ -766,8 +766,8 @@ impl SseConn {
                         _ => {}
                     }
                 }
-                if data.is_empty() && id.is_none() {
-                    continue; // a comment block such as `: ping`
+                if (data.is_empty() && id.is_none()) || event == "ping" {
+                    continue; // a keep-alive (`event: ping` or a comment)
                 }
                 let data = serde_json::from_str(&data.join("\n"))
                     .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {block:?}"));
@@ -1092,21 +1092,16 @@ fn stats_json_matches_the_node() {
     drop(b);
     poll_until(
         WEB_DEADLINE,
-        "no web client after the browser closed",
-        || (counts(web).1 == Some(1)).then_some(()),
+        "no web client and no stream after the browser closed",
+        || (counts(web) == (Some(0), Some(1))).then_some(()),
     );
 }
 
-/// Known doozerd bug (reported): `event_streams` in `/$stats.json` (and
-/// `doozer_event_streams` in `/$metrics`) still counts a stream whose
-/// client went away: doozerd/src/node.rs closes the connection but removes
-/// its slot from `streams` only in `feed_streams` (on a write or a ping),
-/// and when a new event stream reuses the freed slot first, the slot is in
-/// `streams` twice for good (so `event_streams` stays too high, and the
-/// list grows with every such reconnect). Run with `--ignored` to check a
-/// fix.
+/// `event_streams` counts open streams only: a closed one leaves the
+/// count at once, also when a new stream takes its connection slot (a page
+/// reconnecting). (An earlier doozerd kept closed streams in its list until
+/// the next write or ping, and twice after a slot was reused.)
 #[test]
-#[ignore = "doozerd bug: event_streams counts closed streams (see the comment)"]
 fn a_closed_event_stream_is_no_longer_counted() {
     let (d, web) = start_node();
     let streams = || http_get(web, "/$stats.json").json()["event_streams"].as_i64();
