@@ -421,7 +421,7 @@ return {
     );
 
     if let Ok(path) = std::env::var("DOOZER_SCREENSHOT") {
-        b.set_window_size(1100, 1150);
+        b.set_window_size(1100, 960);
         b.exec("document.querySelectorAll('.changed').forEach(e => e.classList.remove('changed')); return 0", &[]);
         std::fs::write(&path, b.screenshot()).unwrap_or_else(|e| panic!("write {path}: {e}"));
     }
