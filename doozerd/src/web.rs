@@ -337,7 +337,11 @@ fn cals(store: &Store) -> Vec<serde_json::Value> {
 }
 
 fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
-    let cals = cals(store);
+    let mut cals = cals(store);
+    // This node's applied rev is its head, whether or not a pulse wrote it.
+    for c in cals.iter_mut().filter(|c| c["id"] == json!(s.node_id)) {
+        c["applied"] = json!(store.rev());
+    }
     let is_cal = cals.iter().any(|c| c["id"] == json!(s.node_id));
     json!({
         "node_id": s.node_id,
@@ -685,6 +689,7 @@ mod tests {
             serde_json::from_str(&r[r.find("\r\n\r\n").expect("head") + 4..]).expect("json")
         };
         assert_eq!(json["rev"], 1);
+        assert_eq!(json["consensus"]["fills"], 0);
         let partial = b"GET / HTTP/1.1\r\n";
         assert!(matches!(
             respond(partial, &s, &NodeStats::default),

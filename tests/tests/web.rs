@@ -1056,9 +1056,10 @@ fn stats_json_matches_the_node() {
     }
     let cals = v["cals"].as_array().expect("cals");
     assert!(
-        cals.iter()
-            .any(|c| c["id"] == json!(id) && c["addr"] == json!(d.addr().to_string())),
-        "this node among the CALs: {v:#}"
+        cals.iter().any(|c| c["id"] == json!(id)
+            && c["addr"] == json!(d.addr().to_string())
+            && c["applied"] == v["rev"]),
+        "this node among the CALs, applied at the head rev: {v:#}"
     );
     assert!(v["consensus"].is_object(), "{v:#}");
 

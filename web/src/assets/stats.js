@@ -75,6 +75,7 @@
     ['clients', [
       ['clients', 'clients', num],
       ['web_clients', 'web clients', num],
+      ['event_streams', 'event streams', num],
       ['waits_pending', 'waits pending', num],
     ]],
     ['requests', [
