@@ -21,7 +21,6 @@ pub const VIEWER_CSS: &str = include_str!("assets/viewer.css");
 /// The script of the stats page, served at `/$assets/stats.js`.
 pub const STATS_JS: &str = include_str!("assets/stats.js");
 
-
 /// The names served under `/$assets/`, with their content types.
 pub const ASSETS: &[(&str, &str, &str)] = &[
     ("viewer.js", "text/javascript; charset=utf-8", VIEWER_JS),
