@@ -3,9 +3,12 @@
 //! GET/SET mode keeps C requests in flight over K raw [`Pipeline`]
 //! connections, one thread each; every response immediately releases its
 //! tag for the next request, and a burst of responses is answered with one
-//! write. Watch mode measures how fast changes reach many watchers; one
-//! thread follows every watcher connection with `mio`, so the client does
-//! not wake a thread per watcher per write on the cores the server uses.
+//! write. Watch mode measures how fast changes reach many watchers (WAITs
+//! over the client protocol), SSE mode how fast they reach many event
+//! streams of the web viewer (`/$events/<dir>/`); in both, one thread
+//! follows every connection with `mio` ([`follow`]), so the client does
+//! not wake a thread per follower per write on the cores the server uses,
+//! while one writer SETs at a fixed rate.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -68,6 +71,14 @@ const SPECS: &[Spec] = &[
         takes_value: true,
     },
     Spec {
+        name: "streams",
+        takes_value: true,
+    },
+    Spec {
+        name: "web",
+        takes_value: true,
+    },
+    Spec {
         name: "rate",
         takes_value: true,
     },
@@ -77,14 +88,22 @@ const SPECS: &[Spec] = &[
     },
 ];
 
-/// The glob every watcher follows, and the directory the writer writes.
+/// The directory the writer writes in watch mode, and the glob every
+/// watcher follows.
+const WATCH_DIR: &str = "/bench/watch";
 const WATCH_GLOB: &str = "/bench/watch/**";
+/// The directory the writer writes in SSE mode; every stream follows
+/// `/$events<SSE_DIR>/`.
+const SSE_DIR: &str = "/bench/sse";
+/// The port of the web address for `-op sse` when -web is not given.
+const DEFAULT_WEB_PORT: u16 = 8000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
     Get,
     Set,
     Watch,
+    Sse,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -105,6 +124,8 @@ struct Opts {
     layout: Layout,
     prefill: bool,
     watchers: usize,
+    streams: usize,
+    web: Option<String>,
     rate: f64,
     grace: Duration,
 }
@@ -138,9 +159,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
         "get" => Op::Get,
         "set" => Op::Set,
         "watch" => Op::Watch,
+        "sse" => Op::Sse,
         o => {
             return Err(Failure::Usage(format!(
-                "bench: bad -op {o:?}: want get, set or watch"
+                "bench: bad -op {o:?}: want get, set, watch or sse"
             )))
         }
     };
@@ -164,6 +186,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
         layout,
         prefill: p.is_set("prefill"),
         watchers: num(&p, "watchers", 100)?,
+        streams: num(&p, "streams", 1000)?,
+        web: p.get("web").map(str::to_owned),
         rate: num(&p, "rate", 50.0)?,
         grace: dur(&p, "grace", Duration::from_secs(2))?,
     };
@@ -180,6 +204,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
     positive("n", o.ops != Some(0))?;
     positive("d", !o.duration.is_zero())?;
     positive("watchers", o.watchers > 0)?;
+    positive("streams", o.streams > 0)?;
     positive("rate", o.rate > 0.0 && o.rate.is_finite())?;
     Ok(o)
 }
@@ -236,7 +261,7 @@ pub fn run(g: &Globals, args: &[String]) -> Result<(), Failure> {
         secret: uri.secret.clone(),
     };
     match o.op {
-        Op::Watch => watch_bench(&target, &o),
+        Op::Watch | Op::Sse => follow_bench(&target, &o),
         Op::Get | Op::Set => load_bench(&target, &o),
     }
 }
@@ -522,12 +547,32 @@ fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     Ok(())
 }
 
-/// What one watcher saw: when each rev arrived (first time), duplicates.
+/// What one follower (a watcher or an event stream) saw: when each rev
+/// first arrived, how many arrived again, and why it stopped, if it did.
 #[derive(Default)]
-struct WatcherLog {
+struct ArrivalLog {
     seen: HashMap<i64, Instant>,
     duplicates: u64,
     error: Option<String>,
+}
+
+impl ArrivalLog {
+    fn failed(e: String) -> ArrivalLog {
+        ArrivalLog {
+            error: Some(e),
+            ..Default::default()
+        }
+    }
+
+    /// Records that `rev` arrived at `now`.
+    fn arrived(&mut self, rev: i64, now: Instant) {
+        match self.seen.entry(rev) {
+            Entry::Occupied(_) => self.duplicates += 1,
+            Entry::Vacant(v) => {
+                v.insert(now);
+            }
+        }
+    }
 }
 
 fn wait_req(rev: i64) -> Request {
@@ -537,54 +582,180 @@ fn wait_req(rev: i64) -> Request {
     r
 }
 
-/// One watcher connection, nonblocking, followed by [`follow_watchers`]:
-/// one WAIT outstanding at a time; the next is queued as soon as the event
-/// answering the previous one is decoded, and written once every socket
-/// ready in the same poll has been read.
-struct WatchConn {
-    /// `None` once the connection failed (its log holds the error).
-    stream: Option<TcpStream>,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    log: WatcherLog,
+/// How long the followers get to become ready (every first WAIT written,
+/// every event stream's listing read) before the stragglers are failed.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most an HTTP response head may take.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// What a followed connection speaks.
+enum Proto {
+    /// The client protocol: one WAIT on [`WATCH_GLOB`] outstanding; the
+    /// next is queued as soon as the event answering the previous one is
+    /// decoded.
+    Wait,
+    /// Server-Sent Events from the web address (`GET /$events/<dir>/`).
+    Sse(Sse),
 }
 
-impl WatchConn {
-    /// Connects (ACCESS included) and queues the first WAIT.
-    fn open(t: &Target, from: i64) -> Result<WatchConn, Error> {
-        let (stream, rbuf) = t.open()?.into_parts();
+/// The parse state of one event stream.
+#[derive(Default)]
+struct Sse {
+    /// True once the HTTP response head is read.
+    head: bool,
+    /// True once `event: ready` (the end of the listing) arrived.
+    ready: bool,
+    /// The `event:` and `id:` fields of the message being read.
+    event: Vec<u8>,
+    id: Option<Vec<u8>>,
+}
+
+impl Sse {
+    /// Consumes the response head and every complete line in `rbuf`,
+    /// recording each `event: change` in `log`.
+    fn decode(
+        &mut self,
+        rbuf: &mut BytesMut,
+        log: &mut ArrivalLog,
+        last_seen: &AtomicI64,
+    ) -> Result<(), Error> {
+        if !self.head {
+            let Some(end) = rbuf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                if rbuf.len() > MAX_HEAD {
+                    return Err(Error::Protocol("HTTP response head too long".into()));
+                }
+                return Ok(());
+            };
+            let head = rbuf.split_to(end + 4);
+            let status = head[..].split(|&b| b == b'\r').next().unwrap_or_default();
+            if !(status.starts_with(b"HTTP/1.1 200 ") || status.starts_with(b"HTTP/1.0 200 ")) {
+                return Err(Error::Protocol(format!(
+                    "event stream answered {:?}",
+                    String::from_utf8_lossy(status)
+                )));
+            }
+            self.head = true;
+        }
+        while let Some(nl) = rbuf.iter().position(|&b| b == b'\n') {
+            let line = rbuf.split_to(nl + 1);
+            let line = &line[..nl];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                self.dispatch(log, last_seen)?;
+                continue;
+            }
+            let (field, value) = match line.iter().position(|&b| b == b':') {
+                Some(c) => (&line[..c], &line[c + 1..]),
+                None => (line, &b""[..]),
+            };
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            match field {
+                b"event" => self.event = value.to_vec(),
+                b"id" => self.id = Some(value.to_vec()),
+                _ => {} // data, retry, comments: not needed
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on the message just ended by a blank line.
+    fn dispatch(&mut self, log: &mut ArrivalLog, last_seen: &AtomicI64) -> Result<(), Error> {
+        let now = Instant::now();
+        let event = std::mem::take(&mut self.event);
+        let rev = match self.id.take() {
+            None => None,
+            Some(id) => Some(
+                std::str::from_utf8(&id)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        Error::Protocol(format!("bad event id {:?}", String::from_utf8_lossy(&id)))
+                    })?,
+            ),
+        };
+        match (&event[..], rev) {
+            (b"change", Some(rev)) => log.arrived(rev, now),
+            (b"change", None) => return Err(Error::Protocol("change event without id".into())),
+            (b"ready", _) => self.ready = true,
+            _ => {} // reset, file, rev, ping
+        }
+        if let Some(rev) = rev {
+            last_seen.fetch_max(rev, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// One followed connection, nonblocking, driven by [`follow`]. Whatever
+/// it must send (the first WAIT and each next one, or the HTTP request)
+/// is queued in `wbuf` and written once every socket ready in the same
+/// poll has been read.
+struct FollowConn {
+    /// `None` once the connection failed (its log holds the error).
+    stream: Option<TcpStream>,
+    proto: Proto,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    log: ArrivalLog,
+}
+
+impl FollowConn {
+    fn new(stream: std::net::TcpStream, rbuf: BytesMut, proto: Proto) -> Result<Self, Error> {
         stream.set_nonblocking(true)?;
-        let mut c = WatchConn {
+        Ok(FollowConn {
             stream: Some(TcpStream::from_std(stream)),
+            proto,
             rbuf,
             wbuf: BytesMut::with_capacity(256),
-            log: WatcherLog::default(),
-        };
+            log: ArrivalLog::default(),
+        })
+    }
+
+    /// A watcher: connects (ACCESS included) and queues the first WAIT.
+    fn watcher(t: &Target, from: i64) -> Result<FollowConn, Error> {
+        let (stream, rbuf) = t.open()?.into_parts();
+        let mut c = FollowConn::new(stream, rbuf, Proto::Wait)?;
         encode_frame(&wait_req(from), &mut c.wbuf);
         Ok(c)
     }
 
+    /// An event stream: connects to the web address `web` and queues the
+    /// request for `path`.
+    fn event_stream(web: &str, path: &str) -> Result<FollowConn, Error> {
+        let stream = std::net::TcpStream::connect(web).map_err(|source| Error::Connect {
+            addr: web.into(),
+            source,
+        })?;
+        let mut c = FollowConn::new(stream, BytesMut::new(), Proto::Sse(Sse::default()))?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.wbuf.extend_from_slice(req.as_bytes());
+        Ok(c)
+    }
+
     /// A connection that never opened, kept so its error is reported.
-    fn failed(e: Error) -> WatchConn {
-        WatchConn {
+    fn failed(e: Error) -> FollowConn {
+        FollowConn {
             stream: None,
+            proto: Proto::Wait,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
-            log: WatcherLog {
-                error: Some(e.to_string()),
-                ..Default::default()
-            },
+            log: ArrivalLog::failed(e.to_string()),
         }
     }
 
-    /// True while the first WAIT (or any request) is not fully written.
-    fn unflushed(&self) -> bool {
-        self.stream.is_some() && !self.wbuf.is_empty()
+    /// True once the writer may start as far as this connection goes: its
+    /// first WAIT is written, or its listing read, or it failed.
+    fn ready(&self) -> bool {
+        self.stream.is_none()
+            || match &self.proto {
+                Proto::Wait => self.wbuf.is_empty(),
+                Proto::Sse(s) => s.ready,
+            }
     }
 
-    /// Reads until the socket would block, recording each event and
-    /// queueing the WAIT that follows it. On error the connection is closed
-    /// and the error logged.
+    /// Reads until the socket would block, recording each event. On error
+    /// the connection is closed and the error logged.
     fn read(&mut self, poll: &Poll, chunk: &mut [u8], last_seen: &AtomicI64) {
         let Some(stream) = self.stream.as_mut() else {
             return;
@@ -598,7 +769,12 @@ impl WatchConn {
                 }
                 Ok(n) => {
                     self.rbuf.extend_from_slice(&chunk[..n]);
-                    let decoded = decode(&mut self.rbuf, &mut self.wbuf, &mut self.log, last_seen);
+                    let decoded = match &mut self.proto {
+                        Proto::Wait => {
+                            decode_wait(&mut self.rbuf, &mut self.wbuf, &mut self.log, last_seen)
+                        }
+                        Proto::Sse(s) => s.decode(&mut self.rbuf, &mut self.log, last_seen),
+                    };
                     if let Err(e) = decoded {
                         break Err(e);
                     }
@@ -609,13 +785,13 @@ impl WatchConn {
             }
         };
         if let Err(e) = r {
-            self.fail(poll, e);
+            self.fail(poll, e, last_seen);
         }
     }
 
     /// Writes as much of the queued requests as the socket takes; the rest
     /// waits for the next writable event.
-    fn flush(&mut self, poll: &Poll) {
+    fn flush(&mut self, poll: &Poll, last_seen: &AtomicI64) {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
@@ -632,24 +808,27 @@ impl WatchConn {
             }
         };
         if let Err(e) = r {
-            self.fail(poll, e);
+            self.fail(poll, e, last_seen);
         }
     }
 
-    fn fail(&mut self, poll: &Poll, e: Error) {
+    /// Closes the connection and logs `e`; `last_seen` is set past every
+    /// rev so nobody waits for this connection any more.
+    fn fail(&mut self, poll: &Poll, e: Error, last_seen: &AtomicI64) {
         if let Some(mut stream) = self.stream.take() {
             let _ = poll.registry().deregister(&mut stream);
         }
         self.log.error = Some(e.to_string());
+        last_seen.store(i64::MAX, Ordering::Relaxed);
     }
 }
 
 /// Records every complete response in a watcher's read buffer `rbuf` in
 /// its `log`, and queues the WAIT that follows each in `wbuf`.
-fn decode(
+fn decode_wait(
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
-    log: &mut WatcherLog,
+    log: &mut ArrivalLog,
     last_seen: &AtomicI64,
 ) -> Result<(), Error> {
     let decoder = FrameDecoder::default();
@@ -661,20 +840,15 @@ fn decode(
         let resp =
             Response::decode(frame).map_err(|e| Error::Protocol(format!("bad response: {e}")))?;
         let rev = Error::check(resp)?.rev.unwrap_or_default();
-        match log.seen.entry(rev) {
-            Entry::Occupied(_) => log.duplicates += 1,
-            Entry::Vacant(v) => {
-                v.insert(now);
-            }
-        }
-        last_seen.store(rev, Ordering::Relaxed);
+        log.arrived(rev, now);
+        last_seen.fetch_max(rev, Ordering::Relaxed);
         encode_frame(&wait_req(rev + 1), wbuf);
     }
     Ok(())
 }
 
 /// Waits on `ready` once: when told to, or when dropped, so the writer
-/// is released even if the watchers give up early.
+/// is released even if the followers give up early.
 struct Release<'a>(Option<&'a Barrier>);
 
 impl Release<'_> {
@@ -691,54 +865,63 @@ impl Drop for Release<'_> {
     }
 }
 
-/// Follows `last_seen.len()` watcher connections from this one thread,
-/// each waiting on [`WATCH_GLOB`] from rev `from`. Waits on `ready` once
-/// every first WAIT is written (or its connection failed), then runs until
-/// `stop`. Returns one log per watcher.
-fn follow_watchers(
-    t: &Target,
-    from: i64,
+/// Follows `last_seen.len()` connections, each made by `open`, from this
+/// one thread. Waits on `ready` once every connection is
+/// [ready](FollowConn::ready) (those still not ready after
+/// [`READY_TIMEOUT`] are failed), then runs until `stop`. Returns one log
+/// per connection.
+fn follow(
+    open: &dyn Fn() -> Result<FollowConn, Error>,
     ready: &Barrier,
     stop: &AtomicBool,
     last_seen: &[AtomicI64],
-) -> Vec<WatcherLog> {
+) -> Vec<ArrivalLog> {
     let mut release = Release(Some(ready));
     let n = last_seen.len();
     let mut poll = match Poll::new() {
         Ok(p) => p,
         Err(e) => {
             let e = e.to_string();
-            return (0..n)
-                .map(|_| WatcherLog {
-                    error: Some(e.clone()),
-                    ..Default::default()
-                })
-                .collect();
+            return (0..n).map(|_| ArrivalLog::failed(e.clone())).collect();
         }
     };
-    let mut conns: Vec<WatchConn> = (0..n)
+    let mut conns: Vec<FollowConn> = (0..n)
         .map(|i| {
-            let mut c = WatchConn::open(t, from).unwrap_or_else(WatchConn::failed);
+            let mut c = open().unwrap_or_else(FollowConn::failed);
             if let Some(s) = c.stream.as_mut() {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if let Err(e) = poll.registry().register(s, Token(i), interest) {
-                    c = WatchConn::failed(e.into());
+                    c = FollowConn::failed(e.into());
                 }
             }
             c
         })
         .collect();
-    // Whatever arrived with the ACCESS answer, then the first WAITs.
+    // Whatever arrived while connecting, then the first requests.
     let mut chunk = vec![0u8; 64 * 1024];
     for (c, ls) in conns.iter_mut().zip(last_seen) {
+        if c.stream.is_none() {
+            ls.store(i64::MAX, Ordering::Relaxed);
+        }
         c.read(&poll, &mut chunk, ls);
-        c.flush(&poll);
+        c.flush(&poll, ls);
     }
+    let ready_deadline = Instant::now() + READY_TIMEOUT;
     let mut touched = Vec::with_capacity(1024);
     let mut events = Events::with_capacity(1024);
     loop {
-        if release.0.is_some() && !conns.iter().any(WatchConn::unflushed) {
-            release.release();
+        if release.0.is_some() {
+            if conns.iter().all(FollowConn::ready) {
+                release.release();
+            } else if Instant::now() >= ready_deadline {
+                for (c, ls) in conns.iter_mut().zip(last_seen) {
+                    if !c.ready() {
+                        let e = format!("not ready after {}s", READY_TIMEOUT.as_secs());
+                        c.fail(&poll, Error::Protocol(e), ls);
+                    }
+                }
+                release.release();
+            }
         }
         if stop.load(Ordering::Relaxed) {
             break;
@@ -754,8 +937,8 @@ fn follow_watchers(
             break;
         }
         // Every ready socket is read (and its events stamped) before any
-        // next WAIT is written, so one connection's write does not delay
-        // the timestamps of the others in the batch.
+        // next request is written, so one connection's write does not
+        // delay the timestamps of the others in the batch.
         for ev in events.iter() {
             let i = ev.token().0;
             if let (Some(c), Some(ls)) = (conns.get_mut(i), last_seen.get(i)) {
@@ -764,7 +947,7 @@ fn follow_watchers(
             }
         }
         for i in touched.drain(..) {
-            conns[i].flush(&poll);
+            conns[i].flush(&poll, &last_seen[i]);
         }
     }
     conns.into_iter().map(|c| c.log).collect()
@@ -777,9 +960,12 @@ struct Write_ {
     acked: Instant,
 }
 
+/// SETs `<dir>/kN` at `o.rate` per second for `o.duration` (or `o.ops`
+/// writes), counting acks in `count`.
 fn writer(
     p: &mut Pipeline,
     o: &Opts,
+    dir: &str,
     count: &AtomicU64,
 ) -> Result<(Vec<Write_>, LoadStats), Error> {
     let writes_total = o
@@ -801,7 +987,7 @@ fn writer(
             if now >= due {
                 let tag = (i % i32::MAX as u64) as i32;
                 let mut r = request(Verb::Set, tag);
-                r.path = Some(format!("/bench/watch/k{}", i % o.keys));
+                r.path = Some(format!("{dir}/k{}", i % o.keys));
                 r.rev = Some(doozer::rev::CLOBBER);
                 r.value = Some(value.clone());
                 p.send(&r);
@@ -851,23 +1037,67 @@ fn rev_of(p: &mut Pipeline) -> Result<i64, Error> {
     Ok(resp.rev.unwrap_or_default())
 }
 
-fn watch_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
+/// The web address for `-op sse` when -web is not given: the host of the
+/// client address `addr`, port [`DEFAULT_WEB_PORT`].
+fn default_web(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    format!("{host}:{DEFAULT_WEB_PORT}")
+}
+
+/// Watch mode and SSE mode: `followers` connections follow the changes
+/// under `dir` (the closure opens one) while one writer writes there at a
+/// fixed rate; reports how long each write took to reach every follower.
+fn follow_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     let mut w = t.open()?;
     let from = rev_of(&mut w)? + 1;
+    let web = o.web.clone().unwrap_or_else(|| default_web(&t.addr));
+    let events_path = format!("/$events{SSE_DIR}/");
+    // What is measured, and the words the report uses for it.
+    let (followers, dir, header, noun, arrived, arrivals) = match o.op {
+        Op::Sse => (
+            o.streams,
+            SSE_DIR,
+            format!("op: sse  streams: {}  web: {web}", o.streams),
+            "streams",
+            "delivered",
+            "deliveries",
+        ),
+        _ => (
+            o.watchers,
+            WATCH_DIR,
+            format!("op: watch  watchers: {}", o.watchers),
+            "watchers",
+            "notified",
+            "notifications",
+        ),
+    };
+    let open_watcher = || FollowConn::watcher(t, from);
+    let open_stream = || FollowConn::event_stream(&web, &events_path);
+    let open: &(dyn Fn() -> Result<FollowConn, Error> + Sync) = match o.op {
+        Op::Sse => &open_stream,
+        _ => &open_watcher,
+    };
     let ready = Barrier::new(2);
     let stop = AtomicBool::new(false);
     let done = AtomicBool::new(false);
     let count = AtomicU64::new(0);
-    let last_seen: Vec<AtomicI64> = (0..o.watchers).map(|_| AtomicI64::new(0)).collect();
+    let last_seen: Vec<AtomicI64> = (0..followers).map(|_| AtomicI64::new(0)).collect();
     let started = Instant::now();
+    let mut setup = Duration::ZERO;
     let (written, logs) = thread::scope(|s| {
-        let watchers = s.spawn(|| follow_watchers(t, from, &ready, &stop, &last_seen));
+        let following = s.spawn(|| follow(open, &ready, &stop, &last_seen));
         ready.wait();
-        let progress = s.spawn(|| progress("watch writes", &count, &done));
-        let written = writer(&mut w, o, &count);
+        setup = started.elapsed();
+        let label = if o.op == Op::Sse {
+            "sse writes"
+        } else {
+            "watch writes"
+        };
+        let progress = s.spawn(|| progress(label, &count, &done));
+        let written = writer(&mut w, o, dir, &count);
         done.store(true, Ordering::Relaxed);
         let _ = progress.join();
-        // Give late notifications up to `grace` to arrive.
+        // Give late arrivals up to `grace`.
         if let Ok((writes, _)) = &written {
             let max_rev = writes.iter().map(|w| w.rev).max().unwrap_or(0);
             let deadline = Instant::now() + o.grace;
@@ -880,34 +1110,31 @@ fn watch_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
             }
         }
         stop.store(true, Ordering::Relaxed);
-        let logs: Vec<WatcherLog> = watchers.join().unwrap_or_else(|_| {
-            (0..o.watchers)
-                .map(|_| WatcherLog {
-                    error: Some("watcher thread panicked".into()),
-                    ..Default::default()
-                })
+        let logs: Vec<ArrivalLog> = following.join().unwrap_or_else(|_| {
+            (0..followers)
+                .map(|_| ArrivalLog::failed("follower thread panicked".into()))
                 .collect()
         });
         (written, logs)
     });
     let (writes, wstats) = written?;
     let elapsed = started.elapsed().as_secs_f64();
-    let mut ack_to_notified = Histogram::default();
-    let mut send_to_notified = Histogram::default();
-    let (mut missed, mut duplicated, mut failed_watchers) = (0u64, 0u64, 0u64);
-    let mut first_watch_error = None;
+    let mut ack_to_arrived = Histogram::default();
+    let mut send_to_arrived = Histogram::default();
+    let (mut missed, mut duplicated, mut failed) = (0u64, 0u64, 0u64);
+    let mut first_error = None;
     for log in &logs {
         duplicated += log.duplicates;
         if let Some(e) = &log.error {
-            failed_watchers += 1;
-            first_watch_error.get_or_insert_with(|| e.clone());
+            failed += 1;
+            first_error.get_or_insert_with(|| e.clone());
         }
         for w in &writes {
             match log.seen.get(&w.rev) {
                 Some(t) => {
-                    // Clamped at 0: the notification may beat the ack.
-                    ack_to_notified.record(t.saturating_duration_since(w.acked).as_micros() as u64);
-                    send_to_notified.record(t.saturating_duration_since(w.sent).as_micros() as u64);
+                    // Clamped at 0: the arrival may beat the ack.
+                    ack_to_arrived.record(t.saturating_duration_since(w.acked).as_micros() as u64);
+                    send_to_arrived.record(t.saturating_duration_since(w.sent).as_micros() as u64);
                 }
                 None => missed += 1,
             }
@@ -917,8 +1144,14 @@ fn watch_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "op: watch  watchers: {}  rate: {}/s  size: {}  keys: {}",
-        o.watchers, o.rate, o.size, o.keys
+        "{header}  rate: {}/s  size: {}  keys: {}",
+        o.rate, o.size, o.keys
+    )?;
+    writeln!(
+        out,
+        "ready: {} {noun} in {:.3} s",
+        followers as u64 - failed,
+        setup.as_secs_f64()
     )?;
     writeln!(
         out,
@@ -935,24 +1168,25 @@ fn watch_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     )?;
     writeln!(
         out,
-        "ack->notified µs: p50 {} p99 {} max {}",
-        ack_to_notified.quantile(0.5),
-        ack_to_notified.quantile(0.99),
-        ack_to_notified.max()
+        "ack->{arrived} µs: p50 {} p99 {} max {}",
+        ack_to_arrived.quantile(0.5),
+        ack_to_arrived.quantile(0.99),
+        ack_to_arrived.max()
     )?;
     writeln!(
         out,
-        "send->notified µs: p50 {} p99 {}",
-        send_to_notified.quantile(0.5),
-        send_to_notified.quantile(0.99)
+        "send->{arrived} µs: p50 {} p99 {}",
+        send_to_arrived.quantile(0.5),
+        send_to_arrived.quantile(0.99)
     )?;
-    writeln!(out, "notifications: {}", ack_to_notified.count())?;
+    writeln!(out, "{arrivals}: {}", ack_to_arrived.count())?;
     writeln!(out, "missed: {missed} duplicated: {duplicated}")?;
+    writeln!(out, "failed {noun}: {failed}")?;
     if let Some(e) = wstats.first_error {
         eprintln!("first write error: {e}");
     }
-    if let Some(e) = first_watch_error {
-        eprintln!("{failed_watchers} watcher(s) failed, first: {e}");
+    if let Some(e) = first_error {
+        eprintln!("{failed} {noun} failed, first: {e}");
     }
     Ok(())
 }
@@ -990,6 +1224,67 @@ mod tests {
         ] {
             assert!(parse_opts(&strs(&bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sse_options_and_web_address() {
+        let o = parse_opts(&strs(&["-op", "sse"])).unwrap();
+        assert_eq!((o.op, o.streams, o.web), (Op::Sse, 1000, None));
+        let o = parse_opts(&strs(&["-op", "sse", "-streams", "10", "-web", "h:1"])).unwrap();
+        assert_eq!((o.streams, o.web.as_deref()), (10, Some("h:1")));
+        assert!(parse_opts(&strs(&["-op", "sse", "-streams", "0"])).is_err());
+        assert_eq!(default_web("10.0.0.1:8046"), "10.0.0.1:8000");
+        assert_eq!(default_web("[::1]:8046"), "[::1]:8000");
+    }
+
+    /// Feeds `input` to a fresh stream in pieces of `step` bytes.
+    fn sse_feed(input: &[u8], step: usize) -> (Sse, ArrivalLog, i64, Result<(), Error>) {
+        let (mut s, mut log, last) = (Sse::default(), ArrivalLog::default(), AtomicI64::new(0));
+        let mut buf = BytesMut::new();
+        let mut r = Ok(());
+        for piece in input.chunks(step) {
+            buf.extend_from_slice(piece);
+            r = s.decode(&mut buf, &mut log, &last);
+            if r.is_err() {
+                break;
+            }
+        }
+        (s, log, last.load(Ordering::Relaxed), r)
+    }
+
+    #[test]
+    fn sse_stream_is_parsed_in_any_pieces() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n\
+retry: 1000\n\n\
+event: reset\ndata: {\"rev\": 7}\n\n\
+event: file\ndata: {\"path\": \"/bench/sse/k1\", \"body\": \"a\\n\"}\n\n\
+event: ready\nid: 7\ndata: {\"rev\": 7}\n\n\
+event: change\nid: 8\ndata: {}\n\n\
+event: ping\ndata: {}\n\n\
+event: change\r\nid: 9\r\ndata: {}\r\n\r\n\
+event: change\nid: 9\ndata: {}\n\n\
+event: rev\nid: 12\ndata: {}\n\n\
+event: change\nid: 13\n";
+        for step in [1, 2, 7, input.len()] {
+            let (s, log, last, r) = sse_feed(input, step);
+            assert!(r.is_ok() && s.head && s.ready, "step {step}");
+            let mut revs: Vec<_> = log.seen.keys().copied().collect();
+            revs.sort();
+            assert_eq!((revs, log.duplicates, last), (vec![8, 9], 1, 12));
+        }
+    }
+
+    #[test]
+    fn sse_errors_are_reported() {
+        let (s, _, _, r) = sse_feed(b"HTTP/1.1 404 Not Found\r\n\r\n", 5);
+        assert!(!s.ready && r.unwrap_err().to_string().contains("404"));
+        let head = "HTTP/1.1 200 OK\r\n\r\n";
+        let (_, _, _, r) = sse_feed(format!("{head}event: change\nid: x\n\n").as_bytes(), 3);
+        assert!(r.unwrap_err().to_string().contains("bad event id"));
+        let (_, _, _, r) = sse_feed(format!("{head}event: change\n\n").as_bytes(), 3);
+        assert!(r.is_err());
+        let (_, _, _, r) = sse_feed(&[b'x'; MAX_HEAD + 10], 1000);
+        assert!(r.is_err());
     }
 
     #[test]

@@ -159,7 +159,7 @@ percentiles (microseconds, send to response). Uses raw pipelined
 connections: C requests in flight over K connections.
 
 Options:
-  -op get|set|watch  what to do (default set)
+  -op get|set|watch|sse  what to do (default set)
   -c N         requests in flight in total (default 64)
   -k N         connections (default 8)
   -n N         total operations (default: run for -d)
@@ -177,11 +177,24 @@ Watch mode (-op watch):
                how long to wait for late notifications (default 2s)
   Reports ack->notified and send->notified latency, and events missed or
   duplicated by any watcher.
+SSE mode (-op sse): the same measure for the web viewer's event streams.
+  -streams N   event streams, each a plain HTTP connection following
+               /$events/bench/sse/ on the web address (default 1000)
+  -web HOST:PORT
+               the node's web address (doozerd -w; default: host of the
+               first ca= of -a, port 8000)
+  -rate, -grace as in watch mode; the writer SETs /bench/sse/kN over the
+  client protocol and starts once every stream has its listing (event:
+  ready). Reports ack->delivered and send->delivered latency, deliveries,
+  and changes missed or duplicated by any stream; failed streams are
+  counted. Each stream is one file descriptor: for thousands of streams
+  raise the limit first (e.g. ulimit -n 4096).
 
 Examples:
   doozer bench -op set -c 64 -k 8 -d 10s
   doozer bench -op get -keys 100000 -layout flat -n 1000000
   doozer bench -op watch -watchers 100 -rate 50 -d 10s
+  doozer bench -op sse -streams 1000 -rate 50 -d 10s -web 127.0.0.1:8000
 "
         }
         _ => return None,
