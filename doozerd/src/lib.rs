@@ -9,6 +9,7 @@
 //! - [`node`]: the single-threaded `mio` event loop wiring sockets to the
 //!   pure parts.
 //! - [`web`]: HTTP on the `-w` address.
+//! - [`transport`]: peer datagrams over UDP on the `-l` address.
 //! - [`config`]: command-line flags.
 
 pub mod cluster;
@@ -17,6 +18,7 @@ pub mod consensus;
 pub mod node;
 pub mod server;
 pub mod store;
+pub mod transport;
 pub mod web;
 
 /// The doozerd version, written to `/ctl/node/<id>/version`.

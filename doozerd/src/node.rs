@@ -18,10 +18,12 @@ use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::server::{ConnId, Secrets, Server, ServerConfig};
 use crate::store::Rev;
+use crate::transport::PeerTransport;
 use crate::web;
 
 const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
 const WEB_LISTENER: Token = Token(usize::MAX - 2);
+const PEER_SOCKET: Token = Token(usize::MAX - 3);
 
 /// Most client and web connections open at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 20_000;
@@ -80,6 +82,10 @@ struct Conn {
 pub struct Node {
     poll: Poll,
     listener: TcpListener,
+    peers: PeerTransport,
+    /// Peer messages dropped: a single-node cluster has no peers, so every
+    /// message is from an unknown sender.
+    peer_messages_ignored: u64,
     web_listener: Option<TcpListener>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -114,6 +120,15 @@ impl Node {
         })?;
         poll.registry()
             .register(&mut listener, CLIENT_LISTENER, Interest::READABLE)?;
+        // Peers talk UDP on the same host:port; binding it now reserves the
+        // port and catches a busy one at start-up.
+        let mut peers = PeerTransport::bind(config.listen).map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            what: "peers (UDP)",
+            source,
+        })?;
+        poll.registry()
+            .register(peers.socket_mut(), PEER_SOCKET, Interest::READABLE)?;
         let web_listener = match config.web {
             None => None,
             Some(addr) => {
@@ -140,6 +155,8 @@ impl Node {
         Ok(Node {
             poll,
             listener,
+            peers,
+            peer_messages_ignored: 0,
             web_listener,
             conns: Vec::new(),
             free: Vec::new(),
@@ -184,6 +201,7 @@ impl Node {
             for ev in events.iter() {
                 match ev.token() {
                     CLIENT_LISTENER => self.accept(Kind::Client),
+                    PEER_SOCKET => self.peer_readable(),
                     WEB_LISTENER => self.accept(Kind::Web),
                     Token(i) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -259,6 +277,17 @@ impl Node {
                 events: None,
             });
         }
+    }
+
+    /// Drains the peer socket. With no peers, every message is from an
+    /// unknown sender: counted and dropped.
+    fn peer_readable(&mut self) {
+        let mut ignored = 0;
+        self.peers.recv(|from, _msg| {
+            log::debug!("peer message from unknown sender {from} dropped");
+            ignored += 1;
+        });
+        self.peer_messages_ignored += ignored;
     }
 
     /// Reads what is available on connection `i`, handling every complete
@@ -428,6 +457,8 @@ impl Node {
             store_files: head.as_ref().map_or(0, |h| h.files()),
             store_bytes: head.as_ref().map_or(0, |h| h.bytes()),
             proposals: s.proposals,
+            peer_datagrams_dropped: self.peers.stats().garbage_dropped,
+            peer_messages_ignored: self.peer_messages_ignored,
         }
     }
 

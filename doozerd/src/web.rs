@@ -58,6 +58,10 @@ pub struct NodeStats {
     pub store_bytes: u64,
     /// Values proposed to consensus.
     pub proposals: u64,
+    /// Peer datagrams dropped because they did not decode.
+    pub peer_datagrams_dropped: u64,
+    /// Peer messages dropped because their sender is not a known peer.
+    pub peer_messages_ignored: u64,
 }
 
 /// One open event stream: the directory it follows and the next rev to
@@ -372,7 +376,8 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
             "retries": 0,
             "messages_sent": {},
             "messages_received": {},
-            "datagrams_dropped": 0,
+            "datagrams_dropped": s.peer_datagrams_dropped,
+            "messages_ignored": s.peer_messages_ignored,
         },
     })
 }
@@ -502,8 +507,14 @@ fn metrics(s: &NodeStats, store: &Store) -> String {
     family(
         "doozer_peer_datagrams_dropped_total",
         "counter",
-        "Peer datagrams dropped as garbage or from unknown senders.",
-        0.0,
+        "Peer datagrams dropped because they did not decode.",
+        s.peer_datagrams_dropped as f64,
+    );
+    family(
+        "doozer_peer_messages_ignored_total",
+        "counter",
+        "Peer messages dropped because their sender is not a known peer.",
+        s.peer_messages_ignored as f64,
     );
     out
 }

@@ -1202,3 +1202,44 @@ fn a_stream_that_stops_reading_is_closed_and_the_node_carries_on() {
         "the stalled stream got everything ({n} events); was it ever closed?"
     );
 }
+
+#[test]
+fn garbage_and_unknown_peer_datagrams_are_dropped_and_counted() {
+    let (d, web) = start_node();
+    let peer_stats = || -> Value {
+        let r = http_get(web, "/$stats.json");
+        let v: Value = serde_json::from_slice(&r.body).expect("stats json");
+        v["consensus"].clone()
+    };
+    let before = peer_stats();
+    assert_eq!(before["datagrams_dropped"], json!(0), "{before:#}");
+    assert_eq!(before["messages_ignored"], json!(0), "{before:#}");
+
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    // Three datagrams that are not envelopes: a bad wire type, a truncated
+    // field, and a lone varint key.
+    for garbage in [&[0x0b, 0xff][..], &[0x0a, 0x05, 1], &[0x80]] {
+        sock.send_to(garbage, d.addr()).expect("send");
+    }
+    // A well-formed envelope with two messages, from a sender that is no
+    // peer of this single-node cluster.
+    sock.send_to(&[0x0a, 1, b'x', 0x0a, 0], d.addr())
+        .expect("send");
+
+    let after = poll_until(Duration::from_secs(10), "peer counters", || {
+        let v = peer_stats();
+        (v["datagrams_dropped"] == json!(3) && v["messages_ignored"] == json!(2)).then_some(v)
+    });
+    assert_eq!(after["datagrams_dropped"], json!(3), "{after:#}");
+    let metrics = String::from_utf8(http_get(web, "/$metrics").body).expect("utf8");
+    assert!(
+        metrics.contains("\ndoozer_peer_datagrams_dropped_total 3\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ndoozer_peer_messages_ignored_total 2\n"),
+        "{metrics}"
+    );
+    // and the node still serves
+    assert_eq!(doozer(&d, &["get", "/ctl/name"], b"").ok(), "local");
+}
