@@ -25,6 +25,12 @@ use crate::store::{
 };
 pub use session::{Grant, Secrets, Session};
 
+/// Largest file body a SET may write. Every change travels to the other
+/// CALs in one peer datagram (`transport::MAX_MESSAGE_LEN`), with its path
+/// (up to 4 KiB) and the Paxos fields, so a larger body is refused before
+/// anything is proposed. At least 32 KiB is required (SPEC §7).
+pub const MAX_BODY_LEN: usize = 48 << 10;
+
 /// Identifies a client connection (chosen by the event loop).
 pub type ConnId = usize;
 
@@ -385,6 +391,13 @@ impl Server {
                 }
                 if verb == Verb::Set {
                     let body = req.value.unwrap_or_default();
+                    if body.len() > MAX_BODY_LEN {
+                        let detail = format!(
+                            "value too large: {} bytes; the limit is {MAX_BODY_LEN} bytes",
+                            body.len()
+                        );
+                        return self.fail(conn, tag, ErrCode::Other, Some(detail));
+                    }
                     Mutation::Set { path, rev, body }
                 } else {
                     Mutation::Del { path, rev }

@@ -228,3 +228,19 @@ fn disconnect_cancels_waits() {
     s.disconnect(1);
     assert_eq!(s.store().waits_pending(), 0);
 }
+
+#[test]
+fn bodies_up_to_the_limit_are_written_larger_ones_refused_before_proposing() {
+    use super::MAX_BODY_LEN;
+    let mut s = server();
+    let at_limit = "x".repeat(MAX_BODY_LEN);
+    assert!(one(&mut s, set(1, "/big", -1, &at_limit))
+        .err_code
+        .is_none());
+    let head = one(&mut s, req(2, Verb::Rev)).rev.unwrap();
+    let r = one(&mut s, set(3, "/big", -1, &"y".repeat(MAX_BODY_LEN + 1)));
+    assert_eq!(code(&r), Some(ErrCode::Other));
+    assert!(r.err_detail.unwrap().contains("value too large"));
+    // nothing proposed: the rev did not move
+    assert_eq!(one(&mut s, req(4, Verb::Rev)).rev.unwrap(), head);
+}
