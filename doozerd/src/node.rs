@@ -459,6 +459,9 @@ impl Node {
             proposals: s.proposals,
             peer_datagrams_dropped: self.peers.stats().garbage_dropped,
             peer_messages_ignored: self.peer_messages_ignored,
+            // No peers yet: no messages by kind.
+            peer_messages_sent: Default::default(),
+            peer_messages_received: Default::default(),
         }
     }
 

@@ -62,6 +62,10 @@ pub struct NodeStats {
     pub peer_datagrams_dropped: u64,
     /// Peer messages dropped because their sender is not a known peer.
     pub peer_messages_ignored: u64,
+    /// Peer messages sent, by kind (empty until the node has peers).
+    pub peer_messages_sent: std::collections::BTreeMap<String, u64>,
+    /// Peer messages received, by kind.
+    pub peer_messages_received: std::collections::BTreeMap<String, u64>,
 }
 
 /// One open event stream: the directory it follows and the next rev to
@@ -374,8 +378,8 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
             "proposals": s.proposals,
             "fills": 0,
             "retries": 0,
-            "messages_sent": {},
-            "messages_received": {},
+            "messages_sent": s.peer_messages_sent,
+            "messages_received": s.peer_messages_received,
             "datagrams_dropped": s.peer_datagrams_dropped,
             "messages_ignored": s.peer_messages_ignored,
         },
@@ -516,6 +520,28 @@ fn metrics(s: &NodeStats, store: &Store) -> String {
         "Peer messages dropped because their sender is not a known peer.",
         s.peer_messages_ignored as f64,
     );
+    for (name, help, by_kind) in [
+        (
+            "doozer_peer_messages_sent_total",
+            "Peer messages sent, by kind.",
+            &s.peer_messages_sent,
+        ),
+        (
+            "doozer_peer_messages_received_total",
+            "Peer messages received, by kind.",
+            &s.peer_messages_received,
+        ),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for (kind, n) in by_kind {
+            // Kinds are our own identifiers; escape anyway, as the format asks.
+            let kind = kind
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            out.push_str(&format!("{name}{{kind=\"{kind}\"}} {n}\n"));
+        }
+    }
     out
 }
 
@@ -711,9 +737,12 @@ mod tests {
     #[test]
     fn metrics_are_well_formed_families() {
         let s = store_with(&[("/a", b"xyz")]);
+        let mut sent = std::collections::BTreeMap::new();
+        sent.insert("vote".to_string(), 7);
         let text = metrics(
             &NodeStats {
                 store_files: 1,
+                peer_messages_sent: sent,
                 ..Default::default()
             },
             &s,
@@ -724,11 +753,13 @@ mod tests {
                 typed.insert(rest.split(' ').next().expect("name").to_string());
             } else if !line.starts_with('#') {
                 let (name, value) = line.split_once(' ').expect("sample");
+                let name = name.split('{').next().expect("name");
                 assert!(typed.contains(name), "{name} has no TYPE");
                 assert!(value.parse::<f64>().is_ok(), "{line}");
             }
         }
         assert!(text.contains("\ndoozer_rev 1\n"));
         assert!(text.contains("\ndoozer_store_files 1\n"));
+        assert!(text.contains("\ndoozer_peer_messages_sent_total{kind=\"vote\"} 7\n"));
     }
 }
