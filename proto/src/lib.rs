@@ -4,6 +4,7 @@
 //! - [`Request`] / [`Response`]: the proto2 messages of SPEC §3, derived with
 //!   `prost` (no `protoc` at build time; `doozer.proto` is kept as reference).
 //! - [`Verb`] and [`ErrCode`]: the enums carried in those messages.
+//! - [`peer`]: the messages CALs exchange to run multi-Paxos.
 //! - [`frame`]: the 4-byte big-endian length framing, with a size limit that
 //!   is checked before anything is allocated.
 //!
@@ -11,6 +12,7 @@
 //! live in [`rev`].
 
 pub mod frame;
+pub mod peer;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 
