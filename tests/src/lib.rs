@@ -20,6 +20,7 @@
 //! (`<target>/debug/`); run `cargo build --workspace` before the tests.
 
 pub mod browser;
+pub mod history;
 pub mod prometheus;
 
 use std::collections::HashMap;
