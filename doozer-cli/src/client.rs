@@ -28,6 +28,18 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Stat};
 use crate::uri::DoozerUri;
 
+/// The result of [`Client::get_linearizable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinearizableRead {
+    /// The file's body (empty if missing).
+    pub body: Bytes,
+    /// The file's revision (0 if missing).
+    pub rev: i64,
+    /// The revision the read happened at: the NOP's, the read's place in
+    /// the cluster's order.
+    pub at: i64,
+}
+
 /// A doozer client. Cheap to clone; all clones share one pipelined
 /// connection and may be used from many threads at once.
 ///
@@ -244,6 +256,31 @@ impl Client {
     /// doozerd). Not retried.
     pub fn nop(&self) -> Result<i64> {
         Ok(self.checked(req(Verb::Nop))?.rev.unwrap_or_default())
+    }
+
+    /// A linearizable read: a NOP through consensus, then a GET at the
+    /// revision the NOP was applied at. A plain [`Client::get`] reads the
+    /// connected node's local copy, which may trail the cluster; this one
+    /// sees every write acknowledged before it was called, on any node.
+    /// Needs a server that reports the NOP's revision (this doozerd does;
+    /// Go doozerd did not: then [`Error::Protocol`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), doozer::Error> {
+    /// let c = doozer::Client::connect("doozer:?ca=127.0.0.1:8046")?;
+    /// let read = c.get_linearizable("/config/db")?;
+    /// println!("{:?} written at rev {}, read at rev {}", read.body, read.rev, read.at);
+    /// # Ok(()) }
+    /// ```
+    pub fn get_linearizable(&self, path: &str) -> Result<LinearizableRead> {
+        let at = self.nop()?;
+        if at <= 0 {
+            return Err(Error::Protocol(
+                "the server did not report the NOP's revision; linearizable reads need it".into(),
+            ));
+        }
+        let (body, rev) = self.get(path, Some(at))?;
+        Ok(LinearizableRead { body, rev, at })
     }
 
     fn wait_req(glob: &str, rev: i64) -> Request {

@@ -55,7 +55,7 @@ pub mod event;
 pub mod pipeline;
 pub mod uri;
 
-pub use client::{Client, Watch};
+pub use client::{Client, LinearizableRead, Watch};
 pub use doozer_proto::{flags, rev, ErrCode, Request, Response, Verb};
 pub use error::{Error, Result};
 pub use event::{Event, Stat};
