@@ -3,10 +3,31 @@
 //! Writes take the path propose → learn → apply: the server proposes a
 //! [`Mutation`], consensus decides which sequence number (seqn) it gets, and
 //! learned values are applied to the store strictly in seqn order. With one
-//! node, [`LocalLog`] decides every proposal at once, in the order given; the
-//! multi-Paxos core replaces it behind the same two calls.
+//! node, [`LocalLog`] decides every proposal at once, in the order given.
+//!
+//! [`Paxos`] is the multi-Paxos core for a cluster of CALs (SPEC §4), pure
+//! like the rest: `step` / `tick` / `propose` in, [`Ready`] out. Map:
+//! - `calset`: [`CalSet`], round-robin ownership, fill ranks.
+//! - `ballot`: [`Ballot`]s and the owner's reserved round 0.
+//! - `instance`: one seqn's acceptor, learner and coordinator rules.
+//! - `paxos`: the instance manager (window, skip, fill, retry, catch-up).
+//! - `rng`: the seeded jitter source.
+//! - `sim` (tests): the deterministic network simulation.
 
 use std::collections::VecDeque;
+
+mod ballot;
+mod calset;
+mod instance;
+mod paxos;
+mod rng;
+#[cfg(test)]
+mod sim;
+
+pub use ballot::Ballot;
+pub use calset::{CalSet, CalSetError, NodeId, Seqn, MAX_CALS};
+pub use paxos::{Config, MsgCounts, Paxos, ProposalId, Ready, Stats};
+pub use rng::SplitMix64;
 
 use crate::store::{Mutation, Rev};
 

@@ -1,0 +1,1226 @@
+//! The instance manager: multi-Paxos over a window of seqns (SPEC §4).
+//!
+//! [`Paxos`] is a pure state machine in the style of etcd raft: feed it
+//! peer messages ([`Paxos::step`]), time ([`Paxos::tick`]) and client
+//! values ([`Paxos::propose`]); drain what it wants done with
+//! [`Paxos::ready`]. It never reads a clock, a socket or a random source.
+//!
+//! Protocol summary:
+//! - Seqn `s` is owned by `cals[s mod len]`. The owner nominates a client
+//!   value in its reserved ballot `(0, owner)` without phase 1: Accept →
+//!   votes (sent to every CAL, so each learns on its own) → learned.
+//! - An owner with nothing to propose skips its seqns below any seqn it
+//!   sees in use (Mencius): a skipped seqn can only ever be NOP, so peers
+//!   learn NOP from the skip alone. Skips ride on batches sent anyway.
+//! - Another CAL's undecided seqn that holds up later ones is filled with
+//!   NOP (phase 1 with a higher round) after `fill_ms`, staggered by fill
+//!   rank; a silent owner's seqns are revoked in bulk, one Prepare for all.
+//! - A stalled round is retried with a higher round after a randomized,
+//!   exponentially growing timeout.
+//! - Messages about learned seqns are answered with the value; a node that
+//!   sees peers ahead of it fetches the values it lacks.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use doozer_proto::peer::{Accept, Learned, PeerMsg, Prepare, Promise, Reject, Vote};
+use prost::Message;
+
+use super::ballot::Ballot;
+use super::calset::{CalSet, NodeId, Seqn};
+use super::instance::{Coordinator, Instance, Phase};
+use super::rng::SplitMix64;
+
+/// Identifies a value given to [`Paxos::propose`], so the caller can match
+/// it with the seqn it was learned at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProposalId(pub u64);
+
+/// Tunables of the consensus core.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id.
+    pub id: NodeId,
+    /// Seqns decided ahead of the last applied one (SPEC: 50).
+    pub alpha: u64,
+    /// How long another CAL's seqn may hold up later ones before this node
+    /// fills it with NOP (`-fill`, default 100 ms).
+    pub fill_ms: u64,
+    /// The first round timeout; doubled per retry.
+    pub round_ms: u64,
+    /// The longest round timeout.
+    pub round_max_ms: u64,
+    /// How long a skip waits for a batch to ride on before it is sent alone.
+    pub skip_flush_ms: u64,
+    /// The value filled in: an encoded NOP mutation.
+    pub nop: Bytes,
+    /// Learned values kept after delivery, to answer stragglers.
+    pub history_max: usize,
+    /// The largest encoded batch [`Ready::messages`] holds (fits a datagram).
+    pub batch_bytes_max: usize,
+    /// Longest silence towards a CAL: an idle node still tells its peers
+    /// how far it has learned, so a straggler finds out it is behind (and
+    /// peers see it alive).
+    pub heartbeat_ms: u64,
+}
+
+impl Config {
+    /// The defaults of SPEC §4 for node `id`, filling with `nop`.
+    pub fn new(id: impl Into<NodeId>, nop: Bytes) -> Config {
+        Config {
+            id: id.into(),
+            alpha: 50,
+            fill_ms: 100,
+            round_ms: 50,
+            round_max_ms: 2_000,
+            skip_flush_ms: 5,
+            nop,
+            history_max: 4_096,
+            batch_bytes_max: 60_000,
+            heartbeat_ms: 500,
+        }
+    }
+}
+
+/// What the caller must do after feeding the core: send `messages`, apply
+/// `learned` (in order; each entry is the next seqn).
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Batches to send, at most one per peer unless one would not fit a
+    /// datagram.
+    pub messages: Vec<(NodeId, PeerMsg)>,
+    /// Decided values in seqn order, with the id of this node's proposal
+    /// when the value is one.
+    pub learned: Vec<(Seqn, Bytes, Option<ProposalId>)>,
+}
+
+/// Counts of peer message parts, by kind.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MsgCounts {
+    /// Batches (datagrams).
+    pub batches: u64,
+    /// Prepare seqns (phase 1a).
+    pub prepares: u64,
+    /// Promises (phase 1b).
+    pub promises: u64,
+    /// Accepts (phase 2a).
+    pub accepts: u64,
+    /// Votes (phase 2b).
+    pub votes: u64,
+    /// Rejects.
+    pub rejects: u64,
+    /// Learned values.
+    pub learned: u64,
+    /// Skipped seqns.
+    pub skips: u64,
+    /// Fetch requests.
+    pub fetches: u64,
+}
+
+impl MsgCounts {
+    fn add(&mut self, m: &PeerMsg) {
+        self.batches += 1;
+        self.prepares += m.prepares.iter().map(|p| p.seqns.len() as u64).sum::<u64>();
+        self.promises += m.promises.len() as u64;
+        self.accepts += m.accepts.len() as u64;
+        self.votes += m.votes.len() as u64;
+        self.rejects += m.rejects.len() as u64;
+        self.learned += m.learned.len() as u64;
+        self.skips += m.skips.len() as u64;
+        self.fetches += u64::from(m.fetch_from.is_some());
+    }
+}
+
+/// Counters for the stats page.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Seqns of other CALs this node started filling with NOP.
+    pub fills: u64,
+    /// Bulk revokes (one Prepare covering many fills).
+    pub revokes: u64,
+    /// Rounds retried after a timeout.
+    pub round_retries: u64,
+    /// Own seqns skipped (decided NOP without a round).
+    pub skips: u64,
+    /// Message parts ignored as invalid (bad ballot, unknown sender, ...).
+    pub invalid: u64,
+    /// Message parts dropped because they were too far ahead.
+    pub too_far_ahead: u64,
+    /// Sent, by kind.
+    pub sent: MsgCounts,
+    /// Received, by kind.
+    pub received: MsgCounts,
+}
+
+/// A part of a peer batch, as handled one at a time.
+#[derive(Debug, Clone)]
+enum Item {
+    Prepare { round: u64, seqn: Seqn },
+    Promise(Promise),
+    Accept(Accept),
+    Vote(Vote),
+    Reject(Reject),
+    Learned(Learned),
+    Skip(Seqn),
+    Fetch(Seqn),
+}
+
+impl Item {
+    /// The seqn the item is about, if it needs that seqn's CAL set.
+    fn seqn_needing_cals(&self) -> Option<Seqn> {
+        match self {
+            Item::Prepare { seqn, .. } | Item::Skip(seqn) => Some(*seqn),
+            Item::Promise(p) => Some(p.seqn),
+            Item::Accept(a) => Some(a.seqn),
+            Item::Vote(v) => Some(v.seqn),
+            Item::Reject(r) => Some(r.seqn),
+            Item::Learned(_) | Item::Fetch(_) => None,
+        }
+    }
+}
+
+/// Multi-Paxos over a window of instances; see the module doc.
+#[derive(Debug)]
+pub struct Paxos {
+    cfg: Config,
+    rng: SplitMix64,
+    now_ms: u64,
+    /// The next seqn to hand to the caller; all below are delivered.
+    next_deliver: Seqn,
+    /// CAL sets of the known window, `next_deliver..window_end`.
+    cal_sets: BTreeMap<Seqn, CalSet>,
+    /// Instances from `next_deliver` on (the window and learned values
+    /// beyond it).
+    instances: BTreeMap<Seqn, Instance>,
+    /// Delivered values, `history_base..next_deliver`.
+    history: VecDeque<Bytes>,
+    history_base: Seqn,
+    /// Client values not yet nominated.
+    queue: VecDeque<(ProposalId, Bytes)>,
+    next_proposal: u64,
+    /// Own seqns below this are nominated or skipped.
+    next_own: Seqn,
+    /// One past the highest seqn seen in use.
+    active_end: Seqn,
+    /// When each peer was last heard from.
+    last_heard_ms: BTreeMap<NodeId, u64>,
+    /// When a batch last went to each peer.
+    last_sent_ms: BTreeMap<NodeId, u64>,
+    /// The highest `learned_upto` each peer reported.
+    peer_upto: BTreeMap<NodeId, Seqn>,
+    /// Since when `next_deliver` has not moved.
+    stuck_since_ms: u64,
+    /// No new fetch before this time (one outstanding).
+    fetch_quiet_until_ms: u64,
+    /// Batches being built, one per peer.
+    outbox: BTreeMap<NodeId, PeerMsg>,
+    /// Skips waiting for a batch to ride on: since when, and which.
+    skip_backlog: BTreeMap<NodeId, (u64, Vec<Seqn>)>,
+    /// Items this node sent itself, handled before returning.
+    local: VecDeque<Item>,
+    /// Items for seqns beyond the known window, handled when it grows.
+    deferred: VecDeque<(NodeId, Item)>,
+    learned_out: Vec<(Seqn, Bytes, Option<ProposalId>)>,
+    stats: Stats,
+}
+
+/// Items kept for seqns beyond the window (per alpha of window).
+const DEFERRED_PER_ALPHA: usize = 64;
+/// Learned values sent per fetch.
+const FETCH_SEQNS_MAX: u64 = 256;
+/// Bytes of values sent per fetch.
+const FETCH_BYTES_MAX: usize = 256 * 1024;
+
+impl Paxos {
+    /// A node whose next seqn to learn is `first`; `cals` decides the first
+    /// `alpha` seqns (`first..first + alpha`). `now_ms` is the current time
+    /// and `seed` seeds the backoff jitter.
+    pub fn new(cfg: Config, first: Seqn, cals: CalSet, now_ms: u64, seed: u64) -> Paxos {
+        let alpha = cfg.alpha.max(1);
+        let mut p = Paxos {
+            cfg: Config { alpha, ..cfg },
+            rng: SplitMix64::new(seed),
+            now_ms,
+            next_deliver: first,
+            cal_sets: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            history: VecDeque::new(),
+            history_base: first,
+            queue: VecDeque::new(),
+            next_proposal: 1,
+            next_own: first,
+            active_end: first,
+            last_heard_ms: BTreeMap::new(),
+            last_sent_ms: BTreeMap::new(),
+            peer_upto: BTreeMap::new(),
+            stuck_since_ms: now_ms,
+            fetch_quiet_until_ms: 0,
+            outbox: BTreeMap::new(),
+            skip_backlog: BTreeMap::new(),
+            local: VecDeque::new(),
+            deferred: VecDeque::new(),
+            learned_out: Vec::new(),
+            stats: Stats::default(),
+        };
+        for s in first..first + alpha {
+            p.cal_sets.insert(s, cals.clone());
+        }
+        p.note_members(&cals);
+        p
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.cfg.id
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Undecided instances this node is working on or waiting for.
+    pub fn instances_in_flight(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|(s, i)| {
+                i.learned.is_none()
+                    && (i.coordinator.is_some() || **s < self.active_end.min(self.window_end()))
+            })
+            .count()
+    }
+
+    /// The next seqn the caller will be given.
+    pub fn next_seqn(&self) -> Seqn {
+        self.next_deliver
+    }
+
+    /// Client values waiting for a seqn (not yet nominated).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// One past the last seqn whose CAL set is known.
+    pub fn window_end(&self) -> Seqn {
+        self.cal_sets
+            .last_key_value()
+            .map_or(self.next_deliver, |(s, _)| s + 1)
+    }
+
+    /// Tells the core that the caller applied `applied`, after which the
+    /// CAL set is `cals`: that set decides seqn `applied + alpha`.
+    pub fn set_cals(&mut self, applied: Seqn, cals: CalSet) {
+        let s = applied + self.cfg.alpha;
+        if s < self.window_end() {
+            return; // already known (a repeated call)
+        }
+        self.note_members(&cals);
+        // Keep the window contiguous even if a caller skipped a call.
+        for t in self.window_end()..=s {
+            self.cal_sets.insert(t, cals.clone());
+        }
+        let end = self.window_end();
+        let mut keep = VecDeque::new();
+        let deferred = std::mem::take(&mut self.deferred);
+        for (from, item) in deferred {
+            match item.seqn_needing_cals() {
+                Some(t) if t >= end => keep.push_back((from, item)),
+                _ => self.handle(&from, item),
+            }
+        }
+        self.deferred = keep;
+        self.after();
+    }
+
+    /// Asks for `value` to be decided; returns the id it will be learned
+    /// with. The value goes in this node's next free own seqn; if that seqn
+    /// ends up NOP, it is proposed again, so it is learned exactly once.
+    pub fn propose(&mut self, value: Bytes) -> ProposalId {
+        let id = ProposalId(self.next_proposal);
+        self.next_proposal += 1;
+        self.queue.push_back((id, value));
+        self.after();
+        id
+    }
+
+    /// Handles a batch from peer `from` at time `now_ms`. Invalid parts are
+    /// counted and ignored.
+    pub fn step(&mut self, from: &str, msg: PeerMsg, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if from == self.cfg.id {
+            self.stats.invalid += 1;
+            return;
+        }
+        self.stats.received.add(&msg);
+        self.last_heard_ms.insert(from.to_owned(), self.now_ms);
+        let upto = self.peer_upto.entry(from.to_owned()).or_insert(0);
+        *upto = (*upto).max(msg.learned_upto);
+        let cap = self.ahead_max() as usize;
+        for p in msg.prepares {
+            for seqn in p.seqns.into_iter().take(cap) {
+                self.handle(
+                    from,
+                    Item::Prepare {
+                        round: p.round,
+                        seqn,
+                    },
+                );
+            }
+        }
+        for m in msg.promises {
+            self.handle(from, Item::Promise(m));
+        }
+        for m in msg.accepts {
+            self.handle(from, Item::Accept(m));
+        }
+        for m in msg.votes {
+            self.handle(from, Item::Vote(m));
+        }
+        for m in msg.rejects {
+            self.handle(from, Item::Reject(m));
+        }
+        for m in msg.learned {
+            self.handle(from, Item::Learned(m));
+        }
+        for s in msg.skips.into_iter().take(cap) {
+            self.handle(from, Item::Skip(s));
+        }
+        if let Some(f) = msg.fetch_from {
+            self.handle(from, Item::Fetch(f));
+        }
+        self.after();
+        // Far behind a peer: catch up now rather than after a timeout.
+        if self
+            .best_peer_ahead()
+            .is_some_and(|(_, u)| u > self.next_deliver + self.cfg.alpha)
+        {
+            self.maybe_fetch(true);
+        }
+    }
+
+    /// Advances time: retries stalled rounds, fills seqns held up too long,
+    /// sends skips that found no batch to ride on, fetches missing values.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let now = self.now_ms;
+        self.mark_needed();
+        self.retry_stalled();
+        self.fill_due();
+        let due: Vec<NodeId> = self
+            .skip_backlog
+            .iter()
+            .filter(|(_, (since, _))| since + self.cfg.skip_flush_ms <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in due {
+            self.outbox.entry(p).or_default();
+        }
+        for p in self.peers() {
+            if self
+                .last_sent_ms
+                .get(&p)
+                .map_or(0, |t| t + self.cfg.heartbeat_ms)
+                <= now
+            {
+                self.outbox.entry(p).or_default();
+            }
+        }
+        self.maybe_fetch(false);
+        self.after();
+    }
+
+    /// The earliest time [`Paxos::tick`] has work to do, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let mut at: Option<u64> = None;
+        let mut at_least = |t: u64| at = Some(at.map_or(t, |a| a.min(t)));
+        for (s, inst) in self.instances.range(self.next_deliver..self.window_end()) {
+            if inst.learned.is_some() {
+                continue;
+            }
+            if let Some(c) = &inst.coordinator {
+                at_least(c.deadline_ms);
+            } else if let Some(t) = self.fill_due_at(*s, inst) {
+                at_least(t);
+            }
+        }
+        // Seqns that will become needed at the next tick.
+        let end = self.active_end.min(self.window_end());
+        if (self.next_deliver..end).any(|s| {
+            self.instances
+                .get(&s)
+                .is_none_or(|i| i.learned.is_none() && i.needed_since_ms.is_none())
+        }) {
+            at_least(self.now_ms);
+        }
+        for (since, _) in self.skip_backlog.values() {
+            at_least(since + self.cfg.skip_flush_ms);
+        }
+        if self.best_peer_ahead().is_some() {
+            at_least(self.fetch_due_at());
+        }
+        for p in self.peers() {
+            at_least(
+                self.last_sent_ms
+                    .get(&p)
+                    .map_or(0, |t| t + self.cfg.heartbeat_ms),
+            );
+        }
+        at
+    }
+
+    /// The other CALs of the current and the newest known seqn.
+    fn peers(&self) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        let sets = [
+            self.cals(self.next_deliver),
+            self.cal_sets.values().next_back(),
+        ];
+        for c in sets.into_iter().flatten().flat_map(|c| c.iter()) {
+            if *c != self.cfg.id && !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    /// Drains what the caller must do now.
+    pub fn ready(&mut self) -> Ready {
+        let mut messages = Vec::new();
+        let upto = self.next_deliver;
+        for (peer, mut msg) in std::mem::take(&mut self.outbox) {
+            self.last_sent_ms.insert(peer.clone(), self.now_ms);
+            if let Some((_, skips)) = self.skip_backlog.remove(&peer) {
+                msg.skips.extend(skips);
+            }
+            msg.learned_upto = upto;
+            for part in split_batch(msg, self.cfg.batch_bytes_max) {
+                self.stats.sent.add(&part);
+                messages.push((peer.clone(), part));
+            }
+        }
+        Ready {
+            messages,
+            learned: std::mem::take(&mut self.learned_out),
+        }
+    }
+
+    // ---- internals ----
+
+    fn ahead_max(&self) -> u64 {
+        4 * self.cfg.alpha + FETCH_SEQNS_MAX
+    }
+
+    fn note_members(&mut self, cals: &CalSet) {
+        for c in cals.iter() {
+            if *c != self.cfg.id {
+                self.last_heard_ms.entry(c.clone()).or_insert(self.now_ms);
+            }
+        }
+    }
+
+    fn cals(&self, s: Seqn) -> Option<&CalSet> {
+        self.cal_sets.get(&s)
+    }
+
+    fn my_index(&self, s: Seqn) -> Option<u32> {
+        self.cals(s)?.index_of(&self.cfg.id)
+    }
+
+    fn is_learned(&self, s: Seqn) -> bool {
+        s < self.next_deliver || self.instances.get(&s).is_some_and(|i| i.learned.is_some())
+    }
+
+    /// The decided value of `s`, if still held.
+    fn learned_value(&self, s: Seqn) -> Option<Bytes> {
+        if s < self.next_deliver {
+            let i = s.checked_sub(self.history_base)?;
+            return self.history.get(i as usize).cloned();
+        }
+        self.instances.get(&s)?.learned.clone()
+    }
+
+    fn send(&mut self, to: &NodeId, item: Item) {
+        if *to == self.cfg.id {
+            self.local.push_back(item);
+            return;
+        }
+        let m = self.outbox.entry(to.clone()).or_default();
+        match item {
+            Item::Prepare { round, seqn } => match m.prepares.iter_mut().find(|p| p.round == round)
+            {
+                Some(p) => p.seqns.push(seqn),
+                None => m.prepares.push(Prepare {
+                    round,
+                    seqns: vec![seqn],
+                }),
+            },
+            Item::Promise(x) => m.promises.push(x),
+            Item::Accept(x) => m.accepts.push(x),
+            Item::Vote(x) => m.votes.push(x),
+            Item::Reject(x) => m.rejects.push(x),
+            Item::Learned(x) => m.learned.push(x),
+            Item::Skip(s) => m.skips.push(s),
+            Item::Fetch(s) => m.fetch_from = Some(s),
+        }
+    }
+
+    fn broadcast(&mut self, cals: &CalSet, item: Item) {
+        for c in cals.iter() {
+            self.send(c, item.clone());
+        }
+    }
+
+    /// Work common to every entry point: handle own messages, deliver,
+    /// nominate queued values.
+    fn after(&mut self) {
+        loop {
+            while let Some(item) = self.local.pop_front() {
+                let me = self.cfg.id.clone();
+                self.handle(&me, item);
+            }
+            self.deliver();
+            // Mencius: own unused seqns below any seqn in use are skipped
+            // (after queued values had their pick of them).
+            self.advance_own(self.active_end);
+            if self.local.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn handle(&mut self, from: &str, item: Item) {
+        // Untrusted input: every seqn is range-checked before use.
+        if let Item::Fetch(f) = item {
+            self.answer_fetch(from, f);
+            return;
+        }
+        if let Some(s) = item.seqn_needing_cals() {
+            if s < self.next_deliver {
+                // Already learned here: help the straggler catch up.
+                if matches!(item, Item::Prepare { .. } | Item::Accept(_)) {
+                    if let Some(v) = self.learned_value(s) {
+                        self.send(
+                            &from.to_owned(),
+                            Item::Learned(Learned { seqn: s, value: v }),
+                        );
+                    }
+                }
+                return;
+            }
+            if s >= self.next_deliver + self.ahead_max() {
+                self.stats.too_far_ahead += 1;
+                return;
+            }
+            self.active_end = self.active_end.max(s + 1);
+            if s >= self.window_end() {
+                let cap = DEFERRED_PER_ALPHA * self.cfg.alpha as usize;
+                if self.deferred.len() < cap {
+                    self.deferred.push_back((from.to_owned(), item));
+                } else {
+                    self.stats.too_far_ahead += 1;
+                }
+                return;
+            }
+        }
+        match item {
+            Item::Prepare { round, seqn } => self.on_prepare(from, round, seqn),
+            Item::Promise(p) => self.on_promise(from, p),
+            Item::Accept(a) => self.on_accept(from, a),
+            Item::Vote(v) => self.on_vote(from, v),
+            Item::Reject(r) => self.on_reject(from, r),
+            Item::Learned(l) => self.on_learned(l),
+            Item::Skip(s) => self.on_skip(from, s),
+            Item::Fetch(_) => {}
+        }
+    }
+
+    /// The CAL set of `s` and the index of `from` in it, or count invalid.
+    fn sender(&mut self, from: &str, s: Seqn) -> Option<(CalSet, u32)> {
+        let cals = self.cals(s)?.clone();
+        match cals.index_of(from) {
+            Some(i) => Some((cals, i)),
+            None => {
+                self.stats.invalid += 1;
+                None
+            }
+        }
+    }
+
+    fn on_prepare(&mut self, from: &str, round: u64, s: Seqn) {
+        let Some((_, idx)) = self.sender(from, s) else {
+            return;
+        };
+        if round == 0 {
+            self.stats.invalid += 1; // round 0 is only ever the owner's Accept
+            return;
+        }
+        // Someone wants s decided: if it is ours and unused, skip it now.
+        self.advance_own(s + 1);
+        let from = from.to_owned();
+        if let Some(v) = self.learned_value(s) {
+            self.send(&from, Item::Learned(Learned { seqn: s, value: v }));
+            return;
+        }
+        if self.my_index(s).is_none() {
+            return; // not an acceptor of s
+        }
+        let b = Ballot { round, cal: idx };
+        let inst = self.instances.entry(s).or_default();
+        inst.max_round = inst.max_round.max(round);
+        let reply = match inst.acceptor.prepare(b) {
+            Ok(vote) => Item::Promise(Promise {
+                seqn: s,
+                round,
+                vote_round: vote.map(|(vb, _)| vb.round),
+                vote_cal: vote.map(|(vb, _)| vb.cal),
+                vote_value: vote.map(|(_, v)| v.clone()),
+            }),
+            Err(p) => Item::Reject(Reject {
+                seqn: s,
+                round: p.round,
+                cal: p.cal,
+            }),
+        };
+        self.send(&from, reply);
+    }
+
+    fn on_promise(&mut self, from: &str, p: Promise) {
+        let s = p.seqn;
+        let Some((cals, idx)) = self.sender(from, s) else {
+            return;
+        };
+        let vote = match (p.vote_round, p.vote_cal, p.vote_value) {
+            (Some(round), Some(cal), Some(v)) => {
+                let vb = Ballot { round, cal };
+                if !vb.is_valid(&cals, s) {
+                    self.stats.invalid += 1;
+                    return;
+                }
+                Some((vb, v))
+            }
+            (None, None, None) => None,
+            _ => {
+                self.stats.invalid += 1;
+                return;
+            }
+        };
+        let nop = self.cfg.nop.clone();
+        let Some(inst) = self.instances.get_mut(&s) else {
+            return;
+        };
+        if inst.learned.is_some() {
+            return;
+        }
+        let Some(c) = inst.coordinator.as_mut() else {
+            return;
+        };
+        if c.ballot.round != p.round {
+            return; // an answer to an earlier round
+        }
+        let ballot = c.ballot;
+        let Some(found) = c.promise(idx, vote, cals.quorum()) else {
+            return;
+        };
+        // P2c: the highest vote's value, else our own client value (owner),
+        // else NOP: a non-owner never invents a value.
+        let value = found
+            .or_else(|| inst.own.as_ref().map(|(_, v)| v.clone()))
+            .unwrap_or(nop);
+        self.broadcast(
+            &cals,
+            Item::Accept(Accept {
+                seqn: s,
+                round: ballot.round,
+                value,
+            }),
+        );
+    }
+
+    fn on_accept(&mut self, from: &str, a: Accept) {
+        let s = a.seqn;
+        let Some((cals, idx)) = self.sender(from, s) else {
+            return;
+        };
+        let b = Ballot {
+            round: a.round,
+            cal: idx,
+        };
+        if !b.is_valid(&cals, s) {
+            self.stats.invalid += 1;
+            return;
+        }
+        // Mencius: a value suggested at s means our unused seqns below s
+        // will never be needed for anything but NOP.
+        self.advance_own(s + 1);
+        let from = from.to_owned();
+        if let Some(v) = self.learned_value(s) {
+            if from != self.cfg.id {
+                self.send(&from, Item::Learned(Learned { seqn: s, value: v }));
+            }
+            return;
+        }
+        let me = self.my_index(s);
+        let inst = self.instances.entry(s).or_default();
+        inst.max_round = inst.max_round.max(a.round);
+        let chosen = inst.learner.proposal(b, a.value.clone(), cals.quorum());
+        let reply = if me.is_some() {
+            match inst.acceptor.accept(b, a.value) {
+                Ok(()) => Some(Item::Vote(Vote {
+                    seqn: s,
+                    round: b.round,
+                    cal: b.cal,
+                })),
+                Err(p) => {
+                    self.send(
+                        &from,
+                        Item::Reject(Reject {
+                            seqn: s,
+                            round: p.round,
+                            cal: p.cal,
+                        }),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(v) = chosen {
+            self.learn(s, v);
+        }
+        if let Some(vote) = reply {
+            self.broadcast(&cals, vote);
+        }
+    }
+
+    fn on_vote(&mut self, from: &str, v: Vote) {
+        let s = v.seqn;
+        let Some((cals, idx)) = self.sender(from, s) else {
+            return;
+        };
+        let b = Ballot {
+            round: v.round,
+            cal: v.cal,
+        };
+        if !b.is_valid(&cals, s) {
+            self.stats.invalid += 1;
+            return;
+        }
+        self.advance_own(s + 1);
+        if self.is_learned(s) {
+            return;
+        }
+        let inst = self.instances.entry(s).or_default();
+        inst.max_round = inst.max_round.max(v.round);
+        if let Some(value) = inst.learner.vote(b, idx, cals.quorum()) {
+            self.learn(s, value);
+        }
+    }
+
+    fn on_reject(&mut self, from: &str, r: Reject) {
+        let s = r.seqn;
+        let Some((cals, _)) = self.sender(from, s) else {
+            return;
+        };
+        let b = Ballot {
+            round: r.round,
+            cal: r.cal,
+        };
+        if !b.is_valid(&cals, s) {
+            self.stats.invalid += 1;
+            return;
+        }
+        if let Some(inst) = self.instances.get_mut(&s) {
+            // Remember the higher round; the retry (after backoff) goes
+            // above it. Retrying at once would duel with its coordinator.
+            inst.max_round = inst.max_round.max(r.round);
+        }
+    }
+
+    fn on_learned(&mut self, l: Learned) {
+        let s = l.seqn;
+        if s < self.next_deliver || s >= self.next_deliver + self.ahead_max() {
+            return;
+        }
+        self.active_end = self.active_end.max(s + 1);
+        self.advance_own(s + 1);
+        if !self.is_learned(s) {
+            self.learn(s, l.value);
+        }
+    }
+
+    fn on_skip(&mut self, from: &str, s: Seqn) {
+        let Some((cals, idx)) = self.sender(from, s) else {
+            return;
+        };
+        if cals.owner_index(s) != idx {
+            self.stats.invalid += 1; // only the owner may skip its seqn
+            return;
+        }
+        self.advance_own(s + 1);
+        if !self.is_learned(s) {
+            let nop = self.cfg.nop.clone();
+            self.learn(s, nop);
+        }
+    }
+
+    fn answer_fetch(&mut self, from: &str, f: Seqn) {
+        let from = from.to_owned();
+        let mut bytes = 0;
+        for s in f..f.saturating_add(FETCH_SEQNS_MAX) {
+            let Some(v) = self.learned_value(s) else {
+                if s >= self.next_deliver {
+                    break;
+                }
+                continue; // evicted from history: nothing to give
+            };
+            bytes += v.len();
+            self.send(&from, Item::Learned(Learned { seqn: s, value: v }));
+            if bytes > FETCH_BYTES_MAX {
+                break;
+            }
+        }
+    }
+
+    fn learn(&mut self, s: Seqn, v: Bytes) {
+        let inst = self.instances.entry(s).or_default();
+        if inst.learned.is_some() {
+            return;
+        }
+        inst.learned = Some(v);
+        inst.coordinator = None;
+    }
+
+    /// Hands the caller every learned value that is next in seqn order.
+    fn deliver(&mut self) {
+        while let Some(v) = self
+            .instances
+            .get(&self.next_deliver)
+            .and_then(|i| i.learned.clone())
+        {
+            let s = self.next_deliver;
+            let inst = self.instances.remove(&s).unwrap_or_default();
+            let mut id = None;
+            if let Some((pid, pv)) = inst.own {
+                if pv == v {
+                    id = Some(pid);
+                } else {
+                    // Filled with NOP: propose again, ahead of newer values.
+                    self.queue.push_front((pid, pv));
+                }
+            }
+            self.learned_out.push((s, v.clone(), id));
+            self.history.push_back(v);
+            while self.history.len() > self.cfg.history_max {
+                self.history.pop_front();
+                self.history_base += 1;
+            }
+            self.cal_sets.remove(&s);
+            self.next_deliver += 1;
+            self.stuck_since_ms = self.now_ms;
+            self.fetch_quiet_until_ms = 0;
+        }
+        self.next_own = self.next_own.max(self.next_deliver);
+    }
+
+    /// Whether own seqn `s` is unused (never nominated, not decided).
+    fn own_free(&self, s: Seqn) -> bool {
+        self.instances
+            .get(&s)
+            .is_none_or(|i| i.learned.is_none() && i.own.is_none() && i.coordinator.is_none())
+    }
+
+    /// Nominates queued client values in this node's free seqns.
+    fn assign_own(&mut self) {
+        let end = self.window_end();
+        while !self.queue.is_empty() {
+            let mut s = self.next_own.max(self.next_deliver);
+            let mut found = None;
+            while s < end {
+                if self
+                    .my_index(s)
+                    .is_some_and(|i| self.cals(s).is_some_and(|c| c.owner_index(s) == i))
+                    && self.own_free(s)
+                {
+                    if self
+                        .instances
+                        .get(&s)
+                        .is_some_and(|i| i.acceptor.promised.is_some())
+                    {
+                        // Someone is revoking it: round 0 would fail here.
+                        self.skip(s);
+                    } else {
+                        found = Some(s);
+                        break;
+                    }
+                }
+                s += 1;
+            }
+            let Some(s) = found else {
+                self.next_own = self.next_own.max(end);
+                return;
+            };
+            self.next_own = s + 1;
+            let Some((pid, value)) = self.queue.pop_front() else {
+                return;
+            };
+            self.nominate(s, pid, value);
+        }
+    }
+
+    fn nominate(&mut self, s: Seqn, pid: ProposalId, value: Bytes) {
+        let Some(cals) = self.cals(s).cloned() else {
+            return;
+        };
+        let ballot = Ballot::reserved(&cals, s);
+        let deadline = self.now_ms + self.round_timeout(0);
+        let inst = self.instances.entry(s).or_default();
+        inst.own = Some((pid, value.clone()));
+        inst.coordinator = Some(Coordinator {
+            ballot,
+            phase: Phase::Accept,
+            deadline_ms: deadline,
+            attempts: 0,
+        });
+        self.active_end = self.active_end.max(s + 1);
+        self.broadcast(
+            &cals,
+            Item::Accept(Accept {
+                seqn: s,
+                round: 0,
+                value,
+            }),
+        );
+    }
+
+    /// Skips own unused seqns below `upto` (Mencius): with nothing queued,
+    /// they can only be NOP, so say so now.
+    fn advance_own(&mut self, upto: Seqn) {
+        self.active_end = self.active_end.max(upto);
+        if !self.queue.is_empty() {
+            self.assign_own();
+        }
+        let end = upto.min(self.window_end());
+        let mut s = self.next_own.max(self.next_deliver);
+        while s < end {
+            let mine = self
+                .my_index(s)
+                .is_some_and(|i| self.cals(s).is_some_and(|c| c.owner_index(s) == i));
+            if mine && self.own_free(s) {
+                self.skip(s);
+            }
+            s += 1;
+        }
+        self.next_own = self.next_own.max(end);
+    }
+
+    fn skip(&mut self, s: Seqn) {
+        let Some(cals) = self.cals(s).cloned() else {
+            return;
+        };
+        self.stats.skips += 1;
+        let nop = self.cfg.nop.clone();
+        self.learn(s, nop);
+        let now = self.now_ms;
+        for c in cals.iter() {
+            if *c != self.cfg.id {
+                let e = self
+                    .skip_backlog
+                    .entry(c.clone())
+                    .or_insert((now, Vec::new()));
+                e.1.push(s);
+            }
+        }
+    }
+
+    /// Starts the fill clock of undecided seqns below the active ones.
+    fn mark_needed(&mut self) {
+        let now = self.now_ms;
+        let end = self.active_end.min(self.window_end());
+        for s in self.next_deliver..end {
+            let inst = self.instances.entry(s).or_default();
+            if inst.learned.is_none() && inst.needed_since_ms.is_none() {
+                inst.needed_since_ms = Some(now);
+            }
+        }
+    }
+
+    /// When this node should fill `s` (owned by another CAL) with NOP:
+    /// `fill_ms` per fill rank after it became needed, or as soon as the
+    /// owner and every CAL ranked before us have been silent `fill_ms`.
+    fn fill_due_at(&self, s: Seqn, inst: &Instance) -> Option<u64> {
+        let needed = inst.needed_since_ms?;
+        if inst.learned.is_some() || inst.coordinator.is_some() {
+            return None;
+        }
+        let cals = self.cals(s)?;
+        let me = cals.index_of(&self.cfg.id)?;
+        let rank = cals.fill_rank(s, me)?;
+        let by_rank = needed + self.cfg.fill_ms * (u64::from(rank) + 1);
+        let n = cals.len() as u32;
+        let owner = cals.owner_index(s);
+        let mut silent = needed;
+        for k in 0..=rank {
+            // The owner (k = 0), then every CAL ranked before us.
+            let c = cals.get((owner + k) % n)?;
+            let heard = self.last_heard_ms.get(c).copied().unwrap_or(0);
+            silent = silent.max(heard + self.cfg.fill_ms);
+        }
+        Some(by_rank.min(silent))
+    }
+
+    fn round_timeout(&mut self, attempts: u32) -> u64 {
+        let base = self
+            .cfg
+            .round_ms
+            .max(1)
+            .saturating_mul(1u64 << attempts.min(20))
+            .min(self.cfg.round_max_ms.max(1));
+        // Jitter in [base/2, base]: rivals rarely retry in lockstep.
+        base / 2 + self.rng.below(base / 2 + 1)
+    }
+
+    /// Starts phase 1 at one fresh round for all of `seqns` (a bulk
+    /// revoke when they are many): one Prepare per peer covers them all.
+    fn start_rounds(&mut self, seqns: &[(Seqn, u32)]) {
+        if seqns.is_empty() {
+            return;
+        }
+        let round = 1 + seqns
+            .iter()
+            .filter_map(|(s, _)| self.instances.get(s))
+            .map(|i| {
+                i.max_round
+                    .max(i.coordinator.as_ref().map_or(0, |c| c.ballot.round))
+            })
+            .max()
+            .unwrap_or(0);
+        let mut to: BTreeMap<NodeId, ()> = BTreeMap::new();
+        for &(s, attempts) in seqns {
+            let Some(me) = self.my_index(s) else {
+                continue;
+            };
+            let deadline = self.now_ms + self.round_timeout(attempts);
+            let inst = self.instances.entry(s).or_default();
+            inst.max_round = inst.max_round.max(round);
+            inst.coordinator = Some(Coordinator::preparing(
+                Ballot { round, cal: me },
+                deadline,
+                attempts,
+            ));
+            if let Some(cals) = self.cals(s) {
+                for c in cals.iter() {
+                    to.insert(c.clone(), ());
+                }
+            }
+        }
+        for c in to.keys() {
+            for &(s, _) in seqns {
+                if self.cals(s).is_some_and(|cs| cs.index_of(c).is_some()) {
+                    self.send(c, Item::Prepare { round, seqn: s });
+                }
+            }
+        }
+    }
+
+    fn retry_stalled(&mut self) {
+        let now = self.now_ms;
+        let stalled: Vec<(Seqn, u32)> = self
+            .instances
+            .range(self.next_deliver..self.window_end())
+            .filter_map(|(s, i)| {
+                let c = i.coordinator.as_ref()?;
+                (i.learned.is_none() && c.deadline_ms <= now).then_some((*s, c.attempts + 1))
+            })
+            .collect();
+        self.stats.round_retries += stalled.len() as u64;
+        self.start_rounds(&stalled);
+    }
+
+    fn fill_due(&mut self) {
+        let now = self.now_ms;
+        let due: Vec<(Seqn, u32)> = self
+            .instances
+            .range(self.next_deliver..self.window_end())
+            .filter(|(s, i)| self.fill_due_at(**s, i).is_some_and(|t| t <= now))
+            .map(|(s, _)| (*s, 0))
+            .collect();
+        if !due.is_empty() {
+            self.stats.fills += due.len() as u64;
+            self.stats.revokes += 1;
+            self.start_rounds(&due);
+        }
+    }
+
+    fn best_peer_ahead(&self) -> Option<(&NodeId, Seqn)> {
+        self.peer_upto
+            .iter()
+            .filter(|(_, u)| **u > self.next_deliver)
+            .max_by_key(|(_, u)| **u)
+            .map(|(p, u)| (p, *u))
+    }
+
+    fn fetch_due_at(&self) -> u64 {
+        (self.stuck_since_ms + self.cfg.round_ms).max(self.fetch_quiet_until_ms)
+    }
+
+    /// Asks the peer furthest ahead for the values this node lacks, when it
+    /// has been stuck a round (or at once if `far_behind`).
+    fn maybe_fetch(&mut self, far_behind: bool) {
+        let now = self.now_ms;
+        if self.fetch_quiet_until_ms > now || (!far_behind && self.fetch_due_at() > now) {
+            return;
+        }
+        let Some((peer, _)) = self.best_peer_ahead() else {
+            return;
+        };
+        let peer = peer.clone();
+        let from = self.next_deliver;
+        self.send(&peer, Item::Fetch(from));
+        self.fetch_quiet_until_ms = now + self.cfg.round_ms;
+    }
+}
+
+/// Splits a batch whose encoding exceeds `max` bytes into several, keeping
+/// the header on each. A single part larger than `max` travels alone.
+fn split_batch(msg: PeerMsg, max: usize) -> Vec<PeerMsg> {
+    if msg.encoded_len() <= max {
+        return vec![msg];
+    }
+    let header = PeerMsg {
+        learned_upto: msg.learned_upto,
+        ..Default::default()
+    };
+    let mut out = vec![header.clone()];
+    let mut size = 0usize;
+    let mut room = |out: &mut Vec<PeerMsg>, len: usize| {
+        // 16 bytes covers the tag and length prefix of one part.
+        if size + len + 16 > max && size > 0 {
+            out.push(header.clone());
+            size = 0;
+        }
+        size += len + 16;
+    };
+    macro_rules! spread {
+        ($field:ident) => {
+            for x in msg.$field {
+                room(&mut out, x.encoded_len());
+                if let Some(last) = out.last_mut() {
+                    last.$field.push(x);
+                }
+            }
+        };
+    }
+    spread!(prepares);
+    spread!(promises);
+    spread!(accepts);
+    spread!(votes);
+    spread!(rejects);
+    spread!(learned);
+    if let Some(last) = out.last_mut() {
+        last.skips = msg.skips;
+        last.fetch_from = msg.fetch_from;
+    }
+    out.retain(|m| !m.is_empty());
+    out
+}

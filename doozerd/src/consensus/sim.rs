@@ -1,0 +1,601 @@
+//! Deterministic simulation of the consensus core (DESIGN "Testing").
+//!
+//! A run is fully determined by its seed: the CAL count (1, 3 or 5), the
+//! network's behaviour (drops, duplicates, delays and so reordering,
+//! partitions and heals), node pauses and crashes (a crash is permanent:
+//! acceptor state is not durable, so a minority at most crashes), and
+//! clients proposing unique values at random live nodes. Faults stop at
+//! `FAULT_MS`; the run then must finish within `RECOVER_MS`.
+//!
+//! Checked on every learned value (SAFETY): all nodes learn the same value
+//! per seqn, each node applies seqns strictly in order (so logs are
+//! prefixes of one another), a client value is in the log at most once, and
+//! an acknowledgement (a learned ProposalId) names the value proposed.
+//! Checked at the end (PROGRESS): every value proposed at a node that did
+//! not crash is acknowledged, and all such nodes hold the same log.
+//!
+//! `DOOZER_SIM_SEEDS=N` runs N seeds; `DOOZER_SIM_SEED=S` replays one.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use bytes::Bytes;
+use doozer_proto::peer::{Accept, PeerMsg, Prepare, Vote};
+
+use super::*;
+
+const NOP: &[u8] = b"nop:";
+const FAULT_MS: u64 = 1_500;
+const RECOVER_MS: u64 = 30_000;
+const SEEDS_DEFAULT: u64 = 1_500;
+
+fn ids(n: usize) -> Vec<NodeId> {
+    (0..n).map(|i| format!("n{i}")).collect()
+}
+
+struct Node {
+    px: Paxos,
+    cals: CalSet,
+    log: Vec<Bytes>,
+    crashed: bool,
+    paused: bool,
+}
+
+struct Proposal {
+    node: usize,
+    value: Bytes,
+    acked: Option<Seqn>,
+}
+
+/// The network: messages in flight, ordered by delivery time.
+struct Net {
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    msgs: BTreeMap<u64, (usize, usize, PeerMsg)>,
+    next: u64,
+    drop: f64,
+    dup: f64,
+    delay_max_ms: u64,
+    /// Partition group of each node; messages cross no group boundary.
+    group: Vec<u32>,
+}
+
+/// One simulation run.
+pub(super) struct Sim {
+    rng: SplitMix64,
+    now: u64,
+    nodes: Vec<Node>,
+    net: Net,
+    chosen: Vec<Option<Bytes>>,
+    /// Where each client value was chosen.
+    value_seqn: BTreeMap<Bytes, Seqn>,
+    proposals: Vec<Proposal>,
+    by_pid: BTreeMap<(usize, ProposalId), usize>,
+    log_trace: bool,
+}
+
+impl Sim {
+    pub(super) fn new(seed: u64, n: usize, fill_ms: u64) -> Sim {
+        let cals = CalSet::new(ids(n)).expect("valid ids");
+        let nodes = ids(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let mut cfg = Config::new(id, Bytes::from_static(NOP));
+                cfg.fill_ms = fill_ms;
+                cfg.round_ms = 30;
+                cfg.round_max_ms = 1_000;
+                cfg.history_max = 100_000;
+                Node {
+                    px: Paxos::new(cfg, 1, cals.clone(), 0, seed ^ (i as u64 + 1) * 0x9e37),
+                    cals: cals.clone(),
+                    log: Vec::new(),
+                    crashed: false,
+                    paused: false,
+                }
+            })
+            .collect();
+        Sim {
+            rng: SplitMix64::new(seed),
+            now: 0,
+            nodes,
+            net: Net {
+                queue: BinaryHeap::new(),
+                msgs: BTreeMap::new(),
+                next: 0,
+                drop: 0.0,
+                dup: 0.0,
+                delay_max_ms: 5,
+                group: vec![0; n],
+            },
+            chosen: Vec::new(),
+            value_seqn: BTreeMap::new(),
+            proposals: Vec::new(),
+            by_pid: BTreeMap::new(),
+            log_trace: std::env::var("DOOZER_SIM_TRACE").is_ok(),
+        }
+    }
+
+    fn up(&self, i: usize) -> bool {
+        !self.nodes[i].crashed && !self.nodes[i].paused
+    }
+
+    pub(super) fn propose_at(&mut self, node: usize, value: Bytes) {
+        let pid = self.nodes[node].px.propose(value.clone());
+        self.by_pid.insert((node, pid), self.proposals.len());
+        self.proposals.push(Proposal {
+            node,
+            value,
+            acked: None,
+        });
+    }
+
+    /// Drains every node's Ready until nothing is left: sends messages,
+    /// applies learned values (checking safety) and extends windows.
+    fn drain(&mut self) -> Result<(), String> {
+        loop {
+            let mut busy = false;
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].crashed {
+                    continue;
+                }
+                let rd = self.nodes[i].px.ready();
+                busy |= !rd.messages.is_empty() || !rd.learned.is_empty();
+                for (to, msg) in rd.messages {
+                    let Some(j) = self.nodes.iter().position(|n| *n.px.id() == to) else {
+                        return Err(format!("n{i} sent to unknown {to}"));
+                    };
+                    self.send(i, j, msg);
+                }
+                for (s, v, pid) in rd.learned {
+                    self.apply(i, s, v, pid)?;
+                }
+            }
+            if !busy {
+                return Ok(());
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: PeerMsg) {
+        let copies = if self.rng.chance(self.net.drop) {
+            0
+        } else if self.rng.chance(self.net.dup) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = self.now + 1 + self.rng.below(self.net.delay_max_ms);
+            let k = self.net.next;
+            self.net.next += 1;
+            self.net.queue.push(Reverse((at, k)));
+            self.net.msgs.insert(k, (from, to, msg.clone()));
+        }
+    }
+
+    fn apply(
+        &mut self,
+        i: usize,
+        s: Seqn,
+        v: Bytes,
+        pid: Option<ProposalId>,
+    ) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        if s != node.log.len() as u64 + 1 {
+            return Err(format!("n{i} learned seqn {s} after {}", node.log.len()));
+        }
+        node.log.push(v.clone());
+        let cals = node.cals.clone();
+        node.px.set_cals(s, cals);
+        if self.log_trace {
+            eprintln!("{:6} n{i} learned {s} = {:?} {:?}", self.now, v, pid);
+        }
+        let idx = (s - 1) as usize;
+        if self.chosen.len() <= idx {
+            self.chosen.resize(idx + 1, None);
+        }
+        match &self.chosen[idx] {
+            Some(c) if *c != v => {
+                return Err(format!("seqn {s}: n{i} learned {v:?}, another node {c:?}"));
+            }
+            Some(_) => {}
+            None => {
+                if v != NOP {
+                    if let Some(t) = self.value_seqn.insert(v.clone(), s) {
+                        return Err(format!("value {v:?} chosen at seqns {t} and {s}"));
+                    }
+                }
+                self.chosen[idx] = Some(v.clone());
+            }
+        }
+        if let Some(pid) = pid {
+            let Some(&p) = self.by_pid.get(&(i, pid)) else {
+                return Err(format!("n{i} acked unknown proposal {pid:?}"));
+            };
+            let prop = &mut self.proposals[p];
+            if prop.value != v {
+                return Err(format!(
+                    "n{i} acked {pid:?} at {s} with {v:?}, proposed {:?}",
+                    prop.value
+                ));
+            }
+            if let Some(t) = prop.acked {
+                return Err(format!("n{i} acked {pid:?} twice, at {t} and {s}"));
+            }
+            prop.acked = Some(s);
+        }
+        Ok(())
+    }
+
+    /// Delivers messages due now, ticks nodes whose deadline passed.
+    fn step_time(&mut self) -> Result<(), String> {
+        while let Some(&Reverse((at, k))) = self.net.queue.peek() {
+            if at > self.now {
+                break;
+            }
+            self.net.queue.pop();
+            let Some((from, to, msg)) = self.net.msgs.remove(&k) else {
+                continue;
+            };
+            if !self.up(to) || self.net.group[from] != self.net.group[to] {
+                continue; // a stopped process or a cut link loses it
+            }
+            let from_id = self.nodes[from].px.id().clone();
+            self.nodes[to].px.step(&from_id, msg, self.now);
+            self.drain()?;
+        }
+        for i in 0..self.nodes.len() {
+            if self.up(i)
+                && self.nodes[i]
+                    .px
+                    .next_deadline()
+                    .is_some_and(|d| d <= self.now)
+            {
+                self.nodes[i].px.tick(self.now);
+            }
+        }
+        self.drain()
+    }
+
+    /// The next time anything happens, at most `limit`.
+    fn next_time(&self, limit: u64) -> u64 {
+        let mut t = limit;
+        if let Some(Reverse((at, _))) = self.net.queue.peek() {
+            t = t.min(*at);
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if self.up(i) {
+                if let Some(d) = n.px.next_deadline() {
+                    t = t.min(d);
+                }
+            }
+        }
+        // A deadline still due after its tick would spin; move on anyway.
+        t.max(self.now + 1)
+    }
+
+    fn run_until(&mut self, end: u64) -> Result<(), String> {
+        while self.now < end {
+            self.now = self.next_time(end);
+            self.step_time()?;
+        }
+        Ok(())
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.up(i)).collect()
+    }
+
+    /// True when every proposal at a surviving node is acknowledged and
+    /// all surviving nodes hold the same log.
+    fn settled(&self) -> bool {
+        let alive: Vec<&Node> = self.nodes.iter().filter(|n| !n.crashed).collect();
+        let acked = self
+            .proposals
+            .iter()
+            .all(|p| p.acked.is_some() || self.nodes[p.node].crashed);
+        acked && alive.windows(2).all(|w| w[0].log.len() == w[1].log.len())
+    }
+
+    fn progress_report(&self) -> String {
+        let pending: Vec<String> = self
+            .proposals
+            .iter()
+            .filter(|p| p.acked.is_none() && !self.nodes[p.node].crashed)
+            .map(|p| format!("{:?}@n{}", p.value, p.node))
+            .collect();
+        let logs: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    "n{i}{}: applied {} queued {} stats {:?}",
+                    if n.crashed { " (crashed)" } else { "" },
+                    n.log.len(),
+                    n.px.queued(),
+                    n.px.stats()
+                )
+            })
+            .collect();
+        format!("unacknowledged {pending:?}\n{}", logs.join("\n"))
+    }
+}
+
+/// One randomized run; `Err` describes the violation.
+fn run_seed(seed: u64) -> Result<(), String> {
+    let mut rng = SplitMix64::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed);
+    let n = [1, 3, 3, 5, 5][(seed % 5) as usize];
+    let mut sim = Sim::new(seed, n, 20 + rng.below(100));
+    let crash_max = (n - 1) / 2;
+    sim.net.drop = [0.0, 0.05, 0.2, 0.4][rng.below(4) as usize];
+    sim.net.dup = [0.0, 0.05, 0.2][rng.below(3) as usize];
+    sim.net.delay_max_ms = 1 + rng.below(40);
+    let proposals = 5 + rng.below(40);
+    let mut events: Vec<(u64, u32)> = (0..proposals).map(|_| (rng.below(FAULT_MS), 0)).collect();
+    let faults = rng.below(12);
+    events.extend((0..faults).map(|_| (rng.below(FAULT_MS), 1 + rng.below(5) as u32)));
+    events.sort();
+    let mut crashed = 0;
+    let mut next_value = 0;
+    for (at, kind) in events {
+        sim.run_until(at)?;
+        match kind {
+            0 => {
+                let live = sim.live();
+                if live.is_empty() {
+                    continue;
+                }
+                let node = live[rng.below(live.len() as u64) as usize];
+                next_value += 1;
+                sim.propose_at(node, Bytes::from(format!("v{next_value}")));
+                sim.drain()?;
+            }
+            1 => {
+                // Partition into two random groups.
+                for g in sim.net.group.iter_mut() {
+                    *g = rng.below(2) as u32;
+                }
+            }
+            2 => sim.net.group.iter_mut().for_each(|g| *g = 0),
+            3 => {
+                let i = rng.below(n as u64) as usize;
+                sim.nodes[i].paused = !sim.nodes[i].paused;
+            }
+            _ => {
+                if crashed < crash_max {
+                    let i = rng.below(n as u64) as usize;
+                    if !sim.nodes[i].crashed {
+                        sim.nodes[i].crashed = true;
+                        crashed += 1;
+                    }
+                }
+            }
+        }
+    }
+    sim.run_until(FAULT_MS)?;
+    // Faults stop: heal, resume, lossless (still reordering) network.
+    sim.net.group.iter_mut().for_each(|g| *g = 0);
+    sim.nodes.iter_mut().for_each(|n| n.paused = false);
+    sim.net.drop = 0.0;
+    sim.net.dup = 0.0;
+    let deadline = FAULT_MS + RECOVER_MS;
+    while !sim.settled() {
+        if sim.now >= deadline {
+            return Err(format!(
+                "no progress {RECOVER_MS} ms after faults stopped (n={n})\n{}",
+                sim.progress_report()
+            ));
+        }
+        let t = sim.now + 50;
+        sim.run_until(t)?;
+    }
+    Ok(())
+}
+
+fn check_seeds(seeds: impl Iterator<Item = u64>) {
+    for seed in seeds {
+        if let Err(e) = run_seed(seed) {
+            panic!(
+                "simulation seed {seed} failed: {e}\nreplay: DOOZER_SIM_SEED={seed} cargo test -p doozerd --lib consensus::sim"
+            );
+        }
+    }
+}
+
+fn seeds_for(part: u64, parts: u64) -> Box<dyn Iterator<Item = u64>> {
+    if let Some(seed) = std::env::var("DOOZER_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return Box::new((part == 0).then_some(seed).into_iter());
+    }
+    let n = std::env::var("DOOZER_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEEDS_DEFAULT);
+    Box::new((0..n).filter(move |s| s % parts == part))
+}
+
+// Two halves so the default test runner uses two cores.
+#[test]
+fn random_runs_are_safe_and_make_progress_part_0() {
+    check_seeds(seeds_for(0, 2));
+}
+
+#[test]
+fn random_runs_are_safe_and_make_progress_part_1() {
+    check_seeds(seeds_for(1, 2));
+}
+
+// ---- scenarios ----
+
+/// Runs until settled or `limit` ms, asserting safety.
+fn settle(sim: &mut Sim, limit: u64) {
+    let end = sim.now + limit;
+    while !sim.settled() && sim.now < end {
+        let t = sim.now + 10;
+        sim.run_until(t).unwrap();
+    }
+    assert!(sim.settled(), "{}", sim.progress_report());
+}
+
+#[test]
+fn single_cal_decides_alone() {
+    let mut sim = Sim::new(1, 1, 100);
+    for k in 0..120 {
+        sim.propose_at(0, Bytes::from(format!("v{k}")));
+    }
+    sim.drain().unwrap();
+    // Beyond the window (alpha = 50) values wait for the caller to apply.
+    assert_eq!(sim.nodes[0].log.len(), 120);
+    assert!(sim.proposals.iter().all(|p| p.acked.is_some()));
+}
+
+#[test]
+fn owner_write_takes_one_round_trip() {
+    // Reserved round 0: Accept out, votes back, learned. With a fixed
+    // 1..=1 ms link that is 2 ms (Mencius skips ride on the votes).
+    let mut sim = Sim::new(2, 3, 100);
+    sim.net.delay_max_ms = 1;
+    sim.propose_at(2, Bytes::from_static(b"x"));
+    sim.drain().unwrap();
+    sim.run_until(2).unwrap();
+    assert_eq!(sim.proposals[0].acked, Some(2), "seqn 2 is n2's own");
+    for n in &sim.nodes {
+        assert_eq!(n.px.stats().sent.prepares, 0, "no phase 1 on the fast path");
+        assert_eq!(n.px.stats().fills, 0);
+    }
+    // n1 skipped seqn 1 when it saw n2's Accept at 2; the skip travelled
+    // with n1's votes: no batch carried a skip alone.
+    let s1 = sim.nodes[1].px.stats();
+    assert_eq!(s1.skips, 1);
+    assert_eq!(s1.sent.skips, 2);
+    assert_eq!(s1.sent.batches, 2, "one batch (votes + skip) to each peer");
+}
+
+#[test]
+fn one_dead_cal_is_revoked_in_bulk_and_does_not_throttle() {
+    let mut sim = Sim::new(3, 3, 100);
+    sim.net.delay_max_ms = 2;
+    sim.nodes[2].crashed = true;
+    for k in 0..300 {
+        sim.propose_at((k % 2) as usize, Bytes::from(format!("v{k}")));
+    }
+    sim.drain().unwrap();
+    settle(&mut sim, 3_000);
+    let fills: u64 = sim.nodes.iter().map(|n| n.px.stats().fills).sum();
+    let revokes: u64 = sim.nodes.iter().map(|n| n.px.stats().revokes).sum();
+    assert!(fills >= 100, "n2's seqns were filled: {fills}");
+    assert!(
+        revokes * 4 <= fills,
+        "fills were batched: {revokes} revokes for {fills}"
+    );
+    // 300 writes plus ~150 fills, without waiting fill_ms per window.
+    assert!(sim.now < 1_500, "took {} ms", sim.now);
+}
+
+#[test]
+fn message_for_a_learned_seqn_is_answered_with_the_value() {
+    let mut sim = Sim::new(4, 3, 100);
+    sim.propose_at(0, Bytes::from_static(b"x"));
+    sim.drain().unwrap();
+    settle(&mut sim, 1_000);
+    // A straggler's Prepare for seqn 3 (n0's, decided "x").
+    let n0 = &mut sim.nodes[0].px;
+    let msg = PeerMsg {
+        prepares: vec![Prepare {
+            round: 7,
+            seqns: vec![3],
+        }],
+        ..Default::default()
+    };
+    n0.step("n1", msg, sim.now);
+    let rd = n0.ready();
+    assert_eq!(rd.messages.len(), 1);
+    let (to, m) = &rd.messages[0];
+    assert_eq!(to, "n1");
+    assert_eq!(m.learned.len(), 1);
+    assert_eq!(m.learned[0].seqn, 3);
+    assert_eq!(m.learned[0].value, Bytes::from_static(b"x"));
+    assert!(m.promises.is_empty());
+}
+
+#[test]
+fn invalid_peer_messages_are_counted_and_ignored() {
+    let cals = CalSet::new(ids(3)).unwrap();
+    let mut px = Paxos::new(Config::new("n0", Bytes::from_static(NOP)), 1, cals, 0, 1);
+    let bad = PeerMsg {
+        // n2 claims the reserved round of seqn 4 (owned by n1).
+        accepts: vec![Accept {
+            seqn: 4,
+            round: 0,
+            value: Bytes::from_static(b"evil"),
+        }],
+        // A vote from an index that is no CAL.
+        votes: vec![Vote {
+            seqn: 4,
+            round: 1,
+            cal: 9,
+        }],
+        // Seqns absurdly far ahead, and a skip of someone else's seqn.
+        prepares: vec![Prepare {
+            round: 1,
+            seqns: vec![u64::MAX, 1 << 40],
+        }],
+        skips: vec![4],
+        ..Default::default()
+    };
+    px.step("n2", bad.clone(), 1);
+    px.step("stranger", bad, 1);
+    let rd = px.ready();
+    assert!(rd.learned.is_empty());
+    assert!(rd.messages.iter().all(|(_, m)| m.votes.is_empty()));
+    assert!(px.stats().invalid >= 3, "{:?}", px.stats());
+    assert!(px.stats().too_far_ahead >= 2);
+}
+
+#[test]
+fn value_filled_with_nop_is_proposed_again_and_learned_once() {
+    // n1 is cut off while it nominates; the others fill its seqn with NOP;
+    // after the heal n1 learns the NOP and re-proposes its value.
+    let mut sim = Sim::new(5, 3, 50);
+    sim.net.group = vec![0, 1, 0];
+    sim.propose_at(1, Bytes::from_static(b"x"));
+    sim.propose_at(0, Bytes::from_static(b"y"));
+    sim.drain().unwrap();
+    sim.run_until(500).unwrap();
+    sim.net.group = vec![0, 0, 0];
+    settle(&mut sim, 5_000);
+    let log = &sim.nodes[0].log;
+    assert_eq!(log[1], Bytes::from_static(NOP), "seqn 2 was n1's, filled");
+    assert_eq!(
+        log.iter()
+            .filter(|v| **v == Bytes::from_static(b"x"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn set_cals_moves_the_window_and_membership() {
+    // After seqn s applies, the set as of s decides s + alpha.
+    let one = CalSet::new(ids(1)).unwrap();
+    let mut cfg = Config::new("n0", Bytes::from_static(NOP));
+    cfg.alpha = 2;
+    let mut px = Paxos::new(cfg, 1, one.clone(), 0, 1);
+    assert_eq!(px.window_end(), 3);
+    px.propose(Bytes::from_static(b"a"));
+    px.propose(Bytes::from_static(b"b"));
+    px.propose(Bytes::from_static(b"c"));
+    let rd = px.ready();
+    assert_eq!(rd.learned.len(), 2, "the third waits for the window");
+    assert_eq!(px.queued(), 1);
+    let two = CalSet::new(ids(2)).unwrap();
+    px.set_cals(1, two);
+    // Seqn 3 has two CALs now: n0 owns odd seqns (3 mod 2 = 1 -> n1).
+    assert_eq!(px.window_end(), 4);
+    let rd = px.ready();
+    assert!(rd.learned.is_empty(), "seqn 3 is n1's");
+    assert_eq!(px.queued(), 1);
+}
