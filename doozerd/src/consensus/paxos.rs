@@ -202,6 +202,10 @@ pub struct Paxos {
     next_own: Seqn,
     /// One past the highest seqn seen in use.
     active_end: Seqn,
+    /// Seqns below this had their fill clock started by `mark_needed`.
+    marked_end: Seqn,
+    /// The other CALs of every seqn in the window.
+    peers: Vec<NodeId>,
     /// When each peer was last heard from.
     last_heard_ms: BTreeMap<NodeId, u64>,
     /// When a batch last went to each peer.
@@ -250,6 +254,8 @@ impl Paxos {
             next_proposal: 1,
             next_own: first,
             active_end: first,
+            marked_end: first,
+            peers: Vec::new(),
             last_heard_ms: BTreeMap::new(),
             last_sent_ms: BTreeMap::new(),
             peer_upto: BTreeMap::new(),
@@ -266,6 +272,7 @@ impl Paxos {
             p.cal_sets.insert(s, cals.clone());
         }
         p.note_members(&cals);
+        p.update_peers();
         p
     }
 
@@ -315,9 +322,13 @@ impl Paxos {
             return; // already known (a repeated call)
         }
         self.note_members(&cals);
+        let changed = self.cal_sets.values().next_back() != Some(&cals);
         // Keep the window contiguous even if a caller skipped a call.
         for t in self.window_end()..=s {
             self.cal_sets.insert(t, cals.clone());
+        }
+        if changed {
+            self.update_peers();
         }
         let end = self.window_end();
         let mut keep = VecDeque::new();
@@ -415,7 +426,7 @@ impl Paxos {
         for p in due {
             self.outbox.entry(p).or_default();
         }
-        for p in self.peers() {
+        for p in self.peers.clone() {
             if self
                 .last_sent_ms
                 .get(&p)
@@ -443,13 +454,8 @@ impl Paxos {
                 at_least(t);
             }
         }
-        // Seqns that will become needed at the next tick.
-        let end = self.active_end.min(self.window_end());
-        if (self.next_deliver..end).any(|s| {
-            self.instances
-                .get(&s)
-                .is_none_or(|i| i.learned.is_none() && i.needed_since_ms.is_none())
-        }) {
+        // Seqns whose fill clock the next tick starts.
+        if self.active_end.min(self.window_end()) > self.marked_end {
             at_least(self.now_ms);
         }
         for (since, _) in self.skip_backlog.values() {
@@ -458,29 +464,32 @@ impl Paxos {
         if self.best_peer_ahead().is_some() {
             at_least(self.fetch_due_at());
         }
-        for p in self.peers() {
+        for p in &self.peers {
             at_least(
                 self.last_sent_ms
-                    .get(&p)
+                    .get(p)
                     .map_or(0, |t| t + self.cfg.heartbeat_ms),
             );
         }
         at
     }
 
-    /// The other CALs of the current and the newest known seqn.
-    fn peers(&self) -> Vec<NodeId> {
+    /// Recomputes the other CALs of the window (when a CAL set changes).
+    fn update_peers(&mut self) {
         let mut out: Vec<NodeId> = Vec::new();
-        let sets = [
-            self.cals(self.next_deliver),
-            self.cal_sets.values().next_back(),
-        ];
-        for c in sets.into_iter().flatten().flat_map(|c| c.iter()) {
-            if *c != self.cfg.id && !out.contains(c) {
-                out.push(c.clone());
+        let mut last: Option<&CalSet> = None;
+        for cals in self.cal_sets.values() {
+            if last == Some(cals) {
+                continue;
+            }
+            last = Some(cals);
+            for c in cals.iter() {
+                if *c != self.cfg.id && !out.contains(c) {
+                    out.push(c.clone());
+                }
             }
         }
-        out
+        self.peers = out;
     }
 
     /// Drains what the caller must do now.
@@ -915,7 +924,11 @@ impl Paxos {
                 self.history.pop_front();
                 self.history_base += 1;
             }
-            self.cal_sets.remove(&s);
+            if let Some(gone) = self.cal_sets.remove(&s) {
+                if self.cal_sets.values().next() != Some(&gone) {
+                    self.update_peers();
+                }
+            }
             self.next_deliver += 1;
             self.stuck_since_ms = self.now_ms;
             self.fetch_quiet_until_ms = 0;
@@ -1037,12 +1050,13 @@ impl Paxos {
     fn mark_needed(&mut self) {
         let now = self.now_ms;
         let end = self.active_end.min(self.window_end());
-        for s in self.next_deliver..end {
+        for s in self.marked_end.max(self.next_deliver)..end {
             let inst = self.instances.entry(s).or_default();
             if inst.learned.is_none() && inst.needed_since_ms.is_none() {
                 inst.needed_since_ms = Some(now);
             }
         }
+        self.marked_end = self.marked_end.max(end);
     }
 
     /// When this node should fill `s` (owned by another CAL) with NOP:

@@ -27,7 +27,7 @@ use super::*;
 const NOP: &[u8] = b"nop:";
 const FAULT_MS: u64 = 1_500;
 const RECOVER_MS: u64 = 30_000;
-const SEEDS_DEFAULT: u64 = 1_500;
+const SEEDS_DEFAULT: u64 = 2_500;
 
 fn ids(n: usize) -> Vec<NodeId> {
     (0..n).map(|i| format!("n{i}")).collect()
@@ -39,6 +39,10 @@ struct Node {
     log: Vec<Bytes>,
     crashed: bool,
     paused: bool,
+    /// Touched since its Ready was last drained.
+    dirty: bool,
+    /// `px.next_deadline()` as of the last drain.
+    deadline: Option<u64>,
 }
 
 struct Proposal {
@@ -91,6 +95,8 @@ impl Sim {
                     log: Vec::new(),
                     crashed: false,
                     paused: false,
+                    dirty: true,
+                    deadline: None,
                 }
             })
             .collect();
@@ -120,6 +126,7 @@ impl Sim {
     }
 
     pub(super) fn propose_at(&mut self, node: usize, value: Bytes) {
+        self.nodes[node].dirty = true;
         let pid = self.nodes[node].px.propose(value.clone());
         self.by_pid.insert((node, pid), self.proposals.len());
         self.proposals.push(Proposal {
@@ -135,10 +142,12 @@ impl Sim {
         loop {
             let mut busy = false;
             for i in 0..self.nodes.len() {
-                if self.nodes[i].crashed {
+                if self.nodes[i].crashed || !self.nodes[i].dirty {
                     continue;
                 }
+                self.nodes[i].dirty = false;
                 let rd = self.nodes[i].px.ready();
+                self.nodes[i].deadline = self.nodes[i].px.next_deadline();
                 busy |= !rd.messages.is_empty() || !rd.learned.is_empty();
                 for (to, msg) in rd.messages {
                     let Some(j) = self.nodes.iter().position(|n| *n.px.id() == to) else {
@@ -185,6 +194,7 @@ impl Sim {
             return Err(format!("n{i} learned seqn {s} after {}", node.log.len()));
         }
         node.log.push(v.clone());
+        node.dirty = true;
         let cals = node.cals.clone();
         node.px.set_cals(s, cals);
         if self.log_trace {
@@ -241,16 +251,13 @@ impl Sim {
                 continue; // a stopped process or a cut link loses it
             }
             let from_id = self.nodes[from].px.id().clone();
+            self.nodes[to].dirty = true;
             self.nodes[to].px.step(&from_id, msg, self.now);
             self.drain()?;
         }
         for i in 0..self.nodes.len() {
-            if self.up(i)
-                && self.nodes[i]
-                    .px
-                    .next_deadline()
-                    .is_some_and(|d| d <= self.now)
-            {
+            if self.up(i) && self.nodes[i].deadline.is_some_and(|d| d <= self.now) {
+                self.nodes[i].dirty = true;
                 self.nodes[i].px.tick(self.now);
             }
         }
@@ -265,7 +272,7 @@ impl Sim {
         }
         for (i, n) in self.nodes.iter().enumerate() {
             if self.up(i) {
-                if let Some(d) = n.px.next_deadline() {
+                if let Some(d) = n.deadline {
                     t = t.min(d);
                 }
             }
