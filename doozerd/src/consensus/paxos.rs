@@ -455,7 +455,7 @@ impl Paxos {
             }
         }
         // Seqns whose fill clock the next tick starts.
-        if self.active_end.min(self.window_end()) > self.marked_end {
+        if self.needed_end() > self.marked_end {
             at_least(self.now_ms);
         }
         for (since, _) in self.skip_backlog.values() {
@@ -1049,7 +1049,7 @@ impl Paxos {
     /// Starts the fill clock of undecided seqns below the active ones.
     fn mark_needed(&mut self) {
         let now = self.now_ms;
-        let end = self.active_end.min(self.window_end());
+        let end = self.needed_end();
         for s in self.marked_end.max(self.next_deliver)..end {
             let inst = self.instances.entry(s).or_default();
             if inst.learned.is_none() && inst.needed_since_ms.is_none() {
@@ -1057,6 +1057,16 @@ impl Paxos {
             }
         }
         self.marked_end = self.marked_end.max(end);
+    }
+
+    /// Seqns below this hold something up: a later seqn is in use, or this
+    /// node has values queued that wait for the window to move.
+    fn needed_end(&self) -> Seqn {
+        if self.queue.is_empty() {
+            self.active_end.min(self.window_end())
+        } else {
+            self.window_end()
+        }
     }
 
     /// When this node should fill `s` (owned by another CAL) with NOP:

@@ -79,6 +79,10 @@ pub(super) struct Sim {
 
 impl Sim {
     pub(super) fn new(seed: u64, n: usize, fill_ms: u64) -> Sim {
+        Sim::with_alpha(seed, n, fill_ms, 50)
+    }
+
+    pub(super) fn with_alpha(seed: u64, n: usize, fill_ms: u64, alpha: u64) -> Sim {
         let cals = CalSet::new(ids(n)).expect("valid ids");
         let nodes = ids(n)
             .into_iter()
@@ -86,6 +90,7 @@ impl Sim {
             .map(|(i, id)| {
                 let mut cfg = Config::new(id, Bytes::from_static(NOP));
                 cfg.fill_ms = fill_ms;
+                cfg.alpha = alpha;
                 cfg.round_ms = 30;
                 cfg.round_max_ms = 1_000;
                 cfg.history_max = 100_000;
@@ -333,7 +338,10 @@ impl Sim {
 fn run_seed(seed: u64) -> Result<(), String> {
     let mut rng = SplitMix64::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed);
     let n = [1, 3, 3, 5, 5][(seed % 5) as usize];
-    let mut sim = Sim::new(seed, n, 20 + rng.below(100));
+    // A small window now and then stresses the window edge (deferred
+    // messages, queued proposals, learned values beyond the window).
+    let alpha = [50, 50, 50, 2, 7][rng.below(5) as usize];
+    let mut sim = Sim::with_alpha(seed, n, 20 + rng.below(100), alpha);
     let crash_max = (n - 1) / 2;
     sim.net.drop = [0.0, 0.05, 0.2, 0.4][rng.below(4) as usize];
     sim.net.dup = [0.0, 0.05, 0.2][rng.below(3) as usize];
@@ -390,7 +398,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
     while !sim.settled() {
         if sim.now >= deadline {
             return Err(format!(
-                "no progress {RECOVER_MS} ms after faults stopped (n={n})\n{}",
+                "no progress {RECOVER_MS} ms after faults stopped (n={n}, alpha={alpha})\n{}",
                 sim.progress_report()
             ));
         }
