@@ -95,7 +95,7 @@ impl Sim {
                 cfg.round_max_ms = 1_000;
                 cfg.history_max = 100_000;
                 Node {
-                    px: Paxos::new(cfg, 1, cals.clone(), 0, seed ^ (i as u64 + 1) * 0x9e37),
+                    px: Paxos::new(cfg, 1, cals.clone(), 0, seed ^ ((i as u64 + 1) * 0x9e37)),
                     cals: cals.clone(),
                     log: Vec::new(),
                     crashed: false,
