@@ -34,6 +34,13 @@ pub mod flags {
     pub const DEL: i32 = 8;
     /// Any other event (a NOP).
     pub const OTHER: i32 = 0;
+    /// FOLLOW stream: a copy of the store as of `rev` begins.
+    pub const SNAPSHOT: i32 = 16;
+    /// FOLLOW stream: one file of the copy (`path`, `value`, `rev`).
+    pub const FILE: i32 = 32;
+    /// FOLLOW stream: the follower is at `rev` (copy complete, or resuming
+    /// there); every change after it follows as an event.
+    pub const READY: i32 = 64;
 }
 
 /// A client request (SPEC §3).
@@ -120,6 +127,12 @@ pub enum Verb {
     Self_ = 20,
     /// Present a secret.
     Access = 99,
+    /// Internal, between doozerd nodes: a slave follows this node. `rev` is
+    /// the slave's resume point (≤ 0: copy the store first). The answer is
+    /// a stream of responses with the request's tag: a copy (flags
+    /// SNAPSHOT, FILE..., READY) or just READY, then every change as a
+    /// WAIT-style event, until the connection closes.
+    Follow = 200,
 }
 
 /// Error codes of the client protocol.

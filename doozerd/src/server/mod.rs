@@ -10,6 +10,7 @@
 //! Where is a WAIT answered? [`Server::handle`] registers it with the store
 //! ([`Server::wait`]); [`Server::apply_learned`] answers it.
 
+pub mod follow;
 mod listing;
 pub mod session;
 
@@ -23,6 +24,7 @@ use crate::consensus::LocalLog;
 use crate::store::{
     validate_path, Event, Glob, Mutation, ReadAt, Rev, Snapshot, Store, StoreError, WaitId, Woken,
 };
+pub use follow::{FollowError, FollowState};
 pub use session::{Grant, Secrets, Session};
 
 /// Largest file body a SET may write. Every change travels to the other
@@ -78,6 +80,10 @@ pub struct Server {
     out: Vec<(ConnId, Response)>,
     stats: Stats,
     listings: listing::Listings,
+    /// Connections following this node (slaves), with their FOLLOW tag.
+    followers: HashMap<ConnId, Option<i32>>,
+    /// This node's own follow stream, when it is a slave.
+    follow_state: follow::FollowState,
 }
 
 /// What [`Server::new`] needs.
@@ -108,6 +114,8 @@ impl Server {
             out: Vec::new(),
             stats: Stats::default(),
             listings: listing::Listings::default(),
+            followers: HashMap::new(),
+            follow_state: follow::FollowState::default(),
         }
     }
 
@@ -141,6 +149,7 @@ impl Server {
     /// A connection went away: forget its waits; answers to its pending
     /// writes are dropped when they are applied (the writes still happen).
     pub fn disconnect(&mut self, conn: ConnId) {
+        self.followers.remove(&conn);
         if let Some(session) = self.sessions.remove(&conn) {
             for id in session.waits {
                 self.store.cancel(id);
@@ -216,6 +225,7 @@ impl Server {
             Verb::Get | Verb::Stat | Verb::Getdir | Verb::Walk => self.read(conn, verb, req),
             Verb::Wait => self.wait(conn, req),
             Verb::Set | Verb::Del | Verb::Nop => self.write(conn, verb, req),
+            Verb::Follow => self.follow(conn, req),
         }
         self.apply_learned();
     }
@@ -447,20 +457,33 @@ impl Server {
                     }
                 }
             }
-            for w in applied.woken {
-                match w {
-                    Woken::Wait { id, event } => {
-                        if let Some(p) = self.waits.remove(&id) {
-                            self.forget_wait(p, id);
-                            self.reply_event(p.conn, p.tag, event);
-                        }
+            self.feed_followers(&applied.event);
+            self.answer_woken(applied.woken);
+        }
+    }
+
+    /// Answers waits the store woke: glob waits with their event, parked
+    /// reads by handling them again, lost waits with `TOO_LATE`.
+    fn answer_woken(&mut self, woken: Vec<Woken>) {
+        for w in woken {
+            match w {
+                Woken::Wait { id, event } => {
+                    if let Some(p) = self.waits.remove(&id) {
+                        self.forget_wait(p, id);
+                        self.reply_event(p.conn, p.tag, event);
                     }
-                    Woken::Rev { id } => {
-                        if let Some((conn, req)) = self.parked.remove(&id) {
-                            self.forget_wait(Pending { conn, tag: req.tag }, id);
-                            self.stats.requests -= 1; // counted when it first came
-                            self.handle(conn, req);
-                        }
+                }
+                Woken::Rev { id } => {
+                    if let Some((conn, req)) = self.parked.remove(&id) {
+                        self.forget_wait(Pending { conn, tag: req.tag }, id);
+                        self.stats.requests -= 1; // counted when it first came
+                        self.handle(conn, req);
+                    }
+                }
+                Woken::Lost { id } => {
+                    if let Some(p) = self.waits.remove(&id) {
+                        self.forget_wait(p, id);
+                        self.fail(p.conn, p.tag, ErrCode::TooLate, None);
                     }
                 }
             }

@@ -244,3 +244,191 @@ fn bodies_up_to_the_limit_are_written_larger_ones_refused_before_proposing() {
     // nothing proposed: the rev did not move
     assert_eq!(one(&mut s, req(4, Verb::Rev)).rev.unwrap(), head);
 }
+
+/// A node about to attach: an empty store (not seeded), following.
+fn slave_server(hist: u64) -> Server {
+    let mut s = Server::new(ServerConfig {
+        self_id: "SLAVE".into(),
+        secrets: Secrets::default(),
+        history_revs: hist,
+    });
+    s.start_following();
+    s.connect(1);
+    s
+}
+
+/// Feeds everything the CAL queued for `follower_conn` to `slave`.
+fn pump(cal: &mut Server, follower_conn: ConnId, slave: &mut Server) {
+    for (conn, resp) in cal.take_responses() {
+        if conn == follower_conn {
+            slave.follow_response(resp).expect("valid follow stream");
+        }
+    }
+}
+
+fn walk_all(s: &Server) -> Vec<crate::store::tree::WalkEntry> {
+    let all = crate::store::Glob::parse("/**").unwrap();
+    s.store().snapshot(None).unwrap().walk_all(&all)
+}
+
+#[test]
+fn a_slave_copies_then_follows_and_refuses_writes() {
+    let mut cal = server_with(Secrets::default(), 3);
+    for i in 0..10 {
+        one(
+            &mut cal,
+            set(1, &format!("/f{}", i % 4), -1, &i.to_string()),
+        );
+    }
+    let mut slave = slave_server(3);
+    // A client of the slave waits for a change that only the CAL will make.
+    let w = Request {
+        rev: Some(0),
+        ..with_path(req(5, Verb::Wait), "/never")
+    };
+    assert!(call(&mut slave, 1, w).is_empty());
+
+    cal.connect(2);
+    cal.handle(
+        2,
+        Request {
+            rev: Some(0),
+            ..req(9, Verb::Follow)
+        },
+    );
+    // Even with -hist 3, a copy of a store 17 revs old is whole.
+    for (conn, resp) in cal.take_responses() {
+        assert_eq!(conn, 2);
+        slave.follow_response(resp).expect("valid");
+    }
+    assert!(slave.is_following());
+    assert_eq!(walk_all(&slave), walk_all(&cal));
+    assert_eq!(slave.store().rev(), cal.store().rev());
+    // The slave's wait lost its history: TOO_LATE, so its client starts over.
+    let lost = slave.take_responses();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(code(&lost[0].1), Some(ErrCode::TooLate));
+
+    // Every later change, including a failed one, reaches the slave.
+    for r in [
+        set(1, "/g", 0, "x"),
+        set(1, "/g", 0, "again"), // rev mismatch: /ctl/err
+        Request {
+            path: Some("/g".into()),
+            rev: Some(-1),
+            ..req(1, Verb::Del)
+        },
+        req(1, Verb::Nop),
+    ] {
+        cal.handle(1, r);
+        pump(&mut cal, 2, &mut slave);
+    }
+    assert_eq!(walk_all(&slave), walk_all(&cal));
+    assert_eq!(slave.store().rev(), cal.store().rev());
+
+    // Reads are served, writes refused.
+    let r = one(&mut slave, with_path(req(1, Verb::Get), "/ctl/err"));
+    assert_eq!(r.value.as_deref(), Some(&b"rev mismatch"[..]));
+    assert_eq!(
+        code(&one(&mut slave, set(2, "/h", -1, "x"))),
+        Some(ErrCode::Readonly)
+    );
+    assert_eq!(
+        code(&one(&mut slave, req(3, Verb::Nop))),
+        Some(ErrCode::Readonly)
+    );
+}
+
+#[test]
+fn a_slave_resumes_from_its_rev_when_still_in_history() {
+    let mut cal = server_with(Secrets::default(), 100);
+    let mut slave = slave_server(100);
+    cal.connect(2);
+    cal.handle(
+        2,
+        Request {
+            rev: Some(0),
+            ..req(9, Verb::Follow)
+        },
+    );
+    pump(&mut cal, 2, &mut slave);
+    // The stream breaks; the CAL moves on meanwhile.
+    cal.disconnect(2);
+    slave.follow_lost();
+    for i in 0..5 {
+        one(&mut cal, set(1, "/x", -1, &i.to_string()));
+    }
+    assert!(
+        cal.take_responses().is_empty(),
+        "nothing for a gone follower"
+    );
+    cal.connect(3);
+    cal.handle(
+        3,
+        Request {
+            rev: Some(slave.store().rev()),
+            ..req(9, Verb::Follow)
+        },
+    );
+    let out = cal.take_responses();
+    assert_eq!(
+        out[0].1.flags,
+        Some(flags::READY),
+        "no copy: {:?}",
+        out[0].1
+    );
+    assert_eq!(out.len(), 6);
+    for (_, resp) in out {
+        slave.follow_response(resp).expect("valid");
+    }
+    assert_eq!(walk_all(&slave), walk_all(&cal));
+}
+
+#[test]
+fn a_broken_follow_stream_is_an_error_not_a_panic() {
+    let mut slave = slave_server(10);
+    let head = slave.store().rev();
+    let marker = |flags: i32, rev: i64| Response {
+        flags: Some(flags),
+        rev: Some(rev),
+        ..Default::default()
+    };
+    let event = |rev: i64, path: &str| Response {
+        flags: Some(flags::SET),
+        rev: Some(rev),
+        path: Some(path.into()),
+        value: Some(Bytes::from_static(b"v")),
+        ..Default::default()
+    };
+    // an event before READY; READY at a rev this store is not at
+    assert!(slave.follow_response(event(head + 1, "/a")).is_err());
+    assert!(slave
+        .follow_response(marker(flags::READY, head + 5))
+        .is_err());
+    // resume, then a gap, then a bad path
+    slave.follow_response(marker(flags::READY, head)).unwrap();
+    assert!(slave.follow_response(event(head + 2, "/a")).is_err());
+    slave.follow_response(marker(flags::READY, head)).unwrap();
+    assert!(slave.follow_response(event(head + 1, "/a b")).is_err());
+    // a copy with a bad file is refused and changes nothing
+    slave.follow_response(marker(flags::SNAPSHOT, 50)).unwrap();
+    let bad = Response {
+        flags: Some(flags::FILE),
+        path: Some("/x".into()),
+        rev: Some(99),
+        ..Default::default()
+    };
+    slave.follow_response(bad).unwrap();
+    assert!(slave.follow_response(marker(flags::READY, 50)).is_err());
+    assert_eq!(slave.store().rev(), head);
+    // an error answer
+    let refused = Response::error(
+        Some(1),
+        ErrCode::Other,
+        Some("permission denied".to_string()),
+    );
+    assert!(matches!(
+        slave.follow_response(refused),
+        Err(super::FollowError::Refused(_))
+    ));
+}

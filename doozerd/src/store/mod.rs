@@ -94,6 +94,23 @@ pub enum Woken {
         /// The wait's id.
         id: WaitId,
     },
+    /// The history a glob wait needed was replaced by [`Store::reset_to`];
+    /// it can no longer be answered (its client should start over).
+    Lost {
+        /// The wait's id.
+        id: WaitId,
+    },
+}
+
+/// One file of a store copied from another node ([`Store::reset_to`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCopy {
+    /// Full path.
+    pub path: String,
+    /// Body.
+    pub body: Bytes,
+    /// The rev that last wrote it.
+    pub rev: Rev,
 }
 
 /// The result of [`Store::apply`].
@@ -215,7 +232,7 @@ impl Store {
     /// The event recorded at `rev`, if it is still kept (`None` for rev 0,
     /// future revs and revs older than the window).
     pub fn event(&self, rev: Rev) -> Option<&Event> {
-        let first = self.oldest_rev().max(1);
+        let first = self.first_event_rev();
         if rev < first || rev > self.rev() {
             return None;
         }
@@ -283,16 +300,14 @@ impl Store {
         self.snaps.push_back(snap);
         self.events.push_back(event.clone());
         while self.snaps.len() > self.history_revs {
-            if let Some(old) = self.snaps.pop_front() {
-                if old.rev() >= 1 {
-                    self.events.pop_front();
-                }
-            }
+            self.snaps.pop_front();
         }
-        debug_assert_eq!(
-            self.events.len() as Rev,
-            self.rev() - self.oldest_rev().max(1) + 1
-        );
+        // Events are kept from the oldest snapshot's rev on (an event at
+        // rev r is what made snapshot r).
+        while self.first_event_rev() < self.oldest_rev() && !self.events.is_empty() {
+            self.events.pop_front();
+        }
+        debug_assert!(self.events.len() <= self.snaps.len());
 
         let woken = self.wake(&event);
         Applied {
@@ -300,6 +315,51 @@ impl Store {
             error,
             woken,
         }
+    }
+
+    /// Replaces the whole store with a copy of another node's tree as of
+    /// `rev` (a slave attaching, or re-attaching after falling behind).
+    /// History restarts at `rev`. Rev waits at or below `rev` are woken;
+    /// glob waits are returned as [`Woken::Lost`], since the events between
+    /// the old head and `rev` are unknown. The files come from the network:
+    /// a bad path, or a file rev not in `1..=rev`, is an error and leaves
+    /// the store as it was.
+    pub fn reset_to(
+        &mut self,
+        rev: Rev,
+        files: impl IntoIterator<Item = FileCopy>,
+    ) -> Result<Vec<Woken>, StoreError> {
+        if rev < 0 {
+            return Err(StoreError::Range);
+        }
+        let mut tree = Snapshot::empty();
+        for f in files {
+            if f.rev < 1 || f.rev > rev {
+                return Err(StoreError::Range);
+            }
+            tree = tree.set(&f.path, &f.body, wire_rev::CLOBBER, f.rev)?;
+        }
+        self.snaps.clear();
+        self.snaps.push_back(tree.at_rev(rev));
+        self.events.clear();
+        let mut woken: Vec<Woken> = std::mem::take(&mut self.glob_waits)
+            .into_keys()
+            .map(|id| Woken::Lost { id })
+            .collect();
+        let later = self.rev_waits.split_off(&(rev + 1));
+        let due = std::mem::replace(&mut self.rev_waits, later);
+        for id in due.into_values().flatten() {
+            self.rev_wait_of.remove(&id);
+            woken.push(Woken::Rev { id });
+        }
+        Ok(woken)
+    }
+
+    /// The rev of the oldest event kept: events run contiguously up to the
+    /// head. Normally `max(1, oldest_rev)`; after [`Store::reset_to`] the
+    /// event that made the copied snapshot is unknown, so one later.
+    fn first_event_rev(&self) -> Rev {
+        self.rev() - self.events.len() as Rev + 1
     }
 
     fn nop_event(&self, rev: Rev) -> Event {
@@ -347,7 +407,7 @@ impl Store {
     /// already a pending glob wait replaces that wait.
     pub fn wait(&mut self, id: WaitId, glob: Glob, from: Rev) -> Result<Option<Event>, StoreError> {
         let from = from.max(1);
-        let first = self.oldest_rev().max(1);
+        let first = self.first_event_rev();
         if from < first {
             return Err(StoreError::TooLate);
         }

@@ -54,6 +54,26 @@ impl Mutation {
         }
     }
 
+    /// The mutation that, applied at `event.rev`, reproduces `event` on a
+    /// copy of the store it came from (a slave following a CAL): a set or
+    /// delete clobbers, anything else is a NOP. A failed mutation's event
+    /// is the set of `/ctl/err`, so replaying it writes the same text.
+    pub fn replay(event: &super::Event) -> Mutation {
+        use doozer_proto::flags;
+        match event.flags {
+            flags::SET => Mutation::Set {
+                path: event.path.to_string(),
+                rev: doozer_proto::rev::CLOBBER,
+                body: event.body.clone(),
+            },
+            flags::DEL => Mutation::Del {
+                path: event.path.to_string(),
+                rev: doozer_proto::rev::CLOBBER,
+            },
+            _ => Mutation::Nop,
+        }
+    }
+
     /// Decodes [`Mutation::encode`]'s output.
     ///
     /// The path is not validated here: a bad path is a mutation that fails

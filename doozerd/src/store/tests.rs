@@ -338,6 +338,7 @@ fn registered_waits_wake_on_matching_apply() {
                 *id
             }
             Woken::Rev { id } => *id,
+            Woken::Lost { id } => panic!("wait {id} lost without a reset"),
         })
         .collect();
     assert_eq!(ids, [3, 4]);
@@ -698,4 +699,70 @@ fn snapshots_count_files_and_bytes() {
     );
     let old = s.snapshot(Some(2)).expect("in window");
     assert_eq!((old.files(), old.bytes()), (2, 8));
+}
+
+#[test]
+fn a_copy_replays_to_the_same_store() {
+    // The CAL's store, with every kind of event including a failed write.
+    let mut cal = Store::new(50);
+    let muts = [
+        set("/a", 0, "1"),
+        set("/d/b", -1, "2"),
+        Mutation::Nop,
+        set("/a", 0, "again"), // fails: /ctl/err
+        del("/d/b", -1),
+        set("/e", -1, "3"),
+    ];
+    for m in &muts[..3] {
+        step(&mut cal, m);
+    }
+    // A slave copies the tree at rev 3 ...
+    let snap = cal.snapshot(None).expect("head");
+    let files: Vec<FileCopy> = snap
+        .walk_all(&glob("/**"))
+        .into_iter()
+        .map(|e| FileCopy {
+            path: e.path,
+            body: e.body,
+            rev: e.rev,
+        })
+        .collect();
+    let mut slave = Store::new(50);
+    slave.wait(7, glob("/x"), 1).expect("registered");
+    slave.wait_rev(8, 2);
+    let woken = slave.reset_to(3, files).expect("valid copy");
+    assert_eq!(woken, vec![Woken::Lost { id: 7 }, Woken::Rev { id: 8 }]);
+    // ... then follows every later event.
+    for m in &muts[3..] {
+        let ev = step(&mut cal, m).event;
+        let applied = slave.apply(ev.rev, &Mutation::replay(&ev));
+        assert_eq!(applied.event, ev);
+    }
+    let (c, s) = (
+        cal.snapshot(None).expect("head"),
+        slave.snapshot(None).expect("head"),
+    );
+    assert_eq!(c.walk_all(&glob("/**")), s.walk_all(&glob("/**")));
+    assert_eq!(
+        (s.rev(), s.files(), s.bytes()),
+        (c.rev(), c.files(), c.bytes())
+    );
+    assert_eq!(slave.oldest_rev(), 3);
+    assert_eq!(slave.snapshot(Some(2)).err(), Some(ReadAt::TooLate));
+}
+
+#[test]
+fn a_bad_copy_is_refused_and_changes_nothing() {
+    let mut s = Store::new(5);
+    step(&mut s, &set("/keep", -1, "x"));
+    let bad = |path: &str, rev| FileCopy {
+        path: path.into(),
+        body: Bytes::new(),
+        rev,
+    };
+    assert_eq!(s.reset_to(5, [bad("/a b", 1)]), Err(StoreError::BadPath));
+    assert_eq!(s.reset_to(5, [bad("/a", 6)]), Err(StoreError::Range));
+    assert_eq!(s.reset_to(5, [bad("/a", 0)]), Err(StoreError::Range));
+    assert_eq!(s.reset_to(-1, []), Err(StoreError::Range));
+    assert_eq!(head_get(&s, "/keep"), (Bytes::from_static(b"x"), 1));
 }

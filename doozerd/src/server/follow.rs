@@ -1,0 +1,224 @@
+//! Slaves following a node (SPEC §4, "Attach"), both sides, pure.
+//!
+//! Leader side: a FOLLOW request turns its connection into a stream: a
+//! copy of the store (SNAPSHOT, one FILE per file, READY) unless the
+//! follower's resume point is still in history (then just READY), and after
+//! it every applied change as a WAIT-style event. The copy is of one
+//! persistent snapshot, so it never fails with `TOO_LATE`, however small
+//! `-hist` and however busy the node.
+//!
+//! Follower side: [`Server::follow_response`] checks each response of that
+//! stream (it comes from the network) and applies it: the copy replaces the
+//! store at READY, and each event is replayed at exactly the next rev.
+
+use doozer_proto::{flags, ErrCode, Request, Response};
+
+use super::{ConnId, Server};
+use crate::store::{validate_path, Event, FileCopy, Mutation, Rev};
+
+/// Why a follow stream cannot be used any further (the follower drops the
+/// connection and attaches again).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FollowError {
+    /// The node answered with an error.
+    #[error("the node refused to be followed: {0}")]
+    Refused(String),
+    /// A response that does not fit the protocol at this point.
+    #[error("follow stream: {0}")]
+    Protocol(String),
+}
+
+/// Where a follower is in its stream.
+#[derive(Debug, Default)]
+pub enum FollowState {
+    /// Not following (a CAL, or between attachments).
+    #[default]
+    Idle,
+    /// A copy is arriving.
+    Copying {
+        /// The rev of the copy.
+        rev: Rev,
+        /// Files so far.
+        files: Vec<FileCopy>,
+    },
+    /// Up to date with the stream: events are applied as they come.
+    Following,
+}
+
+impl Server {
+    /// FOLLOW from `conn`: stream the store and every later change to it.
+    pub(super) fn follow(&mut self, conn: ConnId, req: Request) {
+        let tag = req.tag;
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            if let Some(t) = tag {
+                s.tags.insert(t);
+            }
+        }
+        let head = self.store.rev();
+        let resume = req.rev.unwrap_or(0);
+        let in_history = resume > 0
+            && resume <= head
+            && (resume == head || self.store.event(resume + 1).is_some());
+        if in_history {
+            self.reply(conn, marker(tag, flags::READY, resume));
+            for rev in resume + 1..=head {
+                if let Some(ev) = self.store.event(rev).cloned() {
+                    self.reply_event(conn, tag, ev);
+                }
+            }
+        } else {
+            let Ok(snap) = self.store.snapshot(None) else {
+                return self.fail(conn, tag, ErrCode::Other, Some("no head snapshot".into()));
+            };
+            self.reply(conn, marker(tag, flags::SNAPSHOT, head));
+            let all = crate::store::Glob::parse("/**").expect("a constant, valid glob");
+            for f in snap.walk_iter(&all) {
+                self.reply(
+                    conn,
+                    Response {
+                        tag,
+                        flags: Some(flags::FILE),
+                        path: Some(f.path),
+                        value: Some(f.body),
+                        rev: Some(f.rev),
+                        ..Default::default()
+                    },
+                );
+            }
+            self.reply(conn, marker(tag, flags::READY, head));
+        }
+        self.followers.insert(conn, tag);
+        log::info!("connection {conn} follows from rev {head}");
+    }
+
+    /// Sends `event`, just applied, to every follower.
+    pub(super) fn feed_followers(&mut self, event: &Event) {
+        if self.followers.is_empty() {
+            return;
+        }
+        let followers: Vec<(ConnId, Option<i32>)> =
+            self.followers.iter().map(|(c, t)| (*c, *t)).collect();
+        for (conn, tag) in followers {
+            self.reply_event(conn, tag, event.clone());
+        }
+    }
+
+    /// Becomes a follower that does not accept writes, expecting a stream.
+    pub fn start_following(&mut self) {
+        self.writable = false;
+        self.follow_state = FollowState::Idle;
+    }
+
+    /// Whether the follow stream is up to date (the copy is complete).
+    pub fn is_following(&self) -> bool {
+        matches!(self.follow_state, FollowState::Following)
+    }
+
+    /// Applies one response of the follow stream. An error means the
+    /// stream is unusable: drop it and attach again (resuming from
+    /// [`Store::rev`](crate::store::Store::rev)).
+    pub fn follow_response(&mut self, resp: Response) -> Result<(), FollowError> {
+        if let Some(code) = resp.err_code {
+            let code = ErrCode::try_from(code).map_or("unknown", ErrCode::wire_name);
+            let detail = resp.err_detail.unwrap_or_default();
+            return Err(FollowError::Refused(format!("{code} {detail}")));
+        }
+        let proto = |what: &str| Err(FollowError::Protocol(what.to_string()));
+        let flags_of = resp.flags.unwrap_or(flags::OTHER);
+        match (flags_of, std::mem::take(&mut self.follow_state)) {
+            (flags::SNAPSHOT, FollowState::Idle) => {
+                let Some(rev) = resp.rev.filter(|r| *r >= 0) else {
+                    return proto("SNAPSHOT without a rev");
+                };
+                self.follow_state = FollowState::Copying {
+                    rev,
+                    files: Vec::new(),
+                };
+                Ok(())
+            }
+            (flags::FILE, FollowState::Copying { rev, mut files }) => {
+                let (Some(path), Some(file_rev)) = (resp.path, resp.rev) else {
+                    return proto("FILE without a path or rev");
+                };
+                files.push(FileCopy {
+                    path,
+                    body: resp.value.unwrap_or_default(),
+                    rev: file_rev,
+                });
+                self.follow_state = FollowState::Copying { rev, files };
+                Ok(())
+            }
+            (flags::READY, FollowState::Copying { rev, files }) => {
+                if resp.rev != Some(rev) {
+                    return proto("READY at another rev than the copy");
+                }
+                let n = files.len();
+                let woken = self
+                    .store
+                    .reset_to(rev, files)
+                    .map_err(|e| FollowError::Protocol(format!("bad copy: {e}")))?;
+                self.answer_woken(woken);
+                self.follow_state = FollowState::Following;
+                log::info!("copied {n} files at rev {rev}; following");
+                Ok(())
+            }
+            (flags::READY, FollowState::Idle) => {
+                // Resuming where this store is.
+                if resp.rev != Some(self.store.rev()) {
+                    return proto("READY at another rev than this store");
+                }
+                self.follow_state = FollowState::Following;
+                Ok(())
+            }
+            (flags::SET | flags::DEL | flags::OTHER, FollowState::Following) => {
+                let event = Event {
+                    rev: resp.rev.unwrap_or(0),
+                    path: resp.path.unwrap_or_default().into(),
+                    body: resp.value.unwrap_or_default(),
+                    flags: flags_of,
+                };
+                if event.rev != self.store.rev() + 1 {
+                    return proto(&format!(
+                        "event at rev {} after rev {}",
+                        event.rev,
+                        self.store.rev()
+                    ));
+                }
+                if flags_of != flags::OTHER && validate_path(&event.path).is_err() {
+                    return proto("event with a bad path");
+                }
+                let m = Mutation::replay(&event);
+                let applied = self.store.apply(event.rev, &m);
+                if let Some(e) = applied.error {
+                    // Not the same change as on the node followed: this
+                    // copy has diverged; start over from a fresh copy.
+                    self.follow_state = FollowState::Idle;
+                    return Err(FollowError::Protocol(format!(
+                        "replaying rev {} failed here: {e}",
+                        event.rev
+                    )));
+                }
+                self.follow_state = FollowState::Following;
+                self.feed_followers(&applied.event);
+                self.answer_woken(applied.woken);
+                Ok(())
+            }
+            (f, _) => proto(&format!("unexpected response (flags {f}) at this point")),
+        }
+    }
+
+    /// The stream broke: the next one starts from scratch (resume point:
+    /// this store's rev).
+    pub fn follow_lost(&mut self) {
+        self.follow_state = FollowState::Idle;
+    }
+}
+
+fn marker(tag: Option<i32>, flags: i32, rev: Rev) -> Response {
+    Response {
+        tag,
+        flags: Some(flags),
+        rev: Some(rev),
+        ..Default::default()
+    }
+}
