@@ -37,6 +37,9 @@ pub struct Config {
     /// True when the web viewer was asked for but is off because a secret
     /// is set (logged at start-up).
     pub web_off_for_secret: bool,
+    /// `-a`: cluster members to attach to, in order; empty: seed a new
+    /// cluster.
+    pub attach: Vec<SocketAddr>,
 }
 
 /// What the command line asks for.
@@ -62,7 +65,7 @@ fn options() -> getopts::Options {
     o.optmulti(
         "a",
         "",
-        "attach to this cluster member (repeatable) (not supported yet)",
+        "attach to this cluster member (repeatable)",
         "ADDR",
     );
     o.optopt(
@@ -142,7 +145,6 @@ pub fn parse(
     // Flags whose capability lands with a later piece of work: refuse them
     // clearly rather than silently running something else.
     for (flag, what) in [
-        ("a", "attaching to a cluster"),
         ("b", "booting through a name service"),
         ("timeout", "the CAL kick timeout"),
         ("pulse", "the applied-rev pulse"),
@@ -151,15 +153,24 @@ pub fn parse(
         ("tlskey", "TLS"),
     ] {
         if m.opt_present(flag) {
-            return Err(ConfigError(format!(
-                "-{flag}: {what} is not supported yet (this build runs single-node clusters)"
-            )));
+            return Err(ConfigError(format!("-{flag}: {what} is not supported yet")));
         }
     }
 
     let listen_text = m.opt_str("l").unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let listen =
         resolve(&listen_text).map_err(|e| ConfigError(format!("-l {listen_text:?}: {e}")))?;
+
+    let mut attach = Vec::new();
+    for a in m.opt_strs("a") {
+        let addr = resolve(&a).map_err(|e| ConfigError(format!("-a {a:?}: {e}")))?;
+        if addr == listen {
+            return Err(ConfigError(format!(
+                "-a {a}: that is this node's own -l address"
+            )));
+        }
+        attach.push(addr);
+    }
 
     let cluster_name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
     if cluster_name.is_empty() || !cluster_name.bytes().all(is_name_byte) {
@@ -219,6 +230,7 @@ pub fn parse(
         rw_secret,
         ro_secret,
         web_off_for_secret,
+        attach,
     }))
 }
 
@@ -291,7 +303,8 @@ mod tests {
             &["-nosuchflag"],
             &["-l"],
             &["stray"],
-            &["-a", "127.0.0.1:8046"],
+            &["-a", "nonsense"],
+            &["-a", "127.0.0.1:8046"], // its own -l address
             &["-tlscert", "x.pem"],
         ] {
             let e = run(args).expect_err(&format!("{args:?} should fail"));

@@ -10,8 +10,10 @@
 //!   pure parts.
 //! - [`web`]: HTTP on the `-w` address.
 //! - [`transport`]: peer datagrams over UDP on the `-l` address.
+//! - [`attach`]: joining a cluster as a slave (`-a`).
 //! - [`config`]: command-line flags.
 
+pub mod attach;
 pub mod cluster;
 pub mod config;
 pub mod consensus;

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         }
     };
     log::info!(
-        "doozerd {} node {id} seeded cluster {:?}; clients and peers on {}",
+        "doozerd {} node {id} of cluster {:?}; clients and peers on {}",
         doozerd::VERSION,
         config.cluster_name,
         config.listen

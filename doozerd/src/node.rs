@@ -14,6 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use prost::Message;
 
+use crate::attach::{self, Attach, AttachError};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::server::{ConnId, Secrets, Server, ServerConfig};
@@ -24,6 +25,9 @@ use crate::web;
 const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
 const WEB_LISTENER: Token = Token(usize::MAX - 2);
 const PEER_SOCKET: Token = Token(usize::MAX - 3);
+const FOLLOW_STREAM: Token = Token(usize::MAX - 4);
+/// Wait between attempts to attach again after losing the followed node.
+const REATTACH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most client and web connections open at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 20_000;
@@ -53,6 +57,9 @@ pub enum NodeError {
     /// The poll could not be created or waited on.
     #[error("event loop: {0}")]
     Poll(#[from] io::Error),
+    /// No `-a` member could be attached to.
+    #[error("cannot attach to the cluster: {0}")]
+    Attach(#[from] AttachError),
 }
 
 enum Kind {
@@ -76,6 +83,26 @@ struct Conn {
     dead: bool,
     /// A web connection serving an event stream.
     events: Option<Box<web::EventStream>>,
+}
+
+/// The connection a slave follows its CAL on.
+struct FollowConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+}
+
+impl FollowConn {
+    /// Makes the attached (blocking) stream part of the loop.
+    fn register(poll: &Poll, stream: std::net::TcpStream) -> io::Result<FollowConn> {
+        stream.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(stream);
+        poll.registry()
+            .register(&mut stream, FOLLOW_STREAM, Interest::READABLE)?;
+        Ok(FollowConn {
+            stream,
+            rbuf: BytesMut::new(),
+        })
+    }
 }
 
 /// A running node: sockets, connections and the server state.
@@ -107,6 +134,15 @@ pub struct Node {
     streamed_rev: Rev,
     change_cache: web::ChangeCache,
     next_ping: Instant,
+    /// A slave's stream from the node it follows.
+    follow: Option<FollowConn>,
+    /// `-a` members.
+    attach: Vec<SocketAddr>,
+    rw_secret: bytes::Bytes,
+    info: NodeInfo,
+    /// When to try attaching again after losing the followed node.
+    reattach_at: Option<Instant>,
+    reattach_failures: u32,
 }
 
 impl Node {
@@ -150,7 +186,28 @@ impl Node {
             },
             history_revs: config.history_revs,
         });
-        server.seed(&config.cluster_name, &info);
+        let follow = if config.attach.is_empty() {
+            server.seed(&config.cluster_name, &info);
+            log::info!(
+                "seeded a new cluster {:?}; the only CAL",
+                config.cluster_name
+            );
+            None
+        } else {
+            server.start_following();
+            let attach = Attach {
+                cluster: &config.cluster_name,
+                info: &info,
+                secret: &config.rw_secret,
+            };
+            let stream = attach.first_of(&config.attach, &mut server)?;
+            log::info!(
+                "attached to cluster {:?} at rev {}; a slave",
+                config.cluster_name,
+                server.store().rev()
+            );
+            Some(FollowConn::register(&poll, stream)?)
+        };
         let streamed_rev = server.store().rev();
         Ok(Node {
             poll,
@@ -167,13 +224,19 @@ impl Node {
             dirty: Vec::new(),
             paused: Vec::new(),
             responses: Vec::new(),
-            node_id: info.id,
+            node_id: info.id.clone(),
             cluster: config.cluster_name.clone(),
             started: Instant::now(),
             streams: Vec::new(),
             streamed_rev,
             change_cache: web::ChangeCache::default(),
             next_ping: Instant::now() + PING_INTERVAL,
+            follow,
+            attach: config.attach.clone(),
+            rw_secret: config.rw_secret.clone(),
+            info,
+            reattach_at: None,
+            reattach_failures: 0,
         })
     }
 
@@ -186,13 +249,7 @@ impl Node {
     pub fn run(&mut self) -> Result<(), NodeError> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.any_resumable() {
-                Some(Duration::ZERO)
-            } else if self.streams.is_empty() {
-                None
-            } else {
-                Some(self.next_ping.saturating_duration_since(Instant::now()))
-            };
+            let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -202,6 +259,7 @@ impl Node {
                 match ev.token() {
                     CLIENT_LISTENER => self.accept(Kind::Client),
                     PEER_SOCKET => self.peer_readable(),
+                    FOLLOW_STREAM => self.follow_readable(),
                     WEB_LISTENER => self.accept(Kind::Web),
                     Token(i) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -214,6 +272,9 @@ impl Node {
                 }
             }
             self.resume_paused();
+            if self.reattach_at.is_some_and(|t| t <= Instant::now()) {
+                self.reattach();
+            }
             self.feed_streams();
             self.flush_all();
         }
@@ -276,6 +337,107 @@ impl Node {
                 dead: false,
                 events: None,
             });
+        }
+    }
+
+    /// How long the next poll may block: not at all if a paused connection
+    /// can go on; until the next ping or re-attach attempt if one is due.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.any_resumable() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let ping = (!self.streams.is_empty()).then_some(self.next_ping);
+        [ping, self.reattach_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Applies everything the followed node sent. A broken stream is
+    /// dropped and the node attaches again (to any CAL it knows of).
+    fn follow_readable(&mut self) {
+        let Some(f) = self.follow.as_mut() else {
+            return;
+        };
+        let mut lost = None;
+        loop {
+            match f.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    lost = Some("the followed node closed the connection".to_string());
+                    break;
+                }
+                Ok(n) => f.rbuf.extend_from_slice(&self.scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    lost = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        // Apply every complete response, even after an end of stream.
+        loop {
+            let frame = match self.decoder.decode(&mut f.rbuf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    lost = Some(e.to_string());
+                    break;
+                }
+            };
+            let applied = Response::decode(frame)
+                .map_err(|e| e.to_string())
+                .and_then(|r| self.server.follow_response(r).map_err(|e| e.to_string()));
+            if let Err(e) = applied {
+                lost = Some(e);
+                break;
+            }
+        }
+        if let Some(why) = lost {
+            log::warn!("lost the followed node ({why}); attaching again");
+            if let Some(mut f) = self.follow.take() {
+                let _ = self.poll.registry().deregister(&mut f.stream);
+            }
+            self.server.follow_lost();
+            self.reattach_at = Some(Instant::now());
+        }
+    }
+
+    /// One attempt to follow a CAL again: those named in the copied `/ctl`
+    /// files, then the `-a` addresses. Blocking, with short timeouts (the
+    /// loop stalls for at most a few seconds while a copy is read).
+    fn reattach(&mut self) {
+        let candidates = attach::candidates(&self.server, &self.info.id, &self.attach);
+        let attach = Attach {
+            cluster: &self.cluster,
+            info: &self.info,
+            secret: &self.rw_secret,
+        };
+        match attach.first_of(&candidates, &mut self.server) {
+            Ok(stream) => match FollowConn::register(&self.poll, stream) {
+                Ok(f) => {
+                    log::info!("following again at rev {}", self.server.store().rev());
+                    self.follow = Some(f);
+                    self.reattach_at = None;
+                    self.reattach_failures = 0;
+                }
+                Err(e) => {
+                    log::error!("register the follow stream: {e}");
+                    self.reattach_at = Some(Instant::now() + REATTACH_INTERVAL);
+                }
+            },
+            Err(e) => {
+                // Once at warn, then quietly: a CAL may be down for long.
+                if self.reattach_failures == 0 {
+                    log::warn!("cannot attach again yet: {e}; retrying every second");
+                } else {
+                    log::debug!("attach: {e}");
+                }
+                self.reattach_failures += 1;
+                self.reattach_at = Some(Instant::now() + REATTACH_INTERVAL);
+            }
         }
     }
 

@@ -56,7 +56,16 @@ impl Server {
         }
         let head = self.store.rev();
         let resume = req.rev.unwrap_or(0);
-        let in_history = resume > 0
+        // Resume only if the follower's recent history is this node's too:
+        // a rev alone does not tell one cluster's log from another's.
+        let same_history = match (req.offset, req.value.as_deref()) {
+            (Some(n), Some(d)) if n > 0 => {
+                history_digest(&self.store, resume, n as usize).map(|x| x.to_be_bytes())
+                    == d.try_into().ok()
+            }
+            _ => false,
+        };
+        let in_history = same_history
             && resume <= head
             && (resume == head || self.store.event(resume + 1).is_some());
         if in_history {
@@ -212,6 +221,28 @@ impl Server {
     pub fn follow_lost(&mut self) {
         self.follow_state = FollowState::Idle;
     }
+}
+
+/// Events a follower fingerprints to resume (the last this many up to its
+/// rev).
+pub const RESUME_DIGEST_EVENTS: usize = 16;
+
+/// A fingerprint of the `count` events ending at `upto` (`None` if any of
+/// them is no longer kept). Equal digests mean the same recent history, so
+/// a follower may resume from `upto` instead of copying the store.
+pub fn history_digest(store: &crate::store::Store, upto: Rev, count: usize) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    if count == 0 || upto < count as Rev {
+        return None;
+    }
+    // Same binary, same hash; another version hashing differently only
+    // costs a copy, never a wrong resume.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for rev in upto + 1 - count as Rev..=upto {
+        let ev = store.event(rev)?;
+        (ev.rev, &*ev.path, &ev.body[..], ev.flags).hash(&mut h);
+    }
+    Some(h.finish())
 }
 
 fn marker(tag: Option<i32>, flags: i32, rev: Rev) -> Response {

@@ -340,7 +340,8 @@ fn a_slave_copies_then_follows_and_refuses_writes() {
 }
 
 #[test]
-fn a_slave_resumes_from_its_rev_when_still_in_history() {
+fn a_slave_resumes_from_its_rev_when_its_history_matches() {
+    use super::follow::{history_digest, RESUME_DIGEST_EVENTS as N};
     let mut cal = server_with(Secrets::default(), 100);
     let mut slave = slave_server(100);
     cal.connect(2);
@@ -352,24 +353,39 @@ fn a_slave_resumes_from_its_rev_when_still_in_history() {
         },
     );
     pump(&mut cal, 2, &mut slave);
+    // Enough followed changes for the slave to fingerprint its history.
+    for i in 0..20 {
+        cal.handle(1, set(1, "/x", -1, &i.to_string()));
+        pump(&mut cal, 2, &mut slave);
+    }
     // The stream breaks; the CAL moves on meanwhile.
     cal.disconnect(2);
     slave.follow_lost();
     for i in 0..5 {
-        one(&mut cal, set(1, "/x", -1, &i.to_string()));
+        one(&mut cal, set(1, "/y", -1, &i.to_string()));
     }
     assert!(
         cal.take_responses().is_empty(),
         "nothing for a gone follower"
     );
+    let resume = slave.store().rev();
+    let follow = |digest: Option<u64>| Request {
+        rev: Some(resume),
+        offset: digest.map(|_| N as i32),
+        value: digest.map(|d| Bytes::copy_from_slice(&d.to_be_bytes())),
+        ..req(9, Verb::Follow)
+    };
+    // Without a digest, or with one of another history: a copy.
+    for digest in [None, Some(12345)] {
+        cal.connect(3);
+        cal.handle(3, follow(digest));
+        let out = cal.take_responses();
+        assert_eq!(out[0].1.flags, Some(flags::SNAPSHOT), "{digest:?}");
+        cal.disconnect(3);
+    }
+    // With the digest of the same history: only the missed changes.
     cal.connect(3);
-    cal.handle(
-        3,
-        Request {
-            rev: Some(slave.store().rev()),
-            ..req(9, Verb::Follow)
-        },
-    );
+    cal.handle(3, follow(history_digest(slave.store(), resume, N)));
     let out = cal.take_responses();
     assert_eq!(
         out[0].1.flags,
