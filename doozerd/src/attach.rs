@@ -128,28 +128,24 @@ impl Attach<'_> {
         let digest = history_digest(server.store(), resume, n)
             .map(|d| Bytes::copy_from_slice(&d.to_be_bytes()));
         let tag = conn.send_follow(resume, digest.map(|d| (n as i32, d)))?;
+        let apply = |server: &mut Server, resp| {
+            server
+                .follow_response(resp)
+                .map_err(|e| AttachError::Refused {
+                    addr,
+                    what: e.to_string(),
+                })
+        };
         while !server.is_following() {
             let resp = conn.recv()?;
-            if resp.tag != Some(tag) {
-                continue;
+            if resp.tag == Some(tag) {
+                apply(server, resp)?;
             }
-            server
-                .follow_response(resp)
-                .map_err(|e| AttachError::Refused {
-                    addr,
-                    what: e.to_string(),
-                })?;
         }
         conn.stream.set_read_timeout(None).map_err(io)?;
-        // Bytes read past the copy belong to the stream: hand them back by
-        // applying them now.
+        // Bytes read past the copy belong to the stream: apply them now.
         while let Some(resp) = conn.try_decode()? {
-            server
-                .follow_response(resp)
-                .map_err(|e| AttachError::Refused {
-                    addr,
-                    what: e.to_string(),
-                })?;
+            apply(server, resp)?;
         }
         Ok(conn.stream)
     }

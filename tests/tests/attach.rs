@@ -23,6 +23,20 @@ fn assert_same_store(cal: &Doozerd, slave: &Doozerd, rev: i64) {
     assert_eq!(a, b, "stores differ at rev {rev}");
 }
 
+/// Waits until the slave is at the CAL's head (no writes meanwhile), then
+/// compares both whole stores there.
+fn assert_caught_up(cal: &Doozerd, slave: &Doozerd) {
+    let head = poll_until(
+        Duration::from_secs(10),
+        "the slave to reach the CAL",
+        || {
+            let (a, b) = (cal.raw().rev(), slave.raw().rev());
+            (a == b).then_some(a)
+        },
+    );
+    assert_same_store(cal, slave, head);
+}
+
 fn start_slave(cal: &Doozerd, extra: &[&str]) -> Doozerd {
     let a = cal.addr().to_string();
     let mut args = vec!["-a", a.as_str()];
@@ -88,15 +102,7 @@ fn a_copy_never_fails_with_too_late_however_small_the_history() {
     let r = slave.raw().get("/busy/g49", Some(last));
     assert_eq!(r.value.as_deref(), Some(&b"more"[..]), "{r:?}");
     // -hist 2: only the head is sure to be readable on both.
-    let head = poll_until(
-        Duration::from_secs(10),
-        "the slave to reach the CAL",
-        || {
-            let (a, b) = (cal.raw().rev(), slave.raw().rev());
-            (a == b).then_some(a)
-        },
-    );
-    assert_same_store(&cal, &slave, head);
+    assert_caught_up(&cal, &slave);
 }
 
 #[test]
@@ -154,15 +160,7 @@ fn a_slave_attaches_again_when_its_node_dies() {
         },
     );
     assert_eq!(r.rev, Some(rev));
-    let head = poll_until(
-        Duration::from_secs(10),
-        "the slave to reach the CAL",
-        || {
-            let (a, b) = (cal.raw().rev(), slave.raw().rev());
-            (a == b).then_some(a)
-        },
-    );
-    assert_same_store(&cal, &slave, head);
+    assert_caught_up(&cal, &slave);
     assert!(
         slave.stderr().contains("attaching again"),
         "{}",
