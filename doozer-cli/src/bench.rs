@@ -1188,6 +1188,13 @@ fn follow_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     if let Some(e) = first_error {
         eprintln!("{failed} {noun} failed, first: {e}");
     }
+    // The report is printed either way; the exit status tells a script
+    // whether every change reached every follower.
+    if missed > 0 || duplicated > 0 || failed > 0 {
+        return Err(Failure::Other(format!(
+            "{missed} missed, {duplicated} duplicated, {failed} {noun} failed"
+        )));
+    }
     Ok(())
 }
 

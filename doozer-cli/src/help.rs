@@ -190,6 +190,9 @@ SSE mode (-op sse): the same measure for the web viewer's event streams.
   counted. Each stream is one file descriptor: for thousands of streams
   raise the limit first (e.g. ulimit -n 4096).
 
+In watch and sse modes the exit status is 2 (after the report) when any
+change was missed or duplicated, or any watcher or stream failed.
+
 Examples:
   doozer bench -op set -c 64 -k 8 -d 10s
   doozer bench -op get -keys 100000 -layout flat -n 1000000
