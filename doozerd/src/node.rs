@@ -355,46 +355,26 @@ impl Node {
             .map(|t| t.saturating_duration_since(now))
     }
 
-    /// Applies everything the followed node sent. A broken stream is
+    /// Applies everything the followed node sent, frame by frame as it is
+    /// read (the buffer stays about one read long). A broken stream is
     /// dropped and the node attaches again (to any CAL it knows of).
     fn follow_readable(&mut self) {
-        let Some(f) = self.follow.as_mut() else {
-            return;
-        };
-        let mut lost = None;
-        loop {
-            match f.stream.read(&mut self.scratch) {
-                Ok(0) => {
-                    lost = Some("the followed node closed the connection".to_string());
-                    break;
-                }
-                Ok(n) => f.rbuf.extend_from_slice(&self.scratch[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    lost = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        // Apply every complete response, even after an end of stream.
-        loop {
-            let frame = match self.decoder.decode(&mut f.rbuf) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => {
-                    lost = Some(e.to_string());
-                    break;
-                }
+        let lost = loop {
+            let Some(f) = self.follow.as_mut() else {
+                return;
             };
-            let applied = Response::decode(frame)
-                .map_err(|e| e.to_string())
-                .and_then(|r| self.server.follow_response(r).map_err(|e| e.to_string()));
-            if let Err(e) = applied {
-                lost = Some(e);
-                break;
+            let n = match f.stream.read(&mut self.scratch) {
+                Ok(0) => break Some("the followed node closed the connection".to_string()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(e.to_string()),
+            };
+            f.rbuf.extend_from_slice(&self.scratch[..n]);
+            if let Err(e) = self.apply_follow_frames() {
+                break Some(e);
             }
-        }
+        };
         if let Some(why) = lost {
             log::warn!("lost the followed node ({why}); attaching again");
             if let Some(mut f) = self.follow.take() {
@@ -403,6 +383,24 @@ impl Node {
             self.server.follow_lost();
             self.reattach_at = Some(Instant::now());
         }
+    }
+
+    /// Applies every complete response buffered on the follow stream.
+    fn apply_follow_frames(&mut self) -> Result<(), String> {
+        let Some(f) = self.follow.as_mut() else {
+            return Ok(());
+        };
+        while let Some(frame) = self
+            .decoder
+            .decode(&mut f.rbuf)
+            .map_err(|e| e.to_string())?
+        {
+            let resp = Response::decode(frame).map_err(|e| e.to_string())?;
+            self.server
+                .follow_response(resp)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// One attempt to follow a CAL again: those named in the copied `/ctl`
