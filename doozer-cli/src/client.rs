@@ -496,18 +496,33 @@ mod tests {
     /// and answers it last (out of order), and closes the connection on
     /// SET "/die".
     fn fake_node(name: &'static str) -> (String, std::thread::JoinHandle<()>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let h = std::thread::spawn(move || {
-            for s in l.incoming().take(4) {
-                let Ok(s) = s else { return };
-                std::thread::spawn(move || serve(s, name));
-            }
-        });
+        let (addr, h, _holds) = fake_node_with_holds(name);
         (addr, h)
     }
 
-    fn serve(mut s: TcpStream, name: &'static str) {
+    /// A fake node that also reports, on the receiver, each WAIT it holds
+    /// (it answers a WAIT only after the next request).
+    fn fake_node_with_holds(
+        name: &'static str,
+    ) -> (
+        String,
+        std::thread::JoinHandle<()>,
+        crossbeam_channel::Receiver<()>,
+    ) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (held_tx, held_rx) = crossbeam_channel::unbounded();
+        let h = std::thread::spawn(move || {
+            for s in l.incoming().take(4) {
+                let Ok(s) = s else { return };
+                let held_tx = held_tx.clone();
+                std::thread::spawn(move || serve(s, name, held_tx));
+            }
+        });
+        (addr, h, held_rx)
+    }
+
+    fn serve(mut s: TcpStream, name: &'static str, held_tx: crossbeam_channel::Sender<()>) {
         let dec = FrameDecoder::default();
         let mut buf = BytesMut::new();
         let mut chunk = [0u8; 4096];
@@ -540,6 +555,7 @@ mod tests {
                         resp.rev = req.rev;
                         resp.flags = Some(4);
                         held = Some(resp);
+                        let _ = held_tx.send(()); // nobody may be listening
                         continue;
                     }
                     _ => resp = Response::error(req.tag, ErrCode::UnknownVerb, None),
@@ -568,13 +584,15 @@ mod tests {
 
     #[test]
     fn responses_are_routed_by_tag_across_threads() {
-        let (addr, _h) = fake_node("a");
+        let (addr, _h, holds) = fake_node_with_holds("a");
         let c = Client::connect(&format!("doozer:?ca={addr}")).unwrap();
         // The WAIT is answered only after a later request: it must not
         // block the GET behind it.
         let c2 = c.clone();
         let waiter = std::thread::spawn(move || c2.wait("/x/**", 9));
-        std::thread::sleep(Duration::from_millis(50));
+        holds
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the node to hold the WAIT");
         let (body, rev) = c.get("/hello", None).unwrap();
         assert_eq!((&body[..], rev), (&b"/hello"[..], 3));
         let ev = waiter.join().unwrap().unwrap();
