@@ -49,11 +49,7 @@ impl Server {
     /// FOLLOW from `conn`: stream the store and every later change to it.
     pub(super) fn follow(&mut self, conn: ConnId, req: Request) {
         let tag = req.tag;
-        if let Some(s) = self.sessions.get_mut(&conn) {
-            if let Some(t) = tag {
-                s.tags.insert(t);
-            }
-        }
+        self.hold(conn, tag, None);
         let head = self.store.rev();
         let resume = req.rev.unwrap_or(0);
         // Resume only if the follower's recent history is this node's too:

@@ -160,6 +160,7 @@ impl Server {
     }
 
     /// Responses queued since the last call, with their connections.
+    #[cfg(test)]
     pub fn take_responses(&mut self) -> Vec<(ConnId, Response)> {
         std::mem::take(&mut self.out)
     }
@@ -172,6 +173,12 @@ impl Server {
     /// Handles one request from `conn`.
     pub fn handle(&mut self, conn: ConnId, req: Request) {
         self.stats.requests += 1;
+        self.dispatch(conn, req);
+    }
+
+    /// Checks and answers (or parks, or proposes) a request; also used for
+    /// a parked read once its rev is reached.
+    fn dispatch(&mut self, conn: ConnId, req: Request) {
         let tag = req.tag;
         let Some(session) = self.sessions.get(&conn) else {
             return;
@@ -278,13 +285,18 @@ impl Server {
     fn park(&mut self, conn: ConnId, req: Request, rev: Rev) {
         let id = self.new_wait_id();
         self.store.wait_rev(id, rev);
-        if let Some(s) = self.sessions.get_mut(&conn) {
-            s.waits.insert(id);
-            if let Some(t) = req.tag {
-                s.tags.insert(t);
-            }
-        }
+        self.hold(conn, req.tag, Some(id));
         self.parked.insert(id, (conn, req));
+    }
+
+    /// Marks a request of `conn` as outstanding: its tag is in use until it
+    /// is answered, and its store wait (if any) is cancelled if the
+    /// connection goes away first.
+    fn hold(&mut self, conn: ConnId, tag: Option<i32>, wait: Option<WaitId>) {
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.tags.extend(tag);
+            s.waits.extend(wait);
+        }
     }
 
     fn new_wait_id(&mut self) -> WaitId {
@@ -376,12 +388,7 @@ impl Server {
         match self.store.wait(id, glob, from) {
             Ok(Some(event)) => self.reply_event(conn, tag, event),
             Ok(None) => {
-                if let Some(s) = self.sessions.get_mut(&conn) {
-                    s.waits.insert(id);
-                    if let Some(t) = tag {
-                        s.tags.insert(t);
-                    }
-                }
+                self.hold(conn, tag, Some(id));
                 self.waits.insert(id, Pending { conn, tag });
             }
             Err(e) => self.store_error(conn, tag, e, path),
@@ -416,11 +423,7 @@ impl Server {
         };
         self.stats.writes += 1;
         let seqn = self.log.propose(m);
-        if let Some(s) = self.sessions.get_mut(&conn) {
-            if let Some(t) = tag {
-                s.tags.insert(t);
-            }
-        }
+        self.hold(conn, tag, None);
         self.writes.insert(seqn, Pending { conn, tag });
     }
 
@@ -476,8 +479,7 @@ impl Server {
                 Woken::Rev { id } => {
                     if let Some((conn, req)) = self.parked.remove(&id) {
                         self.forget_wait(Pending { conn, tag: req.tag }, id);
-                        self.stats.requests -= 1; // counted when it first came
-                        self.handle(conn, req);
+                        self.dispatch(conn, req);
                     }
                 }
                 Woken::Lost { id } => {
