@@ -4,32 +4,32 @@
 //! timeouts: it runs before the event loop starts, and again when the
 //! followed node goes away (see `node.rs`).
 
-use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use doozer_proto::{encode_frame, rev, ErrCode, FrameDecoder, Request, Response, Verb};
-use prost::Message;
+use doozer::Pipeline;
+use doozer_proto::{rev, ErrCode, Request, Response, Verb};
 
 use crate::cluster::NodeInfo;
 use crate::server::follow::{history_digest, RESUME_DIGEST_EVENTS};
 use crate::server::Server;
 use crate::store::Rev;
 
-/// How long a connect, or a wait for one answer, may take.
+/// How long a wait for one answer may take (connecting has the client
+/// library's own timeout).
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why attaching to a member failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    /// Network trouble.
+    /// Network or protocol trouble (from the client library).
     #[error("{addr}: {source}")]
-    Io {
+    Client {
         /// The member.
         addr: SocketAddr,
         /// What happened.
-        source: io::Error,
+        source: doozer::Error,
     },
     /// The member serves another cluster.
     #[error("{addr} serves cluster {theirs:?}, not {ours:?} (-c)")]
@@ -41,7 +41,7 @@ pub enum AttachError {
         /// Our `-c`.
         ours: String,
     },
-    /// The member refused a request or broke the protocol.
+    /// The member refused a request, or its follow stream was unusable.
     #[error("{addr}: {what}")]
     Refused {
         /// The member.
@@ -61,20 +61,28 @@ pub struct Attach<'a> {
     pub secret: &'a Bytes,
 }
 
+/// A member being followed: its socket (blocking mode, for the caller to
+/// convert) and the bytes already read from it that belong to the stream.
+pub struct Followed {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Read but not yet applied (part of the next response).
+    pub rbuf: BytesMut,
+}
+
 impl Attach<'_> {
     /// Tries `addrs` in order; the first that works is followed. On
     /// success the server is up to date with the member and the stream
-    /// (blocking mode, for the caller to convert) carries every later
-    /// change.
+    /// carries every later change.
     pub fn first_of(
         &self,
         addrs: &[SocketAddr],
         server: &mut Server,
-    ) -> Result<TcpStream, AttachError> {
+    ) -> Result<Followed, AttachError> {
         let mut last = None;
         for &addr in addrs {
             match self.one(addr, server) {
-                Ok(s) => return Ok(s),
+                Ok(f) => return Ok(f),
                 Err(e) => {
                     log::debug!("attach: {e}");
                     server.follow_lost();
@@ -88,21 +96,17 @@ impl Attach<'_> {
         }))
     }
 
-    fn one(&self, addr: SocketAddr, server: &mut Server) -> Result<TcpStream, AttachError> {
-        let io = |source| AttachError::Io { addr, source };
-        let stream = TcpStream::connect_timeout(&addr, STEP_TIMEOUT).map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
-        stream.set_read_timeout(Some(STEP_TIMEOUT)).map_err(io)?;
-        let mut conn = Conn {
-            addr,
-            stream,
-            rbuf: BytesMut::new(),
-            next_tag: 1,
-        };
+    fn one(&self, addr: SocketAddr, server: &mut Server) -> Result<Followed, AttachError> {
+        let client = |source| AttachError::Client { addr, source };
+        let mut p = Pipeline::connect(&addr.to_string()).map_err(client)?;
         if !self.secret.is_empty() {
-            conn.call(Verb::Access, None, Some(self.secret.clone()), None)?;
+            call(
+                &mut p,
+                addr,
+                request(Verb::Access).value(self.secret.clone()),
+            )?;
         }
-        let name = conn.call(Verb::Get, Some("/ctl/name"), None, None)?;
+        let name = call(&mut p, addr, request(Verb::Get).path("/ctl/name"))?;
         let theirs =
             String::from_utf8_lossy(name.value.as_deref().unwrap_or_default()).into_owned();
         if theirs != self.cluster {
@@ -118,16 +122,23 @@ impl Attach<'_> {
             ("hostname", &self.info.hostname),
             ("version", &self.info.version),
         ] {
-            let path = format!("{dir}/{file}");
-            let body = Bytes::from(body.clone());
-            conn.call(Verb::Set, Some(&path), Some(body), Some(rev::CLOBBER))?;
+            let set = request(Verb::Set)
+                .path(&format!("{dir}/{file}"))
+                .value(Bytes::from(body.clone()))
+                .rev(rev::CLOBBER);
+            call(&mut p, addr, set)?;
         }
-        // Follow from where this store is (0 at start: copy everything).
+        // Follow from where this store is (0 at start: copy everything),
+        // with a digest of its recent history when it has one.
         let resume: Rev = server.store().rev();
-        let n = RESUME_DIGEST_EVENTS;
-        let digest = history_digest(server.store(), resume, n)
-            .map(|d| Bytes::copy_from_slice(&d.to_be_bytes()));
-        let tag = conn.send_follow(resume, digest.map(|d| (n as i32, d)))?;
+        let mut follow = request(Verb::Follow).rev(resume);
+        if let Some(d) = history_digest(server.store(), resume, RESUME_DIGEST_EVENTS) {
+            follow.0.offset = Some(RESUME_DIGEST_EVENTS as i32);
+            follow.0.value = Some(Bytes::copy_from_slice(&d.to_be_bytes()));
+        }
+        let tag = follow.0.tag;
+        p.send(&follow.0);
+        p.flush().map_err(client)?;
         let apply = |server: &mut Server, resp| {
             server
                 .follow_response(resp)
@@ -137,138 +148,85 @@ impl Attach<'_> {
                 })
         };
         while !server.is_following() {
-            let resp = conn.recv()?;
-            if resp.tag == Some(tag) {
+            let resp = recv(&mut p, addr)?;
+            if resp.tag == tag {
                 apply(server, resp)?;
             }
         }
-        conn.stream.set_read_timeout(None).map_err(io)?;
-        // Bytes read past the copy belong to the stream: apply them now.
-        while let Some(resp) = conn.try_decode()? {
+        // Responses already read belong to the stream: apply them now, and
+        // hand on a partial one with the socket.
+        while let Some(resp) = p.try_recv().map_err(client)? {
             apply(server, resp)?;
         }
-        Ok(conn.stream)
+        let (stream, rbuf) = p.into_parts();
+        stream
+            .set_read_timeout(None)
+            .map_err(|e| client(doozer::Error::Io(e)))?;
+        Ok(Followed { stream, rbuf })
     }
 }
 
-/// A blocking client connection for the few requests of attaching.
-struct Conn {
-    addr: SocketAddr,
-    stream: TcpStream,
-    rbuf: BytesMut,
-    next_tag: i32,
+/// A request being built; tags are unique within one attach.
+struct Req(Request);
+
+fn request(verb: Verb) -> Req {
+    static NEXT_TAG: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+    let tag = NEXT_TAG.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & i32::MAX;
+    Req(Request {
+        tag: Some(tag),
+        verb: Some(verb as i32),
+        ..Default::default()
+    })
 }
 
-impl Conn {
-    fn send(
-        &mut self,
-        verb: Verb,
-        path: Option<&str>,
-        value: Option<Bytes>,
-        rev: Option<Rev>,
-    ) -> Result<i32, AttachError> {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        let req = Request {
-            tag: Some(tag),
-            verb: Some(verb as i32),
-            path: path.map(str::to_string),
-            value,
-            rev,
-            ..Default::default()
-        };
-        self.write(&req)?;
-        Ok(tag)
+impl Req {
+    fn path(mut self, p: &str) -> Req {
+        self.0.path = Some(p.to_string());
+        self
     }
-
-    /// FOLLOW from `resume`, with the digest of the recent history when
-    /// there is one (`offset` = events counted, `value` = digest).
-    fn send_follow(
-        &mut self,
-        resume: Rev,
-        digest: Option<(i32, Bytes)>,
-    ) -> Result<i32, AttachError> {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        let (offset, value) = digest.map_or((None, None), |(n, d)| (Some(n), Some(d)));
-        let req = Request {
-            tag: Some(tag),
-            verb: Some(Verb::Follow as i32),
-            rev: Some(resume),
-            offset,
-            value,
-            ..Default::default()
-        };
-        self.write(&req)?;
-        Ok(tag)
+    fn value(mut self, v: Bytes) -> Req {
+        self.0.value = Some(v);
+        self
     }
-
-    fn write(&mut self, req: &Request) -> Result<(), AttachError> {
-        let mut out = BytesMut::new();
-        encode_frame(req, &mut out);
-        let addr = self.addr;
-        self.stream
-            .write_all(&out)
-            .map_err(|source| AttachError::Io { addr, source })
+    fn rev(mut self, r: Rev) -> Req {
+        self.0.rev = Some(r);
+        self
     }
+}
 
-    /// One request and its answer; an error answer is `Refused`.
-    fn call(
-        &mut self,
-        verb: Verb,
-        path: Option<&str>,
-        value: Option<Bytes>,
-        rev: Option<Rev>,
-    ) -> Result<Response, AttachError> {
-        let tag = self.send(verb, path, value, rev)?;
-        loop {
-            let resp = self.recv()?;
-            if resp.tag != Some(tag) {
-                continue;
-            }
-            if let Some(code) = resp.err_code {
-                let name = ErrCode::try_from(code).map_or("unknown error", ErrCode::wire_name);
-                let detail = resp.err_detail.unwrap_or_default();
-                return Err(AttachError::Refused {
-                    addr: self.addr,
-                    what: format!("{verb:?} {}: {name} {detail}", path.unwrap_or("")),
-                });
-            }
-            return Ok(resp);
+/// The next response, waiting at most [`STEP_TIMEOUT`].
+fn recv(p: &mut Pipeline, addr: SocketAddr) -> Result<Response, AttachError> {
+    match p.recv_timeout(STEP_TIMEOUT) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(AttachError::Client {
+            addr,
+            source: doozer::Error::Timeout,
+        }),
+        Err(source) => Err(AttachError::Client { addr, source }),
+    }
+}
+
+/// One request and its answer; an error answer is `Refused`.
+fn call(p: &mut Pipeline, addr: SocketAddr, req: Req) -> Result<Response, AttachError> {
+    let (tag, verb, path) = (req.0.tag, req.0.verb, req.0.path.clone());
+    p.send(&req.0);
+    p.flush()
+        .map_err(|source| AttachError::Client { addr, source })?;
+    loop {
+        let resp = recv(p, addr)?;
+        if resp.tag != tag {
+            continue;
         }
-    }
-
-    fn try_decode(&mut self) -> Result<Option<Response>, AttachError> {
-        let addr = self.addr;
-        let refused = |what: String| AttachError::Refused { addr, what };
-        match FrameDecoder::default().decode(&mut self.rbuf) {
-            Ok(Some(frame)) => Response::decode(frame)
-                .map(Some)
-                .map_err(|e| refused(format!("bad response: {e}"))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(refused(e.to_string())),
+        if let Some(code) = resp.err_code {
+            let name = ErrCode::try_from(code).map_or("unknown error", ErrCode::wire_name);
+            let detail = resp.err_detail.unwrap_or_default();
+            let verb = verb.and_then(|v| Verb::try_from(v).ok());
+            return Err(AttachError::Refused {
+                addr,
+                what: format!("{verb:?} {}: {name} {detail}", path.unwrap_or_default()),
+            });
         }
-    }
-
-    fn recv(&mut self) -> Result<Response, AttachError> {
-        let addr = self.addr;
-        let mut buf = [0u8; 64 << 10];
-        loop {
-            if let Some(resp) = self.try_decode()? {
-                return Ok(resp);
-            }
-            let n = self
-                .stream
-                .read(&mut buf)
-                .map_err(|source| AttachError::Io { addr, source })?;
-            if n == 0 {
-                return Err(AttachError::Io {
-                    addr,
-                    source: io::ErrorKind::UnexpectedEof.into(),
-                });
-            }
-            self.rbuf.extend_from_slice(&buf[..n]);
-        }
+        return Ok(resp);
     }
 }
 

@@ -14,7 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use prost::Message;
 
-use crate::attach::{self, Attach, AttachError};
+use crate::attach::{self, Attach, AttachError, Followed};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::server::{ConnId, Secrets, Server, ServerConfig};
@@ -92,15 +92,16 @@ struct FollowConn {
 }
 
 impl FollowConn {
-    /// Makes the attached (blocking) stream part of the loop.
-    fn register(poll: &Poll, stream: std::net::TcpStream) -> io::Result<FollowConn> {
-        stream.set_nonblocking(true)?;
-        let mut stream = TcpStream::from_std(stream);
+    /// Makes the attached (blocking) stream part of the loop, keeping the
+    /// bytes already read from it.
+    fn register(poll: &Poll, followed: Followed) -> io::Result<FollowConn> {
+        followed.stream.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(followed.stream);
         poll.registry()
             .register(&mut stream, FOLLOW_STREAM, Interest::READABLE)?;
         Ok(FollowConn {
             stream,
-            rbuf: BytesMut::new(),
+            rbuf: followed.rbuf,
         })
     }
 }
@@ -553,6 +554,9 @@ impl Node {
     /// and a keep-alive ping when it is due. A stream that cannot keep up
     /// is closed; its client reconnects and resumes from its last rev.
     fn feed_streams(&mut self) {
+        if self.streams.is_empty() {
+            return; // the common case: no viewer open
+        }
         let head = self.server.store().rev();
         let now = Instant::now();
         let ping = now >= self.next_ping;
