@@ -46,6 +46,18 @@ pub struct Family {
     pub samples: Vec<Sample>,
 }
 
+impl Family {
+    /// A family seen by name only so far (no HELP, TYPE or samples yet).
+    fn empty(name: &str) -> Family {
+        Family {
+            name: name.to_string(),
+            kind: String::new(),
+            help: None,
+            samples: Vec::new(),
+        }
+    }
+}
+
 /// A parsed exposition.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exposition {
@@ -248,12 +260,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
                     let help = unescape_help(parts.next().unwrap_or_default()).map_err(err)?;
                     exp.families
                         .entry(name.to_string())
-                        .or_insert_with(|| Family {
-                            name: name.to_string(),
-                            kind: String::new(),
-                            help: None,
-                            samples: Vec::new(),
-                        })
+                        .or_insert_with(|| Family::empty(name))
                         .help = Some(help);
                 }
                 Some("TYPE") => {
@@ -271,12 +278,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
                     let fam = exp
                         .families
                         .entry(name.to_string())
-                        .or_insert_with(|| Family {
-                            name: name.to_string(),
-                            kind: String::new(),
-                            help: None,
-                            samples: Vec::new(),
-                        });
+                        .or_insert_with(|| Family::empty(name));
                     if !fam.kind.is_empty() {
                         return Err(err(format!("second TYPE for {name}")));
                     }

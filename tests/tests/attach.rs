@@ -105,37 +105,30 @@ fn a_copy_never_fails_with_too_late_however_small_the_history() {
     assert_caught_up(&cal, &slave);
 }
 
+/// Runs a doozerd that attaches to `member` and should exit; checks the
+/// failure is exactly one line on stderr and returns it.
+fn failed_attach(member: &str) -> String {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = doozerd_run(&["-l", &listen, "-w", "false", "-a", member]);
+    assert_ne!(out.code, 0);
+    let err = out.stderr.trim().to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
 #[test]
 fn attaching_to_another_cluster_is_a_one_line_error() {
     let cal = Doozerd::start(&["-c", "prod"]);
-    let out = doozerd_run(&[
-        "-l",
-        &format!("127.0.0.1:{}", free_port()),
-        "-w",
-        "false",
-        "-a",
-        &cal.addr().to_string(),
-    ]);
-    assert_ne!(out.code, 0);
-    let err = out.stderr.trim();
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = failed_attach(&cal.addr().to_string());
     assert!(
         err.contains("\"prod\"") && err.contains("\"local\""),
         "{err}"
     );
     // an unreachable member
     let dead = format!("127.0.0.1:{}", free_port());
-    let out = doozerd_run(&[
-        "-l",
-        &format!("127.0.0.1:{}", free_port()),
-        "-w",
-        "false",
-        "-a",
-        &dead,
-    ]);
-    assert_ne!(out.code, 0);
-    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
-    assert!(!out.stderr.contains("panicked"));
+    let err = failed_attach(&dead);
+    assert!(err.contains(&dead), "{err}");
 }
 
 #[test]
