@@ -41,11 +41,13 @@ const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Bytes read from one connection before the others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 
+const LISTEN_HINT: &str = "pick another with -l ADDR";
+
 /// A start-up failure, reported as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// A listen address could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what}): {source}; {hint}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -53,6 +55,8 @@ pub enum NodeError {
         what: &'static str,
         /// The OS error.
         source: io::Error,
+        /// Which flag picks another address.
+        hint: &'static str,
     },
     /// The poll could not be created or waited on.
     #[error("event loop: {0}")]
@@ -154,6 +158,7 @@ impl Node {
             addr: config.listen,
             what: "clients",
             source,
+            hint: LISTEN_HINT,
         })?;
         poll.registry()
             .register(&mut listener, CLIENT_LISTENER, Interest::READABLE)?;
@@ -163,6 +168,7 @@ impl Node {
             addr: config.listen,
             what: "peers (UDP)",
             source,
+            hint: LISTEN_HINT,
         })?;
         poll.registry()
             .register(peers.socket_mut(), PEER_SOCKET, Interest::READABLE)?;
@@ -173,6 +179,7 @@ impl Node {
                     addr,
                     what: "web viewer",
                     source,
+                    hint: "pick another with -w ADDR, or turn the viewer off with -w false",
                 })?;
                 poll.registry()
                     .register(&mut l, WEB_LISTENER, Interest::READABLE)?;
