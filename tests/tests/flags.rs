@@ -120,6 +120,7 @@ fn a_busy_port_is_a_one_line_error() {
     let line = assert_one_line_error(&out, 1);
     assert!(line.to_lowercase().contains("in use"), "{line}");
     assert!(line.contains(&addr), "{line}");
+    assert!(line.contains("-l ADDR"), "says which flag to change: {line}");
     // the first node is unharmed
     let mut c = first.raw();
     assert!(c.rev() >= 1);
@@ -132,6 +133,7 @@ fn a_busy_web_port_is_a_one_line_error() {
     let l = spare_listen();
     let line = assert_one_line_error(&doozerd_run(&["-l", &l, "-w", &web]), 1);
     assert!(line.contains(&web), "{line}");
+    assert!(line.contains("-w false"), "says how to go on: {line}");
 }
 
 #[test]
