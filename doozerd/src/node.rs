@@ -34,6 +34,11 @@ pub const MAX_CONNECTIONS: usize = 20_000;
 /// Above this many bytes of unsent responses a connection is not read
 /// from until it drains, so a client that never reads cannot grow memory.
 pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
+/// Above this many bytes of unsent output a connection is closed. Reading
+/// pauses at [`MAX_PENDING_OUTPUT`], but answers that need no request (a
+/// follower's stream of changes) keep coming; this bounds them. Room for a
+/// store copy of about 1.5 million 100-byte files.
+pub const MAX_UNSENT_OUTPUT: usize = 256 << 20;
 /// Bytes read from one socket per wake-up before moving on to others.
 const READ_CHUNK: usize = 64 << 10;
 /// How often event streams get a keep-alive comment.
@@ -710,6 +715,16 @@ impl Node {
             }
         }
         if conn.wbuf.is_empty() && conn.close_after_flush {
+            conn.dead = true;
+        }
+        if conn.wbuf.len() > MAX_UNSENT_OUTPUT {
+            // Not reading while answers keep coming (a follower or a WAIT
+            // stream that stopped): memory must not grow without bound. A
+            // slave attaches again and resumes.
+            log::warn!(
+                "connection {i}: {} bytes unsent; closing it",
+                conn.wbuf.len()
+            );
             conn.dead = true;
         }
         if conn.dead {
