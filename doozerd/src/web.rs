@@ -79,6 +79,11 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// The directory followed (for logs).
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
     /// Writes every change from the stream's next rev to the store's head
     /// into `out`, encoding each rev at most once per batch through
     /// `cache`. A stream that fell out of the history window starts over
@@ -103,7 +108,7 @@ impl EventStream {
             }
         }
         if let Some(rev) = last_unsent {
-            push_message(out, "rev", Some(rev), &json!({ "rev": rev }).to_string());
+            push_message(out, "rev", Some(rev), &rev_data(rev));
         }
         self.next_rev = self.next_rev.max(head + 1);
     }
@@ -111,7 +116,7 @@ impl EventStream {
     /// A `reset`, the listing of the directory at the head, and `ready`.
     fn reset(&mut self, store: &Store, out: &mut BytesMut) {
         let head = store.rev();
-        push_message(out, "reset", None, &json!({ "rev": head }).to_string());
+        push_message(out, "reset", None, &rev_data(head));
         if let Ok(snap) = store.snapshot(None) {
             for f in snap.walk_iter(&self.glob) {
                 let mut obj = body_json(&f.body);
@@ -120,12 +125,7 @@ impl EventStream {
                 push_message(out, "file", None, &obj.to_string());
             }
         }
-        push_message(
-            out,
-            "ready",
-            Some(head),
-            &json!({ "rev": head }).to_string(),
-        );
+        push_message(out, "ready", Some(head), &rev_data(head));
         self.next_rev = head + 1;
     }
 }
@@ -179,6 +179,11 @@ fn body_json(body: &[u8]) -> serde_json::Value {
             "body": data_encoding::BASE64.encode(body),
         }),
     }
+}
+
+/// The data of `reset`, `ready` and `rev` messages.
+fn rev_data(rev: Rev) -> String {
+    format!("{{\"rev\":{rev}}}")
 }
 
 /// Appends one SSE message. `data` is one line (serde_json never emits a
@@ -297,20 +302,13 @@ fn open_stream(dir: &str, resume: Option<Rev>, store: &Store) -> Option<(EventSt
     let head = store.rev();
     match resume {
         Some(n) if n >= 0 && n <= head && (n == head || store.event(n + 1).is_some()) => {
-            push_message(&mut out, "ready", Some(n), &json!({ "rev": n }).to_string());
+            push_message(&mut out, "ready", Some(n), &rev_data(n));
             stream.next_rev = n + 1;
             stream.catch_up(store, &mut ChangeCache::default(), &mut out);
         }
         _ => stream.reset(store, &mut out),
     }
     Some((stream, out))
-}
-
-impl EventStream {
-    /// The directory followed (for logs).
-    pub fn dir(&self) -> &str {
-        &self.dir
-    }
 }
 
 /// The CAL slots of the cluster as the store holds them.
