@@ -101,7 +101,11 @@ impl Globals {
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+    // Lossy, not dropped: a mangled URI then fails to parse with a clear
+    // error instead of silently falling back to the default address.
+    std::env::var_os(name)
+        .map(|v| v.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Runs the command line `args` (without the program name); returns the

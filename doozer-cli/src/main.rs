@@ -14,6 +14,18 @@ mod hist;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Paths, revs and URIs are all text: an argument that is not UTF-8 is
+    // a usage error, not a panic.
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                eprintln!("doozer: argument {a:?} is not valid UTF-8");
+                eprintln!("Run 'doozer -h' for usage.");
+                return ExitCode::from(127);
+            }
+        }
+    }
     ExitCode::from(commands::run(&args))
 }

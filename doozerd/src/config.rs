@@ -6,6 +6,7 @@
 //! a one-line error and a non-zero exit.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::ffi::OsStringExt;
 
 use bytes::Bytes;
 
@@ -126,7 +127,7 @@ pub fn usage() -> String {
 /// variables, passed in so tests need not touch the real environment.
 pub fn parse(
     args: &[String],
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Command, ConfigError> {
     let m = options()
         .parse(args)
@@ -191,8 +192,11 @@ pub fn parse(
         },
     };
 
-    let rw_secret = Bytes::from(env("DOOZER_RWSECRET").unwrap_or_default());
-    let ro_secret = Bytes::from(env("DOOZER_ROSECRET").unwrap_or_default());
+    // Secrets are bytes on the wire (ACCESS value): taken as they are, so a
+    // secret that is not UTF-8 still protects the node.
+    let secret = |k| Bytes::from(env(k).map(|v| v.into_vec()).unwrap_or_default());
+    let rw_secret = secret("DOOZER_RWSECRET");
+    let ro_secret = secret("DOOZER_ROSECRET");
     let secret_set = !rw_secret.is_empty() || !ro_secret.is_empty();
     // A connection starts as if it sent the empty secret, which would match
     // an unset rw secret: a ro secret alone would leave writes open to all.
@@ -315,9 +319,7 @@ mod tests {
     #[test]
     fn a_secret_turns_the_web_viewer_off() {
         let args: Vec<String> = vec![];
-        let c = match parse(&args, &|k| {
-            (k == "DOOZER_RWSECRET").then(|| "s".to_string())
-        }) {
+        let c = match parse(&args, &|k| (k == "DOOZER_RWSECRET").then(|| "s".into())) {
             Ok(Command::Run(c)) => c,
             other => panic!("{other:?}"),
         };
@@ -327,11 +329,24 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_that_is_not_utf8_is_kept_as_bytes() {
+        use std::os::unix::ffi::OsStringExt;
+        let args: Vec<String> = vec![];
+        let raw = vec![b'x', 0xff, 0xfe];
+        let env =
+            |k: &str| (k == "DOOZER_RWSECRET").then(|| std::ffi::OsString::from_vec(raw.clone()));
+        let c = match parse(&args, &env) {
+            Ok(Command::Run(c)) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(&c.rw_secret[..], &raw[..]);
+        assert_eq!(c.web, None, "a secret is set: no viewer");
+    }
+
+    #[test]
     fn a_ro_secret_alone_is_refused() {
         let args: Vec<String> = vec![];
-        let e = parse(&args, &|k| {
-            (k == "DOOZER_ROSECRET").then(|| "s".to_string())
-        });
+        let e = parse(&args, &|k| (k == "DOOZER_ROSECRET").then(|| "s".into()));
         assert!(matches!(e, Err(ConfigError(m)) if m.contains("DOOZER_RWSECRET")));
     }
 

@@ -10,8 +10,17 @@ use doozerd::config::{self, Command};
 use doozerd::node::{self, Node};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match config::parse(&args, &|k| std::env::var(k).ok()) {
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                eprintln!("doozerd: argument {a:?} is not valid UTF-8");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let config = match config::parse(&args, &|k| std::env::var_os(k)) {
         Ok(Command::Run(c)) => c,
         Ok(Command::Version) => {
             println!("doozerd {}", doozerd::VERSION);

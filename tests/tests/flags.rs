@@ -120,7 +120,10 @@ fn a_busy_port_is_a_one_line_error() {
     let line = assert_one_line_error(&out, 1);
     assert!(line.to_lowercase().contains("in use"), "{line}");
     assert!(line.contains(&addr), "{line}");
-    assert!(line.contains("-l ADDR"), "says which flag to change: {line}");
+    assert!(
+        line.contains("-l ADDR"),
+        "says which flag to change: {line}"
+    );
     // the first node is unharmed
     let mut c = first.raw();
     assert!(c.rev() >= 1);
@@ -255,4 +258,34 @@ fn a_ro_secret_without_a_rw_secret_is_refused() {
     let out = doozerd_run_env(&["-l", &l, "-w", "false"], &[("DOOZER_ROSECRET", "r")]);
     let line = assert_one_line_error(&out, 2);
     assert!(line.contains("DOOZER_RWSECRET"), "{line}");
+}
+
+#[test]
+fn arguments_that_are_not_utf8_are_errors_not_panics() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"x\xff");
+    // doozerd: a bad command line, exit 2, one line
+    let out = std::process::Command::new(doozerd_bin())
+        .args([std::ffi::OsStr::new("-c"), bad])
+        .output()
+        .expect("run doozerd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not valid UTF-8") && !err.contains("panicked"),
+        "{err}"
+    );
+    // doozer: a usage error, exit 127
+    let out = std::process::Command::new(doozer_bin())
+        .args([std::ffi::OsStr::new("get"), bad])
+        .env("DOOZER_URI", "doozer:?ca=127.0.0.1:1")
+        .output()
+        .expect("run doozer");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(
+        err.contains("not valid UTF-8") && !err.contains("panicked"),
+        "{err}"
+    );
 }
