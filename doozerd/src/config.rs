@@ -41,6 +41,13 @@ pub struct Config {
     /// `-a`: cluster members to attach to, in order; empty: seed a new
     /// cluster.
     pub attach: Vec<SocketAddr>,
+    /// `-timeout`: silence before a CAL is kicked, in milliseconds.
+    pub timeout_ms: u64,
+    /// `-pulse`: between `applied` writes, in milliseconds.
+    pub pulse_ms: u64,
+    /// `-fill`: before another CAL's seqn is filled with NOP, in
+    /// milliseconds.
+    pub fill_ms: u64,
 }
 
 /// What the command line asks for.
@@ -85,19 +92,19 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "timeout",
-        "seconds of silence before a CAL is kicked (not supported yet)",
+        "seconds of silence before a CAL is kicked (default 60)",
         "S",
     );
     o.optopt(
         "",
         "pulse",
-        "seconds between applied-rev writes (not supported yet)",
+        "seconds between applied-rev writes (default 1)",
         "S",
     );
     o.optopt(
         "",
         "fill",
-        "seconds before filling a seqn with NOP (not supported yet)",
+        "seconds before filling a seqn with NOP (default 0.1)",
         "S",
     );
     o.optopt("", "hist", "revisions of history kept (default 2000)", "N");
@@ -147,9 +154,6 @@ pub fn parse(
     // clearly rather than silently running something else.
     for (flag, what) in [
         ("b", "booting through a name service"),
-        ("timeout", "the CAL kick timeout"),
-        ("pulse", "the applied-rev pulse"),
-        ("fill", "the NOP fill delay"),
         ("tlscert", "TLS"),
         ("tlskey", "TLS"),
     ] {
@@ -191,6 +195,10 @@ pub fn parse(
             }
         },
     };
+
+    let timeout_ms = seconds(&m, "timeout", 60_000, 1_000, 86_400_000)?;
+    let pulse_ms = seconds(&m, "pulse", 1_000, 10, 3_600_000)?;
+    let fill_ms = seconds(&m, "fill", 100, 1, 60_000)?;
 
     // Secrets are bytes on the wire (ACCESS value): taken as they are, so a
     // secret that is not UTF-8 still protects the node.
@@ -235,7 +243,37 @@ pub fn parse(
         ro_secret,
         web_off_for_secret,
         attach,
+        timeout_ms,
+        pulse_ms,
+        fill_ms,
     }))
+}
+
+/// A `-flag S` of seconds (a decimal number, as in `-fill 0.1`), in
+/// milliseconds, `default` when absent, within `min..=max` ms.
+fn seconds(
+    m: &getopts::Matches,
+    flag: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(text) = m.opt_str(flag) else {
+        return Ok(default);
+    };
+    let ms = text
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite())
+        .map(|s| (s * 1000.0).round());
+    match ms {
+        Some(ms) if ms >= min as f64 && ms <= max as f64 => Ok(ms as u64),
+        _ => Err(ConfigError(format!(
+            "-{flag} {text:?}: want seconds from {} to {}",
+            min as f64 / 1000.0,
+            max as f64 / 1000.0
+        ))),
+    }
 }
 
 fn is_name_byte(b: u8) -> bool {
@@ -274,6 +312,23 @@ mod tests {
         assert_eq!(c.web, Some("127.0.0.1:8000".parse().unwrap()));
         assert_eq!(c.cluster_name, "local");
         assert_eq!(c.history_revs, 2000);
+        assert_eq!((c.timeout_ms, c.pulse_ms, c.fill_ms), (60_000, 1_000, 100));
+    }
+
+    #[test]
+    fn timings_are_decimal_seconds() {
+        let c = config(&["-timeout", "5", "-pulse=0.5", "--fill", "0.02"]);
+        assert_eq!((c.timeout_ms, c.pulse_ms, c.fill_ms), (5_000, 500, 20));
+        for args in [
+            &["-timeout", "0"][..],
+            &["-timeout", "-3"],
+            &["-pulse", "NaN"],
+            &["-fill", "inf"],
+            &["-fill", "1s"],
+        ] {
+            let e = run(args).expect_err(&format!("{args:?} should fail"));
+            assert!(e.0.contains("want seconds"), "{args:?}: {e}");
+        }
     }
 
     #[test]

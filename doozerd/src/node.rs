@@ -17,7 +17,7 @@ use prost::Message;
 use crate::attach::{self, Attach, AttachError, Followed};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
-use crate::server::{ConnId, Secrets, Server, ServerConfig};
+use crate::server::{ClusterConfig, ConnId, RoleChange, Secrets, Server, ServerConfig};
 use crate::store::Rev;
 use crate::transport::PeerTransport;
 use crate::web;
@@ -98,6 +98,10 @@ struct Conn {
 struct FollowConn {
     stream: TcpStream,
     rbuf: BytesMut,
+    /// Requests of this node to the CAL (slot claims, catch-up NOPs).
+    wbuf: BytesMut,
+    /// WRITABLE interest is registered.
+    want_write: bool,
 }
 
 impl FollowConn {
@@ -111,7 +115,34 @@ impl FollowConn {
         Ok(FollowConn {
             stream,
             rbuf: followed.rbuf,
+            wbuf: BytesMut::new(),
+            want_write: false,
         })
+    }
+
+    /// Writes what it can of the queued requests.
+    fn flush(&mut self, poll: &Poll) -> io::Result<()> {
+        while !self.wbuf.is_empty() {
+            match self.stream.write(&self.wbuf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let want_write = !self.wbuf.is_empty();
+        if want_write != self.want_write {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            poll.registry()
+                .reregister(&mut self.stream, FOLLOW_STREAM, interest)?;
+            self.want_write = want_write;
+        }
+        Ok(())
     }
 }
 
@@ -120,9 +151,11 @@ pub struct Node {
     poll: Poll,
     listener: TcpListener,
     peers: PeerTransport,
-    /// Peer messages dropped: a single-node cluster has no peers, so every
-    /// message is from an unknown sender.
+    /// Peer messages dropped: from an unknown sender, not decodable, or
+    /// arriving while this node is not a CAL.
     peer_messages_ignored: u64,
+    /// Peer messages to send this iteration.
+    peer_out: Vec<(SocketAddr, doozer_proto::peer::PeerMsg)>,
     web_listener: Option<TcpListener>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -198,6 +231,13 @@ impl Node {
                 ro: config.ro_secret.clone(),
             },
             history_revs: config.history_revs,
+            cluster: ClusterConfig {
+                fill_ms: config.fill_ms,
+                timeout_ms: config.timeout_ms,
+                pulse_ms: config.pulse_ms,
+                seed: random_u64()?,
+                ..ClusterConfig::default()
+            },
         });
         let follow = if config.attach.is_empty() {
             server.seed(&config.cluster_name, &info);
@@ -227,6 +267,7 @@ impl Node {
             listener,
             peers,
             peer_messages_ignored: 0,
+            peer_out: Vec::new(),
             web_listener,
             conns: Vec::new(),
             free: Vec::new(),
@@ -268,11 +309,16 @@ impl Node {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
+            self.server.set_now(self.now_ms());
             for ev in events.iter() {
                 match ev.token() {
                     CLIENT_LISTENER => self.accept(Kind::Client),
                     PEER_SOCKET => self.peer_readable(),
-                    FOLLOW_STREAM => self.follow_readable(),
+                    FOLLOW_STREAM => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.follow_readable();
+                        }
+                    }
                     WEB_LISTENER => self.accept(Kind::Web),
                     Token(i) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -285,11 +331,74 @@ impl Node {
                 }
             }
             self.resume_paused();
+            if self
+                .server
+                .next_deadline_ms()
+                .is_some_and(|t| t <= self.now_ms())
+            {
+                self.server.set_now(self.now_ms());
+                self.server.tick();
+            }
+            self.act_on_role_change();
             if self.reattach_at.is_some_and(|t| t <= Instant::now()) {
                 self.reattach();
             }
             self.feed_streams();
             self.flush_all();
+            self.flush_cluster();
+        }
+    }
+
+    /// Milliseconds since the node started: consensus time.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A promoted slave stops following; a demoted CAL attaches again.
+    fn act_on_role_change(&mut self) {
+        match self.server.take_role_change() {
+            Some(RoleChange::Promoted) => {
+                log::info!("promoted to CAL; no longer following");
+                self.drop_follow();
+                self.reattach_at = None;
+            }
+            Some(RoleChange::Demoted) => {
+                self.drop_follow();
+                self.reattach_at = Some(Instant::now());
+            }
+            None => {}
+        }
+    }
+
+    fn drop_follow(&mut self) {
+        if let Some(mut f) = self.follow.take() {
+            let _ = self.poll.registry().deregister(&mut f.stream);
+        }
+    }
+
+    /// Sends what consensus wants sent, and this slave's requests to the
+    /// CAL it follows.
+    fn flush_cluster(&mut self) {
+        self.server.take_peer_messages(&mut self.peer_out);
+        for (to, msg) in self.peer_out.drain(..) {
+            if let Err(e) = self.peers.queue(to, msg.encode_to_vec().into()) {
+                // Batches are split to fit; a single oversized value cannot
+                // be proposed (SET bodies are limited).
+                log::error!("peer message to {to} not sent: {e}");
+            }
+        }
+        self.peers.flush();
+        let requests = self.server.take_follow_requests();
+        if let Some(f) = self.follow.as_mut() {
+            for r in &requests {
+                encode_frame(r, &mut f.wbuf);
+            }
+            if let Err(e) = f.flush(&self.poll) {
+                log::warn!("follow connection: write: {e}; attaching again");
+                self.drop_follow();
+                self.server.follow_lost();
+                self.reattach_at = Some(Instant::now());
+            }
         }
     }
 
@@ -361,7 +470,11 @@ impl Node {
         }
         let now = Instant::now();
         let ping = (!self.streams.is_empty()).then_some(self.next_ping);
-        [ping, self.reattach_at]
+        let consensus = self
+            .server
+            .next_deadline_ms()
+            .map(|ms| self.started + Duration::from_millis(ms));
+        [ping, self.reattach_at, consensus]
             .into_iter()
             .flatten()
             .min()
@@ -412,6 +525,9 @@ impl Node {
             self.server
                 .follow_response(resp)
                 .map_err(|e| e.to_string())?;
+            if self.server.is_cal() {
+                return Ok(()); // promoted: the rest of the stream is not needed
+            }
         }
         Ok(())
     }
@@ -452,13 +568,21 @@ impl Node {
         }
     }
 
-    /// Drains the peer socket. With no peers, every message is from an
-    /// unknown sender: counted and dropped.
+    /// Drains the peer socket into consensus. Messages that do not decode,
+    /// come from an unknown sender, or arrive while this node is not a CAL
+    /// are counted and dropped.
     fn peer_readable(&mut self) {
         let mut ignored = 0;
-        self.peers.recv(|from, _msg| {
-            log::debug!("peer message from unknown sender {from} dropped");
-            ignored += 1;
+        let server = &mut self.server;
+        self.peers.recv(|from, bytes| {
+            let taken = match doozer_proto::peer::PeerMsg::decode(bytes) {
+                Ok(msg) => server.peer_step(from, msg),
+                Err(_) => false,
+            };
+            if !taken {
+                log::debug!("peer message from {from} dropped");
+                ignored += 1;
+            }
         });
         self.peer_messages_ignored += ignored;
     }
@@ -770,6 +894,13 @@ fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// A random seed for consensus backoff jitter, from the OS.
+fn random_u64() -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// A fresh node id: 80 random bits in base32 (16 characters), as the Go

@@ -1,12 +1,125 @@
 //! Pure cluster rules: what the `/ctl` tree of SPEC §4 holds.
 //!
-//! Only seeding a new cluster lives here for now; CAL sets, promotion, kick
-//! and pulse join it with the cluster work.
+//! Seeding a new cluster, reading the CAL set and node addresses out of a
+//! snapshot, choosing who kicks a silent CAL and what the kick writes, and
+//! the pulse. No clock here: times are passed in.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::store::Mutation;
+use crate::consensus::{CalSet, NodeId};
+use crate::store::{Mutation, Rev, Snapshot};
 use doozer_proto::rev;
+
+/// The directory of CAL slots.
+pub const CAL_DIR: &str = "/ctl/cal";
+/// The directory of node files.
+pub const NODE_DIR: &str = "/ctl/node";
+
+/// One `/ctl/cal/<n>` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// Its path.
+    pub path: String,
+    /// The node id in it; empty for a free slot.
+    pub id: String,
+    /// The file's rev (the condition for claiming it).
+    pub rev: Rev,
+}
+
+/// Every CAL slot of `snap`, in name order.
+pub fn slots(snap: &Snapshot) -> Vec<Slot> {
+    let Ok(names) = snap.dir_names(CAL_DIR) else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter_map(|n| {
+            let path = format!("{CAL_DIR}/{n}");
+            let (body, rev) = snap.get(&path).ok()?; // a directory: not a slot
+            Some(Slot {
+                path,
+                id: String::from_utf8_lossy(&body).into_owned(),
+                rev,
+            })
+        })
+        .collect()
+}
+
+/// The CAL set the slots name (SPEC §4: sorted non-empty bodies), or
+/// `None` when no slot holds a usable id.
+pub fn cal_set(slots: &[Slot]) -> Option<CalSet> {
+    let ids: Vec<NodeId> = slots
+        .iter()
+        .filter(|s| !s.id.is_empty())
+        .map(|s| s.id.clone())
+        .collect();
+    CalSet::new(ids).ok()
+}
+
+/// Whether a SET or DEL of `path` can change what is under `dir` (only
+/// files are deleted, and a SET below `dir` is the only way to add one).
+pub fn touches(path: &str, dir: &str) -> bool {
+    path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/')
+}
+
+/// Every node's `-l` address from `/ctl/node/<id>/addr` (unparsable ones
+/// are left out).
+pub fn node_addrs(snap: &Snapshot) -> HashMap<NodeId, SocketAddr> {
+    let Ok(ids) = snap.dir_names(NODE_DIR) else {
+        return HashMap::new();
+    };
+    ids.iter()
+        .filter_map(|id| {
+            let (body, _) = snap.get(&format!("{NODE_DIR}/{id}/addr")).ok()?;
+            let addr = std::str::from_utf8(&body).ok()?.trim().parse().ok()?;
+            Some((id.to_string(), addr))
+        })
+        .collect()
+}
+
+/// Which CAL of `cals` removes the silent ones: the first, in set order,
+/// that is itself live (`live(id)`), so exactly one CAL acts when all agree
+/// on who is silent, and a kick is never left to a dead one.
+pub fn kicker(cals: &CalSet, live: impl Fn(&str) -> bool) -> Option<&NodeId> {
+    cals.iter().find(|c| live(c))
+}
+
+/// The writes that kick node `id` out of `slot`: empty its slot (only if
+/// it still holds the same id: conditional on the slot's rev) and delete
+/// its `/ctl/node/<id>` files.
+pub fn kick_mutations(snap: &Snapshot, slot: &Slot) -> Vec<Mutation> {
+    let mut out = vec![Mutation::Set {
+        path: slot.path.clone(),
+        rev: slot.rev,
+        body: Bytes::new(),
+    }];
+    let dir = format!("{NODE_DIR}/{}", slot.id);
+    if let Ok(files) = snap.dir_names(&dir) {
+        for f in files {
+            out.push(Mutation::Del {
+                path: format!("{dir}/{f}"),
+                rev: rev::CLOBBER,
+            });
+        }
+    }
+    out
+}
+
+/// The pulse: this node's applied rev, written to its `applied` file.
+pub fn pulse_mutation(id: &str, applied: Rev) -> Mutation {
+    clobber(format!("{NODE_DIR}/{id}/applied"), applied.to_string())
+}
+
+/// The node's `writable` file: `true` while it is a CAL.
+pub fn writable_mutation(id: &str, writable: bool) -> Mutation {
+    clobber(
+        format!("{NODE_DIR}/{id}/writable"),
+        if writable { "true" } else { "false" },
+    )
+}
 
 /// Who this node is, as written under `/ctl/node/<id>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

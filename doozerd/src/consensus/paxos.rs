@@ -276,6 +276,36 @@ impl Paxos {
         p
     }
 
+    /// A node joining the cluster at seqn `first` (a promoted slave whose
+    /// store holds every seqn before it): `sets[i]` decides seqn
+    /// `first + i` for the first `alpha` seqns; the last one given repeats
+    /// if fewer are given, and `head` decides `first` if none are.
+    pub fn joining(
+        cfg: Config,
+        first: Seqn,
+        head: CalSet,
+        sets: &[CalSet],
+        now_ms: u64,
+        seed: u64,
+    ) -> Paxos {
+        let mut p = Paxos::new(cfg, first, head.clone(), now_ms, seed);
+        let mut last = head;
+        for s in first..first + p.cfg.alpha {
+            if let Some(set) = sets.get((s - first) as usize) {
+                last = set.clone();
+            }
+            p.note_members(&last);
+            p.cal_sets.insert(s, last.clone());
+        }
+        p.update_peers();
+        p
+    }
+
+    /// When `peer` was last heard from (or first became a peer).
+    pub fn last_heard_ms(&self, peer: &str) -> Option<u64> {
+        self.last_heard_ms.get(peer).copied()
+    }
+
     /// This node's id.
     pub fn id(&self) -> &NodeId {
         &self.cfg.id

@@ -123,6 +123,10 @@ impl Server {
     /// stream is unusable: drop it and attach again (resuming from
     /// [`Store::rev`](crate::store::Store::rev)).
     pub fn follow_response(&mut self, resp: Response) -> Result<(), FollowError> {
+        if resp.tag.is_some_and(|t| t >= super::SIDE_TAG_BASE) {
+            self.side_response(resp);
+            return Ok(());
+        }
         if let Some(code) = resp.err_code {
             let code = ErrCode::try_from(code).map_or("unknown", ErrCode::wire_name);
             let detail = resp.err_detail.unwrap_or_default();
@@ -165,6 +169,7 @@ impl Server {
                 self.answer_woken(woken);
                 self.follow_state = FollowState::Following;
                 log::info!("copied {n} files at rev {rev}; following");
+                self.after_copy();
                 Ok(())
             }
             (flags::READY, FollowState::Idle) => {
@@ -173,6 +178,7 @@ impl Server {
                     return proto("READY at another rev than this store");
                 }
                 self.follow_state = FollowState::Following;
+                self.want_slot();
                 Ok(())
             }
             (flags::SET | flags::DEL | flags::OTHER, FollowState::Following) => {
@@ -206,6 +212,7 @@ impl Server {
                 self.follow_state = FollowState::Following;
                 self.feed_followers(&applied.event);
                 self.answer_woken(applied.woken);
+                self.after_apply(&applied.event);
                 Ok(())
             }
             (f, _) => proto(&format!("unexpected response (flags {f}) at this point")),
@@ -216,6 +223,7 @@ impl Server {
     /// this store's rev).
     pub fn follow_lost(&mut self) {
         self.follow_state = FollowState::Idle;
+        self.forget_side_requests();
     }
 }
 

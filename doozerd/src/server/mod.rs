@@ -8,8 +8,9 @@
 //! applied, so responses come back in completion order.
 //!
 //! Where is a WAIT answered? [`Server::handle`] registers it with the store
-//! ([`Server::wait`]); [`Server::apply_learned`] answers it.
+//! ([`Server::wait`]); applying the change that matches it answers it.
 
+mod cluster;
 pub mod follow;
 mod listing;
 pub mod session;
@@ -19,11 +20,12 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use doozer_proto::{flags, ErrCode, Request, Response, Verb};
 
-use crate::cluster::{self, NodeInfo};
-use crate::consensus::LocalLog;
+use crate::cluster::NodeInfo;
+use crate::consensus::{Paxos, ProposalId};
 use crate::store::{
     validate_path, Event, Glob, Mutation, ReadAt, Rev, Snapshot, Store, StoreError, WaitId, Woken,
 };
+pub use cluster::{ClusterConfig, RoleChange, SIDE_TAG_BASE};
 pub use follow::{FollowError, FollowState};
 pub use session::{Grant, Secrets, Session};
 
@@ -65,13 +67,15 @@ struct Pending {
 /// Everything the client protocol needs, owned by the event loop's thread.
 pub struct Server {
     store: Store,
-    log: LocalLog,
+    /// Consensus, while this node is a CAL.
+    paxos: Option<Paxos>,
+    members: cluster::Membership,
     self_id: Bytes,
     secrets: Secrets,
     writable: bool,
     sessions: HashMap<ConnId, Session>,
-    /// Writes proposed, by the seqn they will be applied at.
-    writes: HashMap<Rev, Pending>,
+    /// Client writes proposed and not yet applied.
+    writes: HashMap<ProposalId, Pending>,
     /// Glob waits registered with the store.
     waits: HashMap<WaitId, Pending>,
     /// Reads parked until the store reaches their rev.
@@ -95,6 +99,8 @@ pub struct ServerConfig {
     pub secrets: Secrets,
     /// Revisions of history kept.
     pub history_revs: u64,
+    /// Consensus timing.
+    pub cluster: ClusterConfig,
 }
 
 impl Server {
@@ -102,7 +108,8 @@ impl Server {
     pub fn new(config: ServerConfig) -> Server {
         Server {
             store: Store::new(config.history_revs),
-            log: LocalLog::new(1),
+            paxos: None,
+            members: cluster::Membership::new(config.self_id.clone(), config.cluster),
             self_id: Bytes::from(config.self_id),
             secrets: config.secrets,
             writable: true,
@@ -121,10 +128,7 @@ impl Server {
 
     /// Seeds a new cluster with this node as its only CAL (SPEC §4).
     pub fn seed(&mut self, cluster: &str, node: &NodeInfo) {
-        for m in cluster::seed_mutations(cluster, node) {
-            self.log.propose(m);
-        }
-        self.apply_learned();
+        self.start_seed(crate::cluster::seed_mutations(cluster, node));
     }
 
     /// The store, for reading.
@@ -136,7 +140,7 @@ impl Server {
     pub fn stats(&self) -> Stats {
         Stats {
             clients: self.sessions.len() as u64,
-            proposals: self.log.proposals(),
+            proposals: self.members.proposals,
             ..self.stats.clone()
         }
     }
@@ -234,7 +238,7 @@ impl Server {
             Verb::Set | Verb::Del | Verb::Nop => self.write(conn, verb, req),
             Verb::Follow => self.follow(conn, req),
         }
-        self.apply_learned();
+        self.pump();
     }
 
     fn access(&mut self, conn: ConnId, req: Request) {
@@ -422,47 +426,42 @@ impl Server {
             }
         };
         self.stats.writes += 1;
-        let seqn = self.log.propose(m);
-        self.hold(conn, tag, None);
-        self.writes.insert(seqn, Pending { conn, tag });
+        self.propose_write(m, Pending { conn, tag });
     }
 
-    /// Applies every learned change in seqn order, answering the writes,
-    /// waits and parked reads each one completes.
-    pub fn apply_learned(&mut self) {
-        while let Some((seqn, m)) = self.log.take_learned() {
-            let applied = self.store.apply(seqn, &m);
-            if let Some(p) = self.writes.remove(&seqn) {
-                self.untag(p);
-                match applied.error {
-                    Some(e) => {
-                        let path = match &m {
-                            Mutation::Set { path, .. } | Mutation::Del { path, .. } => {
-                                path.as_str()
-                            }
-                            Mutation::Nop => "/",
-                        };
-                        self.store_error(p.conn, p.tag, e, path)
-                    }
-                    None => {
-                        let rev = match m {
-                            Mutation::Del { .. } => None,
-                            _ => Some(seqn),
-                        };
-                        self.reply(
-                            p.conn,
-                            Response {
-                                tag: p.tag,
-                                rev,
-                                ..Default::default()
-                            },
-                        )
-                    }
+    /// Applies the change decided for `rev`, answering the write it
+    /// completes (if it is this node's), waits and parked reads.
+    fn apply_one(&mut self, rev: Rev, m: &Mutation, write: Option<Pending>) {
+        let applied = self.store.apply(rev, m);
+        if let Some(p) = write {
+            self.untag(p);
+            match applied.error {
+                Some(e) => {
+                    let path = match m {
+                        Mutation::Set { path, .. } | Mutation::Del { path, .. } => path.as_str(),
+                        Mutation::Nop => "/",
+                    };
+                    self.store_error(p.conn, p.tag, e, path)
+                }
+                None => {
+                    let rev = match m {
+                        Mutation::Del { .. } => None,
+                        _ => Some(rev),
+                    };
+                    self.reply(
+                        p.conn,
+                        Response {
+                            tag: p.tag,
+                            rev,
+                            ..Default::default()
+                        },
+                    )
                 }
             }
-            self.feed_followers(&applied.event);
-            self.answer_woken(applied.woken);
         }
+        self.feed_followers(&applied.event);
+        self.answer_woken(applied.woken);
+        self.after_apply(&applied.event);
     }
 
     /// Answers waits the store woke: glob waits with their event, parked

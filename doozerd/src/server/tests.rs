@@ -11,6 +11,7 @@ fn server_with(secrets: Secrets, hist: u64) -> Server {
         self_id: "SELFID".into(),
         secrets,
         history_revs: hist,
+        cluster: Default::default(),
     });
     s.seed(
         "local",
@@ -251,6 +252,7 @@ fn slave_server(hist: u64) -> Server {
         self_id: "SLAVE".into(),
         secrets: Secrets::default(),
         history_revs: hist,
+        cluster: Default::default(),
     });
     s.start_following();
     s.connect(1);

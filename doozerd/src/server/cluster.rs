@@ -1,0 +1,549 @@
+//! The server's side of the cluster (SPEC §4), pure: driving [`Paxos`]
+//! when this node is a CAL, the CAL sets read from the store, promotion of
+//! a slave and demotion of a CAL, kicking silent CALs, and the pulse.
+//!
+//! Time comes from the event loop ([`Server::set_now`]); datagrams go out
+//! through [`Server::take_peer_messages`] and come in through
+//! [`Server::peer_step`]. Requests a slave sends to the CAL it follows (a
+//! slot claim, catch-up NOPs) go out through
+//! [`Server::take_follow_requests`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use doozer_proto::peer::PeerMsg;
+use doozer_proto::{ErrCode, Request, Response, Verb};
+
+use super::{Pending, Server};
+use crate::cluster::{self, Slot, CAL_DIR, NODE_DIR};
+use crate::consensus::{self, CalSet, NodeId, Paxos, ProposalId};
+use crate::store::{Event, Mutation, Rev};
+
+/// Consensus timing and tunables, from the flags.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Seqns decided ahead of the last applied one (SPEC: 50).
+    pub alpha: u64,
+    /// `-fill`, in milliseconds.
+    pub fill_ms: u64,
+    /// `-timeout`, in milliseconds.
+    pub timeout_ms: u64,
+    /// `-pulse`, in milliseconds.
+    pub pulse_ms: u64,
+    /// Seeds the backoff jitter (random per process, from the event loop).
+    pub seed: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            alpha: 50,
+            fill_ms: 100,
+            timeout_ms: 60_000,
+            pulse_ms: 1_000,
+            seed: 0,
+        }
+    }
+}
+
+/// A change of role the event loop acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// A slave became a CAL: stop following.
+    Promoted,
+    /// A CAL lost its slot: attach again as a slave.
+    Demoted,
+}
+
+/// Tags of requests a slave sends on its follow connection; far above the
+/// tags attaching uses, so answers are told apart from the stream.
+pub const SIDE_TAG_BASE: i32 = 1 << 30;
+
+/// Cluster state of a [`Server`].
+#[derive(Debug)]
+pub(super) struct Membership {
+    pub(super) cfg: ClusterConfig,
+    pub(super) id: NodeId,
+    pub(super) now_ms: u64,
+    /// The CAL set as of each rev it changed at (the set as of rev `r`
+    /// decides seqn `r + alpha`), pruned to what the window needs.
+    sets: BTreeMap<Rev, CalSet>,
+    slots: Vec<Slot>,
+    addrs: HashMap<NodeId, SocketAddr>,
+    by_addr: HashMap<SocketAddr, NodeId>,
+    peer_out: Vec<(NodeId, PeerMsg)>,
+    role_change: Option<RoleChange>,
+    follow_requests: Vec<Request>,
+    /// The tag of the slot claim in flight, if any.
+    claim: Option<i32>,
+    /// Catch-up NOPs sent and not yet answered.
+    nops_outstanding: u64,
+    next_side_tag: i32,
+    next_pulse_ms: u64,
+    /// Nodes this node proposed to kick, and when.
+    kicked: HashMap<NodeId, u64>,
+    /// Values proposed (client writes and the node's own).
+    pub(super) proposals: u64,
+    /// Learned values that did not decode (applied as NOP).
+    pub(super) malformed: u64,
+    /// Peer messages for nodes without a known address.
+    pub(super) unroutable: u64,
+}
+
+impl Membership {
+    pub(super) fn new(id: NodeId, cfg: ClusterConfig) -> Membership {
+        Membership {
+            cfg,
+            id,
+            now_ms: 0,
+            sets: BTreeMap::new(),
+            slots: Vec::new(),
+            addrs: HashMap::new(),
+            by_addr: HashMap::new(),
+            peer_out: Vec::new(),
+            role_change: None,
+            follow_requests: Vec::new(),
+            claim: None,
+            nops_outstanding: 0,
+            next_side_tag: SIDE_TAG_BASE,
+            next_pulse_ms: 0,
+            kicked: HashMap::new(),
+            proposals: 0,
+            malformed: 0,
+            unroutable: 0,
+        }
+    }
+
+    /// The CAL set as of rev `r` (the earliest known one before it).
+    fn cals_at(&self, r: Rev) -> Option<&CalSet> {
+        self.sets
+            .range(..=r)
+            .next_back()
+            .or_else(|| self.sets.iter().next())
+            .map(|(_, s)| s)
+    }
+
+    /// The latest CAL set.
+    pub(super) fn cals(&self) -> Option<&CalSet> {
+        self.sets.values().next_back()
+    }
+
+    /// Records the set as of `rev`, if it changed.
+    fn note_set(&mut self, rev: Rev, set: Option<CalSet>) {
+        match set {
+            Some(set) if self.cals() != Some(&set) => {
+                let ids: Vec<&NodeId> = set.iter().collect();
+                log::info!("CAL set as of rev {rev}: {ids:?}");
+                self.sets.insert(rev, set);
+            }
+            Some(_) => {}
+            // Every slot empty: the log cannot go on with nobody; keep the
+            // last set (its CALs can still put a slot back).
+            None => log::warn!("rev {rev}: no CAL slot holds a node id; keeping the last set"),
+        }
+    }
+
+    /// Keeps the sets the window needs at `rev`: those of the last
+    /// `2 * alpha` revs and the one before them.
+    fn prune(&mut self, rev: Rev) {
+        let keep_from = rev - 2 * self.cfg.alpha as Rev;
+        while let Some(second) = self.sets.keys().nth(1).copied() {
+            if second > keep_from {
+                break;
+            }
+            self.sets.pop_first();
+        }
+    }
+
+    fn set_addrs(&mut self, addrs: HashMap<NodeId, SocketAddr>) {
+        self.by_addr = addrs.iter().map(|(id, a)| (*a, id.clone())).collect();
+        self.addrs = addrs;
+    }
+
+    fn side_request(&mut self, verb: Verb) -> Request {
+        let tag = self.next_side_tag;
+        self.next_side_tag = self.next_side_tag.checked_add(1).unwrap_or(SIDE_TAG_BASE);
+        Request {
+            tag: Some(tag),
+            verb: Some(verb as i32),
+            ..Default::default()
+        }
+    }
+}
+
+impl Server {
+    /// The current time in milliseconds (from any fixed origin).
+    pub fn set_now(&mut self, now_ms: u64) {
+        self.members.now_ms = self.members.now_ms.max(now_ms);
+    }
+
+    /// Whether this node takes part in consensus.
+    pub fn is_cal(&self) -> bool {
+        self.paxos.is_some()
+    }
+
+    /// The consensus counters and instances in flight, while a CAL.
+    pub fn consensus_stats(&self) -> Option<(consensus::Stats, usize)> {
+        self.paxos
+            .as_ref()
+            .map(|p| (p.stats().clone(), p.instances_in_flight()))
+    }
+
+    /// Learned values that did not decode, and peer messages for a node
+    /// without a known address.
+    pub fn cluster_drops(&self) -> (u64, u64) {
+        (self.members.malformed, self.members.unroutable)
+    }
+
+    /// Becomes the only CAL of a new cluster and writes its files.
+    pub(super) fn start_seed(&mut self, muts: Vec<Mutation>) {
+        let me = CalSet::new(vec![self.members.id.clone()]);
+        let Ok(me) = me else {
+            log::error!("cannot seed: empty node id");
+            return;
+        };
+        self.members.sets.insert(self.store.rev(), me.clone());
+        self.paxos = Some(self.new_paxos(self.store.rev() + 1, me, &[]));
+        self.writable = true;
+        self.members.next_pulse_ms = self.members.now_ms + self.members.cfg.pulse_ms;
+        for m in muts {
+            self.propose(m);
+        }
+        self.pump();
+    }
+
+    fn new_paxos(&self, first: Rev, head: CalSet, sets: &[CalSet]) -> Paxos {
+        let m = &self.members;
+        let mut cfg = consensus::Config::new(m.id.clone(), Mutation::Nop.encode());
+        cfg.alpha = m.cfg.alpha;
+        cfg.fill_ms = m.cfg.fill_ms;
+        Paxos::joining(cfg, first as u64, head, sets, m.now_ms, m.cfg.seed)
+    }
+
+    /// Proposes `m` as this node's own write (no client to answer).
+    pub(super) fn propose(&mut self, m: Mutation) -> Option<ProposalId> {
+        let p = self.paxos.as_mut()?;
+        self.members.proposals += 1;
+        Some(p.propose(m.encode()))
+    }
+
+    /// Proposes a client's write; answered when it is applied.
+    pub(super) fn propose_write(&mut self, m: Mutation, pending: Pending) {
+        match self.propose(m) {
+            Some(id) => {
+                self.hold(pending.conn, pending.tag, None);
+                self.writes.insert(id, pending);
+            }
+            None => self.fail(pending.conn, pending.tag, ErrCode::Readonly, None),
+        }
+    }
+
+    /// Applies everything consensus learned, in seqn order, and collects
+    /// the messages it wants sent.
+    pub(super) fn pump(&mut self) {
+        loop {
+            let Some(p) = self.paxos.as_mut() else {
+                return;
+            };
+            let ready = p.ready();
+            self.members.peer_out.extend(ready.messages);
+            if ready.learned.is_empty() {
+                return;
+            }
+            for (seqn, value, id) in ready.learned {
+                if self.paxos.is_none() {
+                    return; // demoted by an earlier value: the rest is not ours
+                }
+                let rev = seqn as Rev;
+                if rev != self.store.rev() + 1 {
+                    log::error!("learned seqn {seqn} at store rev {}", self.store.rev());
+                    return;
+                }
+                let m = Mutation::decode(&value).unwrap_or_else(|e| {
+                    // Every node decodes the same bytes the same way, so
+                    // all apply the same NOP.
+                    log::warn!("seqn {seqn}: {e}; applied as NOP");
+                    self.members.malformed += 1;
+                    Mutation::Nop
+                });
+                let pending = id.and_then(|id| self.writes.remove(&id));
+                self.apply_one(rev, &m, pending);
+            }
+        }
+    }
+
+    /// Handles a peer datagram's message from `from`. False if the sender
+    /// is not a known node or this node is not a CAL (the caller counts
+    /// it as ignored).
+    pub fn peer_step(&mut self, from: SocketAddr, msg: PeerMsg) -> bool {
+        let Some(id) = self.members.by_addr.get(&from).cloned() else {
+            return false;
+        };
+        let now = self.members.now_ms;
+        let Some(p) = self.paxos.as_mut() else {
+            return false;
+        };
+        p.step(&id, msg, now);
+        self.pump();
+        true
+    }
+
+    /// Messages to send, with the peer's address. Messages for a node
+    /// whose address is unknown are dropped (and counted).
+    pub fn take_peer_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
+        for (to, msg) in self.members.peer_out.drain(..) {
+            match self.members.addrs.get(&to) {
+                Some(a) => out.push((*a, msg)),
+                None => self.members.unroutable += 1,
+            }
+        }
+    }
+
+    /// The role change to act on, once.
+    pub fn take_role_change(&mut self) -> Option<RoleChange> {
+        self.members.role_change.take()
+    }
+
+    /// Requests to send on the follow connection.
+    pub fn take_follow_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.members.follow_requests)
+    }
+
+    /// The earliest time (ms) [`Server::tick`] has work to do.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let p = self.paxos.as_ref()?;
+        let m = &self.members;
+        let mut at = m.next_pulse_ms;
+        if let Some(t) = p.next_deadline() {
+            at = at.min(t);
+        }
+        if let Some(cals) = m.cals() {
+            for c in cals.iter().filter(|c| **c != m.id) {
+                if let Some(h) = p.last_heard_ms(c) {
+                    let due = h + m.cfg.timeout_ms;
+                    if due > m.now_ms {
+                        at = at.min(due);
+                    }
+                }
+            }
+        }
+        Some(at)
+    }
+
+    /// Advances time: consensus timeouts, the pulse, and kicks.
+    pub fn tick(&mut self) {
+        let now = self.members.now_ms;
+        let Some(p) = self.paxos.as_mut() else {
+            return;
+        };
+        p.tick(now);
+        if now >= self.members.next_pulse_ms {
+            self.members.next_pulse_ms = now + self.members.cfg.pulse_ms.max(1);
+            let m = cluster::pulse_mutation(&self.members.id, self.store.rev());
+            self.propose(m);
+        }
+        self.kick_silent();
+        self.pump();
+    }
+
+    /// Proposes the removal of CALs silent for `-timeout`, if this node is
+    /// the one to do it (the first live CAL of the set).
+    fn kick_silent(&mut self) {
+        let (Some(p), Some(cals)) = (self.paxos.as_ref(), self.members.cals()) else {
+            return;
+        };
+        let m = &self.members;
+        let silent = |c: &str| {
+            c != m.id
+                && p.last_heard_ms(c)
+                    .is_some_and(|h| m.now_ms >= h + m.cfg.timeout_ms)
+        };
+        let dead: Vec<NodeId> = cals.iter().filter(|c| silent(c)).cloned().collect();
+        if dead.is_empty() || cluster::kicker(cals, |c| !silent(c)) != Some(&m.id) {
+            return;
+        }
+        let Ok(snap) = self.store.snapshot(None) else {
+            return;
+        };
+        for id in dead {
+            // Once per timeout: the kick may take a while to be decided.
+            if let Some(t) = self.members.kicked.get(&id) {
+                if self.members.now_ms < t + self.members.cfg.timeout_ms {
+                    continue;
+                }
+            }
+            self.members.kicked.insert(id.clone(), self.members.now_ms);
+            for slot in self.members.slots.clone().iter().filter(|s| s.id == id) {
+                log::warn!(
+                    "kicking CAL {id} (silent for -timeout): emptying {}",
+                    slot.path
+                );
+                for mutation in cluster::kick_mutations(&snap, slot) {
+                    self.propose(mutation);
+                }
+            }
+        }
+    }
+
+    /// What every node does after applying a rev, whichever way it came
+    /// (consensus or a follow stream): track the CAL set and addresses,
+    /// tell consensus, change role, claim a slot.
+    pub(super) fn after_apply(&mut self, event: &Event) {
+        let rev = event.rev;
+        let changed = event.flags != doozer_proto::flags::OTHER;
+        if changed && cluster::touches(&event.path, CAL_DIR) {
+            self.reload_slots();
+        }
+        if changed && cluster::touches(&event.path, NODE_DIR) {
+            if let Ok(snap) = self.store.snapshot(None) {
+                self.members.set_addrs(cluster::node_addrs(&snap));
+            }
+        }
+        self.members.prune(rev);
+        let alpha = self.members.cfg.alpha as Rev;
+        let member_next = self
+            .members
+            .cals_at(rev + 1 - alpha)
+            .is_some_and(|c| c.index_of(&self.members.id).is_some());
+        let latest = self.members.cals().cloned();
+        if let Some(p) = self.paxos.as_mut() {
+            if let Some(cals) = latest {
+                p.set_cals(rev as u64, cals);
+            }
+            if !member_next {
+                self.demote(rev);
+            }
+        } else if member_next && self.is_following() {
+            self.promote(rev);
+        } else {
+            self.want_slot();
+        }
+    }
+
+    /// Re-reads the slots (after a change under `/ctl/cal`, or a copy).
+    fn reload_slots(&mut self) {
+        let Ok(snap) = self.store.snapshot(None) else {
+            return;
+        };
+        self.members.slots = cluster::slots(&snap);
+        let set = cluster::cal_set(&self.members.slots);
+        let rev = self.store.rev();
+        self.members.note_set(rev, set);
+    }
+
+    /// After a store copy: forget the sets and addresses of before.
+    pub(super) fn after_copy(&mut self) {
+        self.members.sets.clear();
+        self.members.slots.clear();
+        self.reload_slots();
+        if let Ok(snap) = self.store.snapshot(None) {
+            self.members.set_addrs(cluster::node_addrs(&snap));
+        }
+        self.want_slot();
+    }
+
+    /// The slave whose id is in the set as of `rev + 1 - alpha` takes part
+    /// in consensus from seqn `rev + 1` on: it has every seqn before.
+    fn promote(&mut self, rev: Rev) {
+        let alpha = self.members.cfg.alpha as Rev;
+        let sets: Vec<CalSet> = (0..alpha)
+            .filter_map(|i| self.members.cals_at(rev + 1 - alpha + i).cloned())
+            .collect();
+        let Some(head) = sets.first().cloned() else {
+            return;
+        };
+        log::info!("promoted: a CAL from seqn {}", rev + 1);
+        self.paxos = Some(self.new_paxos(rev + 1, head, &sets));
+        self.follow_state = super::FollowState::Idle;
+        self.writable = true;
+        self.members.claim = None;
+        self.members.nops_outstanding = 0;
+        self.members.follow_requests.clear();
+        self.members.role_change = Some(RoleChange::Promoted);
+        self.members.next_pulse_ms = self.members.now_ms + self.members.cfg.pulse_ms;
+        self.propose(cluster::writable_mutation(&self.members.id, true));
+    }
+
+    /// The CAL no longer in the set for seqn `rev + 1` stops taking part
+    /// after `rev` and becomes a slave; writes not yet decided fail (they
+    /// never will be: only its own seqns could hold them, and it has none
+    /// left).
+    fn demote(&mut self, rev: Rev) {
+        log::warn!("demoted: not a CAL after seqn {rev}; attaching as a slave");
+        self.paxos = None;
+        self.writable = false;
+        self.members.peer_out.clear();
+        for (_, p) in std::mem::take(&mut self.writes) {
+            self.untag(p);
+            self.fail(p.conn, p.tag, ErrCode::Readonly, None);
+        }
+        self.start_following();
+        self.members.role_change = Some(RoleChange::Demoted);
+    }
+
+    /// A slave following its CAL: claim a free slot, or, once in the set,
+    /// keep NOPs going until the log reaches the seqn it joins at (an idle
+    /// cluster would not get there on its own).
+    pub(super) fn want_slot(&mut self) {
+        if self.paxos.is_some() || !self.is_following() {
+            return;
+        }
+        let alpha = self.members.cfg.alpha as Rev;
+        let rev = self.store.rev();
+        let id = self.members.id.clone();
+        let in_set = |s: &CalSet| s.index_of(&id).is_some();
+        if self.members.cals().is_some_and(in_set) {
+            if self.members.nops_outstanding > 0 {
+                return;
+            }
+            // The first rev of the latest run of sets naming this node.
+            let since = self
+                .members
+                .sets
+                .iter()
+                .rev()
+                .take_while(|(_, s)| in_set(s))
+                .last()
+                .map_or(rev, |(r, _)| *r);
+            let need = (since + alpha - 1 - rev).clamp(0, alpha) as u64;
+            for _ in 0..need {
+                let req = self.members.side_request(Verb::Nop);
+                self.members.follow_requests.push(req);
+            }
+            self.members.nops_outstanding = need;
+        } else if self.members.claim.is_none() {
+            let Some(slot) = self.members.slots.iter().find(|s| s.id.is_empty()).cloned() else {
+                return;
+            };
+            log::info!("claiming free CAL slot {}", slot.path);
+            let mut req = self.members.side_request(Verb::Set);
+            req.path = Some(slot.path);
+            req.rev = Some(slot.rev);
+            req.value = Some(Bytes::from(id));
+            self.members.claim = req.tag;
+            self.members.follow_requests.push(req);
+        }
+    }
+
+    /// An answer to a request sent on the follow connection.
+    pub(super) fn side_response(&mut self, resp: Response) {
+        if resp.tag.is_some() && resp.tag == self.members.claim {
+            self.members.claim = None;
+            if let Some(code) = resp.err_code {
+                let code = ErrCode::try_from(code).map_or("unknown", ErrCode::wire_name);
+                log::info!("slot claim lost ({code})");
+            }
+            self.want_slot();
+        } else {
+            self.members.nops_outstanding = self.members.nops_outstanding.saturating_sub(1);
+        }
+    }
+
+    /// The follow connection broke: requests on it are gone.
+    pub(super) fn forget_side_requests(&mut self) {
+        self.members.claim = None;
+        self.members.nops_outstanding = 0;
+        self.members.follow_requests.clear();
+    }
+}
