@@ -734,6 +734,7 @@ impl Node {
     /// The figures of the stats page and metrics.
     fn node_stats(&self) -> web::NodeStats {
         let s = self.server.stats();
+        let consensus = self.server.consensus_stats();
         let head = self.server.store().snapshot(None).ok();
         let web_clients = self
             .conns
@@ -757,11 +758,19 @@ impl Node {
             store_files: head.as_ref().map_or(0, |h| h.files()),
             store_bytes: head.as_ref().map_or(0, |h| h.bytes()),
             proposals: s.proposals,
+            instances_in_flight: consensus.as_ref().map_or(0, |(_, n)| *n as u64),
+            fills: consensus.as_ref().map_or(0, |(c, _)| c.fills),
+            round_retries: consensus.as_ref().map_or(0, |(c, _)| c.round_retries),
             peer_datagrams_dropped: self.peers.stats().garbage_dropped,
             peer_messages_ignored: self.peer_messages_ignored,
-            // No peers yet: no messages by kind.
-            peer_messages_sent: Default::default(),
-            peer_messages_received: Default::default(),
+            peer_messages_sent: consensus
+                .as_ref()
+                .map(|(c, _)| by_kind(&c.sent))
+                .unwrap_or_default(),
+            peer_messages_received: consensus
+                .as_ref()
+                .map(|(c, _)| by_kind(&c.received))
+                .unwrap_or_default(),
         }
     }
 
@@ -887,6 +896,24 @@ impl Node {
             log::debug!("connection {i} closed");
         }
     }
+}
+
+/// Peer message counts by kind, as the stats page and metrics label them.
+fn by_kind(c: &crate::consensus::MsgCounts) -> std::collections::BTreeMap<String, u64> {
+    [
+        ("batch", c.batches),
+        ("prepare", c.prepares),
+        ("promise", c.promises),
+        ("accept", c.accepts),
+        ("vote", c.votes),
+        ("reject", c.rejects),
+        ("learned", c.learned),
+        ("skip", c.skips),
+        ("fetch", c.fetches),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect()
 }
 
 /// Resident memory of this process, from `/proc/self/statm` (Linux).

@@ -58,9 +58,16 @@ pub struct NodeStats {
     pub store_bytes: u64,
     /// Values proposed to consensus.
     pub proposals: u64,
+    /// Paxos instances this node is working on or waiting for.
+    pub instances_in_flight: u64,
+    /// Other CALs' seqns this node started filling with NOP.
+    pub fills: u64,
+    /// Paxos rounds retried after a timeout.
+    pub round_retries: u64,
     /// Peer datagrams dropped because they did not decode.
     pub peer_datagrams_dropped: u64,
-    /// Peer messages dropped because their sender is not a known peer.
+    /// Peer messages dropped: undecodable, from an unknown sender, or
+    /// arriving while this node is not a CAL.
     pub peer_messages_ignored: u64,
     /// Peer messages sent, by kind (empty until the node has peers).
     pub peer_messages_sent: std::collections::BTreeMap<String, u64>,
@@ -372,10 +379,10 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
         "waits": s.waits,
         "errors": s.errors,
         "consensus": {
-            "instances_in_flight": 0,
+            "instances_in_flight": s.instances_in_flight,
             "proposals": s.proposals,
-            "fills": 0,
-            "retries": 0,
+            "fills": s.fills,
+            "retries": s.round_retries,
             "messages_sent": s.peer_messages_sent,
             "messages_received": s.peer_messages_received,
             "datagrams_dropped": s.peer_datagrams_dropped,
@@ -486,7 +493,7 @@ fn metrics(s: &NodeStats, store: &Store) -> String {
         "doozer_consensus_instances_in_flight",
         "gauge",
         "Paxos instances started and not yet learned.",
-        0.0,
+        s.instances_in_flight as f64,
     );
     family(
         "doozer_consensus_proposals_total",
@@ -498,13 +505,13 @@ fn metrics(s: &NodeStats, store: &Store) -> String {
         "doozer_consensus_fills_total",
         "counter",
         "Seqns of other CALs filled with NOP.",
-        0.0,
+        s.fills as f64,
     );
     family(
         "doozer_consensus_retries_total",
         "counter",
         "Paxos rounds retried.",
-        0.0,
+        s.round_retries as f64,
     );
     family(
         "doozer_peer_datagrams_dropped_total",
@@ -515,7 +522,7 @@ fn metrics(s: &NodeStats, store: &Store) -> String {
     family(
         "doozer_peer_messages_ignored_total",
         "counter",
-        "Peer messages dropped because their sender is not a known peer.",
+        "Peer messages dropped: undecodable, from an unknown sender, or while not a CAL.",
         s.peer_messages_ignored as f64,
     );
     for (name, help, by_kind) in [

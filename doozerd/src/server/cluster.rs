@@ -60,6 +60,9 @@ pub enum RoleChange {
 /// tags attaching uses, so answers are told apart from the stream.
 pub const SIDE_TAG_BASE: i32 = 1 << 30;
 
+/// Former nodes whose addresses are kept.
+const FORMER_NODES_MAX: usize = 1024;
+
 /// Cluster state of a [`Server`].
 #[derive(Debug)]
 pub(super) struct Membership {
@@ -71,6 +74,8 @@ pub(super) struct Membership {
     sets: BTreeMap<Rev, CalSet>,
     slots: Vec<Slot>,
     addrs: HashMap<NodeId, SocketAddr>,
+    /// Nodes whose `/ctl/node/<id>` files were deleted (kicked).
+    former: HashMap<NodeId, SocketAddr>,
     by_addr: HashMap<SocketAddr, NodeId>,
     peer_out: Vec<(NodeId, PeerMsg)>,
     role_change: Option<RoleChange>,
@@ -100,6 +105,7 @@ impl Membership {
             sets: BTreeMap::new(),
             slots: Vec::new(),
             addrs: HashMap::new(),
+            former: HashMap::new(),
             by_addr: HashMap::new(),
             peer_out: Vec::new(),
             role_change: None,
@@ -156,9 +162,34 @@ impl Membership {
         }
     }
 
+    /// Takes the addresses of `/ctl/node/*/addr`. Nodes whose files are
+    /// gone stay known (up to [`FORMER_NODES_MAX`]): a kicked CAL that
+    /// wakes up still talks to its old peers, and they must answer it with
+    /// the values it missed, so it learns it was kicked and steps down.
     fn set_addrs(&mut self, addrs: HashMap<NodeId, SocketAddr>) {
-        self.by_addr = addrs.iter().map(|(id, a)| (*a, id.clone())).collect();
+        let gone: Vec<(NodeId, SocketAddr)> = self
+            .addrs
+            .iter()
+            .filter(|(id, _)| !addrs.contains_key(*id))
+            .map(|(id, a)| (id.clone(), *a))
+            .collect();
+        for (id, a) in gone {
+            if self.former.len() >= FORMER_NODES_MAX {
+                self.former.clear(); // rare: many nodes came and went
+            }
+            self.former.insert(id, a);
+        }
+        self.former.retain(|id, _| !addrs.contains_key(id));
+        // Current nodes win an address a former one had.
+        self.by_addr = self.former.iter().map(|(id, a)| (*a, id.clone())).collect();
+        self.by_addr
+            .extend(addrs.iter().map(|(id, a)| (*a, id.clone())));
         self.addrs = addrs;
+    }
+
+    /// The address of node `id`, current or former.
+    fn addr_of(&self, id: &str) -> Option<SocketAddr> {
+        self.addrs.get(id).or_else(|| self.former.get(id)).copied()
     }
 
     fn side_request(&mut self, verb: Verb) -> Request {
@@ -292,9 +323,9 @@ impl Server {
     /// Messages to send, with the peer's address. Messages for a node
     /// whose address is unknown are dropped (and counted).
     pub fn take_peer_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
-        for (to, msg) in self.members.peer_out.drain(..) {
-            match self.members.addrs.get(&to) {
-                Some(a) => out.push((*a, msg)),
+        for (to, msg) in std::mem::take(&mut self.members.peer_out) {
+            match self.members.addr_of(&to) {
+                Some(a) => out.push((a, msg)),
                 None => self.members.unroutable += 1,
             }
         }
@@ -530,11 +561,13 @@ impl Server {
     pub(super) fn side_response(&mut self, resp: Response) {
         if resp.tag.is_some() && resp.tag == self.members.claim {
             self.members.claim = None;
+            // Won: the CAL answers before it streams the change, which
+            // arrives next (and calls `want_slot`). Lost: try another slot.
             if let Some(code) = resp.err_code {
                 let code = ErrCode::try_from(code).map_or("unknown", ErrCode::wire_name);
                 log::info!("slot claim lost ({code})");
+                self.want_slot();
             }
-            self.want_slot();
         } else {
             self.members.nops_outstanding = self.members.nops_outstanding.saturating_sub(1);
         }
