@@ -117,14 +117,17 @@ impl Attach<'_> {
             });
         }
         let dir = format!("/ctl/node/{}", self.info.id);
+        // `writable` is `false` until this node is promoted (a demoted CAL
+        // attaching again must not go on claiming it accepts writes).
         for (file, body) in [
-            ("addr", &self.info.addr),
+            ("addr", self.info.addr.as_str()),
             ("hostname", &self.info.hostname),
             ("version", &self.info.version),
+            ("writable", "false"),
         ] {
             let set = request(Verb::Set)
                 .path(&format!("{dir}/{file}"))
-                .value(Bytes::from(body.clone()))
+                .value(Bytes::from(body.to_string()))
                 .rev(rev::CLOBBER);
             call(&mut p, addr, set)?;
         }
