@@ -450,3 +450,336 @@ fn a_broken_follow_stream_is_an_error_not_a_panic() {
         Err(super::FollowError::Refused(_))
     ));
 }
+
+/// Several servers wired together in memory: follow streams, requests a
+/// slave sends its CAL, and peer messages, all delivered at once; time
+/// moves only when a test says so. Deterministic, no sockets.
+mod cluster {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::server::{ClusterConfig, RoleChange};
+
+    /// Connection ids leaders give followers start here (a new one per
+    /// attach, as a new TCP connection would get).
+    const FOLLOW_CONN: ConnId = 100;
+    const FOLLOW_TAG: i32 = 7;
+    const TIMEOUT_MS: u64 = 5_000;
+
+    struct Net {
+        nodes: Vec<Server>,
+        ids: Vec<String>,
+        addrs: Vec<SocketAddr>,
+        /// Which node each one follows, and on which connection of it.
+        follows: Vec<Option<(usize, ConnId)>>,
+        next_conn: ConnId,
+        /// Nodes cut off (stopped): nothing in or out, no ticks.
+        stopped: Vec<bool>,
+        /// Client answers, per node.
+        answers: Vec<Vec<Response>>,
+        /// Times each node stepped down.
+        demotions: Vec<u32>,
+        now: u64,
+    }
+
+    fn config(id: &str) -> ServerConfig {
+        ServerConfig {
+            self_id: id.into(),
+            secrets: Secrets::default(),
+            history_revs: 1000,
+            cluster: ClusterConfig {
+                timeout_ms: TIMEOUT_MS,
+                seed: id.len() as u64,
+                ..ClusterConfig::default()
+            },
+        }
+    }
+
+    impl Net {
+        /// Node 0 (`N0`) seeds a cluster; nodes 1.. attach to it as slaves.
+        fn new(n: usize) -> Net {
+            let mut net = Net {
+                nodes: Vec::new(),
+                ids: Vec::new(),
+                addrs: Vec::new(),
+                follows: Vec::new(),
+                next_conn: FOLLOW_CONN,
+                stopped: Vec::new(),
+                answers: Vec::new(),
+                demotions: Vec::new(),
+                now: 0,
+            };
+            for i in 0..n {
+                let id = format!("N{i}");
+                let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
+                let mut s = Server::new(config(&id));
+                s.connect(1);
+                if i == 0 {
+                    let info = NodeInfo {
+                        id: id.clone(),
+                        addr: addr.to_string(),
+                        hostname: "h".into(),
+                        version: "0".into(),
+                    };
+                    s.seed("local", &info);
+                } else {
+                    s.start_following();
+                }
+                net.nodes.push(s);
+                net.ids.push(id);
+                net.addrs.push(addr);
+                net.follows.push(None);
+                net.stopped.push(false);
+                net.answers.push(Vec::new());
+                net.demotions.push(0);
+            }
+            for i in 1..n {
+                net.attach(i, 0);
+            }
+            net
+        }
+
+        /// Node `i` registers its files through `leader` and follows it
+        /// from scratch (a copy).
+        fn attach(&mut self, i: usize, leader: usize) {
+            self.drop_follow(i);
+            let conn = self.next_conn;
+            self.next_conn += 1;
+            let l = &mut self.nodes[leader];
+            l.connect(conn);
+            let addr = self.addrs[i].to_string();
+            l.handle(
+                conn,
+                set(1, &format!("/ctl/node/{}/addr", self.ids[i]), -1, &addr),
+            );
+            l.handle(
+                conn,
+                Request {
+                    rev: Some(0),
+                    ..req(FOLLOW_TAG, Verb::Follow)
+                },
+            );
+            self.follows[i] = Some((leader, conn));
+            self.nodes[i].follow_lost();
+            self.deliver();
+        }
+
+        /// Node `i` closes its follow connection.
+        fn drop_follow(&mut self, i: usize) {
+            if let Some((leader, conn)) = self.follows[i].take() {
+                self.nodes[leader].disconnect(conn);
+            }
+        }
+
+        /// Delivers everything queued, until nothing moves.
+        fn deliver(&mut self) {
+            loop {
+                let mut moved = false;
+                for j in 0..self.nodes.len() {
+                    if self.stopped[j] {
+                        continue;
+                    }
+                    for (conn, resp) in self.nodes[j].take_responses() {
+                        if conn == 1 {
+                            self.answers[j].push(resp);
+                            continue;
+                        }
+                        let Some(i) =
+                            (0..self.nodes.len()).find(|&i| self.follows[i] == Some((j, conn)))
+                        else {
+                            continue; // a closed connection
+                        };
+                        if !self.stopped[i] && !self.nodes[i].is_cal() {
+                            moved = true;
+                            if resp.tag == Some(FOLLOW_TAG) || resp.tag >= Some(SIDE_TAG_BASE) {
+                                self.nodes[i].follow_response(resp).expect("valid stream");
+                            }
+                        }
+                    }
+                    if let Some((leader, conn)) = self.follows[j] {
+                        for r in self.nodes[j].take_follow_requests() {
+                            moved = true;
+                            self.nodes[leader].handle(conn, r);
+                        }
+                    }
+                    let mut out = Vec::new();
+                    self.nodes[j].take_peer_messages(&mut out);
+                    for (to, msg) in out {
+                        let k = self.addrs.iter().position(|a| *a == to).expect("known");
+                        if !self.stopped[k] {
+                            moved = true;
+                            self.nodes[k].peer_step(self.addrs[j], msg);
+                        }
+                    }
+                    match self.nodes[j].take_role_change() {
+                        Some(RoleChange::Promoted) => self.drop_follow(j),
+                        Some(RoleChange::Demoted) => {
+                            self.demotions[j] += 1;
+                            let leader = (0..self.nodes.len())
+                                .find(|&k| k != j && self.nodes[k].is_cal() && !self.stopped[k])
+                                .expect("a live CAL");
+                            self.attach(j, leader);
+                        }
+                        None => {}
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+
+        /// Moves time by `ms` in 10 ms steps, ticking every live node.
+        fn advance(&mut self, ms: u64) {
+            for _ in 0..ms / 10 {
+                self.now += 10;
+                for (k, s) in self.nodes.iter_mut().enumerate() {
+                    if self.stopped[k] {
+                        continue;
+                    }
+                    s.set_now(self.now);
+                    if s.next_deadline_ms().is_some_and(|t| t <= self.now) {
+                        s.tick();
+                    }
+                }
+                self.deliver();
+            }
+        }
+
+        /// Advances until `f` holds (at most a simulated minute).
+        fn until(&mut self, what: &str, f: impl Fn(&Net) -> bool) {
+            for _ in 0..6_000 {
+                if f(self) {
+                    return;
+                }
+                self.advance(10);
+            }
+            panic!("not within a simulated minute: {what}");
+        }
+
+        /// A client request on node `i`, with its answer once decided.
+        fn write(&mut self, i: usize, r: Request) -> Response {
+            self.nodes[i].handle(1, r);
+            self.deliver();
+            self.until("the write to be answered", |n| !n.answers[i].is_empty());
+            self.answers[i].remove(0)
+        }
+
+        fn slot(&self, i: usize, n: usize) -> String {
+            let (body, _) = self.nodes[i]
+                .store()
+                .snapshot(None)
+                .unwrap()
+                .get(&format!("/ctl/cal/{n}"))
+                .unwrap();
+            String::from_utf8(body.to_vec()).unwrap()
+        }
+
+        /// Every live node at the same rev with the same files.
+        fn assert_same_stores(&mut self) {
+            self.until("every node to reach the same rev", |n| {
+                let revs: Vec<Rev> = (0..n.nodes.len())
+                    .filter(|&k| !n.stopped[k])
+                    .map(|k| n.nodes[k].store().rev())
+                    .collect();
+                revs.windows(2).all(|w| w[0] == w[1])
+            });
+            let first = (0..self.nodes.len()).find(|&k| !self.stopped[k]).unwrap();
+            for k in 0..self.nodes.len() {
+                if !self.stopped[k] {
+                    assert_eq!(
+                        walk_all(&self.nodes[k]),
+                        walk_all(&self.nodes[first]),
+                        "N{k}"
+                    );
+                }
+            }
+        }
+
+        /// Empty slots 1..n on node 0; waits until nodes 1..n are CALs.
+        fn promote_all(&mut self, n: usize) {
+            for s in 1..n {
+                let r = self.write(0, set(1, &format!("/ctl/cal/{s}"), 0, ""));
+                assert_eq!(r.err_code, None, "{r:?}");
+            }
+            self.until("every slave to become a CAL", |net| {
+                (1..n).all(|k| net.nodes[k].is_cal())
+            });
+        }
+    }
+
+    use crate::server::SIDE_TAG_BASE;
+    use crate::store::Rev;
+
+    #[test]
+    fn slaves_claim_empty_slots_become_cals_and_accept_writes() {
+        let mut net = Net::new(3);
+        let r = net.write(1, set(1, "/x", -1, "no"));
+        assert_eq!(code(&r), Some(ErrCode::Readonly));
+        net.promote_all(3);
+        let mut claimed = vec![net.slot(0, 1), net.slot(0, 2)];
+        claimed.sort();
+        assert_eq!(claimed, vec!["N1".to_string(), "N2".to_string()]);
+        for i in 0..3 {
+            let r = net.write(i, set(1, &format!("/from/{i}"), -1, "v"));
+            assert_eq!(r.err_code, None, "write on N{i}: {r:?}");
+        }
+        net.assert_same_stores();
+        let snap = net.nodes[2].store().snapshot(None).unwrap();
+        assert_eq!(&snap.get("/ctl/node/N1/writable").unwrap().0[..], b"true");
+        assert!(snap.get("/from/0").is_ok() && snap.get("/from/1").is_ok());
+    }
+
+    #[test]
+    fn a_silent_cal_is_kicked_and_a_slave_takes_its_slot() {
+        let mut net = Net::new(4);
+        // Three CALs (slots 0-2); N3 stays a slave: no slot for it yet.
+        for s in 1..3 {
+            net.write(0, set(1, &format!("/ctl/cal/{s}"), 0, ""));
+        }
+        net.until("three CALs", |n| {
+            (0..4).filter(|&k| n.nodes[k].is_cal()).count() == 3
+        });
+        let victim = (1..4).find(|&k| net.nodes[k].is_cal()).unwrap();
+        let victim_id = net.ids[victim].clone();
+        net.stopped[victim] = true;
+        // Writes keep succeeding with one of three silent.
+        let r = net.write(0, set(1, "/during", -1, "v"));
+        assert_eq!(r.err_code, None);
+        let spare = (1..4).find(|&k| !net.nodes[k].is_cal()).unwrap();
+        net.until("the spare slave to take the freed slot", |n| {
+            n.nodes[spare].is_cal()
+        });
+        let snap = net.nodes[0].store().snapshot(None).unwrap();
+        assert!(
+            snap.dir_names(&format!("/ctl/node/{victim_id}")).is_err(),
+            "the kicked node's files are gone"
+        );
+        let r = net.write(spare, set(1, "/after", -1, "v"));
+        assert_eq!(r.err_code, None);
+        net.assert_same_stores();
+
+        // The kicked node wakes up: it learns its removal and follows again.
+        net.stopped[victim] = false;
+        net.until("the woken node to step down", |n| !n.nodes[victim].is_cal());
+        net.assert_same_stores();
+    }
+
+    #[test]
+    fn a_cal_whose_slot_is_emptied_steps_down() {
+        let mut net = Net::new(3);
+        net.promote_all(3);
+        let slot_of_2 = (1..3).find(|&s| net.slot(0, s) == "N2").unwrap();
+        let r = net.write(0, set(1, &format!("/ctl/cal/{slot_of_2}"), -1, ""));
+        assert_eq!(r.err_code, None);
+        net.until("N2 to step down", |n| n.demotions[2] == 1);
+        // Its slot is free again: being a slave, it claims it back (here
+        // at once: messages in this net take no time).
+        net.until("N2 to be a CAL again", |n| n.nodes[2].is_cal());
+        assert_eq!(net.slot(0, slot_of_2), "N2");
+        let r = net.write(2, set(1, "/x", -1, "yes"));
+        assert_eq!(r.err_code, None);
+        net.assert_same_stores();
+        assert_eq!(net.demotions, vec![0, 0, 1]);
+    }
+}
