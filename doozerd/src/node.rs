@@ -331,6 +331,7 @@ impl Node {
                 }
             }
             self.resume_paused();
+            self.server.pump();
             if self
                 .server
                 .next_deadline_ms()
@@ -647,7 +648,7 @@ impl Node {
                 }
             };
             match Request::decode(frame) {
-                Ok(req) => self.server.handle(i, req),
+                Ok(req) => self.server.handle_deferred(i, req),
                 Err(e) => {
                     // Without a decodable tag there is nobody to answer.
                     log::info!("connection {i}: closing: bad request: {e}");

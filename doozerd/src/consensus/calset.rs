@@ -25,8 +25,15 @@ pub enum CalSetError {
 /// The sorted, de-duplicated CALs of one instance (SPEC §4: the sorted
 /// non-empty bodies of `/ctl/cal/*`). Cheap to clone: consecutive seqns
 /// share one allocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Eq)]
 pub struct CalSet(Arc<[NodeId]>);
+
+impl PartialEq for CalSet {
+    fn eq(&self, other: &CalSet) -> bool {
+        // Consecutive seqns share one allocation: compare ids only when not.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl CalSet {
     /// The CAL set of these ids; empty ids (free slots) are dropped and

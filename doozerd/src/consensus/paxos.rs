@@ -351,8 +351,17 @@ impl Paxos {
         if s < self.window_end() {
             return; // already known (a repeated call)
         }
-        self.note_members(&cals);
-        let changed = self.cal_sets.values().next_back() != Some(&cals);
+        let last = self.cal_sets.values().next_back().cloned();
+        let changed = last.as_ref() != Some(&cals);
+        if changed {
+            // A CAL that joins (or comes back after a removal) counts as
+            // heard from now, not when it was last a member.
+            for c in cals.iter() {
+                if *c != self.cfg.id && last.as_ref().is_none_or(|l| l.index_of(c).is_none()) {
+                    self.last_heard_ms.insert(c.clone(), self.now_ms);
+                }
+            }
+        }
         // Keep the window contiguous even if a caller skipped a call.
         for t in self.window_end()..=s {
             self.cal_sets.insert(t, cals.clone());

@@ -214,6 +214,11 @@ impl Server {
         self.paxos.is_some()
     }
 
+    /// Whether this node is the only CAL (it decides alone, at once).
+    pub(super) fn is_lone_cal(&self) -> bool {
+        self.paxos.is_some() && self.members.cals().is_some_and(|c| c.len() == 1)
+    }
+
     /// The consensus counters and instances in flight, while a CAL.
     pub fn consensus_stats(&self) -> Option<(consensus::Stats, usize)> {
         self.paxos
@@ -271,8 +276,10 @@ impl Server {
     }
 
     /// Applies everything consensus learned, in seqn order, and collects
-    /// the messages it wants sent.
-    pub(super) fn pump(&mut self) {
+    /// the messages it wants sent. Not re-entrant: what applying a value
+    /// does (answering parked reads, ...) never pumps; this loop picks up
+    /// anything it decides.
+    pub fn pump(&mut self) {
         loop {
             let Some(p) = self.paxos.as_mut() else {
                 return;
@@ -304,9 +311,10 @@ impl Server {
         }
     }
 
-    /// Handles a peer datagram's message from `from`. False if the sender
-    /// is not a known node or this node is not a CAL (the caller counts
-    /// it as ignored).
+    /// Handles a peer datagram's message from `from`; what it decides is
+    /// applied by the next [`Server::pump`]. False if the sender is not a
+    /// known node or this node is not a CAL (the caller counts it as
+    /// ignored).
     pub fn peer_step(&mut self, from: SocketAddr, msg: PeerMsg) -> bool {
         let Some(id) = self.members.by_addr.get(&from).cloned() else {
             return false;
@@ -316,7 +324,6 @@ impl Server {
             return false;
         };
         p.step(&id, msg, now);
-        self.pump();
         true
     }
 

@@ -174,10 +174,24 @@ impl Server {
         buf.append(&mut self.out);
     }
 
-    /// Handles one request from `conn`.
+    /// Handles one request from `conn`, and applies whatever consensus
+    /// decided meanwhile (a single CAL decides a write at once).
     pub fn handle(&mut self, conn: ConnId, req: Request) {
+        self.handle_deferred(conn, req);
+        self.pump();
+    }
+
+    /// Handles one request from `conn`. In a cluster, decided values wait
+    /// for the next [`Server::pump`]: the event loop handles every request
+    /// it read first, so consensus sends one batch per peer for all of
+    /// them. A lone CAL applies its write at once, as before any request
+    /// after it is handled (pipelined reads see it).
+    pub fn handle_deferred(&mut self, conn: ConnId, req: Request) {
         self.stats.requests += 1;
         self.dispatch(conn, req);
+        if self.is_lone_cal() {
+            self.pump();
+        }
     }
 
     /// Checks and answers (or parks, or proposes) a request; also used for
@@ -238,7 +252,6 @@ impl Server {
             Verb::Set | Verb::Del | Verb::Nop => self.write(conn, verb, req),
             Verb::Follow => self.follow(conn, req),
         }
-        self.pump();
     }
 
     fn access(&mut self, conn: ConnId, req: Request) {

@@ -609,6 +609,7 @@ mod cluster {
                         if !self.stopped[k] {
                             moved = true;
                             self.nodes[k].peer_step(self.addrs[j], msg);
+                            self.nodes[k].pump();
                         }
                     }
                     match self.nodes[j].take_role_change() {
