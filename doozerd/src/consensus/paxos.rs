@@ -301,6 +301,14 @@ impl Paxos {
         p
     }
 
+    /// Since when this node has been behind a peer without learning
+    /// anything (`None` when it is not behind). A node behind for long
+    /// cannot catch up through consensus (its peers no longer keep the
+    /// values it lacks) and must copy the store instead.
+    pub fn behind_since_ms(&self) -> Option<u64> {
+        self.best_peer_ahead().map(|_| self.stuck_since_ms)
+    }
+
     /// When `peer` was last heard from (or first became a peer).
     pub fn last_heard_ms(&self, peer: &str) -> Option<u64> {
         self.last_heard_ms.get(peer).copied()

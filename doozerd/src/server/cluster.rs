@@ -60,6 +60,10 @@ pub enum RoleChange {
 /// tags attaching uses, so answers are told apart from the stream.
 pub const SIDE_TAG_BASE: i32 = 1 << 30;
 
+/// How long a CAL behind its peers may go without learning anything
+/// before it gives up catching up through consensus and copies the store.
+const CATCH_UP_GIVE_UP_MS: u64 = 5_000;
+
 /// Former nodes whose addresses are kept.
 const FORMER_NODES_MAX: usize = 1024;
 
@@ -376,6 +380,17 @@ impl Server {
             return;
         };
         p.tick(now);
+        if p.behind_since_ms()
+            .is_some_and(|t| now >= t + CATCH_UP_GIVE_UP_MS)
+        {
+            // Peers are ahead and nothing arrives: what is missing is no
+            // longer kept by them (a long pause). Copy it as a slave; if
+            // this node is still in the set, it rejoins from the copy.
+            let rev = self.store.rev();
+            log::warn!("behind the other CALs at rev {rev} and not catching up");
+            self.demote(rev, false);
+            return;
+        }
         if now >= self.members.next_pulse_ms {
             self.members.next_pulse_ms = now + self.members.cfg.pulse_ms.max(1);
             let m = cluster::pulse_mutation(&self.members.id, self.store.rev());
@@ -450,7 +465,7 @@ impl Server {
                 p.set_cals(rev as u64, cals);
             }
             if !member_next {
-                self.demote(rev);
+                self.demote(rev, true);
             }
         } else if member_next && self.is_following() {
             self.promote(rev);
@@ -503,18 +518,27 @@ impl Server {
         self.propose(cluster::writable_mutation(&self.members.id, true));
     }
 
-    /// The CAL no longer in the set for seqn `rev + 1` stops taking part
-    /// after `rev` and becomes a slave; writes not yet decided fail (they
-    /// never will be: only its own seqns could hold them, and it has none
-    /// left).
-    fn demote(&mut self, rev: Rev) {
-        log::warn!("demoted: not a CAL after seqn {rev}; attaching as a slave");
+    /// Stops taking part in consensus after `rev` and becomes a slave.
+    ///
+    /// Writes still waiting are answered now. When the CAL left the set
+    /// (`outcome_known`), they fail with `READONLY`: they will never be
+    /// decided, since only its own seqns could hold them and it has none
+    /// left. When it gave up catching up, a write may still be decided by
+    /// the others, so the answer says the outcome is unknown.
+    fn demote(&mut self, rev: Rev, outcome_known: bool) {
+        log::warn!("not a CAL after seqn {rev}; attaching as a slave");
         self.paxos = None;
         self.writable = false;
         self.members.peer_out.clear();
         for (_, p) in std::mem::take(&mut self.writes) {
             self.untag(p);
-            self.fail(p.conn, p.tag, ErrCode::Readonly, None);
+            if outcome_known {
+                self.fail(p.conn, p.tag, ErrCode::Readonly, None);
+            } else {
+                let why = "outcome unknown: this node fell behind and stopped being a CAL; \
+                           read the file to see whether the write happened";
+                self.fail(p.conn, p.tag, ErrCode::Other, Some(why.into()));
+            }
         }
         self.start_following();
         self.members.role_change = Some(RoleChange::Demoted);

@@ -482,13 +482,13 @@ mod cluster {
         now: u64,
     }
 
-    fn config(id: &str) -> ServerConfig {
+    fn config(id: &str, timeout_ms: u64) -> ServerConfig {
         ServerConfig {
             self_id: id.into(),
             secrets: Secrets::default(),
             history_revs: 1000,
             cluster: ClusterConfig {
-                timeout_ms: TIMEOUT_MS,
+                timeout_ms,
                 seed: id.len() as u64,
                 ..ClusterConfig::default()
             },
@@ -498,6 +498,11 @@ mod cluster {
     impl Net {
         /// Node 0 (`N0`) seeds a cluster; nodes 1.. attach to it as slaves.
         fn new(n: usize) -> Net {
+            Net::with_timeout(n, TIMEOUT_MS)
+        }
+
+        /// As [`Net::new`], with this `-timeout`.
+        fn with_timeout(n: usize, timeout_ms: u64) -> Net {
             let mut net = Net {
                 nodes: Vec::new(),
                 ids: Vec::new(),
@@ -512,7 +517,7 @@ mod cluster {
             for i in 0..n {
                 let id = format!("N{i}");
                 let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                let mut s = Server::new(config(&id));
+                let mut s = Server::new(config(&id, timeout_ms));
                 s.connect(1);
                 if i == 0 {
                     let info = NodeInfo {
@@ -782,5 +787,28 @@ mod cluster {
         assert_eq!(r.err_code, None);
         net.assert_same_stores();
         assert_eq!(net.demotions, vec![0, 0, 1]);
+    }
+
+    #[test]
+    fn a_cal_too_far_behind_copies_the_store_and_rejoins() {
+        // A timeout long enough that nobody is kicked.
+        let mut net = Net::with_timeout(3, 3_600_000);
+        net.promote_all(3);
+        net.stopped[2] = true;
+        // More writes than the others keep to answer a straggler with.
+        for batch in 0..50 {
+            for i in 0..100 {
+                net.nodes[0].handle(1, set(i, &format!("/w/{i}"), -1, &batch.to_string()));
+            }
+            net.deliver();
+            net.until("the batch to be written", |n| n.answers[0].len() == 100);
+            assert!(net.answers[0].drain(..).all(|r| r.err_code.is_none()));
+        }
+        net.stopped[2] = false;
+        net.until("N2 to give up catching up", |n| n.demotions[2] == 1);
+        net.until("N2 to rejoin from a copy", |n| n.nodes[2].is_cal());
+        let r = net.write(2, set(1, "/back", -1, "v"));
+        assert_eq!(r.err_code, None);
+        net.assert_same_stores();
     }
 }
