@@ -1,8 +1,10 @@
 //! Attaching to a cluster (SPEC §4, `-a`): connect to a member, check the
 //! cluster name, register this node's `/ctl/node/<id>/*` files through it,
 //! then FOLLOW it and read the copy of its store. Blocking, with short
-//! timeouts: it runs before the event loop starts, and again when the
-//! followed node goes away (see `node.rs`).
+//! timeouts. At start-up it runs before the event loop and reads the copy
+//! too; when the followed node goes away, only the handshake runs, on a
+//! helper thread, and the event loop reads the copy from the stream it
+//! hands back (see `node.rs`), so clients are served meanwhile.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -52,13 +54,35 @@ pub enum AttachError {
 }
 
 /// What attaching needs to know.
-pub struct Attach<'a> {
+#[derive(Debug, Clone)]
+pub struct Attach {
     /// The cluster name (`-c`).
-    pub cluster: &'a str,
+    pub cluster: String,
     /// This node.
-    pub info: &'a NodeInfo,
+    pub info: NodeInfo,
     /// The rw secret to present, if the cluster has one.
-    pub secret: &'a Bytes,
+    pub secret: Bytes,
+}
+
+/// Where a follower's stream starts: its store's rev, and a digest of its
+/// recent history so the member can tell whether it may just resume.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume {
+    /// The follower's rev (0: copy everything).
+    pub rev: Rev,
+    /// [`history_digest`] of the events up to `rev`, when it has them.
+    pub digest: Option<u64>,
+}
+
+impl Resume {
+    /// Where `server`'s store is now.
+    pub fn of(server: &Server) -> Resume {
+        let rev = server.store().rev();
+        Resume {
+            rev,
+            digest: history_digest(server.store(), rev, RESUME_DIGEST_EVENTS),
+        }
+    }
 }
 
 /// A member being followed: its socket (blocking mode, for the caller to
@@ -70,7 +94,7 @@ pub struct Followed {
     pub rbuf: BytesMut,
 }
 
-impl Attach<'_> {
+impl Attach {
     /// Tries `addrs` in order; the first that works is followed. On
     /// success the server is up to date with the member and the stream
     /// carries every later change.
@@ -79,13 +103,40 @@ impl Attach<'_> {
         addrs: &[SocketAddr],
         server: &mut Server,
     ) -> Result<Followed, AttachError> {
+        self.try_each(addrs, |addr| {
+            let r = self.one(addr, server);
+            if r.is_err() {
+                server.follow_lost();
+            }
+            r
+        })
+    }
+
+    /// Tries `addrs` in order, up to sending FOLLOW from `resume`: the
+    /// stream of the first that works then carries the copy (or just
+    /// READY) and every later change, for the caller to apply.
+    pub fn handshake_first_of(
+        &self,
+        addrs: &[SocketAddr],
+        resume: Resume,
+    ) -> Result<Followed, AttachError> {
+        self.try_each(addrs, |addr| {
+            let (p, _) = self.handshake(addr, resume)?;
+            followed(p, addr)
+        })
+    }
+
+    fn try_each(
+        &self,
+        addrs: &[SocketAddr],
+        mut one: impl FnMut(SocketAddr) -> Result<Followed, AttachError>,
+    ) -> Result<Followed, AttachError> {
         let mut last = None;
         for &addr in addrs {
-            match self.one(addr, server) {
+            match one(addr) {
                 Ok(f) => return Ok(f),
                 Err(e) => {
                     log::debug!("attach: {e}");
-                    server.follow_lost();
                     last = Some(e);
                 }
             }
@@ -96,7 +147,39 @@ impl Attach<'_> {
         }))
     }
 
+    /// Handshake, then reads the stream until the copy is applied.
     fn one(&self, addr: SocketAddr, server: &mut Server) -> Result<Followed, AttachError> {
+        let client = |source| AttachError::Client { addr, source };
+        let (mut p, tag) = self.handshake(addr, Resume::of(server))?;
+        let apply = |server: &mut Server, resp| {
+            server
+                .follow_response(resp)
+                .map_err(|e| AttachError::Refused {
+                    addr,
+                    what: e.to_string(),
+                })
+        };
+        while !server.is_following() {
+            let resp = recv(&mut p, addr)?;
+            if resp.tag == tag {
+                apply(server, resp)?;
+            }
+        }
+        // Responses already read belong to the stream: apply them now, and
+        // hand on a partial one with the socket.
+        while let Some(resp) = p.try_recv().map_err(client)? {
+            apply(server, resp)?;
+        }
+        followed(p, addr)
+    }
+
+    /// Connects, checks the cluster name, registers this node's files and
+    /// sends FOLLOW from `resume`; returns the connection and FOLLOW's tag.
+    fn handshake(
+        &self,
+        addr: SocketAddr,
+        resume: Resume,
+    ) -> Result<(Pipeline, Option<i32>), AttachError> {
         let client = |source| AttachError::Client { addr, source };
         let mut p = Pipeline::connect(&addr.to_string()).map_err(client)?;
         if !self.secret.is_empty() {
@@ -133,40 +216,29 @@ impl Attach<'_> {
         }
         // Follow from where this store is (0 at start: copy everything),
         // with a digest of its recent history when it has one.
-        let resume: Rev = server.store().rev();
-        let mut follow = request(Verb::Follow).rev(resume);
-        if let Some(d) = history_digest(server.store(), resume, RESUME_DIGEST_EVENTS) {
+        let mut follow = request(Verb::Follow).rev(resume.rev);
+        if let Some(d) = resume.digest {
             follow.0.offset = Some(RESUME_DIGEST_EVENTS as i32);
             follow.0.value = Some(Bytes::copy_from_slice(&d.to_be_bytes()));
         }
         let tag = follow.0.tag;
         p.send(&follow.0);
         p.flush().map_err(client)?;
-        let apply = |server: &mut Server, resp| {
-            server
-                .follow_response(resp)
-                .map_err(|e| AttachError::Refused {
-                    addr,
-                    what: e.to_string(),
-                })
-        };
-        while !server.is_following() {
-            let resp = recv(&mut p, addr)?;
-            if resp.tag == tag {
-                apply(server, resp)?;
-            }
-        }
-        // Responses already read belong to the stream: apply them now, and
-        // hand on a partial one with the socket.
-        while let Some(resp) = p.try_recv().map_err(client)? {
-            apply(server, resp)?;
-        }
-        let (stream, rbuf) = p.into_parts();
-        stream
-            .set_read_timeout(None)
-            .map_err(|e| client(doozer::Error::Io(e)))?;
-        Ok(Followed { stream, rbuf })
+        Ok((p, tag))
     }
+}
+
+/// The stream of `p`, blocking with no read timeout, and what was read
+/// from it but not yet applied.
+fn followed(p: Pipeline, addr: SocketAddr) -> Result<Followed, AttachError> {
+    let (stream, rbuf) = p.into_parts();
+    stream
+        .set_read_timeout(None)
+        .map_err(|e| AttachError::Client {
+            addr,
+            source: doozer::Error::Io(e),
+        })?;
+    Ok(Followed { stream, rbuf })
 }
 
 /// A request being built; tags are unique within one attach.

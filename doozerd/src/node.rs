@@ -6,12 +6,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use doozer_proto::{encode_frame, FrameDecoder, Request, Response};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use prost::Message;
 
 use crate::attach::{self, Attach, AttachError, Followed};
@@ -26,6 +27,10 @@ const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
 const WEB_LISTENER: Token = Token(usize::MAX - 2);
 const PEER_SOCKET: Token = Token(usize::MAX - 3);
 const FOLLOW_STREAM: Token = Token(usize::MAX - 4);
+const ATTACHED: Token = Token(usize::MAX - 5);
+/// Shortest silence of a follow stream after which the slave attaches
+/// elsewhere (see `Node::follow_idle`).
+const FOLLOW_IDLE_MIN: Duration = Duration::from_secs(5);
 /// Wait between attempts to attach again after losing the followed node.
 const REATTACH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -102,6 +107,9 @@ struct FollowConn {
     wbuf: BytesMut,
     /// WRITABLE interest is registered.
     want_write: bool,
+    /// When bytes last arrived: every CAL pulses, so a silent stream means
+    /// the followed node is stopped or cut off.
+    last_data: Instant,
 }
 
 impl FollowConn {
@@ -117,6 +125,7 @@ impl FollowConn {
             rbuf: followed.rbuf,
             wbuf: BytesMut::new(),
             want_write: false,
+            last_data: Instant::now(),
         })
     }
 
@@ -180,12 +189,19 @@ pub struct Node {
     /// A slave's stream from the node it follows.
     follow: Option<FollowConn>,
     /// `-a` members.
-    attach: Vec<SocketAddr>,
-    rw_secret: bytes::Bytes,
-    info: NodeInfo,
+    attach_addrs: Vec<SocketAddr>,
+    /// A follow stream silent this long is given up (a few pulses).
+    follow_idle: Duration,
+    /// The member whose stream broke last: tried last.
+    lost_member: Option<SocketAddr>,
+    attach: Attach,
     /// When to try attaching again after losing the followed node.
     reattach_at: Option<Instant>,
     reattach_failures: u32,
+    /// An attach handshake running on a helper thread.
+    attaching: Option<mpsc::Receiver<Result<Followed, AttachError>>>,
+    /// Wakes the loop when the handshake is done.
+    waker: Arc<Waker>,
 }
 
 impl Node {
@@ -239,6 +255,12 @@ impl Node {
                 ..ClusterConfig::default()
             },
         });
+        let attach = Attach {
+            cluster: config.cluster_name.clone(),
+            info: info.clone(),
+            secret: config.rw_secret.clone(),
+        };
+        let waker = Arc::new(Waker::new(poll.registry(), ATTACHED)?);
         let follow = if config.attach.is_empty() {
             server.seed(&config.cluster_name, &info);
             log::info!(
@@ -248,11 +270,6 @@ impl Node {
             None
         } else {
             server.start_following();
-            let attach = Attach {
-                cluster: &config.cluster_name,
-                info: &info,
-                secret: &config.rw_secret,
-            };
             let stream = attach.first_of(&config.attach, &mut server)?;
             log::info!(
                 "attached to cluster {:?} at rev {}; a slave",
@@ -286,11 +303,14 @@ impl Node {
             change_cache: web::ChangeCache::default(),
             next_ping: Instant::now() + PING_INTERVAL,
             follow,
-            attach: config.attach.clone(),
-            rw_secret: config.rw_secret.clone(),
-            info,
+            attach_addrs: config.attach.clone(),
+            lost_member: None,
+            follow_idle: FOLLOW_IDLE_MIN.max(Duration::from_millis(config.pulse_ms) * 5),
+            attach,
             reattach_at: None,
             reattach_failures: 0,
+            attaching: None,
+            waker,
         })
     }
 
@@ -314,6 +334,7 @@ impl Node {
                 match ev.token() {
                     CLIENT_LISTENER => self.accept(Kind::Client),
                     PEER_SOCKET => self.peer_readable(),
+                    ATTACHED => self.attached(),
                     FOLLOW_STREAM => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.follow_readable();
@@ -341,6 +362,13 @@ impl Node {
                 self.server.tick();
             }
             self.act_on_role_change();
+            if self
+                .follow
+                .as_ref()
+                .is_some_and(|f| f.last_data.elapsed() >= self.follow_idle)
+            {
+                self.follow_broken("nothing received for a while");
+            }
             if self.reattach_at.is_some_and(|t| t <= Instant::now()) {
                 self.reattach();
             }
@@ -395,10 +423,7 @@ impl Node {
                 encode_frame(r, &mut f.wbuf);
             }
             if let Err(e) = f.flush(&self.poll) {
-                log::warn!("follow connection: write: {e}; attaching again");
-                self.drop_follow();
-                self.server.follow_lost();
-                self.reattach_at = Some(Instant::now());
+                self.follow_broken(&format!("write: {e}"));
             }
         }
     }
@@ -475,7 +500,8 @@ impl Node {
             .server
             .next_deadline_ms()
             .map(|ms| self.started + Duration::from_millis(ms));
-        [ping, self.reattach_at, consensus]
+        let follow = self.follow.as_ref().map(|f| f.last_data + self.follow_idle);
+        [ping, self.reattach_at, consensus, follow]
             .into_iter()
             .flatten()
             .min()
@@ -486,6 +512,10 @@ impl Node {
     /// read (the buffer stays about one read long). A broken stream is
     /// dropped and the node attaches again (to any CAL it knows of).
     fn follow_readable(&mut self) {
+        // Bytes read with the handshake come first.
+        if let Err(e) = self.apply_follow_frames() {
+            return self.follow_broken(&e);
+        }
         let lost = loop {
             let Some(f) = self.follow.as_mut() else {
                 return;
@@ -498,18 +528,28 @@ impl Node {
                 Err(e) => break Some(e.to_string()),
             };
             f.rbuf.extend_from_slice(&self.scratch[..n]);
+            f.last_data = Instant::now();
             if let Err(e) = self.apply_follow_frames() {
                 break Some(e);
             }
         };
         if let Some(why) = lost {
-            log::warn!("lost the followed node ({why}); attaching again");
-            if let Some(mut f) = self.follow.take() {
-                let _ = self.poll.registry().deregister(&mut f.stream);
-            }
-            self.server.follow_lost();
-            self.reattach_at = Some(Instant::now());
+            self.follow_broken(&why);
         }
+    }
+
+    /// The follow stream cannot go on: drop it and attach again, trying
+    /// the node it came from last.
+    fn follow_broken(&mut self, why: &str) {
+        log::warn!("lost the followed node ({why}); attaching again");
+        self.lost_member = self
+            .follow
+            .as_ref()
+            .and_then(|f| f.stream.peer_addr().ok())
+            .map(|a| SocketAddr::new(a.ip(), a.port()));
+        self.drop_follow();
+        self.server.follow_lost();
+        self.reattach_at = Some(Instant::now());
     }
 
     /// Applies every complete response buffered on the follow stream.
@@ -533,29 +573,68 @@ impl Node {
         Ok(())
     }
 
-    /// One attempt to follow a CAL again: those named in the copied `/ctl`
-    /// files, then the `-a` addresses. Blocking, with short timeouts (the
-    /// loop stalls for at most a few seconds while a copy is read).
+    /// Starts one attempt to follow a CAL again: those named in the
+    /// copied `/ctl` files, then the `-a` addresses. The handshake runs on
+    /// a helper thread (connecting to a stopped member can take seconds);
+    /// [`Node::attached`] takes the stream, and the loop reads the copy
+    /// from it like any later change.
     fn reattach(&mut self) {
-        let candidates = attach::candidates(&self.server, &self.info.id, &self.attach);
-        let attach = Attach {
-            cluster: &self.cluster,
-            info: &self.info,
-            secret: &self.rw_secret,
+        if self.attaching.is_some() {
+            return;
+        }
+        self.reattach_at = None;
+        let mut candidates =
+            attach::candidates(&self.server, &self.attach.info.id, &self.attach_addrs);
+        if let Some(lost) = self.lost_member {
+            // Stable: the others keep their order.
+            candidates.sort_by_key(|a| *a == lost);
+        }
+        let resume = attach::Resume::of(&self.server);
+        let attach = self.attach.clone();
+        let waker = Arc::clone(&self.waker);
+        let (tx, rx) = mpsc::channel();
+        self.attaching = Some(rx);
+        let spawned = std::thread::Builder::new()
+            .name("attach".into())
+            .spawn(move || {
+                let _ = tx.send(attach.handshake_first_of(&candidates, resume));
+                let _ = waker.wake();
+            });
+        if let Err(e) = spawned {
+            log::error!("attach: cannot start a thread: {e}");
+            self.attaching = None;
+            self.reattach_at = Some(Instant::now() + REATTACH_INTERVAL);
+        }
+    }
+
+    /// The attach handshake finished: follow the member, or retry later.
+    fn attached(&mut self) {
+        let Some(rx) = self.attaching.as_ref() else {
+            return;
         };
-        match attach.first_of(&candidates, &mut self.server) {
-            Ok(stream) => match FollowConn::register(&self.poll, stream) {
-                Ok(f) => {
-                    log::info!("following again at rev {}", self.server.store().rev());
-                    self.follow = Some(f);
-                    self.reattach_at = None;
-                    self.reattach_failures = 0;
-                }
-                Err(e) => {
-                    log::error!("register the follow stream: {e}");
-                    self.reattach_at = Some(Instant::now() + REATTACH_INTERVAL);
-                }
-            },
+        let result = match rx.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Empty) => return, // a stale wake-up
+            Err(mpsc::TryRecvError::Disconnected) => Err(AttachError::Refused {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                what: "the attach thread ended without an answer".into(),
+            }),
+        };
+        self.attaching = None;
+        let registered = result.and_then(|f| {
+            FollowConn::register(&self.poll, f).map_err(|e| AttachError::Refused {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                what: format!("register the follow stream: {e}"),
+            })
+        });
+        match registered {
+            Ok(f) => {
+                log::info!("following again from rev {}", self.server.store().rev());
+                self.server.follow_lost(); // a fresh stream: copy or READY first
+                self.follow = Some(f);
+                self.reattach_failures = 0;
+                self.follow_readable();
+            }
             Err(e) => {
                 // Once at warn, then quietly: a CAL may be down for long.
                 if self.reattach_failures == 0 {
