@@ -88,14 +88,23 @@ pub fn kicker(cals: &CalSet, live: impl Fn(&str) -> bool) -> Option<&NodeId> {
 }
 
 /// The writes that kick node `id` out of `slot`: empty its slot (only if
-/// it still holds the same id: conditional on the slot's rev) and delete
-/// its `/ctl/node/<id>` files.
+/// it still holds the same id: conditional on the slot's rev), delete its
+/// `/ctl/node/<id>` files and its name-service entry, if any.
 pub fn kick_mutations(snap: &Snapshot, slot: &Slot) -> Vec<Mutation> {
     let mut out = vec![Mutation::Set {
         path: slot.path.clone(),
         rev: slot.rev,
         body: Bytes::new(),
     }];
+    if let Ok((name, _)) = snap.get("/ctl/name") {
+        let ns = format!("/ctl/ns/{}/{}", String::from_utf8_lossy(&name), slot.id);
+        if snap.get(&ns).is_ok() {
+            out.push(Mutation::Del {
+                path: ns,
+                rev: rev::CLOBBER,
+            });
+        }
+    }
     let dir = format!("{NODE_DIR}/{}", slot.id);
     if let Ok(files) = snap.dir_names(&dir) {
         for f in files {
@@ -161,6 +170,57 @@ pub fn seed_mutations(cluster: &str, node: &NodeInfo) -> Vec<Mutation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kick_empties_the_slot_if_unchanged_and_deletes_the_node_files() {
+        let node = NodeInfo {
+            id: "ABC".into(),
+            addr: "127.0.0.1:8046".into(),
+            hostname: "h".into(),
+            version: "0.1.0".into(),
+        };
+        let mut store = crate::store::Store::new(100);
+        for (i, m) in seed_mutations("local", &node).iter().enumerate() {
+            store.apply(i as Rev + 1, m);
+        }
+        let snap = store.snapshot(None).unwrap();
+        let slots = slots(&snap);
+        assert_eq!(slots.len(), 1);
+        assert_eq!(
+            (slots[0].id.as_str(), slots[0].path.as_str()),
+            ("ABC", "/ctl/cal/0")
+        );
+        assert_eq!(cal_set(&slots).unwrap().len(), 1);
+        let kick = kick_mutations(&snap, &slots[0]);
+        assert_eq!(
+            kick[0],
+            Mutation::Set {
+                path: "/ctl/cal/0".into(),
+                rev: slots[0].rev,
+                body: Bytes::new()
+            }
+        );
+        let mut deleted: Vec<String> = kick[1..]
+            .iter()
+            .map(|m| match m {
+                Mutation::Del { path, rev } if *rev == rev::CLOBBER => path.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            [
+                "/ctl/node/ABC/addr",
+                "/ctl/node/ABC/hostname",
+                "/ctl/node/ABC/version",
+                "/ctl/node/ABC/writable",
+                "/ctl/ns/local/ABC",
+            ]
+        );
+        assert_eq!(node_addrs(&snap)["ABC"], "127.0.0.1:8046".parse().unwrap());
+        assert!(touches("/ctl/cal/3", CAL_DIR) && !touches("/ctl/calx", CAL_DIR));
+    }
 
     #[test]
     fn seed_writes_name_node_files_slot_and_ns_entry() {
