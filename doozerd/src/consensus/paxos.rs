@@ -195,6 +195,8 @@ pub struct Paxos {
     /// Delivered values, `history_base..next_deliver`.
     history: VecDeque<Bytes>,
     history_base: Seqn,
+    /// Bytes of values in `history`.
+    history_bytes: usize,
     /// Client values not yet nominated.
     queue: VecDeque<(ProposalId, Bytes)>,
     next_proposal: u64,
@@ -230,6 +232,9 @@ pub struct Paxos {
 
 /// Items kept for seqns beyond the window (per alpha of window).
 const DEFERRED_PER_ALPHA: usize = 64;
+/// Most bytes of delivered values kept for stragglers: with large values,
+/// fewer than `history_max` of them (memory stays bounded).
+const HISTORY_BYTES_MAX: usize = 32 << 20;
 /// Learned values sent per fetch.
 const FETCH_SEQNS_MAX: u64 = 256;
 /// Bytes of values sent per fetch.
@@ -250,6 +255,7 @@ impl Paxos {
             instances: BTreeMap::new(),
             history: VecDeque::new(),
             history_base: first,
+            history_bytes: 0,
             queue: VecDeque::new(),
             next_proposal: 1,
             next_own: first,
@@ -966,9 +972,14 @@ impl Paxos {
                 }
             }
             self.learned_out.push((s, v.clone(), id));
+            self.history_bytes += v.len();
             self.history.push_back(v);
-            while self.history.len() > self.cfg.history_max {
-                self.history.pop_front();
+            while self.history.len() > self.cfg.history_max
+                || self.history_bytes > HISTORY_BYTES_MAX && self.history.len() > 1
+            {
+                if let Some(old) = self.history.pop_front() {
+                    self.history_bytes -= old.len();
+                }
                 self.history_base += 1;
             }
             if let Some(gone) = self.cal_sets.remove(&s) {
