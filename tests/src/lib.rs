@@ -15,11 +15,15 @@
 //! - [`browser`]: headless chromium through chromedriver (WebDriver over a
 //!   small HTTP/1.1 client), and that client for raw requests to `-w`.
 //! - [`prometheus`]: a strict parser of the Prometheus text format.
+//! - [`cluster`]: clusters of several nodes (seed, slaves, operator-made
+//!   CAL slots), SIGSTOP/SIGCONT, store comparison at one rev, and a
+//!   recorded client workload for [`history`].
 //!
 //! The binaries are looked up next to the test executable
 //! (`<target>/debug/`); run `cargo build --workspace` before the tests.
 
 pub mod browser;
+pub mod cluster;
 pub mod history;
 pub mod prometheus;
 
