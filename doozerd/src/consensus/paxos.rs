@@ -397,7 +397,9 @@ impl Paxos {
     }
 
     /// Asks for `value` to be decided; returns the id it will be learned
-    /// with. The value goes in this node's next free own seqn; if that seqn
+    /// with. The value is recognised by its bytes, so it must differ from
+    /// the fill value (`Config::nop`) and from this node's other values in
+    /// flight. The value goes in this node's next free own seqn; if that seqn
     /// ends up NOP, it is proposed again, so it is learned exactly once.
     pub fn propose(&mut self, value: Bytes) -> ProposalId {
         let id = ProposalId(self.next_proposal);

@@ -265,7 +265,14 @@ impl Server {
     pub(super) fn propose(&mut self, m: Mutation) -> Option<ProposalId> {
         let p = self.paxos.as_mut()?;
         self.members.proposals += 1;
-        Some(p.propose(m.encode()))
+        let value = match m {
+            // Unique bytes: never mistaken for a fill (see `tagged_nop`).
+            Mutation::Nop => {
+                Mutation::tagged_nop(&format!("{}.{}", self.members.id, self.members.proposals))
+            }
+            m => m.encode(),
+        };
+        Some(p.propose(value))
     }
 
     /// Proposes a client's write; answered when it is applied.

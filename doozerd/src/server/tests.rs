@@ -811,4 +811,26 @@ mod cluster {
         assert_eq!(r.err_code, None);
         net.assert_same_stores();
     }
+
+    #[test]
+    fn a_nop_on_a_cal_that_was_stopped_is_decided_after_it_was_sent() {
+        let mut net = Net::with_timeout(3, 3_600_000);
+        net.promote_all(3);
+        net.stopped[2] = true;
+        let mut last = 0;
+        for i in 0..300 {
+            let r = net.write(0, set(1, "/x", -1, &i.to_string()));
+            last = r.rev.expect("a rev");
+        }
+        net.stopped[2] = false;
+        // Its own seqns were filled with NOP meanwhile: its client's NOP
+        // must not be taken for one of those fills.
+        let r = net.write(2, req(1, Verb::Nop));
+        assert_eq!(r.err_code, None);
+        assert!(
+            r.rev.expect("a rev") > last,
+            "NOP at {:?}, last write at {last}",
+            r.rev
+        );
+    }
 }

@@ -74,14 +74,27 @@ impl Mutation {
         }
     }
 
-    /// Decodes [`Mutation::encode`]'s output.
+    /// A NOP whose encoding no other proposal shares: `nop:` and `tag`.
+    ///
+    /// Consensus tells a node's own proposal from other values by its
+    /// bytes, and fills seqns it gives up on with the plain NOP; a client's
+    /// NOP encoded plainly would be taken for an old fill, and answered
+    /// with a rev decided before it was sent.
+    pub fn tagged_nop(tag: &str) -> Bytes {
+        let mut out = Vec::with_capacity(NOP.len() + tag.len());
+        out.extend_from_slice(NOP);
+        out.extend_from_slice(tag.as_bytes());
+        Bytes::from(out)
+    }
+
+    /// Decodes [`Mutation::encode`]'s output (and [`Mutation::tagged_nop`]'s).
     ///
     /// The path is not validated here: a bad path is a mutation that fails
     /// when applied (`BadPath` recorded at `/ctl/err`), as in the Go original,
     /// so every node reaches the same verdict. The body is copied out of
     /// `bytes`, so the store never pins a larger buffer.
     pub fn decode(bytes: &[u8]) -> Result<Mutation, MutationError> {
-        if bytes == NOP {
+        if bytes.starts_with(NOP) {
             return Ok(Mutation::Nop);
         }
         let colon = bytes
@@ -132,6 +145,14 @@ mod tests {
         };
         assert_eq!(&del.encode()[..], b"-1:/a");
         assert_eq!(&Mutation::Nop.encode()[..], b"nop:");
+    }
+
+    #[test]
+    fn a_tagged_nop_is_a_nop_with_other_bytes() {
+        let t = Mutation::tagged_nop("N1.7");
+        assert_eq!(&t[..], b"nop:N1.7");
+        assert_ne!(t, Mutation::Nop.encode());
+        assert_eq!(Mutation::decode(&t), Ok(Mutation::Nop));
     }
 
     #[test]
