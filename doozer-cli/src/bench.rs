@@ -1,7 +1,8 @@
-//! `doozer bench`: a load generator for one node.
+//! `doozer bench`: a load generator for one node or several.
 //!
 //! GET/SET mode keeps C requests in flight over K raw [`Pipeline`]
-//! connections, one thread each; every response immediately releases its
+//! connections, one thread each, spread round-robin over every `ca=`
+//! address of `-a` (connection i goes to address i mod N); every response immediately releases its
 //! tag for the next request, and a burst of responses is answered with one
 //! write. Watch mode measures how fast changes reach many watchers (WAITs
 //! over the client protocol), SSE mode how fast they reach many event
@@ -253,11 +254,11 @@ fn open(addr: &str, secret: Option<&[u8]>) -> Result<Pipeline, Error> {
 pub fn run(g: &Globals, args: &[String]) -> Result<(), Failure> {
     let o = parse_opts(args)?;
     let uri: DoozerUri = g.uri.parse().map_err(Error::from)?;
-    let Some(addr) = uri.addrs.first().cloned() else {
+    if uri.addrs.is_empty() {
         return Err(Error::NameServiceUnsupported.into());
-    };
+    }
     let target = Target {
-        addr,
+        addrs: uri.addrs.clone(),
         secret: uri.secret.clone(),
     };
     match o.op {
@@ -266,14 +267,21 @@ pub fn run(g: &Globals, args: &[String]) -> Result<(), Failure> {
     }
 }
 
+/// The nodes to load: connection `i` goes to `addrs[i % addrs.len()]`.
 struct Target {
-    addr: String,
+    addrs: Vec<String>,
     secret: Option<Vec<u8>>,
 }
 
 impl Target {
-    fn open(&self) -> Result<Pipeline, Error> {
-        open(&self.addr, self.secret.as_deref())
+    /// The address of connection `i` (never empty: `run` checks).
+    fn addr(&self, i: usize) -> &str {
+        &self.addrs[i % self.addrs.len()]
+    }
+
+    /// Opens connection `i`.
+    fn open(&self, i: usize) -> Result<Pipeline, Error> {
+        open(self.addr(i), self.secret.as_deref())
     }
 }
 
@@ -283,6 +291,9 @@ struct LoadStats {
     ops: u64,
     errors: u64,
     first_error: Option<String>,
+    /// Responses whose tag was not in flight on their connection.
+    stray: u64,
+    first_stray: Option<Option<i32>>,
 }
 
 impl LoadStats {
@@ -292,6 +303,10 @@ impl LoadStats {
         self.errors += o.errors;
         if self.first_error.is_none() {
             self.first_error = o.first_error;
+        }
+        self.stray += o.stray;
+        if self.first_stray.is_none() {
+            self.first_stray = o.first_stray;
         }
     }
 
@@ -332,9 +347,10 @@ impl Run<'_> {
     }
 }
 
-/// One connection keeping `depth` requests in flight; tags are 0..depth.
-fn worker(run: &Run<'_>, depth: usize, seed: u64) -> Result<LoadStats, Error> {
-    let mut p = run.target.open()?;
+/// Connection `conn` keeping `depth` requests in flight; tags are
+/// 0..depth.
+fn worker(run: &Run<'_>, conn: usize, depth: usize, seed: u64) -> Result<LoadStats, Error> {
+    let mut p = run.target.open(conn)?;
     let mut rng = Rng(seed | 1);
     let mut sent_at: Vec<Option<Instant>> = vec![None; depth];
     let mut stats = LoadStats::default();
@@ -357,13 +373,18 @@ fn worker(run: &Run<'_>, depth: usize, seed: u64) -> Result<LoadStats, Error> {
         let mut next = Some(p.recv()?);
         while let Some(resp) = next {
             let now = Instant::now();
-            let tag = resp
+            // A response to no request in flight on this connection (a
+            // tag never sent, or one already answered) is a server fault:
+            // counted and reported, and the run goes on.
+            let outstanding = resp
                 .tag
                 .and_then(|t| usize::try_from(t).ok())
-                .filter(|t| *t < depth)
-                .ok_or_else(|| Error::Protocol(format!("unexpected tag {:?}", resp.tag)))?;
-            let Some(sent) = sent_at[tag].take() else {
-                return Err(Error::Protocol(format!("duplicate response for tag {tag}")));
+                .and_then(|t| Some((t, sent_at.get_mut(t)?.take()?)));
+            let Some((tag, sent)) = outstanding else {
+                stats.stray += 1;
+                stats.first_stray.get_or_insert(resp.tag);
+                next = p.try_recv()?;
+                continue;
             };
             stats
                 .hist
@@ -384,6 +405,15 @@ fn worker(run: &Run<'_>, depth: usize, seed: u64) -> Result<LoadStats, Error> {
     Ok(stats)
 }
 
+/// What a run of [`drive`] did: the totals, how long it took, and the
+/// operations completed by the connections to each address (in the
+/// order of `Target::addrs`).
+struct Driven {
+    total: LoadStats,
+    elapsed: Duration,
+    ops_by_addr: Vec<u64>,
+}
+
 /// Drives `conns` workers with `inflight` requests in flight in total.
 fn drive(
     target: &Target,
@@ -392,7 +422,7 @@ fn drive(
     limit: Limit,
     make: &(dyn Fn(u64, &mut Rng, i32) -> Request + Sync),
     label: &str,
-) -> Result<(LoadStats, Duration), Failure> {
+) -> Result<Driven, Failure> {
     let conns = conns.min(inflight);
     let run = Run {
         target,
@@ -409,7 +439,7 @@ fn drive(
             .map(|i| {
                 let depth = inflight / conns + usize::from(i < inflight % conns);
                 let run = &run;
-                s.spawn(move || worker(run, depth, 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1)))
+                s.spawn(move || worker(run, i, depth, 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1)))
             })
             .collect();
         let results = workers
@@ -425,10 +455,17 @@ fn drive(
     });
     let elapsed = start.elapsed();
     let mut total = LoadStats::default();
-    for r in results {
-        total.merge(r?);
+    let mut ops_by_addr = vec![0; target.addrs.len()];
+    for (i, r) in results.into_iter().enumerate() {
+        let r = r?;
+        ops_by_addr[i % target.addrs.len()] += r.ops;
+        total.merge(r);
     }
-    Ok((total, elapsed))
+    Ok(Driven {
+        total,
+        elapsed,
+        ops_by_addr,
+    })
 }
 
 /// Prints `label: N ops, R ops/s` to stderr once a second until `done`,
@@ -473,7 +510,11 @@ fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
             ops: Some(o.keys),
             deadline: None,
         };
-        let (stats, secs) = drive(t, o.conns, o.inflight, limit, &set_key, "prefill")?;
+        let Driven {
+            total: stats,
+            elapsed: secs,
+            ..
+        } = drive(t, o.conns, o.inflight, limit, &set_key, "prefill")?;
         if stats.errors > 0 {
             return Err(Failure::Other(format!(
                 "prefill: {} of {} writes failed: {}",
@@ -481,6 +522,12 @@ fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
                 stats.ops,
                 stats.first_error.unwrap_or_default()
             )));
+        }
+        if stats.stray > 0 {
+            eprintln!(
+                "prefill: {} responses to requests not in flight (ignored)",
+                stats.stray
+            );
         }
         eprintln!(
             "prefill: {} keys in {:.2} s ({:.0} ops/s)",
@@ -513,7 +560,11 @@ fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
         },
     };
     let label = if op == Op::Get { "get" } else { "set" };
-    let (stats, elapsed) = drive(t, o.conns, o.inflight, limit, &make, label)?;
+    let Driven {
+        total: stats,
+        elapsed,
+        ops_by_addr,
+    } = drive(t, o.conns, o.inflight, limit, &make, label)?;
     let secs = elapsed.as_secs_f64();
     let h = &stats.hist;
     let mut out = std::io::stdout().lock();
@@ -540,9 +591,30 @@ fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
         h.quantile(0.99),
         h.max()
     )?;
+    if t.addrs.len() > 1 {
+        let n = t.addrs.len();
+        for (k, (addr, ops)) in t.addrs.iter().zip(&ops_by_addr).enumerate() {
+            let conns = (0..o.conns.min(o.inflight)).filter(|i| i % n == k).count();
+            writeln!(
+                out,
+                "node {addr}: conns {conns}  ops {ops}  ops/s {:.0}",
+                *ops as f64 / secs.max(1e-9)
+            )?;
+        }
+    }
     writeln!(out, "errors: {}", stats.errors)?;
     if let Some(e) = stats.first_error {
         eprintln!("first error: {e}");
+    }
+    if let Some(tag) = stats.first_stray {
+        // The report stands (stray answers are not counted as ops), but
+        // the exit status tells a script the server misbehaved.
+        writeln!(out, "stray responses: {}", stats.stray)?;
+        return Err(Failure::Other(format!(
+            "{} responses to requests this run did not have in flight (first tag {})",
+            stats.stray,
+            tag.map_or("none".into(), |t| t.to_string())
+        )));
     }
     Ok(())
 }
@@ -712,9 +784,9 @@ impl FollowConn {
         })
     }
 
-    /// A watcher: connects (ACCESS included) and queues the first WAIT.
-    fn watcher(t: &Target, from: i64) -> Result<FollowConn, Error> {
-        let (stream, rbuf) = t.open()?.into_parts();
+    /// Watcher `i`: connects (ACCESS included) and queues the first WAIT.
+    fn watcher(t: &Target, i: usize, from: i64) -> Result<FollowConn, Error> {
+        let (stream, rbuf) = t.open(i)?.into_parts();
         let mut c = FollowConn::new(stream, rbuf, Proto::Wait)?;
         encode_frame(&wait_req(from), &mut c.wbuf);
         Ok(c)
@@ -865,13 +937,13 @@ impl Drop for Release<'_> {
     }
 }
 
-/// Follows `last_seen.len()` connections, each made by `open`, from this
-/// one thread. Waits on `ready` once every connection is
+/// Follows `last_seen.len()` connections, connection `i` made by
+/// `open(i)`, from this one thread. Waits on `ready` once every connection is
 /// [ready](FollowConn::ready) (those still not ready after
 /// [`READY_TIMEOUT`] are failed), then runs until `stop`. Returns one log
 /// per connection.
 fn follow(
-    open: &dyn Fn() -> Result<FollowConn, Error>,
+    open: &dyn Fn(usize) -> Result<FollowConn, Error>,
     ready: &Barrier,
     stop: &AtomicBool,
     last_seen: &[AtomicI64],
@@ -887,7 +959,7 @@ fn follow(
     };
     let mut conns: Vec<FollowConn> = (0..n)
         .map(|i| {
-            let mut c = open().unwrap_or_else(FollowConn::failed);
+            let mut c = open(i).unwrap_or_else(FollowConn::failed);
             if let Some(s) = c.stream.as_mut() {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if let Err(e) = poll.registry().register(s, Token(i), interest) {
@@ -1012,7 +1084,11 @@ fn writer(
         if let Some(resp) = p.recv_timeout(wait)? {
             let acked = Instant::now();
             let Some(sent) = resp.tag.and_then(|t| pending.remove(&t)) else {
-                return Err(Error::Protocol(format!("unexpected tag {:?}", resp.tag)));
+                // Not an answer to a write in flight: a server fault,
+                // counted and reported like in get/set mode.
+                stats.stray += 1;
+                stats.first_stray.get_or_insert(resp.tag);
+                continue;
             };
             count.fetch_add(1, Ordering::Relaxed);
             match Error::check(resp) {
@@ -1048,9 +1124,9 @@ fn default_web(addr: &str) -> String {
 /// under `dir` (the closure opens one) while one writer writes there at a
 /// fixed rate; reports how long each write took to reach every follower.
 fn follow_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
-    let mut w = t.open()?;
+    let mut w = t.open(0)?;
     let from = rev_of(&mut w)? + 1;
-    let web = o.web.clone().unwrap_or_else(|| default_web(&t.addr));
+    let web = o.web.clone().unwrap_or_else(|| default_web(t.addr(0)));
     let events_path = format!("/$events{SSE_DIR}/");
     // What is measured, and the words the report uses for it.
     let (followers, dir, header, noun, arrived, arrivals) = match o.op {
@@ -1071,9 +1147,9 @@ fn follow_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
             "notifications",
         ),
     };
-    let open_watcher = || FollowConn::watcher(t, from);
-    let open_stream = || FollowConn::event_stream(&web, &events_path);
-    let open: &(dyn Fn() -> Result<FollowConn, Error> + Sync) = match o.op {
+    let open_watcher = |i| FollowConn::watcher(t, i, from);
+    let open_stream = |_| FollowConn::event_stream(&web, &events_path);
+    let open: &(dyn Fn(usize) -> Result<FollowConn, Error> + Sync) = match o.op {
         Op::Sse => &open_stream,
         _ => &open_watcher,
     };
@@ -1188,11 +1264,15 @@ fn follow_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     if let Some(e) = first_error {
         eprintln!("{failed} {noun} failed, first: {e}");
     }
+    if wstats.stray > 0 {
+        writeln!(out, "stray responses: {}", wstats.stray)?;
+    }
     // The report is printed either way; the exit status tells a script
     // whether every change reached every follower.
-    if missed > 0 || duplicated > 0 || failed > 0 {
+    if missed > 0 || duplicated > 0 || failed > 0 || wstats.stray > 0 {
         return Err(Failure::Other(format!(
-            "{missed} missed, {duplicated} duplicated, {failed} {noun} failed"
+            "{missed} missed, {duplicated} duplicated, {failed} {noun} failed, {} stray responses",
+            wstats.stray
         )));
     }
     Ok(())
@@ -1292,6 +1372,89 @@ event: change\nid: 13\n";
         assert!(r.is_err());
         let (_, _, _, r) = sse_feed(&[b'x'; MAX_HEAD + 10], 1000);
         assert!(r.is_err());
+    }
+
+    /// A node stand-in on 127.0.0.1 serving `conns` connections, each on
+    /// its own thread: answers every request with its tag, after first
+    /// answering a tag nobody sent if `stray`. Returns the address and the
+    /// count of requests served.
+    fn fake_node(conns: usize, stray: bool) -> (String, std::sync::Arc<AtomicU64>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let served = std::sync::Arc::new(AtomicU64::new(0));
+        let count = served.clone();
+        thread::spawn(move || {
+            for stream in l.incoming().take(conns) {
+                let (mut s, count) = (stream.unwrap(), count.clone());
+                thread::spawn(move || {
+                    let (dec, mut rbuf, mut chunk) =
+                        (FrameDecoder::default(), BytesMut::new(), [0u8; 4096]);
+                    let mut stray = stray;
+                    loop {
+                        let mut out = BytesMut::new();
+                        while let Some(f) = dec.decode(&mut rbuf).unwrap() {
+                            let req = Request::decode(f).unwrap();
+                            if std::mem::take(&mut stray) {
+                                encode_frame(
+                                    &Response {
+                                        tag: Some(1 << 30),
+                                        ..Default::default()
+                                    },
+                                    &mut out,
+                                );
+                            }
+                            encode_frame(
+                                &Response {
+                                    tag: req.tag,
+                                    rev: Some(1),
+                                    ..Default::default()
+                                },
+                                &mut out,
+                            );
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => rbuf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (addr, served)
+    }
+
+    #[test]
+    fn connections_go_round_robin_and_stray_answers_are_counted() {
+        // Connections 0 and 2 go to the first node, 1 and 3 to the second;
+        // the first node also answers a tag never sent on each connection.
+        let (a, served_a) = fake_node(2, true);
+        let (b, served_b) = fake_node(2, false);
+        let target = Target {
+            addrs: vec![a.clone(), b.clone()],
+            secret: None,
+        };
+        assert_eq!(
+            (target.addr(0), target.addr(1), target.addr(2)),
+            (&*a, &*b, &*a)
+        );
+        let make = |_: u64, _: &mut Rng, tag: i32| request(Verb::Set, tag);
+        let limit = Limit {
+            ops: Some(1000),
+            deadline: None,
+        };
+        let d = drive(&target, 4, 16, limit, &make, "test").unwrap();
+        assert_eq!((d.total.ops, d.total.errors), (1000, 0));
+        assert_eq!(d.ops_by_addr[0], served_a.load(Ordering::Relaxed));
+        assert_eq!(d.ops_by_addr[1], served_b.load(Ordering::Relaxed));
+        assert!(d.ops_by_addr.iter().all(|n| *n > 0), "{:?}", d.ops_by_addr);
+        assert_eq!(
+            (d.total.stray, d.total.first_stray),
+            (2, Some(Some(1 << 30)))
+        );
     }
 
     #[test]

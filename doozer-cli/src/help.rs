@@ -154,9 +154,13 @@ Prints detailed help for COMMAND, or the general usage.
             "\
 Usage: doozer [-a URI] bench [options]
 
-Load-tests the first node of -a and prints ops, seconds, ops/s and latency
+Load-tests the nodes of -a and prints ops, seconds, ops/s and latency
 percentiles (microseconds, send to response). Uses raw pipelined
-connections: C requests in flight over K connections.
+connections: C requests in flight over K connections. When -a names
+several nodes (doozer:?ca=A&ca=B&ca=C), connection i goes to node i mod N
+(with -k 8 over three nodes: 3, 3 and 2 connections) and the report adds
+each node's share; watchers are spread the same way, while the watch and
+sse writer uses the first node.
 
 Options:
   -op get|set|watch|sse  what to do (default set)
@@ -191,7 +195,10 @@ SSE mode (-op sse): the same measure for the web viewer's event streams.
   raise the limit first (e.g. ulimit -n 4096).
 
 In watch and sse modes the exit status is 2 (after the report) when any
-change was missed or duplicated, or any watcher or stream failed.
+change was missed or duplicated, or any watcher or stream failed. In get
+and set modes it is 2 (after the report, which then adds a line stray
+responses: N) when a node answered a tag not in flight on that
+connection; such answers are not counted as operations.
 
 Examples:
   doozer bench -op set -c 64 -k 8 -d 10s
