@@ -64,23 +64,39 @@ pub struct Attach {
     pub secret: Bytes,
 }
 
+/// Fewest events a resume digest covers.
+const RESUME_DIGEST_EVENTS_MIN: usize = 4;
+
 /// Where a follower's stream starts: its store's rev, and a digest of its
 /// recent history so the member can tell whether it may just resume.
 #[derive(Debug, Clone, Copy)]
 pub struct Resume {
     /// The follower's rev (0: copy everything).
     pub rev: Rev,
-    /// [`history_digest`] of the events up to `rev`, when it has them.
+    /// [`history_digest`] of the last `events` events up to `rev`, when
+    /// it has any.
     pub digest: Option<u64>,
+    /// How many events the digest covers.
+    pub events: usize,
 }
 
 impl Resume {
-    /// Where `server`'s store is now.
+    /// Where `server`'s store is now. The digest covers up to
+    /// [`RESUME_DIGEST_EVENTS`] events, fewer if the store has fewer since
+    /// its last copy (a slave copied a moment ago can still resume).
     pub fn of(server: &Server) -> Resume {
-        let rev = server.store().rev();
+        let store = server.store();
+        let rev = store.rev();
+        let events = RESUME_DIGEST_EVENTS.min((rev - store.oldest_rev()).max(0) as usize);
+        // Too few events could match another cluster's log by chance (a
+        // run of NOPs at the same revs): copy instead.
+        let digest = (events >= RESUME_DIGEST_EVENTS_MIN)
+            .then(|| history_digest(store, rev, events))
+            .flatten();
         Resume {
             rev,
-            digest: history_digest(server.store(), rev, RESUME_DIGEST_EVENTS),
+            digest,
+            events,
         }
     }
 }
@@ -218,7 +234,7 @@ impl Attach {
         // with a digest of its recent history when it has one.
         let mut follow = request(Verb::Follow).rev(resume.rev);
         if let Some(d) = resume.digest {
-            follow.0.offset = Some(RESUME_DIGEST_EVENTS as i32);
+            follow.0.offset = Some(resume.events as i32);
             follow.0.value = Some(Bytes::copy_from_slice(&d.to_be_bytes()));
         }
         let tag = follow.0.tag;
