@@ -188,7 +188,7 @@ mod tests {
         for b in [
             &b""[..],
             b"nop",
-            b"nop:x",
+            b"no:x",
             b"x:/a",
             b":/a",
             b"/a",
