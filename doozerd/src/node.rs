@@ -163,6 +163,9 @@ pub struct Node {
     /// Peer messages dropped: from an unknown sender, not decodable, or
     /// arriving while this node is not a CAL.
     peer_messages_ignored: u64,
+    /// When consensus next wants a tick (ms since start), as of the last
+    /// poll.
+    consensus_deadline: Option<u64>,
     /// Peer messages to send this iteration.
     peer_out: Vec<(SocketAddr, doozer_proto::peer::PeerMsg)>,
     web_listener: Option<TcpListener>,
@@ -285,6 +288,7 @@ impl Node {
             peers,
             peer_messages_ignored: 0,
             peer_out: Vec::new(),
+            consensus_deadline: None,
             web_listener,
             conns: Vec::new(),
             free: Vec::new(),
@@ -353,11 +357,9 @@ impl Node {
             }
             self.resume_paused();
             self.server.pump();
-            if self
-                .server
-                .next_deadline_ms()
-                .is_some_and(|t| t <= self.now_ms())
-            {
+            // The deadline computed for this poll: one that messages just
+            // handled moved earlier makes the next poll return at once.
+            if self.consensus_deadline.is_some_and(|t| t <= self.now_ms()) {
                 self.server.set_now(self.now_ms());
                 self.server.tick();
             }
@@ -490,15 +492,16 @@ impl Node {
 
     /// How long the next poll may block: not at all if a paused connection
     /// can go on; until the next ping or re-attach attempt if one is due.
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        // Scanning the window costs: once per iteration.
+        self.consensus_deadline = self.server.next_deadline_ms();
         if self.any_resumable() {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
         let ping = (!self.streams.is_empty()).then_some(self.next_ping);
         let consensus = self
-            .server
-            .next_deadline_ms()
+            .consensus_deadline
             .map(|ms| self.started + Duration::from_millis(ms));
         let follow = self.follow.as_ref().map(|f| f.last_data + self.follow_idle);
         [ping, self.reattach_at, consensus, follow]
