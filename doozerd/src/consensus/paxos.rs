@@ -608,7 +608,13 @@ impl Paxos {
             self.local.push_back(item);
             return;
         }
-        let m = self.outbox.entry(to.clone()).or_default();
+        // No id clone on the hot path: the batch usually exists.
+        if !self.outbox.contains_key(to) {
+            self.outbox.insert(to.clone(), PeerMsg::default());
+        }
+        let Some(m) = self.outbox.get_mut(to) else {
+            return;
+        };
         match item {
             Item::Prepare { round, seqn } => match m.prepares.iter_mut().find(|p| p.round == round)
             {
@@ -638,9 +644,11 @@ impl Paxos {
     /// nominate queued values.
     fn after(&mut self) {
         loop {
-            while let Some(item) = self.local.pop_front() {
+            if !self.local.is_empty() {
                 let me = self.cfg.id.clone();
-                self.handle(&me, item);
+                while let Some(item) = self.local.pop_front() {
+                    self.handle(&me, item);
+                }
             }
             self.deliver();
             // Mencius: own unused seqns below any seqn in use are skipped
