@@ -406,12 +406,13 @@ fn worker(run: &Run<'_>, conn: usize, depth: usize, seed: u64) -> Result<LoadSta
 }
 
 /// What a run of [`drive`] did: the totals, how long it took, and the
-/// operations completed by the connections to each address (in the
-/// order of `Target::addrs`).
+/// operations completed and stray responses received by the connections
+/// to each address (in the order of `Target::addrs`).
 struct Driven {
     total: LoadStats,
     elapsed: Duration,
     ops_by_addr: Vec<u64>,
+    stray_by_addr: Vec<u64>,
 }
 
 /// Drives `conns` workers with `inflight` requests in flight in total.
@@ -456,15 +457,18 @@ fn drive(
     let elapsed = start.elapsed();
     let mut total = LoadStats::default();
     let mut ops_by_addr = vec![0; target.addrs.len()];
+    let mut stray_by_addr = vec![0; target.addrs.len()];
     for (i, r) in results.into_iter().enumerate() {
         let r = r?;
         ops_by_addr[i % target.addrs.len()] += r.ops;
+        stray_by_addr[i % target.addrs.len()] += r.stray;
         total.merge(r);
     }
     Ok(Driven {
         total,
         elapsed,
         ops_by_addr,
+        stray_by_addr,
     })
 }
 
@@ -564,6 +568,7 @@ fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
         total: stats,
         elapsed,
         ops_by_addr,
+        stray_by_addr,
     } = drive(t, o.conns, o.inflight, limit, &make, label)?;
     let secs = elapsed.as_secs_f64();
     let h = &stats.hist;
@@ -595,11 +600,15 @@ fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
         let n = t.addrs.len();
         for (k, (addr, ops)) in t.addrs.iter().zip(&ops_by_addr).enumerate() {
             let conns = (0..o.conns.min(o.inflight)).filter(|i| i % n == k).count();
-            writeln!(
+            write!(
                 out,
                 "node {addr}: conns {conns}  ops {ops}  ops/s {:.0}",
                 *ops as f64 / secs.max(1e-9)
             )?;
+            match stray_by_addr[k] {
+                0 => writeln!(out)?,
+                stray => writeln!(out, "  stray {stray}")?,
+            }
         }
     }
     writeln!(out, "errors: {}", stats.errors)?;
@@ -1455,6 +1464,7 @@ event: change\nid: 13\n";
             (d.total.stray, d.total.first_stray),
             (2, Some(Some(1 << 30)))
         );
+        assert_eq!(d.stray_by_addr, [2, 0]);
     }
 
     #[test]
