@@ -189,6 +189,9 @@ pub struct Paxos {
     next_deliver: Seqn,
     /// CAL sets of the known window, `next_deliver..window_end`.
     cal_sets: BTreeMap<Seqn, CalSet>,
+    /// The set of the newest known seqn: still known when every seqn of
+    /// the window was delivered and `cal_sets` is empty.
+    newest_cals: CalSet,
     /// Instances from `next_deliver` on (the window and learned values
     /// beyond it).
     instances: BTreeMap<Seqn, Instance>,
@@ -252,6 +255,7 @@ impl Paxos {
             now_ms,
             next_deliver: first,
             cal_sets: BTreeMap::new(),
+            newest_cals: cals.clone(),
             instances: BTreeMap::new(),
             history: VecDeque::new(),
             history_base: first,
@@ -303,6 +307,7 @@ impl Paxos {
             p.note_members(&last);
             p.cal_sets.insert(s, last.clone());
         }
+        p.newest_cals = last;
         p.update_peers();
         p
     }
@@ -365,16 +370,19 @@ impl Paxos {
         if s < self.window_end() {
             return; // already known (a repeated call)
         }
-        let last = self.cal_sets.values().next_back().cloned();
-        let changed = last.as_ref() != Some(&cals);
+        // Compared with the newest set, not the window's last entry: when
+        // the whole window was delivered at once (a dead CAL's seqns filled
+        // in one go) the window is empty, and every member would look new.
+        let changed = self.newest_cals != cals;
         if changed {
             // A CAL that joins (or comes back after a removal) counts as
             // heard from now, not when it was last a member.
             for c in cals.iter() {
-                if *c != self.cfg.id && last.as_ref().is_none_or(|l| l.index_of(c).is_none()) {
+                if *c != self.cfg.id && self.newest_cals.index_of(c).is_none() {
                     self.last_heard_ms.insert(c.clone(), self.now_ms);
                 }
             }
+            self.newest_cals = cals.clone();
         }
         // Keep the window contiguous even if a caller skipped a call.
         for t in self.window_end()..=s {
@@ -533,7 +541,8 @@ impl Paxos {
     fn update_peers(&mut self) {
         let mut out: Vec<NodeId> = Vec::new();
         let mut last: Option<&CalSet> = None;
-        for cals in self.cal_sets.values() {
+        let newest = std::iter::once(&self.newest_cals);
+        for cals in self.cal_sets.values().chain(newest) {
             if last == Some(cals) {
                 continue;
             }
