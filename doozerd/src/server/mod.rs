@@ -150,8 +150,10 @@ impl Server {
         self.sessions.insert(conn, Session::new(&self.secrets));
     }
 
-    /// A connection went away: forget its waits; answers to its pending
-    /// writes are dropped when they are applied (the writes still happen).
+    /// A connection went away: forget its waits, its pending writes'
+    /// answers (the writes still happen) and its queued responses. The
+    /// event loop reuses connection ids, so nothing addressed to `conn`
+    /// may outlive it: a new connection would get the old one's answers.
     pub fn disconnect(&mut self, conn: ConnId) {
         self.followers.remove(&conn);
         if let Some(session) = self.sessions.remove(&conn) {
@@ -161,6 +163,8 @@ impl Server {
                 self.parked.remove(&id);
             }
         }
+        self.writes.retain(|_, p| p.conn != conn);
+        self.out.retain(|(c, _)| *c != conn);
     }
 
     /// Responses queued since the last call, with their connections.

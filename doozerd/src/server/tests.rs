@@ -833,4 +833,25 @@ mod cluster {
             r.rev
         );
     }
+
+    #[test]
+    fn a_write_from_a_closed_connection_is_not_answered_to_its_successor() {
+        let mut net = Net::new(3);
+        net.promote_all(3);
+        // The write is proposed, then its connection closes and the event
+        // loop hands the same id to a new connection before the decision.
+        net.nodes[1].handle(1, set(9, "/orphan", -1, "v"));
+        net.nodes[1].disconnect(1);
+        net.nodes[1].connect(1);
+        net.until("the write to be applied everywhere", |n| {
+            n.nodes
+                .iter()
+                .all(|s| s.store().snapshot(None).unwrap().get("/orphan").is_ok())
+        });
+        assert!(net.answers[1].is_empty(), "{:?}", net.answers[1]);
+        // The new connection gets its own answers.
+        let r = net.write(1, set(4, "/next", -1, "w"));
+        assert_eq!((r.tag, r.err_code), (Some(4), None));
+        net.assert_same_stores();
+    }
 }
