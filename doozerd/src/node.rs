@@ -374,9 +374,11 @@ impl Node {
             if self.reattach_at.is_some_and(|t| t <= Instant::now()) {
                 self.reattach();
             }
+            // Peers first: a round trip of consensus starts before the
+            // clients' answers (the larger writes) are copied out.
+            self.flush_cluster();
             self.feed_streams();
             self.flush_all();
-            self.flush_cluster();
         }
     }
 
