@@ -356,6 +356,9 @@ impl Node {
                 }
             }
             self.resume_paused();
+            // Votes out before the store applies what was learned.
+            self.server.queue_peer_messages();
+            self.flush_peers();
             self.server.pump();
             // The deadline computed for this poll: one that messages just
             // handled moved earlier makes the next poll return at once.
@@ -409,9 +412,9 @@ impl Node {
         }
     }
 
-    /// Sends what consensus wants sent, and this slave's requests to the
-    /// CAL it follows.
-    fn flush_cluster(&mut self) {
+    /// Sends the peer messages queued so far (one datagram per peer where
+    /// they fit).
+    fn flush_peers(&mut self) {
         self.server.take_peer_messages(&mut self.peer_out);
         for (to, msg) in self.peer_out.drain(..) {
             if let Err(e) = self.peers.queue(to, msg.encode_to_vec().into()) {
@@ -421,6 +424,12 @@ impl Node {
             }
         }
         self.peers.flush();
+    }
+
+    /// Sends what consensus wants sent, and this slave's requests to the
+    /// CAL it follows.
+    fn flush_cluster(&mut self) {
+        self.flush_peers();
         let requests = self.server.take_follow_requests();
         if let Some(f) = self.follow.as_mut() {
             for r in &requests {

@@ -558,6 +558,16 @@ impl Paxos {
 
     /// Drains what the caller must do now.
     pub fn ready(&mut self) -> Ready {
+        Ready {
+            messages: self.take_messages(),
+            learned: std::mem::take(&mut self.learned_out),
+        }
+    }
+
+    /// Drains only the batches to send (learned values stay for
+    /// [`Paxos::ready`]): votes can leave before the caller applies what
+    /// was learned.
+    pub fn take_messages(&mut self) -> Vec<(NodeId, PeerMsg)> {
         let mut messages = Vec::new();
         let upto = self.next_deliver;
         for (peer, mut msg) in std::mem::take(&mut self.outbox) {
@@ -571,10 +581,7 @@ impl Paxos {
                 messages.push((peer.clone(), part));
             }
         }
-        Ready {
-            messages,
-            learned: std::mem::take(&mut self.learned_out),
-        }
+        messages
     }
 
     // ---- internals ----
