@@ -254,11 +254,8 @@ fn open(addr: &str, secret: Option<&[u8]>) -> Result<Pipeline, Error> {
 pub fn run(g: &Globals, args: &[String]) -> Result<(), Failure> {
     let o = parse_opts(args)?;
     let uri: DoozerUri = g.uri.parse().map_err(Error::from)?;
-    if uri.addrs.is_empty() {
-        return Err(Error::NameServiceUnsupported.into());
-    }
     let target = Target {
-        addrs: uri.addrs.clone(),
+        addrs: g.addrs(&uri)?,
         secret: uri.secret.clone(),
     };
     match o.op {

@@ -106,20 +106,39 @@ impl Client {
     /// Parses `uri` and connects to the first of its `ca=` addresses that
     /// answers, then sends ACCESS if the URI has `sk=`.
     ///
-    /// A URI with `cn=` needs a name service, which this client does not do
-    /// yet: [`Error::NameServiceUnsupported`].
+    /// A URI with `cn=` needs a name service: use [`Client::connect_via`]
+    /// (here it is [`Error::NoNameService`]).
     pub fn connect(uri: &str) -> Result<Client> {
         Client::connect_uri(&uri.parse()?)
     }
 
     /// Like [`Client::connect`], from a parsed URI.
     pub fn connect_uri(uri: &DoozerUri) -> Result<Client> {
-        if uri.cluster.is_some() {
-            return Err(Error::NameServiceUnsupported);
+        Client::connect_uri_via(uri, None)
+    }
+
+    /// Like [`Client::connect`]; a `cn=NAME` in `uri` is resolved through
+    /// the name service at `boot_uri` (`-b`, `$DOOZER_BOOT_URI`): the
+    /// addresses of NAME's CALs registered there are added after any
+    /// `ca=`, and the client fails over among all of them.
+    pub fn connect_via(uri: &str, boot_uri: Option<&str>) -> Result<Client> {
+        Client::connect_uri_via(&uri.parse()?, boot_uri)
+    }
+
+    /// Like [`Client::connect_via`], from a parsed URI.
+    pub fn connect_uri_via(uri: &DoozerUri, boot_uri: Option<&str>) -> Result<Client> {
+        let mut addrs = uri.addrs.clone();
+        if let Some(name) = &uri.cluster {
+            let boot = boot_uri.ok_or(Error::NoNameService)?;
+            for a in crate::ns::resolve(boot, name)? {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
         }
         let c = Client {
             inner: Arc::new(Inner {
-                addrs: uri.addrs.clone(),
+                addrs,
                 state: Mutex::new(State {
                     conn: None,
                     index: 0,
@@ -637,7 +656,10 @@ mod tests {
         let e = Client::connect(&format!("doozer:?ca={a}&sk=bad")).unwrap_err();
         assert_eq!(e.to_string(), "permission denied");
         let e = Client::connect("doozer:?cn=prod").unwrap_err();
-        assert!(matches!(e, Error::NameServiceUnsupported));
+        assert!(matches!(e, Error::NoNameService));
+        let e =
+            Client::connect_via("doozer:?cn=a/b", Some(&format!("doozer:?ca={a}"))).unwrap_err();
+        assert!(matches!(e, Error::BadClusterName(_)), "{e:?}");
         let e = Client::connect(&format!("doozer:?ca={}", dead_addr())).unwrap_err();
         assert!(matches!(e, Error::Connect { .. }), "{e:?}");
         let c = Client::connect(&format!("doozer:?ca={a}")).unwrap();

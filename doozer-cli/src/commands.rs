@@ -88,15 +88,26 @@ pub struct Globals {
 }
 
 impl Globals {
-    /// Connects as the options say; `cn=` URIs are refused for now.
+    /// Connects as the options say; a `cn=` is resolved through the name
+    /// service of `-b`.
     pub fn connect(&self) -> Result<Client, Failure> {
         let uri: DoozerUri = self.uri.parse().map_err(Error::from)?;
-        if uri.cluster.is_some() && self.boot_uri.is_some() {
-            return Err(Failure::Other(
-                "cn= needs a name service lookup, not supported yet".into(),
-            ));
+        Ok(Client::connect_uri_via(&uri, self.boot_uri.as_deref())?)
+    }
+
+    /// The URI's `ca=` addresses, then those of its `cn=` cluster's CALs
+    /// from the name service.
+    pub fn addrs(&self, uri: &DoozerUri) -> Result<Vec<String>, Failure> {
+        let mut addrs = uri.addrs.clone();
+        if let Some(name) = &uri.cluster {
+            let boot = self.boot_uri.as_deref().ok_or(Error::NoNameService)?;
+            for a in doozer::ns::resolve(boot, name)? {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
         }
-        Ok(Client::connect_uri(&uri)?)
+        Ok(addrs)
     }
 }
 
@@ -454,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_cluster_is_exit_2_and_cn_is_refused() {
+    fn unreachable_cluster_or_name_service_is_exit_2() {
         assert_eq!(run(&strs(&["-a", "doozer:?ca=127.0.0.1:1", "rev"])), 2);
         assert_eq!(run(&strs(&["-a", "doozer:?cn=x", "rev"])), 2);
         assert_eq!(

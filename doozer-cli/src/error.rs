@@ -49,9 +49,15 @@ pub enum Error {
     /// The peer sent something that is not valid doozer protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
-    /// The URI names a cluster (`cn=`), which needs a name service lookup.
-    #[error("cn= needs a name service (-b); not supported yet")]
-    NameServiceUnsupported,
+    /// The URI names a cluster (`cn=`) but no name service was given.
+    #[error("cn= needs a name service: give -b URI or set DOOZER_BOOT_URI")]
+    NoNameService,
+    /// No CAL of the named cluster is registered in the name service.
+    #[error("no CAL of cluster {0:?} is registered in the name service (/ctl/ns/{0}/ is empty)")]
+    UnknownCluster(String),
+    /// A cluster name that cannot be a path component.
+    #[error("bad cluster name {0:?}: want one or more of A-Z a-z 0-9 . -")]
+    BadClusterName(String),
 }
 
 impl Error {

@@ -52,6 +52,7 @@ mod conn;
 pub mod duration;
 pub mod error;
 pub mod event;
+pub mod ns;
 pub mod pipeline;
 pub mod uri;
 
