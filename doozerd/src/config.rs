@@ -48,13 +48,16 @@ pub struct Config {
     /// `-fill`: before another CAL's seqn is filled with NOP, in
     /// milliseconds.
     pub fill_ms: u64,
+    /// `-b` or `$DOOZER_BOOT_URI`: the name service's `doozer:?ca=...`
+    /// URI (validated: at least one `ca=`, no `cn=`).
+    pub boot: Option<String>,
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run a node.
-    Run(Config),
+    Run(Box<Config>),
     /// Print the version and exit.
     Version,
     /// Print usage and exit.
@@ -79,7 +82,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "b",
         "",
-        "name-service URI (default $DOOZER_BOOT_URI) (not supported yet)",
+        "name-service URI (default $DOOZER_BOOT_URI): find or seed cluster -c there",
         "URI",
     );
     o.optopt("c", "", "cluster name (default local)", "NAME");
@@ -152,11 +155,7 @@ pub fn parse(
     }
     // Flags whose capability lands with a later piece of work: refuse them
     // clearly rather than silently running something else.
-    for (flag, what) in [
-        ("b", "booting through a name service"),
-        ("tlscert", "TLS"),
-        ("tlskey", "TLS"),
-    ] {
+    for (flag, what) in [("tlscert", "TLS"), ("tlskey", "TLS")] {
         if m.opt_present(flag) {
             return Err(ConfigError(format!("-{flag}: {what} is not supported yet")));
         }
@@ -177,8 +176,34 @@ pub fn parse(
         attach.push(addr);
     }
 
+    let boot = match m.opt_str("b") {
+        Some(b) => Some(("-b", b)),
+        None => match env("DOOZER_BOOT_URI") {
+            None => None,
+            Some(v) => match v.into_string() {
+                Ok(v) if v.is_empty() => None,
+                Ok(v) => Some(("DOOZER_BOOT_URI", v)),
+                Err(_) => return Err(ConfigError("DOOZER_BOOT_URI is not valid UTF-8".into())),
+            },
+        },
+    };
+    let boot = match boot {
+        None => None,
+        Some((from, text)) => {
+            let uri: doozer::DoozerUri = text
+                .parse()
+                .map_err(|e| ConfigError(format!("{from} {text:?}: {e}")))?;
+            if uri.addrs.is_empty() || uri.cluster.is_some() {
+                return Err(ConfigError(format!(
+                    "{from} {text:?}: a name service is reached by address: want doozer:?ca=HOST:PORT"
+                )));
+            }
+            Some(text)
+        }
+    };
+
     let cluster_name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
-    if cluster_name.is_empty() || !cluster_name.bytes().all(is_name_byte) {
+    if !doozer::ns::valid_cluster_name(&cluster_name) {
         return Err(ConfigError(format!(
             "-c {cluster_name:?}: a cluster name is one or more of A-Z a-z 0-9 . -"
         )));
@@ -234,7 +259,7 @@ pub fn parse(
         w => (w, false),
     };
 
-    Ok(Command::Run(Config {
+    Ok(Command::Run(Box::new(Config {
         listen,
         web,
         cluster_name,
@@ -246,7 +271,8 @@ pub fn parse(
         timeout_ms,
         pulse_ms,
         fill_ms,
-    }))
+        boot,
+    })))
 }
 
 /// A `-flag S` of seconds (a decimal number, as in `-fill 0.1`), in
@@ -276,10 +302,6 @@ fn seconds(
     }
 }
 
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
-}
-
 /// Resolves `HOST:PORT` to one address (DNS happens here, before the loop).
 fn resolve(text: &str) -> Result<SocketAddr, String> {
     if !text.contains(':') {
@@ -300,7 +322,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         match run(args) {
-            Ok(Command::Run(c)) => c,
+            Ok(Command::Run(c)) => *c,
             other => panic!("expected a config, got {other:?}"),
         }
     }
@@ -372,10 +394,35 @@ mod tests {
     }
 
     #[test]
+    fn the_name_service_comes_from_b_or_the_environment() {
+        assert_eq!(config(&[]).boot, None);
+        let ns = "doozer:?ca=127.0.0.1:9046";
+        assert_eq!(config(&["-b", ns]).boot.as_deref(), Some(ns));
+        let env = |k: &str| (k == "DOOZER_BOOT_URI").then(|| "doozer:?ca=127.0.0.1:1".into());
+        let from_env = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            match parse(&args, &env) {
+                Ok(Command::Run(c)) => c.boot,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(from_env(&[]).as_deref(), Some("doozer:?ca=127.0.0.1:1"));
+        assert_eq!(from_env(&["-b", ns]).as_deref(), Some(ns), "-b wins");
+        for bad in ["doozer:?cn=ns", "127.0.0.1:9046", "doozer:?ca=x:99999"] {
+            let e = run(&["-b", bad]).unwrap_err();
+            assert!(e.0.starts_with("-b "), "{bad}: {e}");
+        }
+        assert!(
+            run(&["-c", ".."]).is_err(),
+            "a cluster name is one path component"
+        );
+    }
+
+    #[test]
     fn a_secret_turns_the_web_viewer_off() {
         let args: Vec<String> = vec![];
         let c = match parse(&args, &|k| (k == "DOOZER_RWSECRET").then(|| "s".into())) {
-            Ok(Command::Run(c)) => c,
+            Ok(Command::Run(c)) => *c,
             other => panic!("{other:?}"),
         };
         assert_eq!(c.web, None);
@@ -391,7 +438,7 @@ mod tests {
         let env =
             |k: &str| (k == "DOOZER_RWSECRET").then(|| std::ffi::OsString::from_vec(raw.clone()));
         let c = match parse(&args, &env) {
-            Ok(Command::Run(c)) => c,
+            Ok(Command::Run(c)) => *c,
             other => panic!("{other:?}"),
         };
         assert_eq!(&c.rw_secret[..], &raw[..]);

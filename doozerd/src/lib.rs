@@ -14,6 +14,7 @@
 //! - [`config`]: command-line flags.
 
 pub mod attach;
+pub mod boot;
 pub mod cluster;
 pub mod config;
 pub mod consensus;

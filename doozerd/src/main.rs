@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
     }
     let config = match config::parse(&args, &|k| std::env::var_os(k)) {
-        Ok(Command::Run(c)) => c,
+        Ok(Command::Run(c)) => *c,
         Ok(Command::Version) => {
             println!("doozerd {}", doozerd::VERSION);
             return ExitCode::SUCCESS;
@@ -40,9 +40,6 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .init();
-    if std::env::var_os("DOOZER_BOOT_URI").is_some() {
-        log::warn!("DOOZER_BOOT_URI is set, but booting through a name service is not supported yet; seeding a new cluster");
-    }
     let id = match node::new_node_id() {
         Ok(id) => id,
         Err(e) => {

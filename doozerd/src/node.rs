@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use prost::Message;
 
 use crate::attach::{self, Attach, AttachError, Followed};
+use crate::boot::{Boot, BootError, Plan, Registrar};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::server::{ClusterConfig, ConnId, RoleChange, Secrets, Server, ServerConfig};
@@ -74,6 +75,9 @@ pub enum NodeError {
     /// No `-a` member could be attached to.
     #[error("cannot attach to the cluster: {0}")]
     Attach(#[from] AttachError),
+    /// Booting through the name service (`-b`) failed.
+    #[error("cannot boot through the name service: {0}")]
+    Boot(String),
 }
 
 enum Kind {
@@ -205,10 +209,70 @@ pub struct Node {
     attaching: Option<mpsc::Receiver<Result<Followed, AttachError>>>,
     /// Wakes the loop when the handshake is done.
     waker: Arc<Waker>,
+    /// Keeps this node's name-service entry (`-b`), if any.
+    registrar: Option<Registrar>,
+    /// What the registrar was last told: this node is a CAL.
+    ns_cal: bool,
+}
+
+/// How long start-up keeps trying the name service (`-b`) before it gives
+/// up: nodes started at once may find each other's advertisements before
+/// the seed serves.
+const BOOT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Joins a cluster at start-up: attaches to `-a` (if given), else boots
+/// through the name service (if given), else seeds a new cluster. Returns
+/// the stream to follow (`None`: this node seeded) and the members to
+/// re-attach to later.
+fn join(
+    config: &Config,
+    attach: &Attach,
+    boot: Option<&Boot>,
+    server: &mut Server,
+) -> Result<(Option<Followed>, Vec<SocketAddr>), NodeError> {
+    if !config.attach.is_empty() {
+        server.start_following();
+        match attach.first_of(&config.attach, server) {
+            Ok(f) => return Ok((Some(f), config.attach.clone())),
+            Err(e) if boot.is_none() => return Err(e.into()),
+            Err(e) => log::warn!("cannot attach to -a: {e}; trying the name service"),
+        }
+    }
+    let Some(boot) = boot else {
+        server.seed(&config.cluster_name, &attach.info);
+        return Ok((None, Vec::new()));
+    };
+    let deadline = Instant::now() + BOOT_DEADLINE;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let why = match boot.plan() {
+            Ok(Plan::Seed) => {
+                server.seed(&config.cluster_name, &attach.info);
+                return Ok((None, Vec::new()));
+            }
+            Ok(Plan::Attach(addrs)) => {
+                server.start_following();
+                match attach.first_of(&addrs, server) {
+                    Ok(f) => return Ok((Some(f), addrs)),
+                    Err(e) => e.to_string(),
+                }
+            }
+            Err(e @ BootError::Orphaned { .. }) => return Err(NodeError::Boot(e.to_string())),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(NodeError::Boot(why));
+        }
+        // Nodes started together: the seed may not serve yet.
+        log::info!("boot: {why}; trying again");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 impl Node {
-    /// Binds the listeners and seeds a new cluster; does not serve yet.
+    /// Binds the listeners and joins a cluster (attaching, booting through
+    /// the name service, or seeding a new one); does not serve yet.
     pub fn bind(config: &Config, info: NodeInfo) -> Result<Node, NodeError> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen).map_err(|source| NodeError::Bind {
@@ -264,22 +328,32 @@ impl Node {
             secret: config.rw_secret.clone(),
         };
         let waker = Arc::new(Waker::new(poll.registry(), ATTACHED)?);
-        let follow = if config.attach.is_empty() {
-            server.seed(&config.cluster_name, &info);
-            log::info!(
-                "seeded a new cluster {:?}; the only CAL",
-                config.cluster_name
-            );
-            None
-        } else {
-            server.start_following();
-            let stream = attach.first_of(&config.attach, &mut server)?;
-            log::info!(
-                "attached to cluster {:?} at rev {}; a slave",
-                config.cluster_name,
-                server.store().rev()
-            );
-            Some(FollowConn::register(&poll, stream)?)
+        let boot = config.boot.as_ref().map(|uri| Boot {
+            uri: uri.clone(),
+            cluster: config.cluster_name.clone(),
+            info: info.clone(),
+        });
+        let (followed, attach_addrs) = join(config, &attach, boot.as_ref(), &mut server)?;
+        let follow = match followed {
+            None => {
+                log::info!(
+                    "seeded a new cluster {:?}; the only CAL",
+                    config.cluster_name
+                );
+                None
+            }
+            Some(stream) => {
+                log::info!(
+                    "attached to cluster {:?} at rev {}; a slave",
+                    config.cluster_name,
+                    server.store().rev()
+                );
+                Some(FollowConn::register(&poll, stream)?)
+            }
+        };
+        let registrar = match boot {
+            Some(b) => Some(Registrar::spawn(b)?),
+            None => None,
         };
         let streamed_rev = server.store().rev();
         Ok(Node {
@@ -307,7 +381,9 @@ impl Node {
             change_cache: web::ChangeCache::default(),
             next_ping: Instant::now() + PING_INTERVAL,
             follow,
-            attach_addrs: config.attach.clone(),
+            attach_addrs,
+            registrar,
+            ns_cal: false,
             lost_member: None,
             follow_idle: FOLLOW_IDLE_MIN.max(Duration::from_millis(config.pulse_ms) * 5),
             attach,
@@ -367,6 +443,7 @@ impl Node {
                 self.server.tick();
             }
             self.act_on_role_change();
+            self.tell_name_service();
             if self
                 .follow
                 .as_ref()
@@ -403,6 +480,29 @@ impl Node {
                 self.reattach_at = Some(Instant::now());
             }
             None => {}
+        }
+    }
+
+    /// Tells the name-service registrar (`-b`) whether this node is a CAL
+    /// and which CALs left. A CAL counts once its own store lists it: a
+    /// kicked CAL woken from a pause learns of the kick (and stops being
+    /// registered) before it steps down.
+    fn tell_name_service(&mut self) {
+        let left = self.server.take_cals_left();
+        let Some(r) = &self.registrar else {
+            return;
+        };
+        let cal = self.server.is_cal() && self.server.listed_as_cal();
+        if cal != self.ns_cal {
+            r.set_cal(cal);
+            self.ns_cal = cal;
+        }
+        // Every CAL removes the entries of CALs that left (deleting twice
+        // is harmless; a kicked node cannot remove its own).
+        if cal {
+            for id in left.iter().filter(|id| **id != self.node_id) {
+                r.remove(id);
+            }
         }
     }
 

@@ -83,6 +83,8 @@ pub(super) struct Membership {
     by_addr: HashMap<SocketAddr, NodeId>,
     peer_out: Vec<(NodeId, PeerMsg)>,
     role_change: Option<RoleChange>,
+    /// CALs that left the slots, until the node takes them.
+    cals_left: Vec<NodeId>,
     follow_requests: Vec<Request>,
     /// The tag of the slot claim in flight, if any.
     claim: Option<i32>,
@@ -113,6 +115,7 @@ impl Membership {
             by_addr: HashMap::new(),
             peer_out: Vec::new(),
             role_change: None,
+            cals_left: Vec::new(),
             follow_requests: Vec::new(),
             claim: None,
             nops_outstanding: 0,
@@ -358,6 +361,20 @@ impl Server {
         }
     }
 
+    /// Whether this node's id fills a CAL slot as of its store's head (it
+    /// may not take part in consensus yet, or any more).
+    pub fn listed_as_cal(&self) -> bool {
+        self.members
+            .cals()
+            .is_some_and(|c| c.index_of(&self.members.id).is_some())
+    }
+
+    /// Ids of CALs whose slot was emptied or removed since the last call
+    /// (kicked, or demoted by an operator), for the name service.
+    pub fn take_cals_left(&mut self) -> Vec<NodeId> {
+        std::mem::take(&mut self.members.cals_left)
+    }
+
     /// The role change to act on, once.
     pub fn take_role_change(&mut self) -> Option<RoleChange> {
         self.members.role_change.take()
@@ -495,7 +512,14 @@ impl Server {
         let Ok(snap) = self.store.snapshot(None) else {
             return;
         };
-        self.members.slots = cluster::slots(&snap);
+        let slots = cluster::slots(&snap);
+        for old in &self.members.slots {
+            let gone = !old.id.is_empty() && !slots.iter().any(|s| s.id == old.id);
+            if gone && !self.members.cals_left.contains(&old.id) {
+                self.members.cals_left.push(old.id.clone());
+            }
+        }
+        self.members.slots = slots;
         let set = cluster::cal_set(&self.members.slots);
         let rev = self.store.rev();
         self.members.note_set(rev, set);
