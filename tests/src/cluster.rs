@@ -208,6 +208,33 @@ impl Cluster {
         }
     }
 
+    /// A cluster of nodes the test started itself (e.g. booted through a
+    /// name service); `args` are given to nodes started later.
+    pub fn adopt(nodes: Vec<Doozerd>, args: &[&str]) -> Cluster {
+        Cluster {
+            nodes: nodes
+                .into_iter()
+                .map(|d| Node {
+                    id: node_id(&d),
+                    d,
+                    state: State::Running,
+                })
+                .collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            acked: Vec::new(),
+        }
+    }
+
+    /// `doozer:?ca=...` with every node's address.
+    pub fn uri(&self) -> String {
+        let cas: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("ca={}", n.d.addr()))
+            .collect();
+        format!("doozer:?{}", cas.join("&"))
+    }
+
     /// A cluster of `cals` CALs: the seed, then one node at a time attached
     /// to the seed and promoted into a slot `/ctl/cal/i` that the operator
     /// creates (empty) with the `doozer` CLI. Node `i` ends up in slot `i`:

@@ -223,7 +223,31 @@ impl DoozerdBuilder {
         panic!("doozerd did not start: {last_err}");
     }
 
+    /// Starts every daemon of `builders` before waiting for any (so they
+    /// run at once, as nodes booting together through a name service
+    /// do), then waits until each answers. Panics if one does not; the
+    /// others are killed as they are dropped.
+    pub fn start_all(builders: Vec<DoozerdBuilder>) -> Vec<Doozerd> {
+        let mut nodes = Vec::new();
+        for b in &builders {
+            let port = b.port.unwrap_or_else(free_port);
+            nodes.push(b.spawn(port).unwrap_or_else(|e| panic!("{e}")));
+        }
+        for n in &mut nodes {
+            if let Err(e) = n.wait_ready() {
+                panic!("doozerd did not start: {e}");
+            }
+        }
+        nodes
+    }
+
     fn try_start(&self, port: u16) -> Result<Doozerd, String> {
+        let mut node = self.spawn(port)?;
+        node.wait_ready()?;
+        Ok(node)
+    }
+
+    fn spawn(&self, port: u16) -> Result<Doozerd, String> {
         let dir = TempDir::new("doozerd");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let stdout_path = dir.path().join("stdout");
@@ -246,36 +270,14 @@ impl DoozerdBuilder {
             cmd.env(k, v);
         }
         let child = cmd.spawn().map_err(|e| format!("spawn doozerd: {e}"))?;
-        let mut node = Doozerd {
+        Ok(Doozerd {
             child,
             addr,
             dir,
             stdout_path,
             stderr_path,
             exited: None,
-        };
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = node.try_wait() {
-                return Err(format!(
-                    "doozerd exited during start-up with {status}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                    node.stdout(),
-                    node.stderr()
-                ));
-            }
-            if node.answers_rev() {
-                return Ok(node);
-            }
-            if Instant::now() >= deadline {
-                let msg = format!(
-                    "doozerd on {addr} did not answer REV within {DEADLINE:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                    node.stdout(),
-                    node.stderr()
-                );
-                return Err(msg);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 }
 
@@ -299,6 +301,33 @@ impl Doozerd {
     /// Starts `doozerd -l 127.0.0.1:PORT -w false ARGS...`.
     pub fn start(args: &[&str]) -> Doozerd {
         Doozerd::builder().args(args.iter().copied()).start()
+    }
+
+    /// Waits (up to [`DEADLINE`]) until the daemon answers a REV request;
+    /// an error (with its output) if it exits or does not answer.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Err(format!(
+                    "doozerd exited during start-up with {status}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.stdout(),
+                    self.stderr()
+                ));
+            }
+            if self.answers_rev() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "doozerd on {} did not answer REV within {DEADLINE:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.addr,
+                    self.stdout(),
+                    self.stderr()
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The client (and peer) address.
