@@ -162,3 +162,41 @@ fn two_clusters_boot_at_once_through_a_name_service() {
     a.assert_consistent(&[]);
     b.assert_consistent(&[]);
 }
+
+/// `-a` and `-b` together: the `-a` members first, then the name service;
+/// and a cluster whose seed is recorded but none of whose CALs is
+/// registered is a clear start-up error naming the file to delete.
+#[test]
+fn attach_first_then_the_name_service_and_orphaned_names() {
+    let ns = Doozerd::start(&[]);
+    let ns_uri = ns.uri();
+    let dead = format!("127.0.0.1:{}", free_port());
+    // Nothing answers at -a: the node boots cluster c through -b (seeds).
+    let first = Doozerd::start(&["-a", &dead, "-b", &ns_uri, "-c", "c"]);
+    let first_id = String::from_utf8(ns.raw().must_get("/ctl/boot/c").0).unwrap();
+    assert_eq!(doozer(&first, &["self"], b"").ok().trim(), first_id);
+    assert!(
+        first.stderr().contains("trying the name service"),
+        "{}",
+        first.stderr()
+    );
+    // A working -a wins over the name service: the node attaches there.
+    let second = Doozerd::start(&["-a", &first.addr().to_string(), "-b", &ns_uri, "-c", "c"]);
+    let log = second.stderr();
+    assert!(
+        log.contains("a slave") && !log.contains("name service"),
+        "{log}"
+    );
+
+    // /ctl/boot/d names a seed, but nothing is registered under /ctl/ns/d.
+    doozer(&ns, &["set", "/ctl/boot/d", "0"], b"GONE").ok();
+    let port = free_port().to_string();
+    let l = format!("127.0.0.1:{port}");
+    let out = doozerd_run(&["-l", &l, "-w", "false", "-b", &ns_uri, "-c", "d"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("GONE") && out.stderr.contains("delete /ctl/boot/d"),
+        "{}",
+        out.stderr
+    );
+}
