@@ -23,10 +23,13 @@
 //! MAC_VERSION (1 byte) | tag (32 bytes) | envelope (as without a secret)
 //! ```
 //!
-//! and the tag covers the version, the *sender's* address and the whole
-//! envelope. The receiver checks it against the datagram's source address,
-//! which is the sender's `-l` address (nodes send from the socket bound to
-//! it), so a datagram cannot be re-attributed to another node. Anything
+//! and the tag covers the version, the *sender's* address, the *receiver's*
+//! address and the whole envelope. The receiver checks it against the
+//! datagram's source address, which is the sender's `-l` address (nodes
+//! send from the socket bound to it), and its own `-l` address, so a
+//! datagram can be neither re-attributed to another node nor redirected
+//! to one (a Promise's ballot is its receiver's: delivered to another
+//! coordinator it would claim a promise never made). Anything
 //! that does not verify (no MAC, a MAC under another key, a flipped bit, a
 //! truncation, another sender) is dropped and counted apart from garbage
 //! (`unauthenticated_dropped`), with a rate-limited warning in the log.
@@ -127,30 +130,34 @@ impl PeerKey {
         })
     }
 
-    /// The tag of `payload` sent by `from` (the sender's `-l` address).
-    fn tag(&self, from: SocketAddr, payload: &[u8]) -> hmac::Tag {
+    /// The tag of `payload` sent by `from` (the sender's `-l` address) to
+    /// `to` (the receiver's).
+    fn tag(&self, from: SocketAddr, to: SocketAddr, payload: &[u8]) -> hmac::Tag {
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(&[MAC_VERSION]);
-        // The address's encoding has a fixed length per family, so version,
-        // address and payload cannot run into each other.
-        match canonical_ip(from.ip()) {
-            IpAddr::V4(ip) => {
-                ctx.update(&[4]);
-                ctx.update(&ip.octets());
+        // An address's encoding has a fixed length per family, so version,
+        // addresses and payload cannot run into each other.
+        for addr in [from, to] {
+            match canonical_ip(addr.ip()) {
+                IpAddr::V4(ip) => {
+                    ctx.update(&[4]);
+                    ctx.update(&ip.octets());
+                }
+                IpAddr::V6(ip) => {
+                    ctx.update(&[6]);
+                    ctx.update(&ip.octets());
+                }
             }
-            IpAddr::V6(ip) => {
-                ctx.update(&[6]);
-                ctx.update(&ip.octets());
-            }
+            ctx.update(&addr.port().to_be_bytes());
         }
-        ctx.update(&from.port().to_be_bytes());
         ctx.update(payload);
         ctx.sign()
     }
 
-    /// Seals an encoded envelope sent from `from`: version, tag, envelope.
-    pub fn seal(&self, from: SocketAddr, payload: &[u8]) -> Vec<u8> {
-        let tag = self.tag(from, payload);
+    /// Seals an encoded envelope sent from `from` to `to`: version, tag,
+    /// envelope.
+    pub fn seal(&self, from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let tag = self.tag(from, to, payload);
         let mut out = Vec::with_capacity(MAC_OVERHEAD + payload.len());
         out.push(MAC_VERSION);
         out.extend_from_slice(tag.as_ref());
@@ -158,15 +165,21 @@ impl PeerKey {
         out
     }
 
-    /// The envelope of `datagram` received from `from`, if it is sealed
-    /// under this key by that sender; `None` otherwise. The tag comparison
-    /// takes the same time wherever the first difference is.
-    pub fn open<'a>(&self, from: SocketAddr, datagram: &'a [u8]) -> Option<&'a [u8]> {
+    /// The envelope of `datagram` received from `from` at `to`, if it is
+    /// sealed under this key by that sender for this receiver; `None`
+    /// otherwise. The tag comparison takes the same time wherever the first
+    /// difference is.
+    pub fn open<'a>(
+        &self,
+        from: SocketAddr,
+        to: SocketAddr,
+        datagram: &'a [u8],
+    ) -> Option<&'a [u8]> {
         if datagram.len() < MAC_OVERHEAD || datagram[0] != MAC_VERSION {
             return None;
         }
         let (tag, payload) = datagram[1..].split_at(TAG_LEN);
-        let want = self.tag(from, payload);
+        let want = self.tag(from, to, payload);
         bool::from(want.as_ref().ct_eq(tag)).then_some(payload)
     }
 }
@@ -203,8 +216,8 @@ pub struct TooLarge {
 /// The UDP socket of a node and what is queued on it.
 pub struct PeerTransport {
     socket: UdpSocket,
-    /// The bound address: what receivers see as the source, so what
-    /// outgoing datagrams are sealed for.
+    /// The bound address: what receivers see as the source and what
+    /// senders address, so what datagrams are sealed from and for.
     local: SocketAddr,
     /// Seals and checks datagrams when the cluster has a secret.
     key: Option<PeerKey>,
@@ -270,7 +283,7 @@ impl PeerTransport {
             }
             for envelope in pack(msgs.drain(..)) {
                 let datagram = match &self.key {
-                    Some(key) => key.seal(self.local, &envelope),
+                    Some(key) => key.seal(self.local, *to, &envelope),
                     None => envelope,
                 };
                 match self.socket.send_to(&datagram, *to) {
@@ -301,7 +314,7 @@ impl PeerTransport {
                     let datagram = &self.buf[..n];
                     let envelope = match &self.key {
                         None => datagram,
-                        Some(key) => match key.open(from, datagram) {
+                        Some(key) => match key.open(from, self.local, datagram) {
                             Some(envelope) => envelope,
                             None => {
                                 self.stats.unauthenticated_dropped += 1;
@@ -511,33 +524,35 @@ mod tests {
     #[test]
     fn sealed_datagrams_open_for_their_sender_under_their_key() {
         let k = key("s3cret");
-        let from = addr("127.0.0.1:8046");
+        let (from, to) = (addr("127.0.0.1:8046"), addr("127.0.0.1:8047"));
         let env = envelope();
-        let sealed = k.seal(from, &env);
+        let sealed = k.seal(from, to, &env);
         assert_eq!(sealed.len(), env.len() + MAC_OVERHEAD);
         assert_eq!(sealed[0], MAC_VERSION);
         assert_eq!(&sealed[MAC_OVERHEAD..], &env[..]);
-        assert_eq!(k.open(from, &sealed), Some(&env[..]));
+        assert_eq!(k.open(from, to, &sealed), Some(&env[..]));
         // the same secret on another node derives the same key
-        assert_eq!(key("s3cret").open(from, &sealed), Some(&env[..]));
+        assert_eq!(key("s3cret").open(from, to, &sealed), Some(&env[..]));
         // an empty envelope seals too
-        assert_eq!(k.open(from, &k.seal(from, b"")), Some(&b""[..]));
+        assert_eq!(k.open(from, to, &k.seal(from, to, b"")), Some(&b""[..]));
         // a dual-stack socket sees the sender as an IPv4-mapped address
         assert_eq!(
-            k.open(addr("[::ffff:127.0.0.1]:8046"), &sealed),
+            k.open(addr("[::ffff:127.0.0.1]:8046"), to, &sealed),
             Some(&env[..])
         );
     }
 
     #[test]
     fn the_key_is_derived_not_the_raw_secret() {
-        let from = addr("127.0.0.1:8046");
+        let (from, to) = (addr("127.0.0.1:8046"), addr("127.0.0.1:8047"));
         let env = envelope();
-        let sealed = key("s3cret").seal(from, &env);
+        let sealed = key("s3cret").seal(from, to, &env);
         let raw = hmac::Key::new(hmac::HMAC_SHA256, b"s3cret");
         let mut ctx = hmac::Context::with_key(&raw);
         ctx.update(&[MAC_VERSION, 4, 127, 0, 0, 1]);
         ctx.update(&8046u16.to_be_bytes());
+        ctx.update(&[4, 127, 0, 0, 1]);
+        ctx.update(&8047u16.to_be_bytes());
         ctx.update(&env);
         assert_ne!(ctx.sign().as_ref(), &sealed[1..MAC_OVERHEAD]);
     }
@@ -545,35 +560,38 @@ mod tests {
     #[test]
     fn anything_but_a_genuine_datagram_is_refused() {
         let k = key("s3cret");
-        let from = addr("127.0.0.1:8046");
+        let (from, to) = (addr("127.0.0.1:8046"), addr("127.0.0.1:8047"));
         let env = envelope();
-        let sealed = k.seal(from, &env);
+        let sealed = k.seal(from, to, &env);
         // another key
-        assert_eq!(key("s3cret2").open(from, &sealed), None);
-        assert_eq!(k.open(from, &key("other").seal(from, &env)), None);
+        assert_eq!(key("s3cret2").open(from, to, &sealed), None);
+        assert_eq!(k.open(from, to, &key("other").seal(from, to, &env)), None);
         // no MAC at all: the bare envelope, and nothing
-        assert_eq!(k.open(from, &env), None);
-        assert_eq!(k.open(from, b""), None);
+        assert_eq!(k.open(from, to, &env), None);
+        assert_eq!(k.open(from, to, b""), None);
         // every truncation
         for n in 0..sealed.len() {
-            assert_eq!(k.open(from, &sealed[..n]), None, "cut to {n}");
+            assert_eq!(k.open(from, to, &sealed[..n]), None, "cut to {n}");
         }
         // a byte appended
         let mut longer = sealed.clone();
         longer.push(0);
-        assert_eq!(k.open(from, &longer), None);
+        assert_eq!(k.open(from, to, &longer), None);
         // every single flipped bit: version, tag or envelope
         for i in 0..sealed.len() {
             for bit in 0..8 {
                 let mut bad = sealed.clone();
                 bad[i] ^= 1 << bit;
-                assert_eq!(k.open(from, &bad), None, "bit {bit} of byte {i}");
+                assert_eq!(k.open(from, to, &bad), None, "bit {bit} of byte {i}");
             }
         }
-        // another sender: other port, other host, other family
-        for other in ["127.0.0.1:8047", "127.0.0.2:8046", "[::1]:8046"] {
-            assert_eq!(k.open(addr(other), &sealed), None, "{other}");
+        // another sender or another receiver: other port, host, family;
+        // and sender and receiver swapped
+        for other in ["127.0.0.1:8048", "127.0.0.2:8046", "[::1]:8046"] {
+            assert_eq!(k.open(addr(other), to, &sealed), None, "from {other}");
+            assert_eq!(k.open(from, addr(other), &sealed), None, "to {other}");
         }
+        assert_eq!(k.open(to, from, &sealed), None, "swapped");
     }
 
     #[test]
@@ -596,11 +614,13 @@ mod tests {
         let raw = std::net::UdpSocket::bind(lo).unwrap();
         let raw_addr = raw.local_addr().unwrap();
         let env = envelope();
+        let right = key("s3cret");
         let forged = [
             env.clone(),                                       // no MAC
-            key("wrong").seal(raw_addr, &env),                 // wrong key
-            key("s3cret").seal(a_addr, &env),                  // claims to be a
-            key("s3cret").seal(raw_addr, &env)[..40].to_vec(), // truncated
+            key("wrong").seal(raw_addr, b_addr, &env),         // wrong key
+            right.seal(a_addr, b_addr, &env),                  // claims to be a
+            right.seal(raw_addr, a_addr, &env),                // meant for a
+            right.seal(raw_addr, b_addr, &env)[..40].to_vec(), // truncated
             vec![MAC_VERSION],                                 // only a version
         ];
         for d in &forged {
@@ -608,7 +628,7 @@ mod tests {
         }
         // Genuine, from the raw socket's own address, but garbage inside:
         // counted as garbage, not as unauthenticated.
-        raw.send_to(&key("s3cret").seal(raw_addr, &[0x0b, 0xff]), b_addr)
+        raw.send_to(&right.seal(raw_addr, b_addr, &[0x0b, 0xff]), b_addr)
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while b.stats().garbage_dropped < 1 && Instant::now() < deadline {
@@ -620,11 +640,9 @@ mod tests {
         assert_eq!(b.stats().messages_received, 3);
         // A node without the secret takes a sealed datagram for garbage.
         let mut plain = PeerTransport::bind(lo, None).unwrap();
-        raw.send_to(
-            &key("s3cret").seal(raw_addr, &env),
-            plain.local_addr().unwrap(),
-        )
-        .unwrap();
+        let plain_addr = plain.local_addr().unwrap();
+        raw.send_to(&right.seal(raw_addr, plain_addr, &env), plain_addr)
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while plain.stats().garbage_dropped < 1 && Instant::now() < deadline {
             plain.recv(|_, _| panic!("sealed datagram delivered without a key"));

@@ -5,8 +5,9 @@
 //! well-formed peer batches that would write to the store if they were
 //! taken: Learned values, Accepts and Votes for the next seqns, each
 //! carrying an encoded SET. They go out without a MAC, with a MAC under a
-//! wrong key, with the right key but sealed for a member's address, and
-//! with the right key from an address that is no member.
+//! wrong key, with the right key but sealed as from a member's address or
+//! for another member, and with the right key from an address that is no
+//! member.
 //!
 //! With a secret the web viewer (and so `/$stats.json`) is off (SPEC §3,
 //! src/config.rs), so the count is read where an operator sees it then:
@@ -113,7 +114,7 @@ fn with_a_secret_only_members_holding_it_take_part_in_consensus() {
     // not counted as unauthenticated, but ignored as from an unknown peer.
     let env = forged_envelope("stranger", seqns.clone());
     stranger
-        .send_to(&right.seal(stranger_addr, &env), target)
+        .send_to(&right.seal(stranger_addr, target, &env), target)
         .expect("send");
 
     // No MAC at all: the bare envelope, as a node without a secret sends.
@@ -127,19 +128,24 @@ fn with_a_secret_only_members_holding_it_take_part_in_consensus() {
     // it counted that one, the total would be one more.
     assert_eq!(wait_reported(&c, 1, EACH), EACH);
 
-    // A MAC under a wrong key, and the right key sealed for a member's
-    // address (re-attributed: the source is the stranger's).
+    // A MAC under a wrong key; the right key sealed as from a member's
+    // address (re-attributed: the source is the stranger's); the right key
+    // sealed for another member (redirected).
     for k in 0..EACH {
         let env = forged_envelope(&format!("wrongkey{k}"), seqns.clone());
         stranger
-            .send_to(&wrong.seal(stranger_addr, &env), target)
+            .send_to(&wrong.seal(stranger_addr, target, &env), target)
             .expect("send");
         let env = forged_envelope(&format!("reattributed{k}"), seqns.clone());
         stranger
-            .send_to(&right.seal(member, &env), target)
+            .send_to(&right.seal(member, target, &env), target)
+            .expect("send");
+        let env = forged_envelope(&format!("redirected{k}"), seqns.clone());
+        stranger
+            .send_to(&right.seal(stranger_addr, member, &env), target)
             .expect("send");
     }
-    assert_eq!(wait_reported(&c, 1, 3 * EACH), 3 * EACH);
+    assert_eq!(wait_reported(&c, 1, 4 * EACH), 4 * EACH);
 
     // Consensus moves past every forged seqn (NOPs through the CAL that
     // was attacked), so anything forged would have been applied by now.
