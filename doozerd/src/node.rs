@@ -21,7 +21,7 @@ use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::server::{ClusterConfig, ConnId, RoleChange, Secrets, Server, ServerConfig};
 use crate::store::Rev;
-use crate::transport::PeerTransport;
+use crate::transport::{PeerKey, PeerTransport};
 use crate::web;
 
 const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
@@ -285,12 +285,16 @@ impl Node {
             .register(&mut listener, CLIENT_LISTENER, Interest::READABLE)?;
         // Peers talk UDP on the same host:port; binding it now reserves the
         // port and catches a busy one at start-up.
-        let mut peers = PeerTransport::bind(config.listen).map_err(|source| NodeError::Bind {
-            addr: config.listen,
-            what: "peers (UDP)",
-            source,
-            hint: LISTEN_HINT,
-        })?;
+        // With a secret, peer datagrams are sealed with a key derived from
+        // it: only nodes sharing the secret take part in consensus.
+        let peer_key = PeerKey::from_secret(&config.rw_secret);
+        let mut peers =
+            PeerTransport::bind(config.listen, peer_key).map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                what: "peers (UDP)",
+                source,
+                hint: LISTEN_HINT,
+            })?;
         poll.registry()
             .register(peers.socket_mut(), PEER_SOCKET, Interest::READABLE)?;
         let web_listener = match config.web {
@@ -454,6 +458,13 @@ impl Node {
             if self.reattach_at.is_some_and(|t| t <= Instant::now()) {
                 self.reattach();
             }
+            if self
+                .peers
+                .warning_due()
+                .is_some_and(|t| t <= Instant::now())
+            {
+                self.peers.warn_dropped(Instant::now());
+            }
             // Peers first: a round trip of consensus starts before the
             // clients' answers (the larger writes) are copied out.
             self.flush_cluster();
@@ -615,7 +626,8 @@ impl Node {
             .consensus_deadline
             .map(|ms| self.started + Duration::from_millis(ms));
         let follow = self.follow.as_ref().map(|f| f.last_data + self.follow_idle);
-        [ping, self.reattach_at, consensus, follow]
+        let warning = self.peers.warning_due();
+        [ping, self.reattach_at, consensus, follow, warning]
             .into_iter()
             .flatten()
             .min()
@@ -956,6 +968,7 @@ impl Node {
             fills: consensus.as_ref().map_or(0, |(c, _)| c.fills),
             round_retries: consensus.as_ref().map_or(0, |(c, _)| c.round_retries),
             peer_datagrams_dropped: self.peers.stats().garbage_dropped,
+            peer_datagrams_unauthenticated: self.peers.stats().unauthenticated_dropped,
             peer_messages_ignored: self.peer_messages_ignored,
             peer_messages_sent: consensus
                 .as_ref()

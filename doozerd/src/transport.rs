@@ -11,17 +11,47 @@
 //! UDP may drop, duplicate and reorder datagrams; consensus tolerates all
 //! three, so a send that would block is dropped (and counted) rather than
 //! queued without bound.
+//!
+//! # Authenticated peers
+//!
+//! When the cluster has a secret (`DOOZER_RWSECRET`, the same on every
+//! node), every datagram is sealed with a [`PeerKey`]: HMAC-SHA256 under a
+//! key derived from the secret with HKDF and a label of its own, so the
+//! secret itself never keys anything on the wire. A sealed datagram is
+//!
+//! ```text
+//! MAC_VERSION (1 byte) | tag (32 bytes) | envelope (as without a secret)
+//! ```
+//!
+//! and the tag covers the version, the *sender's* address, the *receiver's*
+//! address and the whole envelope. The receiver checks it against the
+//! datagram's source address, which is the sender's `-l` address (nodes
+//! send from the socket bound to it), and its own `-l` address, so a
+//! datagram can be neither re-attributed to another node nor redirected
+//! to one (a Promise's ballot is its receiver's: delivered to another
+//! coordinator it would claim a promise never made). Anything
+//! that does not verify (no MAC, a MAC under another key, a flipped bit, a
+//! truncation, another sender) is dropped and counted apart from garbage
+//! (`unauthenticated_dropped`), with a rate-limited warning in the log.
+//! The check is constant time. Without a secret, datagrams are exactly the
+//! bare envelope, as before.
+//!
+//! A replayed genuine datagram verifies: to consensus it is the network
+//! duplicating a datagram, which Paxos tolerates (docs/security.md).
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::net::UdpSocket;
 use prost::Message;
+use ring::{hkdf, hmac};
+use subtle::ConstantTimeEq;
 
 /// Largest datagram sent: the IPv4 UDP payload limit (65,507) less room
-/// for the envelope a later authenticated form adds.
+/// for the authenticated form's [`MAC_OVERHEAD`].
 pub const MAX_DATAGRAM_LEN: usize = 65_000;
 /// Largest single message: what fits alone in a datagram's envelope. A
 /// 32 KiB file body plus its message framing fits with room to spare.
@@ -50,6 +80,129 @@ pub struct TransportStats {
     pub garbage_dropped: u64,
     /// Datagrams not sent because the socket would block or failed.
     pub send_dropped: u64,
+    /// Datagrams dropped because the cluster has a secret and they did not
+    /// carry a valid MAC for their source address.
+    pub unauthenticated_dropped: u64,
+}
+
+/// First byte of a sealed datagram: the format of what follows. A bare
+/// envelope starts with `0x0a` (field 1, length-delimited) or is empty, so
+/// the two cannot be mistaken for each other.
+pub const MAC_VERSION: u8 = 1;
+/// Length of the tag: the full HMAC-SHA256 output. Not truncated: 32
+/// bytes per datagram of up to 64 KiB costs nothing worth saving.
+pub const TAG_LEN: usize = 32;
+/// Bytes a sealed datagram adds to the envelope.
+pub const MAC_OVERHEAD: usize = 1 + TAG_LEN;
+/// HKDF salt of the peer MAC key: names the protocol.
+const KEY_SALT: &[u8] = b"doozer";
+/// HKDF info of the peer MAC key: names the use, so the same secret never
+/// keys two different things alike.
+const KEY_LABEL: &[u8] = b"doozer peer mac v1";
+/// Least time between two warnings about unauthenticated datagrams.
+pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The key peer datagrams are sealed and checked with, derived from the
+/// cluster's rw secret. Its `Debug` form shows nothing of the key.
+#[derive(Clone)]
+pub struct PeerKey {
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for PeerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerKey(..)")
+    }
+}
+
+impl PeerKey {
+    /// The key of a cluster whose rw secret is `secret`; `None` for the
+    /// empty secret (no secret: datagrams are not sealed). HKDF-SHA256
+    /// with a salt and label of its own: the raw secret is never the key.
+    pub fn from_secret(secret: &[u8]) -> Option<PeerKey> {
+        if secret.is_empty() {
+            return None;
+        }
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, KEY_SALT).extract(secret);
+        let okm = prk.expand(&[KEY_LABEL], hmac::HMAC_SHA256).ok()?;
+        Some(PeerKey {
+            key: hmac::Key::from(okm),
+        })
+    }
+
+    /// The tag of `payload` sent by `from` (the sender's `-l` address) to
+    /// `to` (the receiver's).
+    fn tag(&self, from: SocketAddr, to: SocketAddr, payload: &[u8]) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(&[MAC_VERSION]);
+        // An address's encoding has a fixed length per family, so version,
+        // addresses and payload cannot run into each other.
+        for addr in [from, to] {
+            match canonical_ip(addr.ip()) {
+                IpAddr::V4(ip) => {
+                    ctx.update(&[4]);
+                    ctx.update(&ip.octets());
+                }
+                IpAddr::V6(ip) => {
+                    ctx.update(&[6]);
+                    ctx.update(&ip.octets());
+                }
+            }
+            ctx.update(&addr.port().to_be_bytes());
+        }
+        ctx.update(payload);
+        ctx.sign()
+    }
+
+    /// Seals an encoded envelope sent from `from` to `to`: version, tag,
+    /// envelope.
+    pub fn seal(&self, from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let tag = self.tag(from, to, payload);
+        let mut out = Vec::with_capacity(MAC_OVERHEAD + payload.len());
+        out.push(MAC_VERSION);
+        out.extend_from_slice(tag.as_ref());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// The envelope of `datagram` received from `from` at `to`, if it is
+    /// sealed under this key by that sender for this receiver; `None`
+    /// otherwise. The tag comparison takes the same time wherever the first
+    /// difference is.
+    pub fn open<'a>(
+        &self,
+        from: SocketAddr,
+        to: SocketAddr,
+        datagram: &'a [u8],
+    ) -> Option<&'a [u8]> {
+        if datagram.len() < MAC_OVERHEAD || datagram[0] != MAC_VERSION {
+            return None;
+        }
+        let (tag, payload) = datagram[1..].split_at(TAG_LEN);
+        let want = self.tag(from, to, payload);
+        bool::from(want.as_ref().ct_eq(tag)).then_some(payload)
+    }
+}
+
+/// `ip` with an IPv4-mapped IPv6 address as the IPv4 address it maps, so a
+/// dual-stack socket's view of a sender matches the sender's own.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Rate limit of the warning about unauthenticated datagrams: the first is
+/// logged at once, later ones at most every [`WARN_INTERVAL`], summed.
+#[derive(Debug, Default)]
+struct DropWarning {
+    /// Dropped since the last warning.
+    unreported: u64,
+    /// Source of the last one dropped.
+    last_from: Option<SocketAddr>,
+    /// No warning before this.
+    quiet_until: Option<Instant>,
 }
 
 /// A message too large to send in one datagram.
@@ -63,24 +216,36 @@ pub struct TooLarge {
 /// The UDP socket of a node and what is queued on it.
 pub struct PeerTransport {
     socket: UdpSocket,
+    /// The bound address: what receivers see as the source and what
+    /// senders address, so what datagrams are sealed from and for.
+    local: SocketAddr,
+    /// Seals and checks datagrams when the cluster has a secret.
+    key: Option<PeerKey>,
     outbox: HashMap<SocketAddr, Vec<Bytes>>,
     buf: Vec<u8>,
     stats: TransportStats,
+    warning: DropWarning,
 }
 
 impl PeerTransport {
-    /// Binds `addr` (the `-l` address) with large socket buffers.
-    pub fn bind(addr: SocketAddr) -> io::Result<PeerTransport> {
+    /// Binds `addr` (the `-l` address) with large socket buffers. With a
+    /// `key`, every datagram sent is sealed and every datagram received
+    /// must be.
+    pub fn bind(addr: SocketAddr, key: Option<PeerKey>) -> io::Result<PeerTransport> {
         let socket = UdpSocket::bind(addr)?;
         let sock = socket2::SockRef::from(&socket);
         // Best effort: the kernel caps these at its own maximum.
         let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
         let _ = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+        let local = socket.local_addr()?;
         Ok(PeerTransport {
             socket,
+            local,
+            key,
             outbox: HashMap::new(),
             buf: vec![0; 65_536],
             stats: TransportStats::default(),
+            warning: DropWarning::default(),
         })
     }
 
@@ -116,7 +281,11 @@ impl PeerTransport {
             if msgs.is_empty() {
                 continue;
             }
-            for datagram in pack(msgs.drain(..)) {
+            for envelope in pack(msgs.drain(..)) {
+                let datagram = match &self.key {
+                    Some(key) => key.seal(self.local, *to, &envelope),
+                    None => envelope,
+                };
                 match self.socket.send_to(&datagram, *to) {
                     Ok(_) => self.stats.datagrams_sent += 1,
                     Err(e) => {
@@ -135,14 +304,28 @@ impl PeerTransport {
     }
 
     /// Receives every datagram waiting on the socket and hands each message
-    /// in it to `deliver` with the sender's address. Garbage is counted and
-    /// dropped.
+    /// in it to `deliver` with the sender's address. Garbage and, with a
+    /// key, datagrams without a valid MAC are counted and dropped.
     pub fn recv(&mut self, mut deliver: impl FnMut(SocketAddr, Bytes)) {
         loop {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     self.stats.datagrams_received += 1;
-                    match Datagram::decode(&self.buf[..n]) {
+                    let datagram = &self.buf[..n];
+                    let envelope = match &self.key {
+                        None => datagram,
+                        Some(key) => match key.open(from, self.local, datagram) {
+                            Some(envelope) => envelope,
+                            None => {
+                                self.stats.unauthenticated_dropped += 1;
+                                self.warning.unreported += 1;
+                                self.warning.last_from = Some(from);
+                                self.warn_dropped(Instant::now());
+                                continue;
+                            }
+                        },
+                    };
+                    match Datagram::decode(envelope) {
                         Ok(d) => {
                             self.stats.messages_received += d.msgs.len() as u64;
                             for m in d.msgs {
@@ -162,6 +345,33 @@ impl PeerTransport {
                 }
             }
         }
+    }
+}
+
+impl PeerTransport {
+    /// Logs the warning about unauthenticated datagrams if some were dropped
+    /// since the last one and the quiet interval is over. The event loop
+    /// calls this at [`PeerTransport::warning_due`].
+    pub fn warn_dropped(&mut self, now: Instant) {
+        let w = &mut self.warning;
+        if w.unreported == 0 || w.quiet_until.is_some_and(|t| now < t) {
+            return;
+        }
+        log::warn!(
+            "dropped {} peer datagram(s) without a valid MAC (total {}), the last from {}; \
+             a stranger, or a node with another DOOZER_RWSECRET",
+            w.unreported,
+            self.stats.unauthenticated_dropped,
+            w.last_from
+                .map_or_else(|| "?".to_string(), |a| a.to_string())
+        );
+        w.unreported = 0;
+        w.quiet_until = Some(now + WARN_INTERVAL);
+    }
+
+    /// When [`PeerTransport::warn_dropped`] has a warning to log, if any.
+    pub fn warning_due(&self) -> Option<Instant> {
+        (self.warning.unreported > 0).then(|| self.warning.quiet_until.unwrap_or_else(Instant::now))
     }
 }
 
@@ -251,8 +461,8 @@ mod tests {
     #[test]
     fn messages_cross_loopback_and_garbage_is_counted() {
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut a = PeerTransport::bind(lo).unwrap();
-        let mut b = PeerTransport::bind(lo).unwrap();
+        let mut a = PeerTransport::bind(lo, None).unwrap();
+        let mut b = PeerTransport::bind(lo, None).unwrap();
         let b_addr = b.local_addr().unwrap();
         let sent = vec![msg(10, 1), msg(32 << 10, 2), msg(0, 3)];
         for m in &sent {
@@ -281,7 +491,7 @@ mod tests {
 
     #[test]
     fn an_oversized_message_is_refused_before_queueing() {
-        let mut a = PeerTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut a = PeerTransport::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
         let to = a.local_addr().unwrap();
         assert_eq!(
             a.queue(to, msg(MAX_MESSAGE_LEN + 1, 0)),
@@ -291,5 +501,198 @@ mod tests {
         );
         a.flush();
         assert_eq!(a.stats().datagrams_sent, 0);
+    }
+
+    fn key(secret: &str) -> PeerKey {
+        PeerKey::from_secret(secret.as_bytes()).expect("a key")
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn envelope() -> Vec<u8> {
+        pack([msg(10, 1), msg(3, 2)]).remove(0)
+    }
+
+    #[test]
+    fn no_secret_no_key() {
+        assert!(PeerKey::from_secret(b"").is_none());
+        assert_eq!(format!("{:?}", key("s3cret")), "PeerKey(..)");
+    }
+
+    #[test]
+    fn sealed_datagrams_open_for_their_sender_under_their_key() {
+        let k = key("s3cret");
+        let (from, to) = (addr("127.0.0.1:8046"), addr("127.0.0.1:8047"));
+        let env = envelope();
+        let sealed = k.seal(from, to, &env);
+        assert_eq!(sealed.len(), env.len() + MAC_OVERHEAD);
+        assert_eq!(sealed[0], MAC_VERSION);
+        assert_eq!(&sealed[MAC_OVERHEAD..], &env[..]);
+        assert_eq!(k.open(from, to, &sealed), Some(&env[..]));
+        // the same secret on another node derives the same key
+        assert_eq!(key("s3cret").open(from, to, &sealed), Some(&env[..]));
+        // an empty envelope seals too
+        assert_eq!(k.open(from, to, &k.seal(from, to, b"")), Some(&b""[..]));
+        // a dual-stack socket sees the sender as an IPv4-mapped address
+        assert_eq!(
+            k.open(addr("[::ffff:127.0.0.1]:8046"), to, &sealed),
+            Some(&env[..])
+        );
+    }
+
+    #[test]
+    fn the_key_is_derived_not_the_raw_secret() {
+        let (from, to) = (addr("127.0.0.1:8046"), addr("127.0.0.1:8047"));
+        let env = envelope();
+        let sealed = key("s3cret").seal(from, to, &env);
+        let raw = hmac::Key::new(hmac::HMAC_SHA256, b"s3cret");
+        let mut ctx = hmac::Context::with_key(&raw);
+        ctx.update(&[MAC_VERSION, 4, 127, 0, 0, 1]);
+        ctx.update(&8046u16.to_be_bytes());
+        ctx.update(&[4, 127, 0, 0, 1]);
+        ctx.update(&8047u16.to_be_bytes());
+        ctx.update(&env);
+        assert_ne!(ctx.sign().as_ref(), &sealed[1..MAC_OVERHEAD]);
+    }
+
+    #[test]
+    fn anything_but_a_genuine_datagram_is_refused() {
+        let k = key("s3cret");
+        let (from, to) = (addr("127.0.0.1:8046"), addr("127.0.0.1:8047"));
+        let env = envelope();
+        let sealed = k.seal(from, to, &env);
+        // another key
+        assert_eq!(key("s3cret2").open(from, to, &sealed), None);
+        assert_eq!(k.open(from, to, &key("other").seal(from, to, &env)), None);
+        // no MAC at all: the bare envelope, and nothing
+        assert_eq!(k.open(from, to, &env), None);
+        assert_eq!(k.open(from, to, b""), None);
+        // every truncation
+        for n in 0..sealed.len() {
+            assert_eq!(k.open(from, to, &sealed[..n]), None, "cut to {n}");
+        }
+        // a byte appended
+        let mut longer = sealed.clone();
+        longer.push(0);
+        assert_eq!(k.open(from, to, &longer), None);
+        // every single flipped bit: version, tag or envelope
+        for i in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut bad = sealed.clone();
+                bad[i] ^= 1 << bit;
+                assert_eq!(k.open(from, to, &bad), None, "bit {bit} of byte {i}");
+            }
+        }
+        // another sender or another receiver: other port, host, family;
+        // and sender and receiver swapped
+        for other in ["127.0.0.1:8048", "127.0.0.2:8046", "[::1]:8046"] {
+            assert_eq!(k.open(addr(other), to, &sealed), None, "from {other}");
+            assert_eq!(k.open(from, addr(other), &sealed), None, "to {other}");
+        }
+        assert_eq!(k.open(to, from, &sealed), None, "swapped");
+    }
+
+    #[test]
+    fn with_a_key_only_genuine_datagrams_are_delivered_and_the_rest_counted() {
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut a = PeerTransport::bind(lo, Some(key("s3cret"))).unwrap();
+        let mut b = PeerTransport::bind(lo, Some(key("s3cret"))).unwrap();
+        let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let sent = vec![msg(10, 1), msg(32 << 10, 2), msg(0, 3)];
+        for m in &sent {
+            a.queue(b_addr, m.clone()).unwrap();
+        }
+        a.flush();
+        let got = recv_n(&mut b, 3);
+        assert_eq!(
+            got,
+            sent.into_iter().map(|m| (a_addr, m)).collect::<Vec<_>>()
+        );
+
+        let raw = std::net::UdpSocket::bind(lo).unwrap();
+        let raw_addr = raw.local_addr().unwrap();
+        let env = envelope();
+        let right = key("s3cret");
+        let forged = [
+            env.clone(),                                       // no MAC
+            key("wrong").seal(raw_addr, b_addr, &env),         // wrong key
+            right.seal(a_addr, b_addr, &env),                  // claims to be a
+            right.seal(raw_addr, a_addr, &env),                // meant for a
+            right.seal(raw_addr, b_addr, &env)[..40].to_vec(), // truncated
+            vec![MAC_VERSION],                                 // only a version
+        ];
+        for d in &forged {
+            raw.send_to(d, b_addr).unwrap();
+        }
+        // Genuine, from the raw socket's own address, but garbage inside:
+        // counted as garbage, not as unauthenticated.
+        raw.send_to(&right.seal(raw_addr, b_addr, &[0x0b, 0xff]), b_addr)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.stats().garbage_dropped < 1 && Instant::now() < deadline {
+            b.recv(|_, _| panic!("forged datagram delivered"));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(b.stats().unauthenticated_dropped, forged.len() as u64);
+        assert_eq!(b.stats().garbage_dropped, 1);
+        assert_eq!(b.stats().messages_received, 3);
+        // A node without the secret takes a sealed datagram for garbage.
+        let mut plain = PeerTransport::bind(lo, None).unwrap();
+        let plain_addr = plain.local_addr().unwrap();
+        raw.send_to(&right.seal(raw_addr, plain_addr, &env), plain_addr)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while plain.stats().garbage_dropped < 1 && Instant::now() < deadline {
+            plain.recv(|_, _| panic!("sealed datagram delivered without a key"));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(plain.stats().garbage_dropped, 1);
+    }
+
+    #[test]
+    fn without_a_key_the_wire_carries_the_bare_envelope() {
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut a = PeerTransport::bind(lo, None).unwrap();
+        let raw = std::net::UdpSocket::bind(lo).unwrap();
+        let msgs = vec![msg(10, 1), msg(3, 2)];
+        for m in &msgs {
+            a.queue(raw.local_addr().unwrap(), m.clone()).unwrap();
+        }
+        a.flush();
+        let mut buf = vec![0; 65_536];
+        raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (n, from) = raw.recv_from(&mut buf).unwrap();
+        assert_eq!(from, a.local_addr().unwrap());
+        assert_eq!(buf[..n].to_vec(), pack(msgs).remove(0));
+    }
+
+    #[test]
+    fn the_warning_is_rate_limited_and_sums_what_it_held_back() {
+        let mut t = PeerTransport::bind("127.0.0.1:0".parse().unwrap(), Some(key("k"))).unwrap();
+        assert_eq!(t.warning_due(), None);
+        let now = Instant::now();
+        let from = addr("127.0.0.1:9");
+        let drop_one = |t: &mut PeerTransport, at: Instant| {
+            t.stats.unauthenticated_dropped += 1;
+            t.warning.unreported += 1;
+            t.warning.last_from = Some(from);
+            t.warn_dropped(at);
+        };
+        // the first is logged at once
+        drop_one(&mut t, now);
+        assert_eq!(t.warning.unreported, 0);
+        assert_eq!(t.warning_due(), None);
+        // later ones wait for the interval, then go out as one line
+        drop_one(&mut t, now + Duration::from_secs(1));
+        drop_one(&mut t, now + Duration::from_secs(2));
+        assert_eq!(t.warning.unreported, 2);
+        assert_eq!(t.warning_due(), Some(now + WARN_INTERVAL));
+        t.warn_dropped(now + WARN_INTERVAL - Duration::from_millis(1));
+        assert_eq!(t.warning.unreported, 2);
+        t.warn_dropped(now + WARN_INTERVAL);
+        assert_eq!(t.warning.unreported, 0);
+        assert_eq!(t.warning_due(), None);
     }
 }

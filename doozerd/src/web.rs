@@ -66,6 +66,9 @@ pub struct NodeStats {
     pub round_retries: u64,
     /// Peer datagrams dropped because they did not decode.
     pub peer_datagrams_dropped: u64,
+    /// Peer datagrams dropped because the cluster has a secret and they
+    /// carried no valid MAC.
+    pub peer_datagrams_unauthenticated: u64,
     /// Peer messages dropped: undecodable, from an unknown sender, or
     /// arriving while this node is not a CAL.
     pub peer_messages_ignored: u64,
@@ -386,6 +389,7 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
             "messages_sent": s.peer_messages_sent,
             "messages_received": s.peer_messages_received,
             "datagrams_dropped": s.peer_datagrams_dropped,
+            "datagrams_unauthenticated": s.peer_datagrams_unauthenticated,
             "messages_ignored": s.peer_messages_ignored,
         },
     })
@@ -518,6 +522,12 @@ fn metrics(s: &NodeStats, store: &Store) -> String {
         "counter",
         "Peer datagrams dropped because they did not decode.",
         s.peer_datagrams_dropped as f64,
+    );
+    family(
+        "doozer_peer_datagrams_unauthenticated_total",
+        "counter",
+        "Peer datagrams dropped because they carried no valid MAC (the cluster has a secret).",
+        s.peer_datagrams_unauthenticated as f64,
     );
     family(
         "doozer_peer_messages_ignored_total",

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::history::{format_history, Call, Op, Outcome, Recorder};
 use crate::{
-    doozer, err_of, poll_until, req, value_of, Doozerd, ErrCode, RawConn, Recv, Request,
+    doozer_with, err_of, poll_until, req, value_of, Doozerd, ErrCode, RawConn, Recv, Request,
     RequestExt, Response, Verb, XorShift,
 };
 
@@ -76,6 +76,9 @@ pub struct Cluster {
     /// SETs the test made through [`Cluster::set`] and that succeeded:
     /// each must be readable at its rev on every node at the end.
     acked: Vec<Entry>,
+    /// `DOOZER_RWSECRET` of every node, if the cluster has one; the
+    /// helpers' writes present it (ACCESS, or `sk=` for the CLI).
+    secret: Option<String>,
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to `pid` with the `kill` command. Only
@@ -192,19 +195,36 @@ impl Cluster {
     /// Seeds a new cluster: one node without `-a`, the only CAL. `args`
     /// are given to this node and every node started later.
     pub fn seed(args: &[&str]) -> Cluster {
+        Cluster::seed_with_secret(args, None)
+    }
+
+    /// [`Cluster::seed`], every node started with `DOOZER_RWSECRET` =
+    /// `secret` when given.
+    pub fn seed_with_secret(args: &[&str], secret: Option<&str>) -> Cluster {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut all = vec!["-hist".to_string(), HIST.to_string()];
         all.extend(args.iter().cloned());
-        let d = Doozerd::builder().args(all).start();
-        let id = node_id(&d);
-        Cluster {
-            nodes: vec![Node {
-                d,
-                id,
-                state: State::Running,
-            }],
+        let mut c = Cluster {
+            nodes: Vec::new(),
             args,
             acked: Vec::new(),
+            secret: secret.map(str::to_string),
+        };
+        let d = c.builder().args(all).start();
+        let id = node_id(&d);
+        c.nodes.push(Node {
+            d,
+            id,
+            state: State::Running,
+        });
+        c
+    }
+
+    /// A builder for a node of this cluster (its secret, if any).
+    fn builder(&self) -> crate::DoozerdBuilder {
+        match &self.secret {
+            Some(s) => Doozerd::builder().env("DOOZER_RWSECRET", s),
+            None => Doozerd::builder(),
         }
     }
 
@@ -222,11 +242,12 @@ impl Cluster {
                 .collect(),
             args: args.iter().map(|s| s.to_string()).collect(),
             acked: Vec::new(),
+            secret: None,
         }
     }
 
     /// `doozer:?ca=...` with every node's address.
-    pub fn uri(&self) -> String {
+    pub fn uri_all(&self) -> String {
         let cas: Vec<String> = self
             .nodes
             .iter()
@@ -235,12 +256,43 @@ impl Cluster {
         format!("doozer:?{}", cas.join("&"))
     }
 
+    /// The cluster's secret, if it has one.
+    pub fn secret(&self) -> Option<&str> {
+        self.secret.as_deref()
+    }
+
+    /// The `doozer:` URI of node `i`, with `sk=` when the cluster has a
+    /// secret.
+    pub fn uri(&self, i: usize) -> String {
+        match &self.secret {
+            Some(s) => format!("{}&sk={s}", self.d(i).uri()),
+            None => self.d(i).uri(),
+        }
+    }
+
+    /// A raw connection to node `i` that may write (it presented the
+    /// secret, if there is one).
+    pub fn writer(&self, i: usize) -> RawConn {
+        let mut c = self.d(i).raw();
+        if let Some(s) = &self.secret {
+            let r = c.access(s.as_bytes());
+            assert_eq!(err_of(&r), None, "ACCESS on node {i}: {r:?}");
+        }
+        c
+    }
+
     /// A cluster of `cals` CALs: the seed, then one node at a time attached
     /// to the seed and promoted into a slot `/ctl/cal/i` that the operator
     /// creates (empty) with the `doozer` CLI. Node `i` ends up in slot `i`:
     /// it is the only slave when its slot appears.
     pub fn start(cals: usize, args: &[&str]) -> Cluster {
-        let mut c = Cluster::seed(args);
+        Cluster::start_with_secret(cals, args, None)
+    }
+
+    /// [`Cluster::start`], every node started with `DOOZER_RWSECRET` =
+    /// `secret` when given.
+    pub fn start_with_secret(cals: usize, args: &[&str], secret: Option<&str>) -> Cluster {
+        let mut c = Cluster::seed_with_secret(args, secret);
         for slot in 1..cals {
             let i = c.attach(0, &[]);
             c.add_slot(0, slot);
@@ -266,7 +318,7 @@ impl Cluster {
         ];
         all.extend(self.args.iter().cloned());
         all.extend(extra.iter().map(|s| s.to_string()));
-        let d = Doozerd::builder().args(all).start();
+        let d = self.builder().args(all).start();
         let id = node_id(&d);
         self.nodes.push(Node {
             d,
@@ -280,7 +332,8 @@ impl Cluster {
     /// empty stdin, against node `via`. Returns the rev the CLI printed.
     pub fn add_slot(&self, via: usize, slot: usize) -> i64 {
         let path = format!("/ctl/cal/{slot}");
-        let out = doozer(&self.nodes[via].d, &["set", &path, "0"], b"").ok();
+        let uri = self.uri(via);
+        let out = doozer_with(&[("DOOZER_URI", uri.as_str())], &["set", &path, "0"], b"").ok();
         out.trim()
             .parse()
             .unwrap_or_else(|e| panic!("doozer set {path} printed {out:?}: {e}"))
@@ -338,7 +391,7 @@ impl Cluster {
     /// SET through node `i`, which must succeed; the write is remembered
     /// for [`Cluster::assert_consistent`]. Returns its rev.
     pub fn set(&mut self, i: usize, path: &str, rev: i64, body: &[u8]) -> i64 {
-        let mut c = self.d(i).raw();
+        let mut c = self.writer(i);
         let r = call_timeout(
             &mut c,
             req(Verb::Set).path(path).rev(rev).value(body),

@@ -49,7 +49,7 @@ fn by_name(ns_uri: &str, name: &str, args: &[&str], stdin: &[u8]) -> CmdOutput {
 #[test]
 fn two_clusters_boot_at_once_through_a_name_service() {
     let ns = Cluster::start(3, &[]);
-    let ns_uri = ns.uri();
+    let ns_uri = ns.uri_all();
     let builders: Vec<DoozerdBuilder> = ["a", "a", "a", "b", "b", "b"]
         .iter()
         .map(|name| {

@@ -1231,6 +1231,8 @@ fn garbage_and_unknown_peer_datagrams_are_dropped_and_counted() {
         (v["datagrams_dropped"] == json!(3) && v["messages_ignored"] == json!(2)).then_some(v)
     });
     assert_eq!(after["datagrams_dropped"], json!(3), "{after:#}");
+    // Without a secret nothing is sealed, so nothing is unauthenticated.
+    assert_eq!(after["datagrams_unauthenticated"], json!(0), "{after:#}");
     let metrics = String::from_utf8(http_get(web, "/$metrics").body).expect("utf8");
     assert!(
         metrics.contains("\ndoozer_peer_datagrams_dropped_total 3\n"),
@@ -1238,6 +1240,10 @@ fn garbage_and_unknown_peer_datagrams_are_dropped_and_counted() {
     );
     assert!(
         metrics.contains("\ndoozer_peer_messages_ignored_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ndoozer_peer_datagrams_unauthenticated_total 0\n"),
         "{metrics}"
     );
     // and the node still serves

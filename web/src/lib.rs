@@ -204,6 +204,7 @@ mod tests {
             "consensus.messages_sent",
             "consensus.messages_received",
             "consensus.datagrams_dropped",
+            "consensus.datagrams_unauthenticated",
         ] {
             assert!(STATS_JS.contains(&format!("'{field}'")), "{field}");
         }

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
+use subtle::ConstantTimeEq;
 
 use crate::store::WaitId;
 
@@ -47,13 +48,15 @@ impl Secrets {
     }
 }
 
-/// Compares secrets without an early exit on the first differing byte, so
-/// the time taken does not tell an attacker how much of a guess was right.
+/// Compares secrets in constant time, so the time taken tells an attacker
+/// neither how much of a guess was right nor how long the secret is: both
+/// are hashed to SHA-256 digests of one length, which are compared with
+/// `subtle` (no early exit, and opaque to the optimiser, unlike a
+/// hand-written fold).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let da = ring::digest::digest(&ring::digest::SHA256, a);
+    let db = ring::digest::digest(&ring::digest::SHA256, b);
+    bool::from(da.as_ref().ct_eq(db.as_ref()))
 }
 
 /// One client connection's state.
@@ -133,5 +136,33 @@ mod tests {
             })
         );
         assert_eq!(s.grant(b"r"), None);
+    }
+
+    #[test]
+    fn secrets_match_exactly() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(constant_time_eq(&[0, 255, 7], &[0, 255, 7]));
+        for wrong in [
+            &b""[..],
+            b"s3cre",
+            b"s3cret ",
+            b"S3cret",
+            b"s3crex",
+            b"\0s3cret",
+        ] {
+            assert!(!constant_time_eq(wrong, b"s3cret"), "{wrong:?}");
+            assert!(!constant_time_eq(b"s3cret", wrong), "{wrong:?}");
+        }
+        // a secret that is a prefix of the other, and one past a NUL
+        let s = secrets("pw", "pw2");
+        assert_eq!(
+            s.grant(b"pw2"),
+            Some(Grant {
+                read: true,
+                write: false
+            })
+        );
+        assert_eq!(s.grant(b"pw\0"), None);
     }
 }

@@ -91,6 +91,7 @@
       ['consensus.fills', 'fills', num],
       ['consensus.retries', 'retries', num],
       ['consensus.datagrams_dropped', 'datagrams dropped', num],
+      ['consensus.datagrams_unauthenticated', 'datagrams without a valid MAC', num],
     ]],
   ];
   var TABLED = { cals: true, 'consensus.messages_sent': true, 'consensus.messages_received': true };
