@@ -76,8 +76,13 @@ pub enum NodeError {
     #[error("cannot attach to the cluster: {0}")]
     Attach(#[from] AttachError),
     /// Booting through the name service (`-b`) failed.
-    #[error("cannot boot through the name service: {0}")]
-    Boot(String),
+    #[error("cannot boot through the name service -b {uri}: {why}")]
+    Boot {
+        /// The name service's URI, without its secret.
+        uri: String,
+        /// What went wrong.
+        why: String,
+    },
 }
 
 enum Kind {
@@ -242,6 +247,13 @@ fn join(
         server.seed(&config.cluster_name, &attach.info);
         return Ok((None, Vec::new()));
     };
+    let failed = |why: String| NodeError::Boot {
+        uri: boot
+            .uri
+            .parse::<doozer::DoozerUri>()
+            .map_or_else(|_| "?".into(), |u| u.to_string()),
+        why,
+    };
     let deadline = Instant::now() + BOOT_DEADLINE;
     let mut pause = Duration::from_millis(50);
     loop {
@@ -257,11 +269,15 @@ fn join(
                     Err(e) => e.to_string(),
                 }
             }
-            Err(e @ BootError::Orphaned { .. }) => return Err(NodeError::Boot(e.to_string())),
+            Err(e @ BootError::Orphaned { .. }) => return Err(failed(e.to_string())),
+            // Nothing answers there: say so now rather than in a minute.
+            Err(BootError::NameService(e)) if e.is_connection_error() => {
+                return Err(failed(e.to_string()))
+            }
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
-            return Err(NodeError::Boot(why));
+            return Err(failed(why));
         }
         // Nodes started together: the seed may not serve yet.
         log::info!("boot: {why}; trying again");
