@@ -49,6 +49,10 @@ pub enum Error {
     /// The peer sent something that is not valid doozer protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// TLS could not be set up: an unreadable or bad `tlsca=` file.
+    /// (A node whose certificate does not verify is a [`Error::Connect`].)
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The URI names a cluster (`cn=`), which needs a name service lookup.
     #[error("cn= needs a name service (-b); not supported yet")]
     NameServiceUnsupported,
