@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::history::{format_history, Call, Op, Outcome, Recorder};
 use crate::{
     doozer, err_of, poll_until, req, value_of, Doozerd, ErrCode, RawConn, Recv, Request,
-    RequestExt, Response, Verb, XorShift,
+    RequestExt, Response, TlsFiles, Verb, XorShift,
 };
 
 /// Bound for anything a cluster must eventually do (a promotion, a kick
@@ -73,6 +73,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Flags given to every node (after `-hist`).
     args: Vec<String>,
+    /// TLS files every node serves with, if the cluster serves TLS.
+    tls: Option<TlsFiles>,
     /// SETs the test made through [`Cluster::set`] and that succeeded:
     /// each must be readable at its rev on every node at the end.
     acked: Vec<Entry>,
@@ -128,7 +130,7 @@ pub fn recv_tag_timeout(conn: &mut RawConn, tag: i32, timeout: Duration) -> Opti
 /// The current rev of `d`, or `None` if it does not answer within a
 /// second (used while polling, so a slow node just means "not yet").
 fn rev_of(d: &Doozerd) -> Option<i64> {
-    let mut c = RawConn::connect(d.addr());
+    let mut c = d.raw();
     call_timeout(&mut c, req(Verb::Rev), Duration::from_secs(1))
         .filter(|r| r.err_code.is_none())
         .and_then(|r| r.rev)
@@ -192,10 +194,16 @@ impl Cluster {
     /// Seeds a new cluster: one node without `-a`, the only CAL. `args`
     /// are given to this node and every node started later.
     pub fn seed(args: &[&str]) -> Cluster {
+        Cluster::seed_with_tls(args, None)
+    }
+
+    /// [`Cluster::seed`], with every node of the cluster serving TLS with
+    /// `tls` (and attaching over TLS) when given.
+    pub fn seed_with_tls(args: &[&str], tls: Option<&TlsFiles>) -> Cluster {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut all = vec!["-hist".to_string(), HIST.to_string()];
         all.extend(args.iter().cloned());
-        let d = Doozerd::builder().args(all).start();
+        let d = Cluster::builder(tls).args(all).start();
         let id = node_id(&d);
         Cluster {
             nodes: vec![Node {
@@ -204,7 +212,16 @@ impl Cluster {
                 state: State::Running,
             }],
             args,
+            tls: tls.cloned(),
             acked: Vec::new(),
+        }
+    }
+
+    /// A node builder, with the cluster's TLS files if any.
+    fn builder(tls: Option<&TlsFiles>) -> crate::DoozerdBuilder {
+        match tls {
+            Some(t) => Doozerd::builder().tls(t),
+            None => Doozerd::builder(),
         }
     }
 
@@ -239,7 +256,7 @@ impl Cluster {
         ];
         all.extend(self.args.iter().cloned());
         all.extend(extra.iter().map(|s| s.to_string()));
-        let d = Doozerd::builder().args(all).start();
+        let d = Cluster::builder(self.tls.as_ref()).args(all).start();
         let id = node_id(&d);
         self.nodes.push(Node {
             d,
