@@ -239,6 +239,7 @@ fn tls_flag_errors_are_one_line_at_start_up() {
     let s = |p: &Path| p.display().to_string();
     let (cert, key, ca) = (s(&pki.cert), s(&pki.key), s(&pki.ca));
     let (garbage, missing) = (s(&garbage), s(&missing));
+    let other_key = s(&make_pki(dir.path(), "b").key);
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         // bad command lines: exit 2
         (vec!["-tlscert", &cert], 2, "-tlskey"),
@@ -271,11 +272,17 @@ fn tls_flag_errors_are_one_line_at_start_up() {
             1,
             &garbage,
         ),
-        // a key that is not the certificate's
+        // a file without a private key
         (
             vec!["-tlscert", &cert, "-tlskey", &ca, "-tlsca", &ca],
             1,
             &ca,
+        ),
+        // a key that is not the certificate's
+        (
+            vec!["-tlscert", &cert, "-tlskey", &other_key, "-tlsca", &ca],
+            1,
+            &other_key,
         ),
     ];
     for (extra, code, names) in cases {
