@@ -296,3 +296,61 @@ fn tls_flag_errors_are_one_line_at_start_up() {
         assert!(err.contains(names), "{extra:?}: names {names}: {err}");
     }
 }
+
+#[test]
+fn a_tls_slave_attaches_again_over_tls_when_its_node_dies() {
+    let dir = TempDir::new("tls");
+    let pki = make_pki(dir.path(), "a");
+    let mut cal = tls_node(&pki);
+    let port = cal.port();
+    cal.raw().must_set("/before", 0, b"1");
+    let slave = Doozerd::builder()
+        .tls(&pki)
+        .args(["-a", &cal.addr().to_string()])
+        .start();
+    assert_eq!(slave.raw().must_get("/before").0, b"1");
+    cal.kill();
+    assert_eq!(slave.raw().must_get("/before").0, b"1");
+    // A TLS node comes back on the same address: the slave's handshake
+    // thread attaches to it again, over TLS, and copies it.
+    let cal = Doozerd::builder().tls(&pki).port(port).start();
+    let rev = cal.raw().must_set("/after", 0, b"2");
+    let r = doozer_tests::poll_until(
+        std::time::Duration::from_secs(15),
+        "the slave to follow the new node",
+        || {
+            let r = slave.raw().get("/after", None);
+            (r.value.as_deref() == Some(&b"2"[..])).then_some(r)
+        },
+    );
+    assert_eq!(r.rev, Some(rev));
+    assert!(
+        slave.stderr().contains("following again"),
+        "{}",
+        slave.stderr()
+    );
+}
+
+#[test]
+fn answers_beyond_the_output_cap_arrive_whole_over_tls() {
+    // 300 GETs of a 40 KB file are 12 MB of answers: more than the 8 MiB
+    // after which a connection is not read until it drains, so the node
+    // pauses and resumes this TLS connection while the client reads.
+    let dir = TempDir::new("tls");
+    let pki = make_pki(dir.path(), "a");
+    let d = tls_node(&pki);
+    let mut c = d.raw();
+    let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let rev = c.must_set("/big", 0, &body);
+    for tag in 0..300 {
+        c.send(&req(Verb::Get).path("/big").tag(tag));
+    }
+    for tag in 0..300 {
+        let r = c.recv_tag(tag);
+        assert_eq!(r.rev, Some(rev), "tag {tag}");
+        assert!(
+            r.value.as_deref() == Some(&body[..]),
+            "tag {tag}: body differs"
+        );
+    }
+}
