@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use doozer::{DoozerUri, Error, Pipeline, Request, Response, Verb};
+use doozer::{DoozerUri, Error, Pipeline, Request, Response, Stream, TlsClient, Verb};
 use doozer_proto::{encode_frame, FrameDecoder};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -238,8 +238,8 @@ fn request(verb: Verb, tag: i32) -> Request {
 }
 
 /// A pipeline to `addr`, with ACCESS sent if there is a secret.
-fn open(addr: &str, secret: Option<&[u8]>) -> Result<Pipeline, Error> {
-    let mut p = Pipeline::connect(addr)?;
+fn open(addr: &str, secret: Option<&[u8]>, tls: Option<&TlsClient>) -> Result<Pipeline, Error> {
+    let mut p = Pipeline::connect_with(addr, tls)?;
     if let Some(s) = secret {
         let mut r = request(Verb::Access, 0);
         r.value = Some(Bytes::copy_from_slice(s));
@@ -257,6 +257,10 @@ pub fn run(g: &Globals, args: &[String]) -> Result<(), Failure> {
     let target = Target {
         addrs: g.addrs(&uri)?,
         secret: uri.secret.clone(),
+        tls: match &uri.tls_ca {
+            Some(path) => Some(TlsClient::from_ca_file(path)?),
+            None => None,
+        },
     };
     match o.op {
         Op::Watch | Op::Sse => follow_bench(&target, &o),
@@ -268,6 +272,8 @@ pub fn run(g: &Globals, args: &[String]) -> Result<(), Failure> {
 struct Target {
     addrs: Vec<String>,
     secret: Option<Vec<u8>>,
+    /// TLS, when the URI has `tlsca=`.
+    tls: Option<TlsClient>,
 }
 
 impl Target {
@@ -278,7 +284,7 @@ impl Target {
 
     /// Opens connection `i`.
     fn open(&self, i: usize) -> Result<Pipeline, Error> {
-        open(self.addr(i), self.secret.as_deref())
+        open(self.addr(i), self.secret.as_deref(), self.tls.as_ref())
     }
 }
 
@@ -792,7 +798,14 @@ impl FollowConn {
 
     /// Watcher `i`: connects (ACCESS included) and queues the first WAIT.
     fn watcher(t: &Target, i: usize, from: i64) -> Result<FollowConn, Error> {
-        let (stream, rbuf) = t.open(i)?.into_parts();
+        let (stream, rbuf) = match t.open(i)?.into_parts() {
+            (Stream::Plain(s), rbuf) => (s, rbuf),
+            (Stream::Tls(_), _) => {
+                return Err(Error::Tls(
+                    "bench -op watch follows plain TCP connections only".into(),
+                ))
+            }
+        };
         let mut c = FollowConn::new(stream, rbuf, Proto::Wait)?;
         encode_frame(&wait_req(from), &mut c.wbuf);
         Ok(c)
@@ -1442,6 +1455,7 @@ event: change\nid: 13\n";
         let target = Target {
             addrs: vec![a.clone(), b.clone()],
             secret: None,
+            tls: None,
         };
         assert_eq!(
             (target.addr(0), target.addr(1), target.addr(2)),

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::event::{Event, Stat};
+use crate::tls::TlsClient;
 use crate::uri::DoozerUri;
 
 /// The result of [`Client::get_linearizable`].
@@ -61,6 +62,8 @@ pub struct Client {
 
 struct Inner {
     addrs: Vec<String>,
+    /// TLS to every node, when the URI has `tlsca=`.
+    tls: Option<TlsClient>,
     state: Mutex<State>,
 }
 
@@ -106,6 +109,10 @@ impl Client {
     /// Parses `uri` and connects to the first of its `ca=` addresses that
     /// answers, then sends ACCESS if the URI has `sk=`.
     ///
+    /// A URI with `tlsca=PATH` connects over TLS, trusting the CA
+    /// certificates in that PEM file ([`Error::Tls`] if it is unusable; a
+    /// node whose certificate does not verify is an [`Error::Connect`]).
+    ///
     /// A URI with `cn=` needs a name service: use [`Client::connect_via`]
     /// (here it is [`Error::NoNameService`]).
     pub fn connect(uri: &str) -> Result<Client> {
@@ -136,9 +143,14 @@ impl Client {
                 }
             }
         }
+        let tls = match &uri.tls_ca {
+            Some(path) => Some(TlsClient::from_ca_file(path)?),
+            None => None,
+        };
         let c = Client {
             inner: Arc::new(Inner {
                 addrs,
+                tls,
                 state: Mutex::new(State {
                     conn: None,
                     index: 0,
@@ -176,7 +188,7 @@ impl Client {
         for i in 0..n {
             let index = (start + i) % n;
             let addr = &self.inner.addrs[index];
-            let conn = match Conn::connect(addr) {
+            let conn = match Conn::connect(addr, self.inner.tls.as_ref()) {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     last_err = Some(Error::Connect {

@@ -4,10 +4,20 @@
 //! the writer mutex, and block on the channel. A reader thread decodes
 //! responses and routes each by tag to its waiting caller, so a slow WAIT
 //! never holds up the GETs sent after it.
+//!
+//! With TLS the socket is split the same way and the rustls session sits
+//! behind its own mutex, held only to encrypt or decrypt, never across a
+//! blocking socket call: a writer takes the writer mutex, encrypts under
+//! the session lock, releases it, then writes; the reader blocks on the
+//! socket without any lock, then decrypts under the session lock. So a
+//! writer blocked on a full socket never keeps the reader from draining
+//! the node's answers (which is what unblocks the node, and so the
+//! writer). The session's own rare output (alerts) goes out with the next
+//! write, or at once if no write is in progress.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,6 +29,10 @@ use parking_lot::Mutex;
 use prost::Message;
 
 use crate::error::{Error, Result};
+use crate::tls::{self, TlsClient};
+
+/// A TLS session shared by a connection's writers and its reader.
+type Session = Arc<Mutex<rustls::ClientConnection>>;
 
 /// How long one TCP connect attempt may take before the next address.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,7 +85,9 @@ impl Pending {
 /// A live connection to one node.
 pub(crate) struct Conn {
     addr: String,
-    writer: Mutex<TcpStream>,
+    writer: Arc<Mutex<TcpStream>>,
+    /// The TLS session, when the connection is TLS.
+    tls: Option<Session>,
     pending: Arc<Mutex<Pending>>,
 }
 
@@ -84,40 +100,31 @@ pub(crate) struct Ticket {
 }
 
 impl Conn {
-    /// Connects to `addr` (`host:port`) and starts the reader thread.
-    pub(crate) fn connect(addr: &str) -> std::io::Result<Conn> {
-        let mut last = None;
-        let mut stream = None;
-        for sa in addr.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let stream = match (stream, last) {
-            (Some(s), _) => s,
-            (None, Some(e)) => return Err(e),
-            (None, None) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "address resolved to nothing",
-                ))
+    /// Connects to `addr` (`host:port`), over TLS when `tls` is given (the
+    /// handshake completes here), and starts the reader thread.
+    pub(crate) fn connect(addr: &str, tls: Option<&TlsClient>) -> std::io::Result<Conn> {
+        let (stream, session) = match tls::Stream::connect(addr, tls)? {
+            tls::Stream::Plain(s) => (s, None),
+            tls::Stream::Tls(s) => {
+                let s = *s;
+                (s.sock, Some(Arc::new(Mutex::new(s.conn))))
             }
         };
-        // Requests are small and latency-bound; don't let Nagle batch them.
-        stream.set_nodelay(true)?;
         let reader = stream.try_clone()?;
+        let writer = Arc::new(Mutex::new(stream));
         let pending = Arc::new(Mutex::new(Pending::default()));
         let shared = pending.clone();
+        let tls_reader = session.clone().map(|s| TlsReader {
+            session: s,
+            writer: writer.clone(),
+        });
         thread::Builder::new()
             .name(format!("doozer-reader {addr}"))
-            .spawn(move || read_loop(reader, shared))?;
+            .spawn(move || read_loop(reader, tls_reader, shared))?;
         Ok(Conn {
             addr: addr.to_string(),
-            writer: Mutex::new(stream),
+            writer,
+            tls: session,
             pending,
         })
     }
@@ -157,7 +164,11 @@ impl Conn {
             }
         }
         let mut w = self.writer.lock();
-        if let Err(e) = w.write_all(&buf) {
+        let written = match &self.tls {
+            None => w.write_all(&buf),
+            Some(session) => seal(session, &buf).and_then(|out| w.write_all(&out)),
+        };
+        if let Err(e) = written {
             let _ = w.shutdown(Shutdown::Both);
             self.pending.lock().close(Closed::Io(e.to_string()));
             return Err(Error::ConnectionClosed(e.to_string()));
@@ -181,6 +192,25 @@ impl Drop for Conn {
         let _ = self.writer.lock().shutdown(Shutdown::Both);
         self.pending.lock().close(Closed::Dropped);
     }
+}
+
+/// Encrypts `plain` (and anything else the session has to send) under
+/// the session lock, for the caller to write without it.
+fn seal(session: &Session, plain: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = session.lock();
+    s.writer().write_all(plain)?;
+    let mut out = Vec::with_capacity(plain.len() + 64);
+    while s.wants_write() {
+        s.write_tls(&mut out)?;
+    }
+    Ok(out)
+}
+
+/// What the reader thread of a TLS connection needs.
+struct TlsReader {
+    session: Session,
+    /// For the session's own output (alerts), taken only if free.
+    writer: Arc<Mutex<TcpStream>>,
 }
 
 /// The next tag not outstanding; tags are non-negative and wrap around.
@@ -225,42 +255,103 @@ impl Drop for Ticket {
     }
 }
 
-fn read_loop(mut stream: TcpStream, pending: Arc<Mutex<Pending>>) {
-    let why = read_responses(&mut stream, &pending);
+fn read_loop(mut stream: TcpStream, tls: Option<TlsReader>, pending: Arc<Mutex<Pending>>) {
+    let why = read_responses(&mut stream, tls.as_ref(), &pending);
     let _ = stream.shutdown(Shutdown::Both);
     pending.lock().close(why);
 }
 
-fn read_responses(stream: &mut TcpStream, pending: &Mutex<Pending>) -> Closed {
+fn read_responses(
+    stream: &mut TcpStream,
+    tls: Option<&TlsReader>,
+    pending: &Mutex<Pending>,
+) -> Closed {
     let decoder = FrameDecoder::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        loop {
-            let frame = match decoder.decode(&mut buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => return Closed::Protocol(e.to_string()),
-            };
-            let resp = match Response::decode(frame) {
-                Ok(r) => r,
-                Err(e) => return Closed::Protocol(format!("bad response: {e}")),
-            };
-            let Some(tag) = resp.tag else {
-                return Closed::Protocol("response without a tag".into());
-            };
-            let mut p = pending.lock();
-            // A tag we never sent is ignored rather than fatal: it harms no
-            // one waiting.
-            if let Some(Some(w)) = p.waiters.remove(&tag) {
-                let _ = w.send(Ok(resp));
+        if let Err(why) = dispatch(&decoder, &mut buf, pending) {
+            return why;
+        }
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Closed::Eof,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Closed::Io(e.to_string()),
+        };
+        match tls {
+            None => buf.extend_from_slice(&chunk[..n]),
+            Some(t) => {
+                if let Some(why) = open(t, &chunk[..n], &mut buf) {
+                    return why;
+                }
             }
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Closed::Eof,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Closed::Io(e.to_string()),
+    }
+}
+
+/// Decrypts `sealed` (bytes just read) into `plain`; `Some` if the
+/// connection is over (the node closed the session, or sent garbage).
+fn open(t: &TlsReader, mut sealed: &[u8], plain: &mut BytesMut) -> Option<Closed> {
+    let mut s = t.session.lock();
+    let mut tmp = [0u8; 16 * 1024];
+    while !sealed.is_empty() {
+        if let Err(e) = s.read_tls(&mut sealed) {
+            return Some(Closed::Io(format!("TLS: {e}")));
+        }
+        if let Err(e) = s.process_new_packets() {
+            return Some(Closed::Protocol(format!("TLS: {e}")));
+        }
+        loop {
+            match s.reader().read(&mut tmp) {
+                Ok(0) => return Some(Closed::Eof), // close_notify
+                Ok(n) => plain.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Some(Closed::Io(format!("TLS: {e}"))),
+            }
+        }
+    }
+    if s.wants_write() {
+        // Only if no writer is busy (it could be blocked on a full
+        // socket); otherwise this goes out with its or the next write.
+        if let Some(mut w) = t.writer.try_lock() {
+            let mut out = Vec::new();
+            while s.wants_write() {
+                if s.write_tls(&mut out).is_err() {
+                    break;
+                }
+            }
+            drop(s);
+            let _ = w.write_all(&out);
+        }
+    }
+    None
+}
+
+/// Routes every complete response in `buf` to its waiter.
+fn dispatch(
+    decoder: &FrameDecoder,
+    buf: &mut BytesMut,
+    pending: &Mutex<Pending>,
+) -> std::result::Result<(), Closed> {
+    loop {
+        let frame = match decoder.decode(buf) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(Closed::Protocol(e.to_string())),
+        };
+        let resp = match Response::decode(frame) {
+            Ok(r) => r,
+            Err(e) => return Err(Closed::Protocol(format!("bad response: {e}"))),
+        };
+        let Some(tag) = resp.tag else {
+            return Err(Closed::Protocol("response without a tag".into()));
+        };
+        let mut p = pending.lock();
+        // A tag we never sent is ignored rather than fatal: it harms no
+        // one waiting.
+        if let Some(Some(w)) = p.waiters.remove(&tag) {
+            let _ = w.send(Ok(resp));
         }
     }
 }

@@ -49,6 +49,10 @@ pub enum Error {
     /// The peer sent something that is not valid doozer protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// TLS could not be set up: an unreadable or bad `tlsca=` file.
+    /// (A node whose certificate does not verify is a [`Error::Connect`].)
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The URI names a cluster (`cn=`) but no name service was given.
     #[error("cn= needs a name service: give -b URI or set DOOZER_BOOT_URI")]
     NoNameService,

@@ -33,6 +33,14 @@ Commands:
   bench [opts]    load-test a node and report throughput and latency
   help COMMAND    detailed help for COMMAND
 
+URIs: doozer:?ca=HOST:PORT&ca=...&cn=NAME&sk=SECRET&tlsca=PATH
+  ca=     a node's address (repeatable; default port 8046)
+  sk=     secret sent with ACCESS after connecting
+  tlsca=  PEM file of CA certificates: talk TLS, and check each node's
+          certificate against them for the host of its ca= address
+  cn=     cluster name: the addresses of its CALs are looked up under
+          /ctl/ns/NAME/ in the name service of -b (or $DOOZER_BOOT_URI)
+
 Exit status: 0 ok, 1 rev mismatch, 2 other error, 127 usage error.
 ";
 

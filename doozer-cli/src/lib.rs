@@ -6,6 +6,8 @@
 //!   share between threads; every clone pipelines its requests over one TCP
 //!   connection, reconnects and fails over across all `ca=` addresses.
 //! - [`uri`]: parsing of `doozer:?ca=HOST:PORT&ca=...&sk=SECRET` URIs.
+//! - [`tls`]: TLS to nodes serving it (`tlsca=PATH` in the URI): the
+//!   trusted CAs ([`TlsClient`]) and a plain-or-TLS blocking [`Stream`].
 //! - [`Error`] ([`error`]): every server error code, plus transport errors.
 //! - [`Event`] and [`Stat`] ([`event`]): results of WAIT/WALK and STAT.
 //! - [`Watch`]: an iterator over every change matching a glob.
@@ -54,6 +56,7 @@ pub mod error;
 pub mod event;
 pub mod ns;
 pub mod pipeline;
+pub mod tls;
 pub mod uri;
 
 pub use client::{Client, LinearizableRead, Watch};
@@ -61,4 +64,5 @@ pub use doozer_proto::{flags, rev, ErrCode, Request, Response, Verb};
 pub use error::{Error, Result};
 pub use event::{Event, Stat};
 pub use pipeline::Pipeline;
+pub use tls::{Stream, TlsClient};
 pub use uri::{DoozerUri, UriError};

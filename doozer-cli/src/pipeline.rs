@@ -22,19 +22,18 @@
 //! ```
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use doozer_proto::{encode_frame, FrameDecoder, Request, Response};
 use prost::Message;
 
-use crate::conn::CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
+use crate::tls::{Stream, TlsClient};
 
 /// A bare pipelined connection (see the [module docs](self)).
 pub struct Pipeline {
-    stream: TcpStream,
+    stream: Stream,
     wbuf: BytesMut,
     rbuf: BytesMut,
     chunk: Box<[u8]>,
@@ -43,30 +42,26 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Connects to `addr` (`host:port`).
+    /// Connects to `addr` (`host:port`) over plain TCP.
     pub fn connect(addr: &str) -> Result<Pipeline> {
-        let connect_err = |source| Error::Connect {
+        Pipeline::connect_with(addr, None)
+    }
+
+    /// Connects to `addr` (`host:port`), over TLS when `tls` is given (the
+    /// node's certificate must name the host of `addr`).
+    pub fn connect_with(addr: &str, tls: Option<&TlsClient>) -> Result<Pipeline> {
+        let stream = Stream::connect(addr, tls).map_err(|source| Error::Connect {
             addr: addr.to_string(),
             source,
-        };
-        let mut last = std::io::Error::new(ErrorKind::NotFound, "address resolved to nothing");
-        for sa in addr.to_socket_addrs().map_err(connect_err)? {
-            match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(Pipeline {
-                        stream,
-                        wbuf: BytesMut::with_capacity(64 * 1024),
-                        rbuf: BytesMut::with_capacity(64 * 1024),
-                        chunk: vec![0u8; 64 * 1024].into_boxed_slice(),
-                        decoder: FrameDecoder::default(),
-                        read_timeout: None,
-                    });
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(connect_err(last))
+        })?;
+        Ok(Pipeline {
+            stream,
+            wbuf: BytesMut::with_capacity(64 * 1024),
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            chunk: vec![0u8; 64 * 1024].into_boxed_slice(),
+            decoder: FrameDecoder::default(),
+            read_timeout: None,
+        })
     }
 
     /// Buffers `req` (sent on the next [`Pipeline::flush`]). The caller
@@ -79,16 +74,19 @@ impl Pipeline {
     pub fn flush(&mut self) -> Result<()> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf)?;
+            self.stream.flush()?;
             self.wbuf.clear();
         }
         Ok(())
     }
 
-    /// The socket and whatever has been read from it but not yet decoded,
-    /// for a caller that goes on driving the connection itself (the
-    /// watch benchmark follows many connections from one thread). Buffered
-    /// requests not yet flushed are dropped.
-    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+    /// The connection and whatever has been read from it but not yet
+    /// decoded, for a caller that goes on driving the connection itself
+    /// (the watch benchmark follows many connections from one thread; a
+    /// slave follows its CAL from the event loop). With TLS, the session
+    /// may hold more decrypted bytes. Buffered requests not yet flushed
+    /// are dropped.
+    pub fn into_parts(self) -> (Stream, BytesMut) {
         (self.stream, self.rbuf)
     }
 

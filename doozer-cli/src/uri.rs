@@ -1,6 +1,8 @@
-//! doozer URIs: `doozer:?ca=HOST:PORT&ca=...&cn=NAME&sk=SECRET`.
+//! doozer URIs: `doozer:?ca=HOST:PORT&ca=...&cn=NAME&sk=SECRET&tlsca=PATH`.
 //!
-//! Parameters come in any order; `ca` may repeat. A `ca` without a port
+//! Parameters come in any order; `ca` may repeat. `tlsca` names a PEM
+//! file of CA certificates: its presence means "talk TLS", verifying each
+//! node's certificate for the host of its `ca=` address. A `ca` without a port
 //! gets the default port 8046. Values are percent-decoded like a URL query
 //! (`+` is a space), so a secret may hold any bytes.
 //!
@@ -11,6 +13,7 @@
 //! ```
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The port used when a `ca=` address has none.
@@ -25,6 +28,9 @@ pub struct DoozerUri {
     pub cluster: Option<String>,
     /// Secret (`sk=`) sent with ACCESS right after connecting.
     pub secret: Option<Vec<u8>>,
+    /// CA certificates file (`tlsca=`): when set, connections use TLS and
+    /// a node's certificate must chain to one of these CAs.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Why a string is not a usable doozer URI.
@@ -36,13 +42,13 @@ pub enum UriError {
     /// Neither `ca=` nor `cn=` was given.
     #[error("bad URI {0:?}: no ca= address or cn= name")]
     NoAddress(String),
-    /// A parameter other than `ca`, `cn`, `sk`.
-    #[error("bad URI: unknown parameter {0:?} (want ca, cn or sk)")]
+    /// A parameter other than `ca`, `cn`, `sk`, `tlsca`.
+    #[error("bad URI: unknown parameter {0:?} (want ca, cn, sk or tlsca)")]
     UnknownParam(String),
     /// A parameter without `=value`, or with an empty value.
     #[error("bad URI: parameter {0:?} needs a value")]
     EmptyValue(String),
-    /// `cn` or `sk` given twice.
+    /// `cn`, `sk` or `tlsca` given twice.
     #[error("bad URI: parameter {0:?} given more than once")]
     Repeated(String),
     /// A malformed `%XX` escape.
@@ -71,6 +77,10 @@ impl fmt::Display for DoozerUri {
         }
         if let Some(cn) = &self.cluster {
             write!(f, "{sep}cn={cn}")?;
+            sep = "&";
+        }
+        if let Some(ca) = &self.tls_ca {
+            write!(f, "{sep}tlsca={}", escape(&ca.to_string_lossy()))?;
         }
         Ok(())
     }
@@ -110,6 +120,13 @@ pub fn parse(s: &str) -> Result<DoozerUri, UriError> {
                 }
                 uri.secret = Some(value);
             }
+            "tlsca" => {
+                if uri.tls_ca.is_some() {
+                    return Err(UriError::Repeated(key));
+                }
+                use std::os::unix::ffi::OsStringExt;
+                uri.tls_ca = Some(PathBuf::from(std::ffi::OsString::from_vec(value)));
+            }
             _ => return Err(UriError::UnknownParam(key)),
         }
     }
@@ -148,6 +165,20 @@ fn normalize_addr(a: &str) -> Result<String, UriError> {
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
     };
     Ok(format!("{host}:{port}"))
+}
+
+/// Query-string escaping of the bytes that would change the meaning of a
+/// value (`%`, `&`, `+`, `=`, `#`, spaces and controls).
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && !matches!(b, b'%' | b'&' | b'+' | b'=' | b'#') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Query-string unescaping: `%XX` and `+` for space.
@@ -236,6 +267,35 @@ mod tests {
             assert!(is(&e), "{s}: {e:?}");
             assert!(!e.to_string().is_empty());
         }
+    }
+
+    #[test]
+    fn tlsca_names_the_ca_file_and_means_tls() {
+        let u = parse("doozer:?ca=127.0.0.1:9&tlsca=/tmp/x/ca.pem").unwrap();
+        assert_eq!(u.tls_ca, Some(PathBuf::from("/tmp/x/ca.pem")));
+        assert_eq!(u.addrs, ["127.0.0.1:9"]);
+        // any order, escapes decoded
+        let u = parse("doozer:?tlsca=/a%20b/c%26d.pem&ca=h&sk=s").unwrap();
+        assert_eq!(u.tls_ca, Some(PathBuf::from("/a b/c&d.pem")));
+        assert_eq!(parse("doozer:?ca=h").unwrap().tls_ca, None);
+        // printed back (it is no secret) and parsed again to the same
+        assert_eq!(u.to_string(), "doozer:?ca=h:8046&tlsca=/a%20b/c%26d.pem");
+        assert_eq!(parse(&u.to_string()).unwrap().tls_ca, u.tls_ca);
+        assert!(matches!(
+            parse("doozer:?ca=h&tlsca=a&tlsca=b"),
+            Err(UriError::Repeated(k)) if k == "tlsca"
+        ));
+        assert!(matches!(
+            parse("doozer:?ca=h&tlsca="),
+            Err(UriError::EmptyValue(_))
+        ));
+        // tlsca alone names no node
+        assert!(matches!(
+            parse("doozer:?tlsca=/ca.pem"),
+            Err(UriError::NoAddress(_))
+        ));
+        let e = parse("doozer:?ca=h&tls=1").unwrap_err();
+        assert!(e.to_string().contains("tlsca"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct Attach {
     pub info: NodeInfo,
     /// The rw secret to present, if the cluster has one.
     pub secret: Bytes,
+    /// TLS to members (`-tlsca`), when the cluster serves TLS; a member's
+    /// certificate must name the IP address it is attached at.
+    pub tls: Option<doozer::TlsClient>,
 }
 
 /// Fewest events a resume digest covers.
@@ -106,6 +109,9 @@ impl Resume {
 pub struct Followed {
     /// The socket.
     pub stream: TcpStream,
+    /// The TLS session on it, when the cluster serves TLS (it may hold
+    /// decrypted bytes not yet read: they come before the socket's).
+    pub tls: Option<Box<rustls::ClientConnection>>,
     /// Read but not yet applied (part of the next response).
     pub rbuf: BytesMut,
 }
@@ -197,7 +203,7 @@ impl Attach {
         resume: Resume,
     ) -> Result<(Pipeline, Option<i32>), AttachError> {
         let client = |source| AttachError::Client { addr, source };
-        let mut p = Pipeline::connect(&addr.to_string()).map_err(client)?;
+        let mut p = Pipeline::connect_with(&addr.to_string(), self.tls.as_ref()).map_err(client)?;
         if !self.secret.is_empty() {
             call(
                 &mut p,
@@ -248,13 +254,20 @@ impl Attach {
 /// from it but not yet applied.
 fn followed(p: Pipeline, addr: SocketAddr) -> Result<Followed, AttachError> {
     let (stream, rbuf) = p.into_parts();
+    let (stream, tls) = match stream {
+        doozer::Stream::Plain(s) => (s, None),
+        doozer::Stream::Tls(s) => {
+            let s = *s;
+            (s.sock, Some(Box::new(s.conn)))
+        }
+    };
     stream
         .set_read_timeout(None)
         .map_err(|e| AttachError::Client {
             addr,
             source: doozer::Error::Io(e),
         })?;
-    Ok(Followed { stream, rbuf })
+    Ok(Followed { stream, tls, rbuf })
 }
 
 /// A request being built; tags are unique within one attach.

@@ -7,6 +7,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 
@@ -51,6 +52,21 @@ pub struct Config {
     /// `-b` or `$DOOZER_BOOT_URI`: the name service's `doozer:?ca=...`
     /// URI (validated: at least one `ca=`, no `cn=`).
     pub boot: Option<String>,
+    /// `-tlscert`, `-tlskey`, `-tlsca`: serve clients over TLS, and attach
+    /// to members over TLS. `None`: plain TCP.
+    pub tls: Option<Box<TlsFiles>>,
+}
+
+/// The PEM files of a node that serves TLS (read when the node starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `-tlscert`: this node's certificate chain.
+    pub cert: PathBuf,
+    /// `-tlskey`: its private key.
+    pub key: PathBuf,
+    /// `-tlsca`: the CA certificate(s) the members this node attaches to
+    /// must have certificates from.
+    pub ca: PathBuf,
 }
 
 /// What the command line asks for.
@@ -114,13 +130,19 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "tlscert",
-        "serve clients over TLS: certificate (not supported yet)",
+        "serve clients over TLS: this node's certificate chain (PEM; it must name the host of -l)",
         "FILE",
     );
     o.optopt(
         "",
         "tlskey",
-        "serve clients over TLS: private key (not supported yet)",
+        "serve clients over TLS: the certificate's private key (PEM)",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "tlsca",
+        "with -tlscert: CA certificate(s) (PEM) to verify the members this node attaches to; required with -tlscert",
         "FILE",
     );
     o.optflag("v", "version", "print the version and exit");
@@ -153,13 +175,8 @@ pub fn parse(
             "unexpected argument {extra:?} (doozerd takes only flags; see doozerd -h)"
         )));
     }
-    // Flags whose capability lands with a later piece of work: refuse them
-    // clearly rather than silently running something else.
-    for (flag, what) in [("tlscert", "TLS"), ("tlskey", "TLS")] {
-        if m.opt_present(flag) {
-            return Err(ConfigError(format!("-{flag}: {what} is not supported yet")));
-        }
-    }
+
+    let tls = tls_files(&m)?;
 
     let listen_text = m.opt_str("l").unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let listen =
@@ -272,7 +289,36 @@ pub fn parse(
         pulse_ms,
         fill_ms,
         boot,
+        tls,
     })))
+}
+
+/// `-tlscert`, `-tlskey` and `-tlsca`: all three or none. A TLS node needs
+/// the CA even without `-a`: once demoted it attaches to another member,
+/// which serves TLS too (a cluster serves TLS on every node or on none).
+fn tls_files(m: &getopts::Matches) -> Result<Option<Box<TlsFiles>>, ConfigError> {
+    let file = |flag: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match m.opt_str(flag) {
+            Some(p) if p.is_empty() => Err(ConfigError(format!("-{flag}: want a file name"))),
+            p => Ok(p.map(PathBuf::from)),
+        }
+    };
+    match (file("tlscert")?, file("tlskey")?, file("tlsca")?) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(Box::new(TlsFiles { cert, key, ca }))),
+        (Some(_), None, _) => Err(ConfigError(
+            "-tlscert needs -tlskey FILE (the certificate's private key)".into(),
+        )),
+        (None, Some(_), _) => Err(ConfigError(
+            "-tlskey needs -tlscert FILE (the certificate it belongs to)".into(),
+        )),
+        (Some(_), Some(_), None) => Err(ConfigError(
+            "-tlscert needs -tlsca FILE: the CA of the other members' certificates, to attach to them over TLS".into(),
+        )),
+        (None, None, Some(_)) => Err(ConfigError(
+            "-tlsca needs -tlscert and -tlskey (every node of a TLS cluster serves TLS)".into(),
+        )),
+    }
 }
 
 /// A `-flag S` of seconds (a decimal number, as in `-fill 0.1`), in
@@ -387,6 +433,10 @@ mod tests {
             &["-a", "nonsense"],
             &["-a", "127.0.0.1:8046"], // its own -l address
             &["-tlscert", "x.pem"],
+            &["-tlskey", "k.pem"],
+            &["-tlscert", "x.pem", "-tlskey", "k.pem"],
+            &["-tlsca", "ca.pem"],
+            &["-tlscert", "", "-tlskey", "k.pem", "-tlsca", "ca.pem"],
         ] {
             let e = run(args).expect_err(&format!("{args:?} should fail"));
             assert!(!e.0.contains('\n'), "{args:?}: {e}");
@@ -416,6 +466,24 @@ mod tests {
             run(&["-c", ".."]).is_err(),
             "a cluster name is one path component"
         );
+    }
+
+    #[test]
+    fn tls_takes_cert_key_and_ca_together() {
+        let c = config(&["-tlscert", "c.pem", "-tlskey=k.pem", "--tlsca", "ca.pem"]);
+        assert_eq!(
+            c.tls,
+            Some(Box::new(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+                ca: "ca.pem".into()
+            }))
+        );
+        assert_eq!(config(&[]).tls, None);
+        let e = run(&["-tlscert", "c.pem"]).unwrap_err();
+        assert!(e.0.contains("-tlskey"), "{e}");
+        let e = run(&["-tlscert", "c.pem", "-tlskey", "k.pem"]).unwrap_err();
+        assert!(e.0.contains("-tlsca"), "{e}");
     }
 
     #[test]

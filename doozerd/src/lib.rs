@@ -12,6 +12,8 @@
 //! - [`transport`]: peer datagrams over UDP on the `-l` address.
 //! - [`attach`]: joining a cluster as a slave (`-a`).
 //! - [`config`]: command-line flags.
+//! - [`tls`]: TLS on the client port and for attaching (`-tlscert`,
+//!   `-tlskey`, `-tlsca`); the web viewer stays plain HTTP.
 
 pub mod attach;
 pub mod boot;
@@ -21,6 +23,7 @@ pub mod consensus;
 pub mod node;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod transport;
 pub mod web;
 

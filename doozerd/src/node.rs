@@ -3,6 +3,12 @@
 //! dispatching all complete frames), then encodes all queued responses and
 //! flushes each connection once, so pipelined requests are batched into few
 //! system calls.
+//!
+//! With `-tlscert`, a client connection (and a slave's follow stream, with
+//! `-tlsca`) carries a rustls session between its plaintext buffers and
+//! the socket ([`crate::tls`]); everything above the buffers (frames,
+//! output caps, pausing) is the same as for plain TCP. The web viewer is
+//! plain HTTP.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -21,6 +27,7 @@ use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::server::{ClusterConfig, ConnId, RoleChange, Secrets, Server, ServerConfig};
 use crate::store::Rev;
+use crate::tls::{self, NodeTls};
 use crate::transport::{PeerKey, PeerTransport};
 use crate::web;
 
@@ -83,6 +90,9 @@ pub enum NodeError {
         /// What went wrong.
         why: String,
     },
+    /// The TLS files could not be used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 enum Kind {
@@ -92,6 +102,8 @@ enum Kind {
 
 struct Conn {
     stream: TcpStream,
+    /// The TLS session of a client connection on a TLS node.
+    tls: Option<Box<rustls::ServerConnection>>,
     kind: Kind,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -111,6 +123,8 @@ struct Conn {
 /// The connection a slave follows its CAL on.
 struct FollowConn {
     stream: TcpStream,
+    /// The TLS session, when the cluster serves TLS.
+    tls: Option<Box<rustls::ClientConnection>>,
     rbuf: BytesMut,
     /// Requests of this node to the CAL (slot claims, catch-up NOPs).
     wbuf: BytesMut,
@@ -131,6 +145,7 @@ impl FollowConn {
             .register(&mut stream, FOLLOW_STREAM, Interest::READABLE)?;
         Ok(FollowConn {
             stream,
+            tls: followed.tls,
             rbuf: followed.rbuf,
             wbuf: BytesMut::new(),
             want_write: false,
@@ -140,7 +155,10 @@ impl FollowConn {
 
     /// Writes what it can of the queued requests.
     fn flush(&mut self, poll: &Poll) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
+        if let Some(session) = self.tls.as_deref_mut() {
+            tls::write(session, &mut self.stream, &mut self.wbuf)?;
+        }
+        while !self.wbuf.is_empty() && self.tls.is_none() {
             match self.stream.write(&self.wbuf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.wbuf.advance(n),
@@ -149,7 +167,8 @@ impl FollowConn {
                 Err(e) => return Err(e),
             }
         }
-        let want_write = !self.wbuf.is_empty();
+        let want_write =
+            !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write());
         if want_write != self.want_write {
             let interest = if want_write {
                 Interest::READABLE | Interest::WRITABLE
@@ -218,6 +237,8 @@ pub struct Node {
     registrar: Option<Registrar>,
     /// What the registrar was last told: this node is a CAL.
     ns_cal: bool,
+    /// TLS on the client port (`-tlscert`).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// How long start-up keeps trying the name service (`-b`) before it gives
@@ -290,6 +311,11 @@ impl Node {
     /// Binds the listeners and joins a cluster (attaching, booting through
     /// the name service, or seeding a new one); does not serve yet.
     pub fn bind(config: &Config, info: NodeInfo) -> Result<Node, NodeError> {
+        // Files are read before anything is bound or attached.
+        let tls = match &config.tls {
+            Some(files) => Some(NodeTls::load(files).map_err(NodeError::Tls)?),
+            None => None,
+        };
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen).map_err(|source| NodeError::Bind {
             addr: config.listen,
@@ -346,6 +372,7 @@ impl Node {
             cluster: config.cluster_name.clone(),
             info: info.clone(),
             secret: config.rw_secret.clone(),
+            tls: tls.as_ref().map(|t| t.client.clone()),
         };
         let waker = Arc::new(Waker::new(poll.registry(), ATTACHED)?);
         let boot = config.boot.as_ref().map(|uri| Boot {
@@ -411,6 +438,7 @@ impl Node {
             reattach_failures: 0,
             attaching: None,
             waker,
+            tls: tls.map(|t| t.server),
         })
     }
 
@@ -422,6 +450,9 @@ impl Node {
     /// Serves forever (returns only if the poll itself fails).
     pub fn run(&mut self) -> Result<(), NodeError> {
         let mut events = Events::with_capacity(1024);
+        // A TLS session may hold decrypted bytes of the stream already,
+        // which no socket event would announce.
+        self.follow_readable();
         loop {
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, timeout) {
@@ -593,6 +624,18 @@ impl Node {
                 continue; // dropping the stream closes it
             }
             let _ = stream.set_nodelay(true);
+            let session = match (&kind, &self.tls) {
+                (Kind::Client, Some(config)) => {
+                    match rustls::ServerConnection::new(Arc::clone(config)) {
+                        Ok(s) => Some(Box::new(s)),
+                        Err(e) => {
+                            log::error!("TLS session for {peer}: {e}");
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
             let idx = self.free.pop().unwrap_or_else(|| {
                 self.conns.push(None);
                 self.conns.len() - 1
@@ -613,6 +656,7 @@ impl Node {
             self.open += 1;
             self.conns[idx] = Some(Conn {
                 stream,
+                tls: session,
                 kind: match kind {
                     Kind::Client => Kind::Client,
                     Kind::Web => Kind::Web,
@@ -662,7 +706,11 @@ impl Node {
             let Some(f) = self.follow.as_mut() else {
                 return;
             };
-            let n = match f.stream.read(&mut self.scratch) {
+            let got = match f.tls.as_deref_mut() {
+                Some(session) => tls::read(session, &mut f.stream, &mut self.scratch),
+                None => f.stream.read(&mut self.scratch),
+            };
+            let n = match got {
                 Ok(0) => break Some("the followed node closed the connection".to_string()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
@@ -821,7 +869,11 @@ impl Node {
             if conn.paused || conn.dead || conn.close_after_flush {
                 break;
             }
-            match conn.stream.read(&mut self.scratch) {
+            let got = match conn.tls.as_deref_mut() {
+                Some(session) => tls::read(session, &mut conn.stream, &mut self.scratch),
+                None => conn.stream.read(&mut self.scratch),
+            };
+            match got {
                 // End of input: answer what was received, then close.
                 Ok(0) => conn.close_after_flush = true,
                 Ok(n) => {
@@ -840,6 +892,11 @@ impl Node {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::InvalidData && conn.tls.is_some() => {
+                    // Plain TCP or garbage on a TLS port: this client only.
+                    log::info!("connection {i}: closing: TLS: {e}");
+                    conn.dead = true;
+                }
                 Err(e) => {
                     log::debug!("connection {i}: read: {e}");
                     conn.dead = true;
@@ -1058,7 +1115,13 @@ impl Node {
         let Some(Some(conn)) = self.conns.get_mut(i) else {
             return;
         };
-        while !conn.wbuf.is_empty() && !conn.dead {
+        if let Some(session) = conn.tls.as_deref_mut() {
+            if let Err(e) = tls::write(session, &mut conn.stream, &mut conn.wbuf) {
+                log::debug!("connection {i}: write: {e}");
+                conn.dead = true;
+            }
+        }
+        while !conn.wbuf.is_empty() && !conn.dead && conn.tls.is_none() {
             match conn.stream.write(&conn.wbuf) {
                 Ok(0) => conn.dead = true,
                 Ok(n) => conn.wbuf.advance(n),
@@ -1070,7 +1133,8 @@ impl Node {
                 }
             }
         }
-        if conn.wbuf.is_empty() && conn.close_after_flush {
+        let sealed_pending = conn.tls.as_ref().is_some_and(|t| t.wants_write());
+        if conn.wbuf.is_empty() && !sealed_pending && conn.close_after_flush {
             conn.dead = true;
         }
         if conn.wbuf.len() > MAX_UNSENT_OUTPUT {
@@ -1086,7 +1150,7 @@ impl Node {
         if conn.dead {
             return self.close(i);
         }
-        let want_write = !conn.wbuf.is_empty();
+        let want_write = !conn.wbuf.is_empty() || sealed_pending;
         if want_write != conn.want_write {
             let interest = if want_write {
                 Interest::READABLE | Interest::WRITABLE

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::history::{format_history, Call, Op, Outcome, Recorder};
 use crate::{
     doozer_with, err_of, poll_until, req, value_of, Doozerd, ErrCode, RawConn, Recv, Request,
-    RequestExt, Response, Verb, XorShift,
+    RequestExt, Response, TlsFiles, Verb, XorShift,
 };
 
 /// Bound for anything a cluster must eventually do (a promotion, a kick
@@ -79,6 +79,8 @@ pub struct Cluster {
     /// `DOOZER_RWSECRET` of every node, if the cluster has one; the
     /// helpers' writes present it (ACCESS, or `sk=` for the CLI).
     secret: Option<String>,
+    /// TLS files every node serves with, if the cluster serves TLS.
+    tls: Option<TlsFiles>,
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to `pid` with the `kill` command. Only
@@ -131,7 +133,7 @@ pub fn recv_tag_timeout(conn: &mut RawConn, tag: i32, timeout: Duration) -> Opti
 /// The current rev of `d`, or `None` if it does not answer within a
 /// second (used while polling, so a slow node just means "not yet").
 fn rev_of(d: &Doozerd) -> Option<i64> {
-    let mut c = RawConn::connect(d.addr());
+    let mut c = d.raw();
     call_timeout(&mut c, req(Verb::Rev), Duration::from_secs(1))
         .filter(|r| r.err_code.is_none())
         .and_then(|r| r.rev)
@@ -201,6 +203,16 @@ impl Cluster {
     /// [`Cluster::seed`], every node started with `DOOZER_RWSECRET` =
     /// `secret` when given.
     pub fn seed_with_secret(args: &[&str], secret: Option<&str>) -> Cluster {
+        Cluster::seed_with(args, secret, None)
+    }
+
+    /// [`Cluster::seed`], with every node of the cluster serving TLS with
+    /// `tls` (and attaching over TLS) when given.
+    pub fn seed_with_tls(args: &[&str], tls: Option<&TlsFiles>) -> Cluster {
+        Cluster::seed_with(args, None, tls)
+    }
+
+    fn seed_with(args: &[&str], secret: Option<&str>, tls: Option<&TlsFiles>) -> Cluster {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut all = vec!["-hist".to_string(), HIST.to_string()];
         all.extend(args.iter().cloned());
@@ -209,6 +221,7 @@ impl Cluster {
             args,
             acked: Vec::new(),
             secret: secret.map(str::to_string),
+            tls: tls.cloned(),
         };
         let d = c.builder().args(all).start();
         let id = node_id(&d);
@@ -220,11 +233,16 @@ impl Cluster {
         c
     }
 
-    /// A builder for a node of this cluster (its secret, if any).
+    /// A builder for a node of this cluster (its secret and TLS files, if
+    /// any).
     fn builder(&self) -> crate::DoozerdBuilder {
-        match &self.secret {
+        let b = match &self.secret {
             Some(s) => Doozerd::builder().env("DOOZER_RWSECRET", s),
             None => Doozerd::builder(),
+        };
+        match &self.tls {
+            Some(t) => b.tls(t),
+            None => b,
         }
     }
 
@@ -243,6 +261,7 @@ impl Cluster {
             args: args.iter().map(|s| s.to_string()).collect(),
             acked: Vec::new(),
             secret: None,
+            tls: None,
         }
     }
 

@@ -8,8 +8,10 @@
 //!   completion and capture its output ([`CmdOutput`]).
 //! - [`Spawned`]: a long-running child (e.g. `doozer watch`) whose output is
 //!   read while it runs; killed when dropped.
-//! - [`RawConn`]: a raw TCP connection speaking length-prefixed protobuf
-//!   frames (or arbitrary bytes) to a node.
+//! - [`RawConn`]: a raw TCP (or TLS) connection speaking length-prefixed
+//!   protobuf frames (or arbitrary bytes) to a node.
+//! - [`TlsFiles`]: a node's PEM files; a node started with them
+//!   ([`DoozerdBuilder::tls`]) is talked to over TLS by every helper.
 //! - [`poll_until`]: wait for a condition with a deadline, never a fixed
 //!   sleep.
 //! - [`browser`]: headless chromium through chromedriver (WebDriver over a
@@ -166,6 +168,7 @@ pub fn poll_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 #[derive(Debug, Clone, Default)]
 pub struct DoozerdBuilder {
     args: Vec<String>,
+    tls: Option<TlsFiles>,
     env: Vec<(String, String)>,
     port: Option<u16>,
     web: Option<String>,
@@ -192,6 +195,13 @@ impl DoozerdBuilder {
     /// node on the same address).
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// Serves TLS with these files (`-tlscert`, `-tlskey`, `-tlsca`); the
+    /// node's [`Doozerd::raw`] connections and [`Doozerd::uri`] use TLS.
+    pub fn tls(mut self, files: &TlsFiles) -> Self {
+        self.tls = Some(files.clone());
         self
     }
 
@@ -260,6 +270,16 @@ impl DoozerdBuilder {
             .arg("-w")
             .arg(self.web.as_deref().unwrap_or("false"))
             .args(&self.args)
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    "-tlscert".as_ref(),
+                    t.cert.as_os_str(),
+                    "-tlskey".as_ref(),
+                    t.key.as_os_str(),
+                    "-tlsca".as_ref(),
+                    t.ca.as_os_str(),
+                ]
+            }))
             .env_remove("DOOZER_RWSECRET")
             .env_remove("DOOZER_ROSECRET")
             .env_remove("DOOZER_BOOT_URI")
@@ -277,6 +297,7 @@ impl DoozerdBuilder {
             stdout_path,
             stderr_path,
             exited: None,
+            tls: self.tls.as_ref().map(|t| (t.clone(), t.client())),
         })
     }
 }
@@ -290,6 +311,9 @@ pub struct Doozerd {
     stdout_path: PathBuf,
     stderr_path: PathBuf,
     exited: Option<ExitStatus>,
+    /// The node's TLS files and a client trusting their CA, when it
+    /// serves TLS.
+    tls: Option<(TlsFiles, doozer::TlsClient)>,
 }
 
 impl Doozerd {
@@ -340,9 +364,18 @@ impl Doozerd {
         self.addr.port()
     }
 
-    /// `doozer:?ca=127.0.0.1:PORT`.
+    /// `doozer:?ca=127.0.0.1:PORT`, with `&tlsca=CA` when the node serves
+    /// TLS.
     pub fn uri(&self) -> String {
-        format!("doozer:?ca={}", self.addr)
+        match &self.tls {
+            None => format!("doozer:?ca={}", self.addr),
+            Some((t, _)) => format!("doozer:?ca={}&tlsca={}", self.addr, t.ca.display()),
+        }
+    }
+
+    /// The TLS files the node serves with, if any.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|(t, _)| t)
     }
 
     /// The process id.
@@ -397,9 +430,12 @@ impl Doozerd {
         }
     }
 
-    /// Opens a raw protocol connection.
+    /// Opens a raw protocol connection (TLS if the node serves it).
     pub fn raw(&self) -> RawConn {
-        RawConn::connect(self.addr)
+        match &self.tls {
+            None => RawConn::connect(self.addr),
+            Some((_, client)) => RawConn::connect_tls(self.addr, client),
+        }
     }
 
     /// Whether a REV request gets a response (of any kind) right now.
@@ -407,7 +443,14 @@ impl Doozerd {
         let Ok(stream) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500)) else {
             return false;
         };
-        let mut conn = RawConn::from_stream(stream);
+        let stream = match &self.tls {
+            None => doozer::Stream::Plain(stream),
+            Some((_, client)) => match client.handshake(&self.addr.to_string(), stream) {
+                Ok(s) => doozer::Stream::Tls(Box::new(s)),
+                Err(_) => return false,
+            },
+        };
+        let mut conn = RawConn::from_any(stream);
         conn.send(&Request {
             tag: Some(0),
             verb: Some(Verb::Rev as i32),
@@ -427,6 +470,30 @@ impl Drop for Doozerd {
                 self.stderr()
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/// A node's TLS files (PEM), as `-tlscert`, `-tlskey` and `-tlsca` take
+/// them; `ca` is also what clients pass as `tlsca=`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The node's certificate (chain).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA certificate the node's certificate is signed by.
+    pub ca: PathBuf,
+}
+
+impl TlsFiles {
+    /// A client library TLS setting trusting [`TlsFiles::ca`].
+    pub fn client(&self) -> doozer::TlsClient {
+        doozer::TlsClient::from_ca_file(&self.ca)
+            .unwrap_or_else(|e| panic!("CA {}: {e}", self.ca.display()))
     }
 }
 
@@ -747,7 +814,7 @@ pub fn parse_records(mut out: &[u8]) -> Option<Vec<Record>> {
 /// reads length-prefixed [`Response`]s.
 #[derive(Debug)]
 pub struct RawConn {
-    stream: TcpStream,
+    stream: doozer::Stream,
     buf: BytesMut,
     /// Responses read while looking for another tag.
     pending: HashMap<i32, Response>,
@@ -775,9 +842,25 @@ impl RawConn {
         RawConn::from_stream(stream)
     }
 
+    /// Connects to `addr` over TLS, trusting `client`'s CA (panics if the
+    /// connection or the handshake fails).
+    pub fn connect_tls(addr: SocketAddr, client: &doozer::TlsClient) -> RawConn {
+        let stream = TcpStream::connect_timeout(&addr, DEADLINE)
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let stream = client
+            .handshake(&addr.to_string(), stream)
+            .unwrap_or_else(|e| panic!("TLS to {addr}: {e}"));
+        RawConn::from_any(doozer::Stream::Tls(Box::new(stream)))
+    }
+
     /// Wraps a connected stream.
     pub fn from_stream(stream: TcpStream) -> RawConn {
-        let _ = stream.set_nodelay(true);
+        RawConn::from_any(doozer::Stream::Plain(stream))
+    }
+
+    /// Wraps a connected plain or TLS stream.
+    pub fn from_any(stream: doozer::Stream) -> RawConn {
+        let _ = stream.socket().set_nodelay(true);
         RawConn {
             stream,
             buf: BytesMut::new(),
