@@ -49,6 +49,11 @@ impl Server {
     /// FOLLOW from `conn`: stream the store and every later change to it.
     pub(super) fn follow(&mut self, conn: ConnId, req: Request) {
         let tag = req.tag;
+        // Each new follower costs a copy of the store in output buffers.
+        if !self.followers.contains_key(&conn) && self.followers.len() >= MAX_FOLLOWERS {
+            let detail = format!("too many followers: the limit is {MAX_FOLLOWERS}");
+            return self.fail(conn, tag, ErrCode::Other, Some(detail));
+        }
         self.hold(conn, tag, None);
         let head = self.store.rev();
         let resume = req.rev.unwrap_or(0);
@@ -226,6 +231,12 @@ impl Server {
         self.forget_side_requests();
     }
 }
+
+/// Most connections following one node at once (slaves, or anything
+/// else with read access sending FOLLOW). A cluster has a handful; the
+/// limit keeps a misbehaving client from making the node build copy after
+/// copy of its store.
+pub const MAX_FOLLOWERS: usize = 256;
 
 /// Events a follower fingerprints to resume (the last this many up to its
 /// rev).

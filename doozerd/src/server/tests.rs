@@ -451,6 +451,38 @@ fn a_broken_follow_stream_is_an_error_not_a_panic() {
     ));
 }
 
+#[test]
+fn followers_are_limited() {
+    use crate::server::follow::MAX_FOLLOWERS;
+    let mut s = server();
+    let follow = || Request {
+        rev: Some(0),
+        ..req(9, Verb::Follow)
+    };
+    for conn in 10..10 + MAX_FOLLOWERS {
+        s.connect(conn);
+        let out = call(&mut s, conn, follow());
+        assert!(out.iter().all(|r| r.err_code.is_none()), "{conn}");
+    }
+    let extra = 10 + MAX_FOLLOWERS;
+    s.connect(extra);
+    let refused = call(&mut s, extra, follow());
+    assert_eq!(refused.len(), 1);
+    assert_eq!(code(&refused[0]), Some(ErrCode::Other));
+    assert!(refused[0]
+        .err_detail
+        .as_deref()
+        .unwrap_or("")
+        .contains("too many followers"));
+    // A follower leaving makes room; the refused tag is free again.
+    s.disconnect(10);
+    let out = call(&mut s, extra, follow());
+    assert!(
+        out.len() > 1 && out.iter().all(|r| r.err_code.is_none()),
+        "{out:?}"
+    );
+}
+
 /// Several servers wired together in memory: follow streams, requests a
 /// slave sends its CAL, and peer messages, all delivered at once; time
 /// moves only when a test says so. Deterministic, no sockets.
