@@ -10,12 +10,12 @@
 //! output caps, pausing) is the same as for plain TCP. The web viewer is
 //! plain HTTP.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use doozer_proto::{encode_frame, FrameDecoder, Request, Response};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -155,18 +155,7 @@ impl FollowConn {
 
     /// Writes what it can of the queued requests.
     fn flush(&mut self, poll: &Poll) -> io::Result<()> {
-        if let Some(session) = self.tls.as_deref_mut() {
-            tls::write(session, &mut self.stream, &mut self.wbuf)?;
-        }
-        while !self.wbuf.is_empty() && self.tls.is_none() {
-            match self.stream.write(&self.wbuf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wbuf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        tls::write_maybe(self.tls.as_deref_mut(), &mut self.stream, &mut self.wbuf)?;
         let want_write =
             !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write());
         if want_write != self.want_write {
@@ -706,11 +695,7 @@ impl Node {
             let Some(f) = self.follow.as_mut() else {
                 return;
             };
-            let got = match f.tls.as_deref_mut() {
-                Some(session) => tls::read(session, &mut f.stream, &mut self.scratch),
-                None => f.stream.read(&mut self.scratch),
-            };
-            let n = match got {
+            let n = match tls::read_maybe(f.tls.as_deref_mut(), &mut f.stream, &mut self.scratch) {
                 Ok(0) => break Some("the followed node closed the connection".to_string()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
@@ -869,11 +854,7 @@ impl Node {
             if conn.paused || conn.dead || conn.close_after_flush {
                 break;
             }
-            let got = match conn.tls.as_deref_mut() {
-                Some(session) => tls::read(session, &mut conn.stream, &mut self.scratch),
-                None => conn.stream.read(&mut self.scratch),
-            };
-            match got {
+            match tls::read_maybe(conn.tls.as_deref_mut(), &mut conn.stream, &mut self.scratch) {
                 // End of input: answer what was received, then close.
                 Ok(0) => conn.close_after_flush = true,
                 Ok(n) => {
@@ -1115,22 +1096,12 @@ impl Node {
         let Some(Some(conn)) = self.conns.get_mut(i) else {
             return;
         };
-        if let Some(session) = conn.tls.as_deref_mut() {
-            if let Err(e) = tls::write(session, &mut conn.stream, &mut conn.wbuf) {
+        if !conn.dead {
+            if let Err(e) =
+                tls::write_maybe(conn.tls.as_deref_mut(), &mut conn.stream, &mut conn.wbuf)
+            {
                 log::debug!("connection {i}: write: {e}");
                 conn.dead = true;
-            }
-        }
-        while !conn.wbuf.is_empty() && !conn.dead && conn.tls.is_none() {
-            match conn.stream.write(&conn.wbuf) {
-                Ok(0) => conn.dead = true,
-                Ok(n) => conn.wbuf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("connection {i}: write: {e}");
-                    conn.dead = true;
-                }
             }
         }
         let sealed_pending = conn.tls.as_ref().is_some_and(|t| t.wants_write());

@@ -9,6 +9,7 @@
 //! like a non-blocking `write` of it.
 
 use std::io::{self, Read, Write};
+use std::ops::DerefMut;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -71,6 +72,42 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
         .with_single_cert(chain, key_der)
         .map_err(|e| format!("-tlscert {} / -tlskey {}: {e}", shown(cert), shown(key)))?;
     Ok(Arc::new(config))
+}
+
+/// Reads from `sock`, through `session` when the connection is TLS: like
+/// a non-blocking `read` of plaintext either way (see [`read`]).
+pub fn read_maybe<C: DerefMut<Target = ConnectionCommon<D>>, D>(
+    session: Option<&mut C>,
+    sock: &mut impl Read,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    match session {
+        Some(s) => read(s, sock, buf),
+        None => sock.read(buf),
+    }
+}
+
+/// Writes `out` to the non-blocking `sock`, through `session` when the
+/// connection is TLS, until it is empty or the socket would block (see
+/// [`write`]). A socket that takes nothing is `WriteZero`.
+pub fn write_maybe<C: DerefMut<Target = ConnectionCommon<D>>, D>(
+    session: Option<&mut C>,
+    sock: &mut impl Write,
+    out: &mut BytesMut,
+) -> io::Result<()> {
+    if let Some(s) = session {
+        return write(s, sock, out);
+    }
+    while !out.is_empty() {
+        match sock.write(out) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => out.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads plaintext from `session` over the non-blocking `sock`, like a

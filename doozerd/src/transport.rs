@@ -447,6 +447,16 @@ mod tests {
         assert!(biggest[0].len() <= MAX_DATAGRAM_LEN);
     }
 
+    /// Receives on `t`, where nothing may be delivered, until `done` holds
+    /// for its counters or a deadline passes.
+    fn drop_until(t: &mut PeerTransport, done: impl Fn(&TransportStats) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done(&t.stats()) && Instant::now() < deadline {
+            t.recv(|from, _| panic!("a datagram from {from} to drop was delivered"));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Receives on `t` until `want` messages arrived or a deadline passes.
     fn recv_n(t: &mut PeerTransport, want: usize) -> Vec<(SocketAddr, Bytes)> {
         let mut got = Vec::new();
@@ -481,11 +491,7 @@ mod tests {
         let raw = std::net::UdpSocket::bind(lo).unwrap();
         raw.send_to(&[0x0b, 0xff, 0xff], b_addr).unwrap();
         raw.send_to(&[0x0a, 0x05, 1], b_addr).unwrap(); // truncated
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while b.stats().garbage_dropped < 2 && Instant::now() < deadline {
-            b.recv(|_, _| panic!("garbage delivered"));
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        drop_until(&mut b, |st| st.garbage_dropped >= 2);
         assert_eq!(b.stats().garbage_dropped, 2);
     }
 
@@ -630,11 +636,7 @@ mod tests {
         // counted as garbage, not as unauthenticated.
         raw.send_to(&right.seal(raw_addr, b_addr, &[0x0b, 0xff]), b_addr)
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while b.stats().garbage_dropped < 1 && Instant::now() < deadline {
-            b.recv(|_, _| panic!("forged datagram delivered"));
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        drop_until(&mut b, |st| st.garbage_dropped >= 1);
         assert_eq!(b.stats().unauthenticated_dropped, forged.len() as u64);
         assert_eq!(b.stats().garbage_dropped, 1);
         assert_eq!(b.stats().messages_received, 3);
@@ -643,11 +645,7 @@ mod tests {
         let plain_addr = plain.local_addr().unwrap();
         raw.send_to(&right.seal(raw_addr, plain_addr, &env), plain_addr)
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while plain.stats().garbage_dropped < 1 && Instant::now() < deadline {
-            plain.recv(|_, _| panic!("sealed datagram delivered without a key"));
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        drop_until(&mut plain, |st| st.garbage_dropped >= 1);
         assert_eq!(plain.stats().garbage_dropped, 1);
     }
 
