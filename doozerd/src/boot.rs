@@ -60,7 +60,7 @@ pub enum BootError {
 #[derive(Debug, Clone)]
 pub struct Boot {
     /// The name service's `doozer:?ca=...` URI (`-b`).
-    pub uri: String,
+    pub uri: doozer::DoozerUri,
     /// The cluster to find or seed (`-c`).
     pub cluster: String,
     /// This node.
@@ -71,7 +71,7 @@ impl Boot {
     /// One look at the name service: attach to the registered CALs, or
     /// race to seed (see the module docs).
     pub fn plan(&self) -> Result<Plan, BootError> {
-        let ns = Client::connect(&self.uri)?;
+        let ns = Client::connect_uri(&self.uri)?;
         let boot = boot_path(&self.cluster);
         let seed_id = read(&ns, &boot)?;
         let others: Vec<(String, String)> = registered_cals(&ns, &self.cluster)?
@@ -233,7 +233,7 @@ fn keep(boot: Boot, rx: Receiver<Command>) {
             continue;
         }
         if ns.is_none() {
-            ns = Client::connect(&boot.uri)
+            ns = Client::connect_uri(&boot.uri)
                 .inspect_err(|e| note_failure(&mut failing, e))
                 .ok();
         }

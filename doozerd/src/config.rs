@@ -51,7 +51,7 @@ pub struct Config {
     pub fill_ms: u64,
     /// `-b` or `$DOOZER_BOOT_URI`: the name service's `doozer:?ca=...`
     /// URI (validated: at least one `ca=`, no `cn=`).
-    pub boot: Option<String>,
+    pub boot: Option<doozer::DoozerUri>,
     /// `-tlscert`, `-tlskey`, `-tlsca`: serve clients over TLS, and attach
     /// to members over TLS. `None`: plain TCP.
     pub tls: Option<Box<TlsFiles>>,
@@ -193,29 +193,29 @@ pub fn parse(
         attach.push(addr);
     }
 
-    let boot = match m.opt_str("b") {
-        Some(b) => Some(("-b", b)),
-        None => match env("DOOZER_BOOT_URI") {
-            None => None,
-            Some(v) => match v.into_string() {
-                Ok(v) if v.is_empty() => None,
-                Ok(v) => Some(("DOOZER_BOOT_URI", v)),
-                Err(_) => return Err(ConfigError("DOOZER_BOOT_URI is not valid UTF-8".into())),
-            },
-        },
+    let env_boot = match env("DOOZER_BOOT_URI") {
+        Some(v) => Some(
+            v.into_string()
+                .map_err(|_| ConfigError("DOOZER_BOOT_URI is not valid UTF-8".into()))?,
+        ),
+        None => None,
     };
-    let boot = match boot {
+    let boot = match m.opt_str("b").map(|b| ("-b", b)).or(env_boot
+        .filter(|v| !v.is_empty())
+        .map(|v| ("DOOZER_BOOT_URI", v)))
+    {
         None => None,
         Some((from, text)) => {
+            // Errors name the flag, not the text: it may hold a secret.
             let uri: doozer::DoozerUri = text
                 .parse()
-                .map_err(|e| ConfigError(format!("{from} {text:?}: {e}")))?;
+                .map_err(|e| ConfigError(format!("{from}: {e}")))?;
             if uri.addrs.is_empty() || uri.cluster.is_some() {
                 return Err(ConfigError(format!(
-                    "{from} {text:?}: a name service is reached by address: want doozer:?ca=HOST:PORT"
+                    "{from} {uri}: a name service is reached by address: want doozer:?ca=HOST:PORT"
                 )));
             }
-            Some(text)
+            Some(uri)
         }
     };
 
@@ -447,12 +447,13 @@ mod tests {
     fn the_name_service_comes_from_b_or_the_environment() {
         assert_eq!(config(&[]).boot, None);
         let ns = "doozer:?ca=127.0.0.1:9046";
-        assert_eq!(config(&["-b", ns]).boot.as_deref(), Some(ns));
+        let shown = |b: Option<doozer::DoozerUri>| b.map(|u| u.to_string());
+        assert_eq!(shown(config(&["-b", ns]).boot).as_deref(), Some(ns));
         let env = |k: &str| (k == "DOOZER_BOOT_URI").then(|| "doozer:?ca=127.0.0.1:1".into());
         let from_env = |args: &[&str]| {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             match parse(&args, &env) {
-                Ok(Command::Run(c)) => c.boot,
+                Ok(Command::Run(c)) => shown(c.boot),
                 other => panic!("{other:?}"),
             }
         };
@@ -460,7 +461,11 @@ mod tests {
         assert_eq!(from_env(&["-b", ns]).as_deref(), Some(ns), "-b wins");
         for bad in ["doozer:?cn=ns", "127.0.0.1:9046", "doozer:?ca=x:99999"] {
             let e = run(&["-b", bad]).unwrap_err();
-            assert!(e.0.starts_with("-b "), "{bad}: {e}");
+            assert!(e.0.starts_with("-b"), "{bad}: {e}");
+        }
+        for bad in ["doozer:?cn=ns&sk=hush", "doozer:?ca=h&sk=hush&x=1"] {
+            let e = run(&["-b", bad]).unwrap_err();
+            assert!(!e.0.contains("hush"), "the secret is not echoed: {e}");
         }
         assert!(
             run(&["-c", ".."]).is_err(),

@@ -258,10 +258,7 @@ fn join(
         return Ok((None, Vec::new()));
     };
     let failed = |why: String| NodeError::Boot {
-        uri: boot
-            .uri
-            .parse::<doozer::DoozerUri>()
-            .map_or_else(|_| "?".into(), |u| u.to_string()),
+        uri: boot.uri.to_string(),
         why,
     };
     let deadline = Instant::now() + BOOT_DEADLINE;
