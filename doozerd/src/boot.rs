@@ -99,24 +99,16 @@ impl Boot {
         // attach to the seed.
         delete(&ns, &mine)?;
         let seed = read(&ns, &boot)?.unwrap_or_default();
-        let addr = read(&ns, &ns_entry(&self.cluster, &seed))?;
-        match addr {
-            Some(a) if seed != self.info.id => {
-                let addrs = seed_first(vec![(seed.clone(), a)], Some(&seed));
-                if addrs.is_empty() {
-                    return Err(BootError::Orphaned {
-                        cluster: self.cluster.clone(),
-                        seed,
-                    });
-                }
-                log::info!("cluster {:?} was seeded by {seed}; attaching", self.cluster);
-                Ok(Plan::Attach(addrs))
-            }
-            _ => Err(BootError::Orphaned {
+        let addr = read(&ns, &ns_entry(&self.cluster, &seed))?.filter(|_| seed != self.info.id);
+        let addrs = seed_first(addr.map(|a| (seed.clone(), a)).into_iter().collect(), None);
+        if addrs.is_empty() {
+            return Err(BootError::Orphaned {
                 cluster: self.cluster.clone(),
                 seed,
-            }),
+            });
         }
+        log::info!("cluster {:?} was seeded by {seed}; attaching", self.cluster);
+        Ok(Plan::Attach(addrs))
     }
 }
 
