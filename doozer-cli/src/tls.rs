@@ -100,7 +100,18 @@ impl TlsClient {
                 // Send the alert rustls queued (e.g. "unknown CA"), so the
                 // node logs why; then report the failure.
                 let _ = conn.write_tls(&mut sock);
-                return Err(io::Error::new(e.kind(), format!("TLS handshake: {e}")));
+                // A plain-TCP node reads the ClientHello as a bad frame
+                // and hangs up: say what that most likely means.
+                let hint = match e.kind() {
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+                        " (does the node serve TLS? it needs -tlscert)"
+                    }
+                    _ => "",
+                };
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("TLS handshake: {e}{hint}"),
+                ));
             }
         }
         sock.set_read_timeout(old)?;

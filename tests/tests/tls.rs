@@ -189,6 +189,17 @@ fn a_certificate_from_another_ca_is_a_clear_error() {
     let out = doozer_with(&[], &["-a", &by_name, "get", "/ctl/name"], b"");
     assert_eq!(out.ok(), "local");
 
+    // tlsca= against a node that serves plain TCP: the error says so.
+    let plain = Doozerd::start(&[]);
+    let uri = format!("doozer:?ca={}&tlsca={}", plain.addr(), pki.ca.display());
+    let out = doozer_with(&[], &["-a", &uri, "rev"], b"");
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("does the node serve TLS"),
+        "{}",
+        out.stderr
+    );
+
     d.assert_alive();
 }
 
