@@ -14,8 +14,8 @@ use doozer::Pipeline;
 use doozer_proto::{rev, ErrCode, Request, Response, Verb};
 
 use crate::cluster::NodeInfo;
-use crate::server::follow::{history_digest, RESUME_DIGEST_EVENTS};
-use crate::server::Server;
+use crate::replica::follow::{history_digest, RESUME_DIGEST_EVENTS};
+use crate::replica::{Input, Replica};
 use crate::store::Rev;
 
 /// How long a wait for one answer may take (connecting has the client
@@ -87,7 +87,7 @@ impl Resume {
     /// Where `server`'s store is now. The digest covers up to
     /// [`RESUME_DIGEST_EVENTS`] events, fewer if the store has fewer since
     /// its last copy (a slave copied a moment ago can still resume).
-    pub fn of(server: &Server) -> Resume {
+    pub fn of(server: &Replica) -> Resume {
         let store = server.store();
         let rev = store.rev();
         let events = RESUME_DIGEST_EVENTS.min((rev - store.oldest_rev()).max(0) as usize);
@@ -123,12 +123,12 @@ impl Attach {
     pub fn first_of(
         &self,
         addrs: &[SocketAddr],
-        server: &mut Server,
+        server: &mut Replica,
     ) -> Result<Followed, AttachError> {
         self.try_each(addrs, |addr| {
             let r = self.one(addr, server);
             if r.is_err() {
-                server.follow_lost();
+                let _ = server.step(0, Input::FollowLost);
             }
             r
         })
@@ -170,12 +170,13 @@ impl Attach {
     }
 
     /// Handshake, then reads the stream until the copy is applied.
-    fn one(&self, addr: SocketAddr, server: &mut Server) -> Result<Followed, AttachError> {
+    fn one(&self, addr: SocketAddr, server: &mut Replica) -> Result<Followed, AttachError> {
         let client = |source| AttachError::Client { addr, source };
         let (mut p, tag) = self.handshake(addr, Resume::of(server))?;
-        let apply = |server: &mut Server, resp| {
+        // Start-up: no timer of a slave needs the clock yet.
+        let apply = |server: &mut Replica, resp| {
             server
-                .follow_response(resp)
+                .step(0, Input::Follow(resp))
                 .map_err(|e| AttachError::Refused {
                     addr,
                     what: e.to_string(),
@@ -337,7 +338,7 @@ fn call(p: &mut Pipeline, addr: SocketAddr, req: Req) -> Result<Response, Attach
 /// The members a slave can follow after losing its own: every CAL's
 /// address from the copied `/ctl` files (except this node's), then the
 /// `-a` addresses.
-pub fn candidates(server: &Server, self_id: &str, attach: &[SocketAddr]) -> Vec<SocketAddr> {
+pub fn candidates(server: &Replica, self_id: &str, attach: &[SocketAddr]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     if let Ok(snap) = server.store().snapshot(None) {
         if let Ok(slots) = snap.dir_names("/ctl/cal") {

@@ -21,7 +21,7 @@ pub mod cluster;
 pub mod config;
 pub mod consensus;
 pub mod node;
-pub mod server;
+pub mod replica;
 pub mod store;
 pub mod tls;
 pub mod transport;

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         hostname: node::hostname(),
         version: doozerd::VERSION.to_string(),
     };
-    let mut node = match Node::bind(&config, info) {
+    let mut node = match Node::start(&config, info) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("doozerd: {e}");

@@ -377,11 +377,11 @@ fn large_values_round_trip_or_are_refused_clearly() {
     assert_eq!(c.must_get("/large/32k"), (body, rev));
     // Larger than what replicates in one peer datagram: refused with an
     // error that says why, with nothing proposed (SPEC §7).
-    let at_limit = vec![b'l'; doozerd::server::MAX_BODY_LEN];
+    let at_limit = vec![b'l'; doozerd::replica::MAX_BODY_LEN];
     let rev = c.must_set("/large/limit", 0, &at_limit);
     assert_eq!(c.must_get("/large/limit"), (at_limit, rev));
     for len in [
-        doozerd::server::MAX_BODY_LEN + 1,
+        doozerd::replica::MAX_BODY_LEN + 1,
         doozer_proto::MAX_FRAME_LEN - 64,
     ] {
         let huge = vec![b'h'; len];

@@ -113,6 +113,43 @@ pub struct FileCopy {
     pub rev: Rev,
 }
 
+/// Another node's tree as of one rev, built file by file as the copy
+/// arrives (so a large copy costs the event loop a little per file rather
+/// than all at once), then put in place with [`Store::install`].
+#[derive(Debug)]
+pub struct Copy {
+    rev: Rev,
+    tree: Snapshot,
+}
+
+impl Copy {
+    /// An empty copy of the tree as of `rev` (`Range` if negative).
+    pub fn new(rev: Rev) -> Result<Copy, StoreError> {
+        if rev < 0 {
+            return Err(StoreError::Range);
+        }
+        Ok(Copy {
+            rev,
+            tree: Snapshot::empty(),
+        })
+    }
+
+    /// The rev the copy is of.
+    pub fn rev(&self) -> Rev {
+        self.rev
+    }
+
+    /// Adds one file. The files come from the network: a bad path, a path
+    /// under a file, or a file rev not in `1..=rev` is an error.
+    pub fn add(&mut self, f: FileCopy) -> Result<(), StoreError> {
+        if f.rev < 1 || f.rev > self.rev {
+            return Err(StoreError::Range);
+        }
+        self.tree = self.tree.set(&f.path, &f.body, wire_rev::CLOBBER, f.rev)?;
+        Ok(())
+    }
+}
+
 /// The result of [`Store::apply`].
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -195,7 +232,8 @@ impl Store {
         self.history_revs as u64
     }
 
-    fn head(&self) -> &Snapshot {
+    /// The tree at the head revision (always there).
+    pub fn head(&self) -> &Snapshot {
         // `snaps` is never empty: `new` pushes rev 0 and trimming keeps at
         // least one.
         self.snaps.back().expect("store always has a head snapshot")
@@ -318,29 +356,29 @@ impl Store {
     }
 
     /// Replaces the whole store with a copy of another node's tree as of
-    /// `rev` (a slave attaching, or re-attaching after falling behind).
-    /// History restarts at `rev`. Rev waits at or below `rev` are woken;
-    /// glob waits are returned as [`Woken::Lost`], since the events between
-    /// the old head and `rev` are unknown. The files come from the network:
-    /// a bad path, or a file rev not in `1..=rev`, is an error and leaves
-    /// the store as it was.
+    /// `rev` (see [`Store::install`]); the files are checked as
+    /// [`Copy::add`] does, and a bad one leaves the store as it was.
     pub fn reset_to(
         &mut self,
         rev: Rev,
         files: impl IntoIterator<Item = FileCopy>,
     ) -> Result<Vec<Woken>, StoreError> {
-        if rev < 0 {
-            return Err(StoreError::Range);
-        }
-        let mut tree = Snapshot::empty();
+        let mut copy = Copy::new(rev)?;
         for f in files {
-            if f.rev < 1 || f.rev > rev {
-                return Err(StoreError::Range);
-            }
-            tree = tree.set(&f.path, &f.body, wire_rev::CLOBBER, f.rev)?;
+            copy.add(f)?;
         }
+        Ok(self.install(copy))
+    }
+
+    /// Replaces the whole store with a complete copy of another node's
+    /// tree (a slave attaching, or re-attaching after falling behind).
+    /// History restarts at the copy's rev. Rev waits at or below it are
+    /// woken; glob waits are returned as [`Woken::Lost`], since the events
+    /// between the old head and the copy are unknown.
+    pub fn install(&mut self, copy: Copy) -> Vec<Woken> {
+        let rev = copy.rev;
         self.snaps.clear();
-        self.snaps.push_back(tree.at_rev(rev));
+        self.snaps.push_back(copy.tree.at_rev(rev));
         self.events.clear();
         let mut woken: Vec<Woken> = std::mem::take(&mut self.glob_waits)
             .into_keys()
@@ -352,7 +390,7 @@ impl Store {
             self.rev_wait_of.remove(&id);
             woken.push(Woken::Rev { id });
         }
-        Ok(woken)
+        woken
     }
 
     /// The rev of the oldest event kept: events run contiguously up to the

@@ -1,12 +1,12 @@
-//! The server's side of the cluster (SPEC §4), pure: driving [`Paxos`]
-//! when this node is a CAL, the CAL sets read from the store, promotion of
-//! a slave and demotion of a CAL, kicking silent CALs, and the pulse.
+//! The replica's side of the cluster (docs/cluster.md), pure: driving
+//! [`Paxos`] when this node is a CAL, the CAL sets read from the store,
+//! promotion of a slave and demotion of a CAL, kicking silent CALs, and
+//! the pulse.
 //!
-//! Time comes from the event loop ([`Server::set_now`]); datagrams go out
-//! through [`Server::take_peer_messages`] and come in through
-//! [`Server::peer_step`]. Requests a slave sends to the CAL it follows (a
-//! slot claim, catch-up NOPs) go out through
-//! [`Server::take_follow_requests`].
+//! Time comes with every input; peer messages come in through
+//! `Replica::peer_step` and go out, like the requests a slave sends to the
+//! CAL it follows (a slot claim, catch-up NOPs), in the replica's
+//! [`Output`](super::Output).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use doozer_proto::peer::PeerMsg;
 use doozer_proto::{ErrCode, Request, Response, Verb};
 
-use super::{Pending, Server};
+use super::{Pending, Replica};
 use crate::cluster::{self, Slot, CAL_DIR, NODE_DIR};
 use crate::consensus::{self, CalSet, NodeId, Paxos, ProposalId};
 use crate::store::{Event, Mutation, Rev};
@@ -67,7 +67,7 @@ const CATCH_UP_GIVE_UP_MS: u64 = 5_000;
 /// Former nodes whose addresses are kept.
 const FORMER_NODES_MAX: usize = 1024;
 
-/// Cluster state of a [`Server`].
+/// Cluster state of a [`Replica`].
 #[derive(Debug)]
 pub(super) struct Membership {
     pub(super) cfg: ClusterConfig,
@@ -82,10 +82,10 @@ pub(super) struct Membership {
     former: HashMap<NodeId, SocketAddr>,
     by_addr: HashMap<SocketAddr, NodeId>,
     peer_out: Vec<(NodeId, PeerMsg)>,
-    role_change: Option<RoleChange>,
+    pub(super) role_change: Option<RoleChange>,
     /// CALs that left the slots, until the node takes them.
-    cals_left: Vec<NodeId>,
-    follow_requests: Vec<Request>,
+    pub(super) cals_left: Vec<NodeId>,
+    pub(super) follow_requests: Vec<Request>,
     /// The tag of the slot claim in flight, if any.
     claim: Option<i32>,
     /// Catch-up NOPs sent and not yet answered.
@@ -100,6 +100,9 @@ pub(super) struct Membership {
     pub(super) malformed: u64,
     /// Peer messages for nodes without a known address.
     pub(super) unroutable: u64,
+    /// Learned seqns that were not the store's next rev (a bug; the node
+    /// stepped down and copied the store again).
+    pub(super) gaps: u64,
 }
 
 impl Membership {
@@ -125,6 +128,7 @@ impl Membership {
             proposals: 0,
             malformed: 0,
             unroutable: 0,
+            gaps: 0,
         }
     }
 
@@ -210,9 +214,9 @@ impl Membership {
     }
 }
 
-impl Server {
+impl Replica {
     /// The current time in milliseconds (from any fixed origin).
-    pub fn set_now(&mut self, now_ms: u64) {
+    pub(super) fn set_now(&mut self, now_ms: u64) {
         self.members.now_ms = self.members.now_ms.max(now_ms);
     }
 
@@ -231,12 +235,6 @@ impl Server {
         self.paxos
             .as_ref()
             .map(|p| (p.stats().clone(), p.instances_in_flight()))
-    }
-
-    /// Learned values that did not decode, and peer messages for a node
-    /// without a known address.
-    pub fn cluster_drops(&self) -> (u64, u64) {
-        (self.members.malformed, self.members.unroutable)
     }
 
     /// Becomes the only CAL of a new cluster and writes its files.
@@ -293,7 +291,7 @@ impl Server {
     /// the messages it wants sent. Not re-entrant: what applying a value
     /// does (answering parked reads, ...) never pumps; this loop picks up
     /// anything it decides.
-    pub fn pump(&mut self) {
+    pub(super) fn pump(&mut self) {
         loop {
             let Some(p) = self.paxos.as_mut() else {
                 return;
@@ -309,7 +307,17 @@ impl Server {
                 }
                 let rev = seqn as Rev;
                 if rev != self.store.rev() + 1 {
-                    log::error!("learned seqn {seqn} at store rev {}", self.store.rev());
+                    // Consensus delivers every seqn once, in order, from
+                    // the one after the store's head; anything else is a
+                    // bug that would silently diverge this node. Step down
+                    // and copy the store again rather than go on.
+                    log::error!(
+                        "BUG: learned seqn {seqn} at store rev {}; stepping down to copy the store again",
+                        self.store.rev()
+                    );
+                    self.members.gaps += 1;
+                    let head = self.store.rev();
+                    self.demote(head, false);
                     return;
                 }
                 let m = Mutation::decode(&value).unwrap_or_else(|e| {
@@ -326,10 +334,10 @@ impl Server {
     }
 
     /// Handles a peer datagram's message from `from`; what it decides is
-    /// applied by the next [`Server::pump`]. False if the sender is not a
+    /// applied by the next [`Replica::pump`]. False if the sender is not a
     /// known node or this node is not a CAL (the caller counts it as
     /// ignored).
-    pub fn peer_step(&mut self, from: SocketAddr, msg: PeerMsg) -> bool {
+    pub(super) fn peer_step(&mut self, from: SocketAddr, msg: PeerMsg) -> bool {
         let Some(id) = self.members.by_addr.get(&from).cloned() else {
             return false;
         };
@@ -341,10 +349,10 @@ impl Server {
         true
     }
 
-    /// Queues consensus's batches for [`Server::take_peer_messages`]
+    /// Queues consensus's batches for [`Replica::take_peer_messages`]
     /// without applying what it learned: an acceptor's votes leave before
     /// its store catches up, which shortens the proposer's round trip.
-    pub fn queue_peer_messages(&mut self) {
+    pub(super) fn queue_peer_messages(&mut self) {
         if let Some(p) = self.paxos.as_mut() {
             self.members.peer_out.extend(p.take_messages());
         }
@@ -352,7 +360,7 @@ impl Server {
 
     /// Messages to send, with the peer's address. Messages for a node
     /// whose address is unknown are dropped (and counted).
-    pub fn take_peer_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
+    pub(super) fn take_peer_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
         for (to, msg) in std::mem::take(&mut self.members.peer_out) {
             match self.members.addr_of(&to) {
                 Some(a) => out.push((a, msg)),
@@ -363,30 +371,14 @@ impl Server {
 
     /// Whether this node's id fills a CAL slot as of its store's head (it
     /// may not take part in consensus yet, or any more).
-    pub fn listed_as_cal(&self) -> bool {
+    pub(super) fn listed_as_cal(&self) -> bool {
         self.members
             .cals()
             .is_some_and(|c| c.index_of(&self.members.id).is_some())
     }
 
-    /// Ids of CALs whose slot was emptied or removed since the last call
-    /// (kicked, or demoted by an operator), for the name service.
-    pub fn take_cals_left(&mut self) -> Vec<NodeId> {
-        std::mem::take(&mut self.members.cals_left)
-    }
-
-    /// The role change to act on, once.
-    pub fn take_role_change(&mut self) -> Option<RoleChange> {
-        self.members.role_change.take()
-    }
-
-    /// Requests to send on the follow connection.
-    pub fn take_follow_requests(&mut self) -> Vec<Request> {
-        std::mem::take(&mut self.members.follow_requests)
-    }
-
-    /// The earliest time (ms) [`Server::tick`] has work to do.
-    pub fn next_deadline_ms(&self) -> Option<u64> {
+    /// The earliest time (ms) [`Replica::tick`] has work to do.
+    pub(super) fn next_deadline_ms(&self) -> Option<u64> {
         let p = self.paxos.as_ref()?;
         let m = &self.members;
         let mut at = m.next_pulse_ms;
@@ -407,7 +399,7 @@ impl Server {
     }
 
     /// Advances time: consensus timeouts, the pulse, and kicks.
-    pub fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         let now = self.members.now_ms;
         let Some(p) = self.paxos.as_mut() else {
             return;
@@ -449,9 +441,7 @@ impl Server {
         if dead.is_empty() || cluster::kicker(cals, |c| !silent(c)) != Some(&m.id) {
             return;
         }
-        let Ok(snap) = self.store.snapshot(None) else {
-            return;
-        };
+        let snap = self.store.head().clone();
         for id in dead {
             // Once per timeout: the kick may take a while to be decided.
             if let Some(t) = self.members.kicked.get(&id) {
@@ -482,9 +472,8 @@ impl Server {
             self.reload_slots();
         }
         if changed && cluster::touches(&event.path, NODE_DIR) {
-            if let Ok(snap) = self.store.snapshot(None) {
-                self.members.set_addrs(cluster::node_addrs(&snap));
-            }
+            let addrs = cluster::node_addrs(self.store.head());
+            self.members.set_addrs(addrs);
         }
         self.members.prune(rev);
         let alpha = self.members.cfg.alpha as Rev;
@@ -509,10 +498,7 @@ impl Server {
 
     /// Re-reads the slots (after a change under `/ctl/cal`, or a copy).
     fn reload_slots(&mut self) {
-        let Ok(snap) = self.store.snapshot(None) else {
-            return;
-        };
-        let slots = cluster::slots(&snap);
+        let slots = cluster::slots(self.store.head());
         for old in &self.members.slots {
             let gone = !old.id.is_empty() && !slots.iter().any(|s| s.id == old.id);
             if gone && !self.members.cals_left.contains(&old.id) {
@@ -530,9 +516,8 @@ impl Server {
         self.members.sets.clear();
         self.members.slots.clear();
         self.reload_slots();
-        if let Ok(snap) = self.store.snapshot(None) {
-            self.members.set_addrs(cluster::node_addrs(&snap));
-        }
+        let addrs = cluster::node_addrs(self.store.head());
+        self.members.set_addrs(addrs);
         self.want_slot();
     }
 

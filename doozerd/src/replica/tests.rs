@@ -1,13 +1,54 @@
-//! Dispatch tests against the real store, no sockets.
+//! Dispatch tests against the real store, no sockets. The tests drive a
+//! replica only through [`Replica::step`] and [`Replica::ready`], as the
+//! event loop does; [`Drive`] names the inputs.
 
 use bytes::Bytes;
 use doozer_proto::{flags, ErrCode, Request, Response, Verb};
 
-use super::{ConnId, Secrets, Server, ServerConfig};
+use super::{ConnId, FollowError, Input, Output, Replica, ReplicaConfig, Secrets};
 use crate::cluster::NodeInfo;
 
-fn server_with(secrets: Secrets, hist: u64) -> Server {
-    let mut s = Server::new(ServerConfig {
+/// Inputs by name, at the replica's own current time.
+trait Drive {
+    fn input(&mut self, input: Input) -> Result<(), FollowError>;
+    fn output(&mut self) -> Output;
+
+    fn connect(&mut self, conn: ConnId) {
+        self.input(Input::Connect(conn)).unwrap();
+    }
+    fn disconnect(&mut self, conn: ConnId) {
+        self.input(Input::Disconnect(conn)).unwrap();
+    }
+    fn handle(&mut self, conn: ConnId, req: Request) {
+        self.input(Input::Request(conn, req)).unwrap();
+    }
+    fn follow_response(&mut self, resp: Response) -> Result<(), FollowError> {
+        self.input(Input::Follow(resp))
+    }
+    fn follow_lost(&mut self) {
+        self.input(Input::FollowLost).unwrap();
+    }
+    /// The answers of one output (the rest of it is dropped).
+    fn take_responses(&mut self) -> Vec<(ConnId, Response)> {
+        self.output().responses
+    }
+}
+
+impl Drive for Replica {
+    fn input(&mut self, input: Input) -> Result<(), FollowError> {
+        let now = self.members.now_ms;
+        self.step(now, input)
+    }
+    fn output(&mut self) -> Output {
+        let mut out = Output::default();
+        let now = self.members.now_ms;
+        self.ready(now, &mut out);
+        out
+    }
+}
+
+fn server_with(secrets: Secrets, hist: u64) -> Replica {
+    let mut s = Replica::new(ReplicaConfig {
         self_id: "SELFID".into(),
         secrets,
         history_revs: hist,
@@ -26,7 +67,7 @@ fn server_with(secrets: Secrets, hist: u64) -> Server {
     s
 }
 
-fn server() -> Server {
+fn server() -> Replica {
     server_with(Secrets::default(), 2000)
 }
 
@@ -52,12 +93,12 @@ fn with_path(mut r: Request, path: &str) -> Request {
     r
 }
 
-fn call(s: &mut Server, conn: ConnId, r: Request) -> Vec<Response> {
+fn call(s: &mut Replica, conn: ConnId, r: Request) -> Vec<Response> {
     s.handle(conn, r);
     s.take_responses().into_iter().map(|(_, r)| r).collect()
 }
 
-fn one(s: &mut Server, r: Request) -> Response {
+fn one(s: &mut Replica, r: Request) -> Response {
     let mut out = call(s, 1, r);
     assert_eq!(out.len(), 1, "{out:?}");
     out.remove(0)
@@ -247,8 +288,8 @@ fn bodies_up_to_the_limit_are_written_larger_ones_refused_before_proposing() {
 }
 
 /// A node about to attach: an empty store (not seeded), following.
-fn slave_server(hist: u64) -> Server {
-    let mut s = Server::new(ServerConfig {
+fn slave_server(hist: u64) -> Replica {
+    let mut s = Replica::new(ReplicaConfig {
         self_id: "SLAVE".into(),
         secrets: Secrets::default(),
         history_revs: hist,
@@ -260,7 +301,7 @@ fn slave_server(hist: u64) -> Server {
 }
 
 /// Feeds everything the CAL queued for `follower_conn` to `slave`.
-fn pump(cal: &mut Server, follower_conn: ConnId, slave: &mut Server) {
+fn pump(cal: &mut Replica, follower_conn: ConnId, slave: &mut Replica) {
     for (conn, resp) in cal.take_responses() {
         if conn == follower_conn {
             slave.follow_response(resp).expect("valid follow stream");
@@ -268,7 +309,7 @@ fn pump(cal: &mut Server, follower_conn: ConnId, slave: &mut Server) {
     }
 }
 
-fn walk_all(s: &Server) -> Vec<crate::store::tree::WalkEntry> {
+fn walk_all(s: &Replica) -> Vec<crate::store::tree::WalkEntry> {
     let all = crate::store::Glob::parse("/**").unwrap();
     s.store().snapshot(None).unwrap().walk_all(&all)
 }
@@ -453,7 +494,7 @@ fn a_broken_follow_stream_is_an_error_not_a_panic() {
 
 #[test]
 fn followers_are_limited() {
-    use crate::server::follow::MAX_FOLLOWERS;
+    use crate::replica::follow::MAX_FOLLOWERS;
     let mut s = server();
     let follow = || Request {
         rev: Some(0),
@@ -490,7 +531,7 @@ mod cluster {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::server::{ClusterConfig, RoleChange};
+    use crate::replica::{ClusterConfig, RoleChange};
 
     /// Connection ids leaders give followers start here (a new one per
     /// attach, as a new TCP connection would get).
@@ -499,7 +540,7 @@ mod cluster {
     const TIMEOUT_MS: u64 = 5_000;
 
     struct Net {
-        nodes: Vec<Server>,
+        nodes: Vec<Replica>,
         ids: Vec<String>,
         addrs: Vec<SocketAddr>,
         /// Which node each one follows, and on which connection of it.
@@ -514,8 +555,8 @@ mod cluster {
         now: u64,
     }
 
-    fn config(id: &str, timeout_ms: u64) -> ServerConfig {
-        ServerConfig {
+    fn config(id: &str, timeout_ms: u64) -> ReplicaConfig {
+        ReplicaConfig {
             self_id: id.into(),
             secrets: Secrets::default(),
             history_revs: 1000,
@@ -549,7 +590,7 @@ mod cluster {
             for i in 0..n {
                 let id = format!("N{i}");
                 let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                let mut s = Server::new(config(&id, timeout_ms));
+                let mut s = Replica::new(config(&id, timeout_ms));
                 s.connect(1);
                 if i == 0 {
                     let info = NodeInfo {
@@ -608,7 +649,8 @@ mod cluster {
             }
         }
 
-        /// Delivers everything queued, until nothing moves.
+        /// Delivers everything queued, until nothing moves: each live
+        /// node's output, as the event loop would act on it.
         fn deliver(&mut self) {
             loop {
                 let mut moved = false;
@@ -616,7 +658,9 @@ mod cluster {
                     if self.stopped[j] {
                         continue;
                     }
-                    for (conn, resp) in self.nodes[j].take_responses() {
+                    let mut out = Output::default();
+                    self.nodes[j].ready(self.now, &mut out);
+                    for (conn, resp) in out.responses {
                         if conn == 1 {
                             self.answers[j].push(resp);
                             continue;
@@ -634,22 +678,20 @@ mod cluster {
                         }
                     }
                     if let Some((leader, conn)) = self.follows[j] {
-                        for r in self.nodes[j].take_follow_requests() {
+                        for r in out.follow_requests {
                             moved = true;
                             self.nodes[leader].handle(conn, r);
                         }
                     }
-                    let mut out = Vec::new();
-                    self.nodes[j].take_peer_messages(&mut out);
-                    for (to, msg) in out {
+                    for (to, msg) in out.messages {
                         let k = self.addrs.iter().position(|a| *a == to).expect("known");
                         if !self.stopped[k] {
                             moved = true;
-                            self.nodes[k].peer_step(self.addrs[j], msg);
-                            self.nodes[k].pump();
+                            let bytes = prost::Message::encode_to_vec(&msg).into();
+                            let _ = self.nodes[k].step(self.now, Input::Peer(self.addrs[j], bytes));
                         }
                     }
-                    match self.nodes[j].take_role_change() {
+                    match out.role_change {
                         Some(RoleChange::Promoted) => self.drop_follow(j),
                         Some(RoleChange::Demoted) => {
                             self.demotions[j] += 1;
@@ -667,19 +709,11 @@ mod cluster {
             }
         }
 
-        /// Moves time by `ms` in 10 ms steps, ticking every live node.
+        /// Moves time by `ms` in 10 ms steps; every live node's timers
+        /// run as its output is drained.
         fn advance(&mut self, ms: u64) {
             for _ in 0..ms / 10 {
                 self.now += 10;
-                for (k, s) in self.nodes.iter_mut().enumerate() {
-                    if self.stopped[k] {
-                        continue;
-                    }
-                    s.set_now(self.now);
-                    if s.next_deadline_ms().is_some_and(|t| t <= self.now) {
-                        s.tick();
-                    }
-                }
                 self.deliver();
             }
         }
@@ -746,7 +780,7 @@ mod cluster {
         }
     }
 
-    use crate::server::SIDE_TAG_BASE;
+    use crate::replica::SIDE_TAG_BASE;
     use crate::store::Rev;
 
     #[test]

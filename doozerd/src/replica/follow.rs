@@ -7,14 +7,14 @@
 //! persistent snapshot, so it never fails with `TOO_LATE`, however small
 //! `-hist` and however busy the node.
 //!
-//! Follower side: [`Server::follow_response`] checks each response of that
+//! Follower side: [`Replica::follow_response`] checks each response of that
 //! stream (it comes from the network) and applies it: the copy replaces the
 //! store at READY, and each event is replayed at exactly the next rev.
 
 use doozer_proto::{flags, ErrCode, Request, Response};
 
-use super::{ConnId, Server};
-use crate::store::{validate_path, Event, FileCopy, Mutation, Rev};
+use super::{ConnId, Replica};
+use crate::store::{validate_path, Copy, Event, FileCopy, Mutation, Rev, StoreError};
 
 /// Why a follow stream cannot be used any further (the follower drops the
 /// connection and attaches again).
@@ -34,18 +34,20 @@ pub enum FollowState {
     /// Not following (a CAL, or between attachments).
     #[default]
     Idle,
-    /// A copy is arriving.
+    /// A copy is arriving; each file is added to the tree as it comes.
     Copying {
-        /// The rev of the copy.
-        rev: Rev,
+        /// The tree so far.
+        copy: Box<Copy>,
         /// Files so far.
-        files: Vec<FileCopy>,
+        files: usize,
+        /// The first bad file, reported at READY (the copy is unusable).
+        bad: Option<StoreError>,
     },
     /// Up to date with the stream: events are applied as they come.
     Following,
 }
 
-impl Server {
+impl Replica {
     /// FOLLOW from `conn`: stream the store and every later change to it.
     pub(super) fn follow(&mut self, conn: ConnId, req: Request) {
         let tag = req.tag;
@@ -77,9 +79,7 @@ impl Server {
                 }
             }
         } else {
-            let Ok(snap) = self.store.snapshot(None) else {
-                return self.fail(conn, tag, ErrCode::Other, Some("no head snapshot".into()));
-            };
+            let snap = self.store.head().clone();
             self.reply(conn, marker(tag, flags::SNAPSHOT, head));
             let all = crate::store::Glob::parse("/**").expect("a constant, valid glob");
             for f in snap.walk_iter(&all) {
@@ -124,10 +124,10 @@ impl Server {
         matches!(self.follow_state, FollowState::Following)
     }
 
-    /// Applies one response of the follow stream. An error means the
-    /// stream is unusable: drop it and attach again (resuming from
-    /// [`Store::rev`](crate::store::Store::rev)).
-    pub fn follow_response(&mut self, resp: Response) -> Result<(), FollowError> {
+    /// Applies one response of the follow stream ([`super::Input::Follow`]).
+    /// An error means the stream is unusable: drop it and attach again
+    /// (resuming from [`Store::rev`](crate::store::Store::rev)).
+    pub(super) fn replay_follow(&mut self, resp: Response) -> Result<(), FollowError> {
         if resp.tag.is_some_and(|t| t >= super::SIDE_TAG_BASE) {
             self.side_response(resp);
             return Ok(());
@@ -141,39 +141,54 @@ impl Server {
         let flags_of = resp.flags.unwrap_or(flags::OTHER);
         match (flags_of, std::mem::take(&mut self.follow_state)) {
             (flags::SNAPSHOT, FollowState::Idle) => {
-                let Some(rev) = resp.rev.filter(|r| *r >= 0) else {
+                let Some(copy) = resp.rev.and_then(|r| Copy::new(r).ok()) else {
                     return proto("SNAPSHOT without a rev");
                 };
                 self.follow_state = FollowState::Copying {
-                    rev,
-                    files: Vec::new(),
+                    copy: Box::new(copy),
+                    files: 0,
+                    bad: None,
                 };
                 Ok(())
             }
-            (flags::FILE, FollowState::Copying { rev, mut files }) => {
+            (
+                flags::FILE,
+                FollowState::Copying {
+                    mut copy,
+                    files,
+                    mut bad,
+                },
+            ) => {
                 let (Some(path), Some(file_rev)) = (resp.path, resp.rev) else {
                     return proto("FILE without a path or rev");
                 };
-                files.push(FileCopy {
-                    path,
-                    body: resp.value.unwrap_or_default(),
-                    rev: file_rev,
-                });
-                self.follow_state = FollowState::Copying { rev, files };
+                if bad.is_none() {
+                    let file = FileCopy {
+                        path,
+                        body: resp.value.unwrap_or_default(),
+                        rev: file_rev,
+                    };
+                    bad = copy.add(file).err();
+                }
+                self.follow_state = FollowState::Copying {
+                    copy,
+                    files: files + 1,
+                    bad,
+                };
                 Ok(())
             }
-            (flags::READY, FollowState::Copying { rev, files }) => {
+            (flags::READY, FollowState::Copying { copy, files, bad }) => {
+                let rev = copy.rev();
                 if resp.rev != Some(rev) {
                     return proto("READY at another rev than the copy");
                 }
-                let n = files.len();
-                let woken = self
-                    .store
-                    .reset_to(rev, files)
-                    .map_err(|e| FollowError::Protocol(format!("bad copy: {e}")))?;
+                if let Some(e) = bad {
+                    return Err(FollowError::Protocol(format!("bad copy: {e}")));
+                }
+                let woken = self.store.install(*copy);
                 self.answer_woken(woken);
                 self.follow_state = FollowState::Following;
-                log::info!("copied {n} files at rev {rev}; following");
+                log::info!("copied {files} files at rev {rev}; following");
                 self.after_copy();
                 Ok(())
             }
@@ -226,7 +241,7 @@ impl Server {
 
     /// The stream broke: the next one starts from scratch (resume point:
     /// this store's rev).
-    pub fn follow_lost(&mut self) {
+    pub(super) fn follow_stream_lost(&mut self) {
         self.follow_state = FollowState::Idle;
         self.forget_side_requests();
     }

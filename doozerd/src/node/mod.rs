@@ -1,0 +1,297 @@
+//! The event loop: one thread, one `mio` poll, owning every socket and the
+//! [`Replica`]. It only moves bytes and time: each iteration it feeds what
+//! arrived to the replica as inputs (client frames, peer datagrams, the
+//! follow stream), then drains the replica's one [`Output`]: peer messages
+//! are sent first, then role changes, the name service and the follow
+//! connection are acted on, and the answers are encoded and flushed with
+//! one write per connection, so pipelined requests are batched into few
+//! system calls.
+//!
+//! Map:
+//! - this module: [`Node`] and its loop ([`Node::run`]).
+//! - `startup`: binding the listeners and joining a cluster (attach, name
+//!   service, or seeding) before the loop runs ([`Node::start`]).
+//! - `conns`: client and web connections: frames in, answers out, pausing
+//!   on output, web requests and event streams.
+//! - `follow`: a slave's stream from the node it follows, and attaching
+//!   again when it breaks (without blocking the loop).
+//! - `stats`: the figures of the stats page and metrics; ids, host name.
+
+mod conns;
+mod follow;
+mod startup;
+mod stats;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Poll, Token};
+
+use crate::attach::AttachError;
+use crate::boot::Registrar;
+use crate::replica::{Input, Output, Replica, RoleChange};
+use crate::transport::PeerTransport;
+use conns::{Conns, Kind};
+use follow::Follower;
+
+pub use conns::{MAX_CONNECTIONS, MAX_PENDING_OUTPUT, MAX_UNSENT_OUTPUT};
+pub use stats::{hostname, new_node_id};
+
+const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
+const WEB_LISTENER: Token = Token(usize::MAX - 2);
+const PEER_SOCKET: Token = Token(usize::MAX - 3);
+const FOLLOW_STREAM: Token = Token(usize::MAX - 4);
+const ATTACHED: Token = Token(usize::MAX - 5);
+
+/// A start-up failure, reported as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}; {hint}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: &'static str,
+        /// The OS error.
+        source: io::Error,
+        /// Which flag picks another address.
+        hint: &'static str,
+    },
+    /// The poll could not be created or waited on.
+    #[error("event loop: {0}")]
+    Poll(#[from] io::Error),
+    /// No `-a` member could be attached to.
+    #[error("cannot attach to the cluster: {0}")]
+    Attach(#[from] AttachError),
+    /// Booting through the name service (`-b`) failed.
+    #[error("cannot boot through the name service -b {uri}: {why}")]
+    Boot {
+        /// The name service's URI, without its secret.
+        uri: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The TLS files could not be used.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// Consensus time: milliseconds since the node started.
+struct Clock {
+    started: Instant,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            started: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The instant of consensus time `ms`.
+    fn at(&self, ms: u64) -> Instant {
+        self.started + Duration::from_millis(ms)
+    }
+}
+
+/// A running node: sockets, connections and the replica.
+pub struct Node {
+    poll: Poll,
+    clock: Clock,
+    listener: TcpListener,
+    web_listener: Option<TcpListener>,
+    peers: PeerTransport,
+    replica: Replica,
+    /// The replica's output of this iteration (kept for its allocations).
+    out: Output,
+    /// The replica's deadline of the last output.
+    deadline_ms: Option<u64>,
+    conns: Conns,
+    follower: Follower,
+    /// Keeps this node's name-service entry (`-b`), if any.
+    registrar: Option<Registrar>,
+    /// What the registrar was last told: this node is a CAL.
+    ns_cal: bool,
+    node_id: String,
+    cluster: String,
+}
+
+impl Node {
+    /// The bound client address (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves forever (returns only if the poll itself fails).
+    pub fn run(&mut self) -> Result<(), NodeError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let now = self.clock.now_ms();
+            for ev in events.iter() {
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                match ev.token() {
+                    CLIENT_LISTENER => self.accept(Kind::Client, now),
+                    WEB_LISTENER => self.accept(Kind::Web, now),
+                    PEER_SOCKET => self.peer_readable(now),
+                    ATTACHED => self.follower.attached(&self.poll, &mut self.replica, now),
+                    FOLLOW_STREAM if readable => {
+                        self.follower.readable(&self.poll, &mut self.replica, now)
+                    }
+                    FOLLOW_STREAM => {}
+                    Token(i) => {
+                        if readable {
+                            self.conns.readable(i, &mut self.replica, now);
+                        }
+                        if ev.is_writable() {
+                            self.conns.writable(i);
+                        }
+                    }
+                }
+            }
+            self.follower.read_more(&self.poll, &mut self.replica, now);
+            self.conns.resume_paused(&mut self.replica, now);
+            self.serve_http();
+            self.replica.ready(now, &mut self.out);
+            self.act_on_output(now);
+        }
+    }
+
+    /// Does what one output says: peers first (a round trip of consensus
+    /// starts before the clients' answers, the larger writes, are copied
+    /// out), then the role, the name service, the follow connection, the
+    /// event streams, and the answers.
+    fn act_on_output(&mut self, now: u64) {
+        for (to, msg) in self.out.messages.drain(..) {
+            use prost::Message;
+            if let Err(e) = self.peers.queue(to, msg.encode_to_vec().into()) {
+                // Batches are split to fit; a single oversized value cannot
+                // be proposed (SET bodies are limited).
+                log::error!("peer message to {to} not sent: {e}");
+            }
+        }
+        self.peers.flush();
+        match self.out.role_change.take() {
+            Some(RoleChange::Promoted) => self.follower.promoted(&self.poll),
+            Some(RoleChange::Demoted) => self.follower.demoted(&self.poll),
+            None => {}
+        }
+        self.tell_name_service();
+        let requests = std::mem::take(&mut self.out.follow_requests);
+        self.follower
+            .on_loop(&self.poll, &requests, &mut self.replica, now);
+        if self
+            .peers
+            .warning_due()
+            .is_some_and(|t| t <= Instant::now())
+        {
+            self.peers.warn_dropped(Instant::now());
+        }
+        self.conns.feed_streams(self.replica.store());
+        self.conns.answer(
+            &mut self.out.responses,
+            self.poll.registry(),
+            &mut self.replica,
+            now,
+        );
+        self.deadline_ms = self.out.deadline_ms;
+        self.out.clear();
+        self.out.follow_requests = requests; // keeps the allocation
+        self.out.follow_requests.clear();
+    }
+
+    fn accept(&mut self, kind: Kind, now: u64) {
+        let listener = match kind {
+            Kind::Client => &self.listener,
+            Kind::Web => match &self.web_listener {
+                Some(l) => l,
+                None => return,
+            },
+        };
+        self.conns
+            .accept(listener, kind, self.poll.registry(), &mut self.replica, now);
+    }
+
+    /// Drains the peer socket into the replica.
+    fn peer_readable(&mut self, now: u64) {
+        let replica = &mut self.replica;
+        self.peers.recv(|from, bytes| {
+            let _ = replica.step(now, Input::Peer(from, bytes));
+        });
+    }
+
+    /// Answers the web requests read this iteration.
+    fn serve_http(&mut self) {
+        // The stats are gathered only for the pages that show them.
+        let sources = stats::Sources {
+            replica: &self.replica,
+            peers: &self.peers,
+            clock: &self.clock,
+            node_id: &self.node_id,
+            cluster: &self.cluster,
+            web_clients: self.conns.web_open(),
+            event_streams: self.conns.streams(),
+        };
+        self.conns
+            .serve_http(self.replica.store(), &|| sources.node_stats());
+    }
+
+    /// Tells the name-service registrar (`-b`) whether this node is a CAL
+    /// and which CALs left. A CAL counts once its own store lists it: a
+    /// kicked CAL woken from a pause learns of the kick (and stops being
+    /// registered) before it steps down.
+    fn tell_name_service(&mut self) {
+        let Some(r) = &self.registrar else {
+            return;
+        };
+        let cal = self.out.listed_cal;
+        if cal != self.ns_cal {
+            r.set_cal(cal);
+            self.ns_cal = cal;
+        }
+        // Every CAL removes the entries of CALs that left (deleting twice
+        // is harmless; a kicked node cannot remove its own).
+        if cal {
+            for id in self.out.cals_left.iter().filter(|id| **id != self.node_id) {
+                r.remove(id);
+            }
+        }
+    }
+
+    /// How long the next poll may block: not at all if a paused connection
+    /// can go on; until the replica's next deadline, the next ping, or the
+    /// follower's next timer.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.conns.any_resumable() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let consensus = self.deadline_ms.map(|ms| self.clock.at(ms));
+        [
+            self.conns.ping_due(),
+            consensus,
+            self.follower.deadline(),
+            self.peers.warning_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| t.saturating_duration_since(now))
+    }
+}

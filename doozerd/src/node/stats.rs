@@ -1,0 +1,109 @@
+//! The figures of the stats page and metrics, gathered from the replica,
+//! the transport and the connections; and what the node asks of the
+//! operating system (ids and seeds from `/dev/urandom`, the host name,
+//! resident memory).
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+
+use super::Clock;
+use crate::consensus::MsgCounts;
+use crate::replica::Replica;
+use crate::transport::PeerTransport;
+use crate::web::NodeStats;
+
+/// Where the figures come from (borrowed from the node for one page).
+pub(super) struct Sources<'a> {
+    pub replica: &'a Replica,
+    pub peers: &'a PeerTransport,
+    pub clock: &'a Clock,
+    pub node_id: &'a str,
+    pub cluster: &'a str,
+    pub web_clients: usize,
+    pub event_streams: usize,
+}
+
+impl Sources<'_> {
+    /// The figures of the stats page and metrics.
+    pub(super) fn node_stats(&self) -> NodeStats {
+        let s = self.replica.stats();
+        let consensus = self.replica.consensus_stats();
+        let head = self.replica.store().head();
+        let transport = self.peers.stats();
+        let c = consensus.as_ref().map(|(c, _)| c);
+        NodeStats {
+            node_id: self.node_id.to_string(),
+            cluster: self.cluster.to_string(),
+            uptime_s: self.clock.elapsed().as_secs_f64(),
+            memory_rss_bytes: rss_bytes().unwrap_or(0),
+            clients: s.clients,
+            web_clients: self.web_clients as u64,
+            event_streams: self.event_streams as u64,
+            requests: s.requests,
+            reads: s.reads,
+            writes: s.writes,
+            waits: s.waits,
+            errors: s.errors,
+            store_files: head.files(),
+            store_bytes: head.bytes(),
+            proposals: s.proposals,
+            instances_in_flight: consensus.as_ref().map_or(0, |(_, n)| *n as u64),
+            fills: c.map_or(0, |c| c.fills),
+            round_retries: c.map_or(0, |c| c.round_retries),
+            peer_datagrams_dropped: transport.garbage_dropped,
+            peer_datagrams_unauthenticated: transport.unauthenticated_dropped,
+            peer_messages_ignored: s.peer_messages_ignored,
+            peer_messages_sent: c.map(|c| by_kind(&c.sent)).unwrap_or_default(),
+            peer_messages_received: c.map(|c| by_kind(&c.received)).unwrap_or_default(),
+        }
+    }
+}
+
+/// Peer message counts by kind, as the stats page and metrics label them.
+fn by_kind(c: &MsgCounts) -> BTreeMap<String, u64> {
+    [
+        ("batch", c.batches),
+        ("prepare", c.prepares),
+        ("promise", c.promises),
+        ("accept", c.accepts),
+        ("vote", c.votes),
+        ("reject", c.rejects),
+        ("learned", c.learned),
+        ("skip", c.skips),
+        ("fetch", c.fetches),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect()
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (Linux).
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// A random seed for consensus backoff jitter, from the OS.
+pub(super) fn random_u64() -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// A fresh node id: 80 random bits in base32 (16 characters), as the Go
+/// original made them. Randomness comes from the OS, outside the pure core.
+pub fn new_node_id() -> io::Result<String> {
+    let mut bytes = [0u8; 10];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(data_encoding::BASE32.encode(&bytes))
+}
+
+/// This machine's host name, or `unknown`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}

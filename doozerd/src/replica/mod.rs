@@ -1,0 +1,331 @@
+//! The replica: everything one node holds and decides, as a pure state
+//! machine. It owns the store, consensus (while a CAL), membership, the
+//! client sessions and the follow streams; it never reads a clock or a
+//! socket.
+//!
+//! Map:
+//! - this module: [`Replica`], what it is fed ([`Input`]) and what it
+//!   yields once per loop iteration ([`Output`]).
+//! - `dispatch`: client requests, verb by verb; reads parked until a
+//!   future rev, WAITs, writes answered when their change is applied.
+//! - `membership`: driving consensus while a CAL: CAL sets, promotion of a
+//!   slave, demotion, kick, pulse (docs/cluster.md).
+//! - `follow`: slaves following a node, both sides: the stream a CAL sends
+//!   and the follower replaying it.
+//! - `session`: per-connection grant (secrets) and outstanding tags.
+//! - `listing`: GETDIR at high offsets without quadratic cost.
+//!
+//! The event loop (`crate::node`) feeds inputs with [`Replica::step`] as
+//! they arrive and, once per loop iteration, drains [`Replica::ready`]:
+//! peer messages to send first, then client answers, requests on the
+//! follow connection, a role change, CALs that left, and when to call
+//! again without input. A client SET crosses the seam twice: in as
+//! [`Input::Request`], out as a response in an [`Output`].
+//!
+//! This is the seam where durability goes (etcd raft's `Ready`): what
+//! must be on disk before the output's messages and answers leave will be
+//! one more field of [`Output`], written and synced by the loop before it
+//! sends anything of that output.
+
+mod dispatch;
+pub mod follow;
+mod listing;
+mod membership;
+pub mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use doozer_proto::peer::PeerMsg;
+use doozer_proto::{Request, Response};
+
+use crate::cluster::NodeInfo;
+use crate::consensus::{NodeId, Paxos, ProposalId};
+use crate::store::{Store, WaitId};
+pub use follow::{FollowError, FollowState};
+pub use membership::{ClusterConfig, RoleChange, SIDE_TAG_BASE};
+pub use session::{Grant, Secrets, Session};
+
+/// Largest file body a SET may write. Every change travels to the other
+/// CALs in one peer datagram (`transport::MAX_MESSAGE_LEN`), with its path
+/// (up to 4 KiB) and the Paxos fields, so a larger body is refused before
+/// anything is proposed. At least 32 KiB is required
+/// (docs/reference.md#limits).
+pub const MAX_BODY_LEN: usize = 48 << 10;
+
+/// Identifies a client connection (chosen by the event loop).
+pub type ConnId = usize;
+
+/// Counters the stats page and metrics show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests handled, all verbs.
+    pub requests: u64,
+    /// Read requests answered.
+    pub reads: u64,
+    /// Writes (SET, DEL, NOP) proposed.
+    pub writes: u64,
+    /// WAIT requests received.
+    pub waits: u64,
+    /// Error responses sent.
+    pub errors: u64,
+    /// Connections open now.
+    pub clients: u64,
+    /// Values proposed to consensus (client writes and the node's own).
+    pub proposals: u64,
+    /// Peer messages dropped: undecodable, from an address that is no
+    /// node's, or arriving while this node is not a CAL.
+    pub peer_messages_ignored: u64,
+    /// Learned values that did not decode (applied as NOP).
+    pub malformed_values: u64,
+    /// Peer messages for a node without a known address (not sent).
+    pub unroutable_messages: u64,
+    /// Learned seqns that were not the store's next rev: a bug, after
+    /// which the node stepped down and copied the store again.
+    pub learned_gaps: u64,
+}
+
+/// Something that happened outside the replica.
+#[derive(Debug)]
+pub enum Input {
+    /// A client connection was accepted under this id.
+    Connect(ConnId),
+    /// A client connection closed; its id may be reused afterwards.
+    Disconnect(ConnId),
+    /// A decoded request from a client connection.
+    Request(ConnId, Request),
+    /// A peer datagram's message (still encoded), with its sender.
+    Peer(SocketAddr, Bytes),
+    /// A response on this slave's follow stream.
+    Follow(Response),
+    /// The follow stream broke, or is being replaced by a new one.
+    FollowLost,
+}
+
+/// What the replica wants done after one loop iteration, drained once by
+/// [`Replica::ready`]. The loop sends `messages` first (a round trip of
+/// consensus starts before answers are copied out), then the rest.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Peer messages, with the address of the peer.
+    pub messages: Vec<(SocketAddr, PeerMsg)>,
+    /// Answers to clients, in the order they were produced.
+    pub responses: Vec<(ConnId, Response)>,
+    /// Requests this slave sends on its follow connection (a slot claim,
+    /// catch-up NOPs).
+    pub follow_requests: Vec<Request>,
+    /// A change of role to act on.
+    pub role_change: Option<RoleChange>,
+    /// CALs whose slot was emptied or removed since the last output.
+    pub cals_left: Vec<NodeId>,
+    /// Whether this node is a CAL whose own store lists it in a slot (what
+    /// the name-service registration follows).
+    pub listed_cal: bool,
+    /// When to call [`Replica::ready`] again even without input (ms on
+    /// the clock the loop passes in).
+    pub deadline_ms: Option<u64>,
+}
+
+impl Output {
+    /// Empties every field, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.messages.clear();
+        self.responses.clear();
+        self.follow_requests.clear();
+        self.role_change = None;
+        self.cals_left.clear();
+        self.listed_cal = false;
+        self.deadline_ms = None;
+    }
+}
+
+/// A request waiting for the store to move.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    conn: ConnId,
+    tag: Option<i32>,
+}
+
+/// Everything one node holds and decides; see the module doc.
+pub struct Replica {
+    store: Store,
+    /// Consensus, while this node is a CAL.
+    paxos: Option<Paxos>,
+    members: membership::Membership,
+    self_id: Bytes,
+    secrets: Secrets,
+    writable: bool,
+    sessions: HashMap<ConnId, Session>,
+    /// Client writes proposed and not yet applied.
+    writes: HashMap<ProposalId, Pending>,
+    /// Glob waits registered with the store.
+    waits: HashMap<WaitId, Pending>,
+    /// Reads parked until the store reaches their rev.
+    parked: HashMap<WaitId, (ConnId, Request)>,
+    next_wait_id: WaitId,
+    out: Vec<(ConnId, Response)>,
+    stats: Stats,
+    listings: listing::Listings,
+    /// Connections following this node (slaves), with their FOLLOW tag.
+    followers: HashMap<ConnId, Option<i32>>,
+    /// This node's own follow stream, when it is a slave.
+    follow_state: follow::FollowState,
+    /// When timers are next due, as of the last output (computing it
+    /// scans the window: once per loop iteration).
+    deadline_ms: Option<u64>,
+}
+
+/// What [`Replica::new`] needs.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This node's id.
+    pub self_id: String,
+    /// The secrets in force.
+    pub secrets: Secrets,
+    /// Revisions of history kept.
+    pub history_revs: u64,
+    /// Consensus timing.
+    pub cluster: ClusterConfig,
+}
+
+impl Replica {
+    /// A replica over an empty store.
+    pub fn new(config: ReplicaConfig) -> Replica {
+        Replica {
+            store: Store::new(config.history_revs),
+            paxos: None,
+            members: membership::Membership::new(config.self_id.clone(), config.cluster),
+            self_id: Bytes::from(config.self_id),
+            secrets: config.secrets,
+            writable: true,
+            sessions: HashMap::new(),
+            writes: HashMap::new(),
+            waits: HashMap::new(),
+            parked: HashMap::new(),
+            next_wait_id: 1,
+            out: Vec::new(),
+            stats: Stats::default(),
+            listings: listing::Listings::default(),
+            followers: HashMap::new(),
+            follow_state: follow::FollowState::default(),
+            deadline_ms: None,
+        }
+    }
+
+    /// Seeds a new cluster with this node as its only CAL
+    /// (docs/reference.md#joining-and-seeding).
+    pub fn seed(&mut self, cluster: &str, node: &NodeInfo) {
+        self.start_seed(crate::cluster::seed_mutations(cluster, node));
+    }
+
+    /// The store, for reading (web pages, attach candidates).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            clients: self.sessions.len() as u64,
+            proposals: self.members.proposals,
+            malformed_values: self.members.malformed,
+            unroutable_messages: self.members.unroutable,
+            learned_gaps: self.members.gaps,
+            ..self.stats.clone()
+        }
+    }
+
+    /// Handles one input at time `now_ms`. Only a follow-stream response
+    /// can be refused: the stream is then unusable (drop it, feed
+    /// [`Input::FollowLost`] and attach again).
+    pub fn step(&mut self, now_ms: u64, input: Input) -> Result<(), FollowError> {
+        self.set_now(now_ms);
+        match input {
+            Input::Connect(conn) => {
+                self.sessions.insert(conn, Session::new(&self.secrets));
+            }
+            Input::Disconnect(conn) => self.close_session(conn),
+            Input::Request(conn, req) => self.request(conn, req),
+            Input::Peer(from, bytes) => self.peer(from, &bytes),
+            Input::Follow(resp) => return self.replay_follow(resp),
+            Input::FollowLost => self.follow_stream_lost(),
+        }
+        Ok(())
+    }
+
+    /// What to do after the inputs of one loop iteration, at time
+    /// `now_ms`: applies what consensus decided, runs timers that are due,
+    /// and moves everything to be done into `out` (appended; the caller
+    /// clears it once handled).
+    pub fn ready(&mut self, now_ms: u64, out: &mut Output) {
+        self.set_now(now_ms);
+        // Votes before the store applies what was learned: an acceptor's
+        // votes lead in the output, whatever applying produces follows.
+        self.queue_peer_messages();
+        self.pump();
+        // The deadline of the last output: inputs handled since may have
+        // moved it earlier, which makes that output's deadline due now.
+        if self.deadline_ms.is_some_and(|t| t <= now_ms) {
+            self.tick();
+        }
+        self.take_peer_messages(&mut out.messages);
+        out.responses.append(&mut self.out);
+        out.follow_requests
+            .append(&mut self.members.follow_requests);
+        if let Some(change) = self.members.role_change.take() {
+            out.role_change = Some(change);
+        }
+        out.cals_left.append(&mut self.members.cals_left);
+        out.listed_cal = self.is_cal() && self.listed_as_cal();
+        self.deadline_ms = self.next_deadline_ms();
+        out.deadline_ms = self.deadline_ms;
+    }
+
+    /// A client request: answered, parked or proposed. A lone CAL decides
+    /// a write at once, before any request after it is handled (pipelined
+    /// reads see it); in a cluster, decided values wait for the next
+    /// [`Replica::ready`], so consensus sends one batch per peer for all
+    /// the requests of one iteration.
+    fn request(&mut self, conn: ConnId, req: Request) {
+        self.stats.requests += 1;
+        self.dispatch(conn, req);
+        if self.is_lone_cal() {
+            self.pump();
+        }
+    }
+
+    /// A connection went away: forget its waits, its pending writes'
+    /// answers (the writes still happen) and its queued responses. The
+    /// event loop reuses connection ids, so nothing addressed to `conn`
+    /// may outlive it: a new connection would get the old one's answers.
+    fn close_session(&mut self, conn: ConnId) {
+        self.followers.remove(&conn);
+        if let Some(session) = self.sessions.remove(&conn) {
+            for id in session.waits {
+                self.store.cancel(id);
+                self.waits.remove(&id);
+                self.parked.remove(&id);
+            }
+        }
+        self.writes.retain(|_, p| p.conn != conn);
+        self.out.retain(|(c, _)| *c != conn);
+    }
+
+    /// A peer datagram's message: decoded and handed to consensus, or
+    /// counted as ignored.
+    fn peer(&mut self, from: SocketAddr, bytes: &[u8]) {
+        use prost::Message;
+        let taken = match PeerMsg::decode(bytes) {
+            Ok(msg) => self.peer_step(from, msg),
+            Err(_) => false,
+        };
+        if !taken {
+            log::debug!("peer message from {from} dropped");
+            self.stats.peer_messages_ignored += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
