@@ -8,12 +8,12 @@
 //! - [`check_linearizable`]: SETs, DELs (conditional or not) and
 //!   linearizable reads ([`Call::LinGet`]: a NOP through consensus, then a
 //!   GET at the NOP's rev) must be linearizable with respect to the store's
-//!   model (SPEC §2). The search is Wing & Gong's, with the memoization of
-//!   (set of linearized operations, model state) from Lowe's algorithm and
-//!   Porcupine, run per path (files are independent:
-//!   P-compositionality). The revisions in the responses add constraints:
-//!   changes are linearized in the order of their revisions, so every
-//!   operation that carries a revision (a successful SET, a NOP, a
+//!   model (docs/reference.md#data-model). The search is Wing & Gong's,
+//!   with the memoization of (set of linearized operations, model state)
+//!   from Lowe's algorithm and Porcupine, run per path (files are
+//!   independent: P-compositionality). The revisions in the responses add
+//!   constraints: changes are linearized in the order of their revisions,
+//!   so every operation that carries a revision (a successful SET, a NOP, a
 //!   linearizable read) gets a narrowed real-time interval (see
 //!   [`check_linearizable`]).
 //! - [`check_sequential_reads`]: plain GETs read a node's local copy, so
