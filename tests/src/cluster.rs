@@ -1,8 +1,9 @@
-//! Multi-node helpers (SPEC §4): a [`Cluster`] of real `doozerd`
-//! processes grown through the operator's path (seed, `-a` slaves, empty
-//! `/ctl/cal/N` slots created with the `doozer` CLI), SIGSTOP/SIGCONT of
-//! single nodes, whole-store comparison at one explicit rev, and a recorded
-//! [`Workload`] of concurrent clients for the checker in [`crate::history`].
+//! Multi-node helpers (docs/reference.md#cluster-membership): a [`Cluster`]
+//! of real `doozerd` processes grown through the operator's path (seed,
+//! `-a` slaves, empty `/ctl/cal/N` slots created with the `doozer` CLI),
+//! SIGSTOP/SIGCONT of single nodes, whole-store comparison at one explicit
+//! rev, and a recorded [`Workload`] of concurrent clients for the checker
+//! in [`crate::history`].
 //!
 //! Nothing here sleeps to synchronise: every "eventually" is a
 //! [`poll_until`] with a generous bound ([`CLUSTER_DEADLINE`]), because

@@ -233,12 +233,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
     if !text.is_empty() && !text.ends_with('\n') {
         return Err("the exposition does not end with a newline".into());
     }
-    let mut exp = Exposition::default();
-    let mut helps: HashSet<String> = HashSet::new();
-    // Families whose samples are finished (another family's samples came).
-    let mut closed: HashSet<String> = HashSet::new();
-    let mut current: Option<String> = None;
-    let mut seen: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
+    let mut parser = Parser::default();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let err = |m: String| format!("line {n}: {m}: {line:?}");
@@ -246,109 +241,106 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            let comment = comment.trim_start_matches([' ', '\t']);
-            let mut parts = comment.splitn(3, [' ', '\t']);
-            match parts.next() {
-                Some("HELP") => {
-                    let name = parts.next().unwrap_or_default();
-                    if !is_metric_name(name) {
-                        return Err(err(format!("bad metric name {name:?} in HELP")));
-                    }
-                    if !helps.insert(name.to_string()) {
-                        return Err(err(format!("second HELP for {name}")));
-                    }
-                    let help = unescape_help(parts.next().unwrap_or_default()).map_err(err)?;
-                    exp.families
-                        .entry(name.to_string())
-                        .or_insert_with(|| Family::empty(name))
-                        .help = Some(help);
-                }
-                Some("TYPE") => {
-                    let name = parts.next().unwrap_or_default();
-                    if !is_metric_name(name) {
-                        return Err(err(format!("bad metric name {name:?} in TYPE")));
-                    }
-                    let kind = parts.next().unwrap_or_default().trim();
-                    if !matches!(
-                        kind,
-                        "counter" | "gauge" | "histogram" | "summary" | "untyped"
-                    ) {
-                        return Err(err(format!("bad type {kind:?}")));
-                    }
-                    let fam = exp
-                        .families
-                        .entry(name.to_string())
-                        .or_insert_with(|| Family::empty(name));
-                    if !fam.kind.is_empty() {
-                        return Err(err(format!("second TYPE for {name}")));
-                    }
-                    if !fam.samples.is_empty() {
-                        return Err(err(format!("TYPE for {name} after its samples")));
-                    }
-                    fam.kind = kind.to_string();
-                }
-                _ => {} // a plain comment
-            }
-            continue;
-        }
-        let (name, labels, rest) = parse_name_and_labels(line).map_err(err)?;
-        let mut fields = rest.split([' ', '\t']).filter(|f| !f.is_empty());
-        let value_text = fields
-            .next()
-            .ok_or_else(|| err("sample without a value".into()))?;
-        let value =
-            parse_value(value_text).ok_or_else(|| err(format!("bad value {value_text:?}")))?;
-        let timestamp = match fields.next() {
-            None => None,
-            Some(t) => Some(
-                t.parse::<i64>()
-                    .map_err(|_| err(format!("bad timestamp {t:?}")))?,
-            ),
-        };
-        if let Some(extra) = fields.next() {
-            return Err(err(format!("unexpected {extra:?} after the sample")));
-        }
-        // Which family the sample belongs to.
-        let typed = |n: &str| {
-            exp.families
-                .get(n)
-                .filter(|f| !f.kind.is_empty())
-                .map(|f| f.kind.clone())
-        };
-        let family = if typed(&name).is_some() {
-            name.clone()
+            parser.comment(comment).map_err(err)?;
         } else {
-            let base = [("_bucket", "histogram"), ("_sum", ""), ("_count", "")]
-                .iter()
-                .find_map(|(suffix, only)| {
-                    let base = name.strip_suffix(suffix)?;
-                    let kind = typed(base)?;
-                    let ok = if only.is_empty() {
-                        kind == "histogram" || kind == "summary"
-                    } else {
-                        kind == *only
-                    };
-                    ok.then(|| base.to_string())
-                });
-            base.ok_or_else(|| err(format!("sample {name} has no TYPE line before it")))?
-        };
-        if current.as_deref() != Some(family.as_str()) {
-            if closed.contains(&family) {
-                return Err(err(format!(
+            parser.sample(line).map_err(err)?;
+        }
+    }
+    Ok(parser.exp)
+}
+
+/// The state of [`parse`] between lines.
+#[derive(Default)]
+struct Parser {
+    /// What was parsed so far.
+    exp: Exposition,
+    /// Families with a HELP line.
+    helps: HashSet<String>,
+    /// Families whose samples are finished (another family's samples came).
+    closed: HashSet<String>,
+    /// The family of the last sample.
+    current: Option<String>,
+    /// (name, sorted labels) of every sample so far.
+    seen: HashSet<(String, Vec<(String, String)>)>,
+}
+
+impl Parser {
+    /// A line starting with `#` (`comment` is the rest): HELP, TYPE, or a
+    /// plain comment.
+    fn comment(&mut self, comment: &str) -> Result<(), String> {
+        let comment = comment.trim_start_matches([' ', '\t']);
+        let mut parts = comment.splitn(3, [' ', '\t']);
+        match parts.next() {
+            Some("HELP") => {
+                let name = parts.next().unwrap_or_default();
+                if !is_metric_name(name) {
+                    return Err(format!("bad metric name {name:?} in HELP"));
+                }
+                if !self.helps.insert(name.to_string()) {
+                    return Err(format!("second HELP for {name}"));
+                }
+                let help = unescape_help(parts.next().unwrap_or_default())?;
+                self.family_entry(name).help = Some(help);
+            }
+            Some("TYPE") => {
+                let name = parts.next().unwrap_or_default();
+                if !is_metric_name(name) {
+                    return Err(format!("bad metric name {name:?} in TYPE"));
+                }
+                let kind = parts.next().unwrap_or_default().trim();
+                if !matches!(
+                    kind,
+                    "counter" | "gauge" | "histogram" | "summary" | "untyped"
+                ) {
+                    return Err(format!("bad type {kind:?}"));
+                }
+                let fam = self.family_entry(name);
+                if !fam.kind.is_empty() {
+                    return Err(format!("second TYPE for {name}"));
+                }
+                if !fam.samples.is_empty() {
+                    return Err(format!("TYPE for {name} after its samples"));
+                }
+                fam.kind = kind.to_string();
+            }
+            _ => {} // a plain comment
+        }
+        Ok(())
+    }
+
+    /// The family `name`, created empty if it is new.
+    fn family_entry(&mut self, name: &str) -> &mut Family {
+        self.exp
+            .families
+            .entry(name.to_string())
+            .or_insert_with(|| Family::empty(name))
+    }
+
+    /// A sample line: name, labels, value, optional timestamp; it must
+    /// belong to a typed family whose samples are contiguous, and not
+    /// repeat an earlier sample's name and labels.
+    fn sample(&mut self, line: &str) -> Result<(), String> {
+        let (name, labels, rest) = parse_name_and_labels(line)?;
+        let (value, timestamp) = parse_value_and_timestamp(rest)?;
+        let family = self.family_of(&name)?;
+        if self.current.as_deref() != Some(family.as_str()) {
+            if self.closed.contains(&family) {
+                return Err(format!(
                     "samples of {family} are not contiguous (the family appeared before)"
-                )));
+                ));
             }
-            if let Some(prev) = current.take() {
-                closed.insert(prev);
+            if let Some(prev) = self.current.take() {
+                self.closed.insert(prev);
             }
-            current = Some(family.clone());
+            self.current = Some(family.clone());
         }
         let mut key_labels = labels.clone();
         key_labels.sort();
-        if !seen.insert((name.clone(), key_labels)) {
-            return Err(err(format!("sample {name} with these labels repeats")));
+        if !self.seen.insert((name.clone(), key_labels)) {
+            return Err(format!("sample {name} with these labels repeats"));
         }
-        exp.families
+        self.exp
+            .families
             .get_mut(&family)
             .expect("family exists")
             .samples
@@ -358,8 +350,57 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
                 value,
                 timestamp,
             });
+        Ok(())
     }
-    Ok(exp)
+
+    /// The family a sample called `name` belongs to: its own, if typed, or
+    /// a histogram's or summary's for the `_bucket`, `_sum` and `_count`
+    /// suffixes.
+    fn family_of(&self, name: &str) -> Result<String, String> {
+        let typed = |n: &str| {
+            self.exp
+                .families
+                .get(n)
+                .filter(|f| !f.kind.is_empty())
+                .map(|f| f.kind.clone())
+        };
+        if typed(name).is_some() {
+            return Ok(name.to_string());
+        }
+        let base = [("_bucket", "histogram"), ("_sum", ""), ("_count", "")]
+            .iter()
+            .find_map(|(suffix, only)| {
+                let base = name.strip_suffix(suffix)?;
+                let kind = typed(base)?;
+                let ok = if only.is_empty() {
+                    kind == "histogram" || kind == "summary"
+                } else {
+                    kind == *only
+                };
+                ok.then(|| base.to_string())
+            });
+        base.ok_or_else(|| format!("sample {name} has no TYPE line before it"))
+    }
+}
+
+/// The value and optional timestamp after a sample's name and labels.
+fn parse_value_and_timestamp(rest: &str) -> Result<(f64, Option<i64>), String> {
+    let mut fields = rest.split([' ', '\t']).filter(|f| !f.is_empty());
+    let value_text = fields
+        .next()
+        .ok_or_else(|| "sample without a value".to_string())?;
+    let value = parse_value(value_text).ok_or_else(|| format!("bad value {value_text:?}"))?;
+    let timestamp = match fields.next() {
+        None => None,
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| format!("bad timestamp {t:?}"))?,
+        ),
+    };
+    if let Some(extra) = fields.next() {
+        return Err(format!("unexpected {extra:?} after the sample"));
+    }
+    Ok((value, timestamp))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Slaves (`-a`, SPEC §4 "Attach"): a node attaches to a running node,
-//! copies its store, follows every change, serves reads, answers writes
-//! with READONLY, and attaches again when the node it follows goes away.
+//! Slaves (`-a`, docs/reference.md#attaching-a-slave): a node attaches to
+//! a running node, copies its store, follows every change, serves reads,
+//! answers writes with READONLY, and attaches again when the node it
+//! follows goes away.
 //! Every comparison is of whole stores (WALK of `/**`) at the same rev.
 
 use std::time::Duration;

@@ -1,10 +1,10 @@
-//! Booting through a name service, end to end (SPEC §4 "Name service",
-//! §5 `cn=`): a 3-CAL doozer cluster serves as the name service; six
-//! nodes of two new clusters `a` and `b` start at the same moment with
-//! `-b`; each cluster gets exactly one seed (the winner of
-//! `/ctl/boot/<name>`) and the others attach to it; CALs are listed under
-//! `/ctl/ns/<name>/` there; the CLI reaches each cluster by `cn=`; a kicked
-//! CAL's entry disappears.
+//! Booting through a name service, end to end
+//! (docs/reference.md#name-service, #uris for `cn=`): a 3-CAL doozer
+//! cluster serves as the name service; six nodes of two new clusters `a`
+//! and `b` start at the same moment with `-b`; each cluster gets exactly
+//! one seed (the winner of `/ctl/boot/<name>`) and the others attach to it;
+//! CALs are listed under `/ctl/ns/<name>/` there; the CLI reaches each
+//! cluster by `cn=`; a kicked CAL's entry disappears.
 
 use std::collections::BTreeMap;
 

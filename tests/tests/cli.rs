@@ -1,6 +1,6 @@
-//! The `doozer` command (SPEC §5): every command's stdout bytes and exit
-//! status against a real node, checked against what the node holds over a
-//! raw connection.
+//! The `doozer` command (docs/reference.md#the-doozer-command): every
+//! command's stdout bytes and exit status against a real node, checked
+//! against what the node holds over a raw connection.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};

@@ -1,12 +1,13 @@
-//! The cluster end to end (SPEC §4): real doozerd processes on 127.0.0.1
-//! agreeing through multi-Paxos. Covered: the operator's flow (seed, `-a`
-//! slaves, empty `/ctl/cal/N` slots made with the `doozer` CLI, promotion);
-//! a write on any CAL readable on every node at its rev; READONLY on
-//! slaves; the fire drill (a SIGSTOPped CAL is kicked after `-timeout` and
-//! a new node takes its slot while clients keep writing); a slave
-//! re-attaching when its CAL is SIGKILLed; a five-CAL cluster with two and
-//! then three CALs stopped; 32 KiB bodies; a linearizable read through a
-//! CAL that was stopped while the others wrote.
+//! The cluster end to end (docs/reference.md#consensus and
+//! #cluster-membership): real doozerd processes on 127.0.0.1 agreeing
+//! through multi-Paxos. Covered: the operator's flow (seed, `-a` slaves,
+//! empty `/ctl/cal/N` slots made with the `doozer` CLI, promotion); a write
+//! on any CAL readable on every node at its rev; READONLY on slaves; the
+//! fire drill (a SIGSTOPped CAL is kicked after `-timeout` and a new node
+//! takes its slot while clients keep writing); a slave re-attaching when
+//! its CAL is SIGKILLed; a five-CAL cluster with two and then three CALs
+//! stopped; 32 KiB bodies; a linearizable read through a CAL that was
+//! stopped while the others wrote.
 //!
 //! After every scenario the running nodes must hold identical stores at one
 //! explicit rev, and every acknowledged SET must read back at its rev on
@@ -48,10 +49,10 @@ fn slot_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// (a) SPEC §4 "Promotion", as an operator does it: a seed, two slaves
-/// attached with `-a`, then two empty slots created with `doozer set
-/// /ctl/cal/N 0` and empty stdin. Both slaves take a slot, say so in their
-/// `writable` file, and accept writes sent to them directly.
+/// (a) Promotion (docs/reference.md#promotion), as an operator does it: a
+/// seed, two slaves attached with `-a`, then two empty slots created with
+/// `doozer set /ctl/cal/N 0` and empty stdin. Both slaves take a slot, say
+/// so in their `writable` file, and accept writes sent to them directly.
 #[test]
 fn operator_slots_turn_two_slaves_into_cals() {
     let mut c = Cluster::seed(&[]);
@@ -379,8 +380,9 @@ fn five_cals_decide_with_two_stopped_but_not_with_three() {
     c.assert_consistent(&history);
 }
 
-/// (g) SPEC §7: a 32 KiB body (random bytes) written on each CAL reaches
-/// every node byte for byte, also as the CLI prints it from a slave.
+/// (g) docs/reference.md#limits: a 32 KiB body (random bytes) written on
+/// each CAL reaches every node byte for byte, also as the CLI prints it
+/// from a slave.
 #[test]
 fn a_32_kib_body_replicates_to_every_node() {
     let mut c = Cluster::start(3, &[]);
@@ -413,7 +415,8 @@ fn a_32_kib_body_replicates_to_every_node() {
     c.assert_consistent(&[]);
 }
 
-/// SPEC §3 (NOP row): "NOP, then GET at that rev" is a linearizable read.
+/// docs/reference.md#verbs (NOP row): "NOP, then GET at that rev" is a
+/// linearizable read.
 /// A CAL that was SIGSTOPped while the others decided writes (and filled
 /// its seqns with NOP) is continued; a linearizable read through it,
 /// invoked after those writes completed, must see the last of them: its

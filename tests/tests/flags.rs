@@ -1,4 +1,4 @@
-//! doozerd's command line (SPEC §4 "doozerd flags"): `-v`, `-h`, bad
+//! doozerd's command line (docs/reference.md#doozerd-flags): `-v`, `-h`, bad
 //! flags and values, busy and bad addresses, flags this build refuses, and
 //! the web viewer on `-w`.
 //!

@@ -9,9 +9,10 @@
 //! for another member, and with the right key from an address that is no
 //! member.
 //!
-//! With a secret the web viewer (and so `/$stats.json`) is off (SPEC §3,
-//! src/config.rs), so the count is read where an operator sees it then:
-//! the node's rate-limited warning, which carries the running total.
+//! With a secret the web viewer (and so `/$stats.json`) is off
+//! (docs/reference.md#secrets-and-access, src/config.rs), so the count is
+//! read where an operator sees it then: the node's rate-limited warning,
+//! which carries the running total.
 
 use std::net::{SocketAddr, UdpSocket};
 

@@ -1,6 +1,7 @@
-//! The client protocol of SPEC §2 and §3 on one node, over raw frames:
-//! every verb, every error code reachable on one node, pipelining, reads at
-//! old and future revisions, and the `/ctl` files of a new cluster (§4).
+//! The data model and the client protocol (docs/reference.md#data-model,
+//! #client-protocol) on one node, over raw frames: every verb, every error
+//! code reachable on one node, pipelining, reads at old and future
+//! revisions, and the `/ctl` files of a new cluster (#files-under-ctl).
 
 use std::time::Duration;
 

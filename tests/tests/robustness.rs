@@ -1,8 +1,8 @@
-//! Bad input never kills the node (SPEC §3 framing, §7 robustness): after
-//! every kind of malformed frame, bad protobuf, bad path, garbage bytes,
-//! garbage UDP and abrupt disconnects, the node still answers on a new
-//! connection and every file written before is still there with the same
-//! rev.
+//! Bad input never kills the node (docs/reference.md#framing, #limits,
+//! #beyond-the-go-original): after every kind of malformed frame, bad
+//! protobuf, bad path, garbage bytes, garbage UDP and abrupt disconnects,
+//! the node still answers on a new connection and every file written before
+//! is still there with the same rev.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -371,12 +371,12 @@ fn very_deep_and_very_long_paths_do_not_crash_the_node() {
 fn large_values_round_trip_or_are_refused_clearly() {
     let (mut d, b) = setup();
     let mut c = d.raw();
-    // 32 KiB must work (SPEC §7)
+    // 32 KiB must work (docs/reference.md#limits)
     let body: Vec<u8> = (0..32 * 1024).map(|i| (i % 251) as u8).collect();
     let rev = c.must_set("/large/32k", 0, &body);
     assert_eq!(c.must_get("/large/32k"), (body, rev));
     // Larger than what replicates in one peer datagram: refused with an
-    // error that says why, with nothing proposed (SPEC §7).
+    // error that says why, with nothing proposed (docs/reference.md#limits).
     let at_limit = vec![b'l'; doozerd::replica::MAX_BODY_LEN];
     let rev = c.must_set("/large/limit", 0, &at_limit);
     assert_eq!(c.must_get("/large/limit"), (at_limit, rev));

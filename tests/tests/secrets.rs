@@ -1,7 +1,7 @@
-//! Secrets (SPEC §3): `DOOZER_RWSECRET` / `DOOZER_ROSECRET`, ACCESS, and
-//! the CLI's `sk=` URI parameter.
+//! Secrets (docs/reference.md#secrets-and-access): `DOOZER_RWSECRET` /
+//! `DOOZER_ROSECRET`, ACCESS, and the CLI's `sk=` URI parameter.
 //!
-//! doozerd's choice where the spec leaves room (src/server/session.rs): a
+//! doozerd's choice where the protocol leaves room (src/server/session.rs): a
 //! request without the needed grant gets `OTHER` with detail "permission
 //! denied"; an unset secret is the empty string, so with only the rw secret
 //! set a new connection may read (as in the Go original).

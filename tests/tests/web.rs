@@ -1,6 +1,7 @@
-//! The web viewer on `-w` (SPEC §6; contract in docs/web.md), end to end:
-//! a real doozerd, the real `doozer` command writing, and headless chromium
-//! (through chromedriver, see `src/browser.rs`) reading the live page.
+//! The web viewer on `-w` (docs/reference.md#web-viewer; contract in
+//! docs/web.md), end to end: a real doozerd, the real `doozer` command
+//! writing, and headless chromium (through chromedriver, see
+//! `src/browser.rs`) reading the live page.
 //!
 //! What the page exposes for these tests (docs/web.md and web/src/assets):
 //! `#status` with `data-state="connected|reconnecting|disconnected"` and
