@@ -325,11 +325,6 @@ impl Paxos {
         self.last_heard_ms.get(peer).copied()
     }
 
-    /// This node's id.
-    pub fn id(&self) -> &NodeId {
-        &self.cfg.id
-    }
-
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -346,12 +341,8 @@ impl Paxos {
             .count()
     }
 
-    /// The next seqn the caller will be given.
-    pub fn next_seqn(&self) -> Seqn {
-        self.next_deliver
-    }
-
     /// Client values waiting for a seqn (not yet nominated).
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.queue.len()
     }

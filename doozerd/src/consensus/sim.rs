@@ -34,6 +34,7 @@ fn ids(n: usize) -> Vec<NodeId> {
 }
 
 struct Node {
+    id: NodeId,
     px: Paxos,
     cals: CalSet,
     log: Vec<Bytes>,
@@ -88,13 +89,14 @@ impl Sim {
             .into_iter()
             .enumerate()
             .map(|(i, id)| {
-                let mut cfg = Config::new(id, Bytes::from_static(NOP));
+                let mut cfg = Config::new(id.clone(), Bytes::from_static(NOP));
                 cfg.fill_ms = fill_ms;
                 cfg.alpha = alpha;
                 cfg.round_ms = 30;
                 cfg.round_max_ms = 1_000;
                 cfg.history_max = 100_000;
                 Node {
+                    id,
                     px: Paxos::new(cfg, 1, cals.clone(), 0, seed ^ ((i as u64 + 1) * 0x9e37)),
                     cals: cals.clone(),
                     log: Vec::new(),
@@ -155,7 +157,7 @@ impl Sim {
                 self.nodes[i].deadline = self.nodes[i].px.next_deadline();
                 busy |= !rd.messages.is_empty() || !rd.learned.is_empty();
                 for (to, msg) in rd.messages {
-                    let Some(j) = self.nodes.iter().position(|n| *n.px.id() == to) else {
+                    let Some(j) = self.nodes.iter().position(|n| n.id == to) else {
                         return Err(format!("n{i} sent to unknown {to}"));
                     };
                     self.send(i, j, msg);
@@ -255,7 +257,7 @@ impl Sim {
             if !self.up(to) || self.net.group[from] != self.net.group[to] {
                 continue; // a stopped process or a cut link loses it
             }
-            let from_id = self.nodes[from].px.id().clone();
+            let from_id = self.nodes[from].id.clone();
             self.nodes[to].dirty = true;
             self.nodes[to].px.step(&from_id, msg, self.now);
             self.drain()?;

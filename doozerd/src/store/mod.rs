@@ -358,6 +358,7 @@ impl Store {
     /// Replaces the whole store with a copy of another node's tree as of
     /// `rev` (see [`Store::install`]); the files are checked as
     /// [`Copy::add`] does, and a bad one leaves the store as it was.
+    #[cfg(test)]
     pub fn reset_to(
         &mut self,
         rev: Rev,
