@@ -121,28 +121,17 @@ impl Client {
 
     /// Like [`Client::connect`], from a parsed URI.
     pub fn connect_uri(uri: &DoozerUri) -> Result<Client> {
-        Client::connect_uri_via(uri, None)
-    }
-
-    /// Like [`Client::connect`]; a `cn=NAME` in `uri` is resolved through
-    /// the name service at `boot_uri` (`-b`, `$DOOZER_BOOT_URI`): the
-    /// addresses of NAME's CALs registered there are added after any
-    /// `ca=`, and the client fails over among all of them.
-    pub fn connect_via(uri: &str, boot_uri: Option<&str>) -> Result<Client> {
-        Client::connect_uri_via(&uri.parse()?, boot_uri)
-    }
-
-    /// Like [`Client::connect_via`], from a parsed URI.
-    pub fn connect_uri_via(uri: &DoozerUri, boot_uri: Option<&str>) -> Result<Client> {
-        let mut addrs = uri.addrs.clone();
-        if let Some(name) = &uri.cluster {
-            let boot = boot_uri.ok_or(Error::NoNameService)?;
-            for a in crate::ns::resolve(boot, name)? {
-                if !addrs.contains(&a) {
-                    addrs.push(a);
-                }
-            }
+        // A `cn=` is resolved only through a name service: that is
+        // `Client::connect_uri_via`, in ns.rs, which builds on this module.
+        if uri.cluster.is_some() {
+            return Err(Error::NoNameService);
         }
+        Client::connect_to(uri.addrs.clone(), uri)
+    }
+
+    /// Connects to the first of `addrs` that answers, with the TLS and
+    /// secret of `uri` (whose own addresses are not used).
+    pub(crate) fn connect_to(addrs: Vec<String>, uri: &DoozerUri) -> Result<Client> {
         let tls = match &uri.tls_ca {
             Some(path) => Some(TlsClient::from_ca_file(path)?),
             None => None,

@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -33,9 +33,6 @@ use crate::tls::{self, TlsClient};
 
 /// A TLS session shared by a connection's writers and its reader.
 type Session = Arc<Mutex<rustls::ClientConnection>>;
-
-/// How long one TCP connect attempt may take before the next address.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Reply = std::result::Result<Response, Closed>;
 

@@ -6,6 +6,8 @@
 //!   share between threads; every clone pipelines its requests over one TCP
 //!   connection, reconnects and fails over across all `ca=` addresses.
 //! - [`uri`]: parsing of `doozer:?ca=HOST:PORT&ca=...&sk=SECRET` URIs.
+//! - [`ns`]: the name service, where `cn=NAME` finds a cluster's CALs
+//!   ([`Client::connect_via`]).
 //! - [`tls`]: TLS to nodes serving it (`tlsca=PATH` in the URI): the
 //!   trusted CAs ([`TlsClient`]) and a plain-or-TLS blocking [`Stream`].
 //! - [`Error`] ([`error`]): every server error code, plus transport errors.

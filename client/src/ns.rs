@@ -1,6 +1,10 @@
 //! The name service (SPEC §4 "Name service", §5 `cn=`): another doozer
 //! cluster where clusters are found by name.
 //!
+//! Built on [`Client`] (a client of the name service), this module also
+//! holds the constructors that resolve `cn=`: [`Client::connect_via`] and
+//! [`Client::connect_uri_via`].
+//!
 //! Layout in the name service's store:
 //!
 //! | path | body |
@@ -16,6 +20,7 @@
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::uri::DoozerUri;
 
 /// Where clusters register their CALs: `/ctl/ns/<cluster>/<id>`.
 pub const NS_DIR: &str = "/ctl/ns";
@@ -84,6 +89,39 @@ pub fn resolve(boot_uri: &str, cluster: &str) -> Result<Vec<String>> {
         return Err(Error::UnknownCluster(cluster.to_string()));
     }
     Ok(addrs)
+}
+
+/// The addresses to try for `uri`: its `ca=` addresses, then those of
+/// its `cn=` cluster's CALs, looked up in the name service at `boot_uri`
+/// (none given is [`Error::NoNameService`]).
+pub fn addrs(uri: &DoozerUri, boot_uri: Option<&str>) -> Result<Vec<String>> {
+    let mut addrs = uri.addrs.clone();
+    if let Some(name) = &uri.cluster {
+        let boot = boot_uri.ok_or(Error::NoNameService)?;
+        for a in resolve(boot, name)? {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+    }
+    Ok(addrs)
+}
+
+// Connecting by cluster name needs a client of the name service, so these
+// constructors build on `client.rs` here rather than living there.
+impl Client {
+    /// Like [`Client::connect`]; a `cn=NAME` in `uri` is resolved through
+    /// the name service at `boot_uri` (`-b`, `$DOOZER_BOOT_URI`): the
+    /// addresses of NAME's CALs registered there are added after any
+    /// `ca=`, and the client fails over among all of them.
+    pub fn connect_via(uri: &str, boot_uri: Option<&str>) -> Result<Client> {
+        Client::connect_uri_via(&uri.parse()?, boot_uri)
+    }
+
+    /// Like [`Client::connect_via`], from a parsed URI.
+    pub fn connect_uri_via(uri: &DoozerUri, boot_uri: Option<&str>) -> Result<Client> {
+        Client::connect_to(addrs(uri, boot_uri)?, uri)
+    }
 }
 
 #[cfg(test)]

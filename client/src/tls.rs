@@ -18,8 +18,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use crate::conn::CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
+
+/// How long one TCP connect attempt may take before the next address (and
+/// one read or write of a TLS handshake).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The crypto provider every TLS configuration of this project uses
 /// (`ring`: pure Rust and C, no cmake).

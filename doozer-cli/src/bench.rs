@@ -26,8 +26,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use prost::Message;
 
-use crate::commands::{Failure, Globals};
+use crate::failure::Failure;
 use crate::flags::{self, Spec};
+use crate::globals::Globals;
 use crate::hist::Histogram;
 
 const SPECS: &[Spec] = &[

@@ -1,11 +1,12 @@
 //! Global options, dispatch, and the shell commands of SPEC §5.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
 
-use doozer::{Client, DoozerUri, Error, Request, Verb};
+use doozer::{Client, Error, Request, Verb};
 
+use crate::failure::{report, Failure};
 use crate::flags::{self, Spec};
+use crate::globals::Globals;
 use crate::help;
 
 /// The URI used when neither `-a` nor `$DOOZER_URI` is given.
@@ -43,74 +44,6 @@ const GLOBAL: &[Spec] = &[
     },
 ];
 
-/// Why a command failed; each maps to one exit status and message.
-#[derive(Debug)]
-pub enum Failure {
-    /// Bad command line: a hint on stderr, status 127.
-    Usage(String),
-    /// An error from the cluster or the connection: `Error: ...`.
-    Doozer(Error),
-    /// stat/find of a missing path.
-    NotFound(String),
-    /// Any other one-line error (`Error: ...`, status 2).
-    Other(String),
-    /// stdout was closed by the reader: stop quietly.
-    BrokenPipe,
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Failure {
-        Failure::Doozer(e)
-    }
-}
-
-impl From<io::Error> for Failure {
-    /// Only used for stdout writes: a closed pipe is a normal way to stop.
-    fn from(e: io::Error) -> Failure {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            Failure::BrokenPipe
-        } else {
-            Failure::Other(format!("writing output: {e}"))
-        }
-    }
-}
-
-/// The global options after parsing.
-pub struct Globals {
-    /// `-a`, `$DOOZER_URI` or the default.
-    pub uri: String,
-    /// `-b` or `$DOOZER_BOOT_URI`.
-    pub boot_uri: Option<String>,
-    /// `-r`.
-    pub rev: Option<i64>,
-    /// `-t`.
-    pub timeout: Option<Duration>,
-}
-
-impl Globals {
-    /// Connects as the options say; a `cn=` is resolved through the name
-    /// service of `-b`.
-    pub fn connect(&self) -> Result<Client, Failure> {
-        let uri: DoozerUri = self.uri.parse().map_err(Error::from)?;
-        Ok(Client::connect_uri_via(&uri, self.boot_uri.as_deref())?)
-    }
-
-    /// The URI's `ca=` addresses, then those of its `cn=` cluster's CALs
-    /// from the name service.
-    pub fn addrs(&self, uri: &DoozerUri) -> Result<Vec<String>, Failure> {
-        let mut addrs = uri.addrs.clone();
-        if let Some(name) = &uri.cluster {
-            let boot = self.boot_uri.as_deref().ok_or(Error::NoNameService)?;
-            for a in doozer::ns::resolve(boot, name)? {
-                if !addrs.contains(&a) {
-                    addrs.push(a);
-                }
-            }
-        }
-        Ok(addrs)
-    }
-}
-
 fn env_nonempty(name: &str) -> Option<String> {
     // Lossy, not dropped: a mangled URI then fails to parse with a clear
     // error instead of silently falling back to the default address.
@@ -131,23 +64,6 @@ pub fn run(args: &[String]) -> u8 {
             }
             status
         }
-    }
-}
-
-/// The exit status and stderr text of a failure.
-fn report(f: &Failure) -> (u8, Option<String>) {
-    match f {
-        Failure::BrokenPipe => (0, None),
-        Failure::Usage(msg) => (
-            127,
-            Some(format!("doozer: {msg}\nRun 'doozer -h' for usage.")),
-        ),
-        Failure::NotFound(path) => (2, Some(format!("No such file or directory: {path}"))),
-        Failure::Doozer(e) => (
-            if e.is_rev_mismatch() { 1 } else { 2 },
-            Some(format!("Error: {e}")),
-        ),
-        Failure::Other(msg) => (2, Some(format!("Error: {msg}"))),
     }
 }
 
@@ -395,7 +311,6 @@ fn touch(c: &Client, path: &str, rev: Option<i64>) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use doozer::ErrCode;
 
     fn strs(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -439,29 +354,6 @@ mod tests {
             assert!(help::command_help(c).is_some(), "{c}");
             assert!(help::USAGE.contains(c), "{c}");
         }
-    }
-
-    #[test]
-    fn failures_map_to_exit_statuses() {
-        let exit_status = |f: Failure| report(&f).0;
-        let mismatch = Error::from_wire(ErrCode::RevMismatch as i32, None);
-        assert_eq!(exit_status(Failure::Doozer(mismatch)), 1);
-        let noent = Error::from_wire(ErrCode::Noent as i32, None);
-        assert_eq!(exit_status(Failure::Doozer(noent)), 2);
-        assert_eq!(exit_status(Failure::Doozer(Error::Timeout)), 2);
-        assert_eq!(exit_status(Failure::NotFound("/x".into())), 2);
-        assert_eq!(exit_status(Failure::Usage("x".into())), 127);
-        let pipe = io::Error::from(io::ErrorKind::BrokenPipe);
-        assert_eq!(exit_status(Failure::from(pipe)), 0);
-        let (_, msg) = report(&Failure::Doozer(Error::from_wire(
-            ErrCode::RevMismatch as i32,
-            None,
-        )));
-        assert_eq!(msg.as_deref(), Some("Error: rev mismatch"));
-        let (_, msg) = report(&Failure::NotFound("/x".into()));
-        assert_eq!(msg.as_deref(), Some("No such file or directory: /x"));
-        let (_, msg) = report(&Failure::Doozer(Error::Timeout));
-        assert_eq!(msg.as_deref(), Some("Error: timeout"));
     }
 
     #[test]

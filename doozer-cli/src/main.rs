@@ -7,7 +7,9 @@
 
 mod bench;
 mod commands;
+mod failure;
 mod flags;
+mod globals;
 mod help;
 mod hist;
 
