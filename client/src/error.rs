@@ -57,7 +57,10 @@ pub enum Error {
     #[error("cn= needs a name service: give -b URI or set DOOZER_BOOT_URI")]
     NoNameService,
     /// No CAL of the named cluster is registered in the name service.
-    #[error("no CAL of cluster {0:?} is registered in the name service (/ctl/ns/{0}/ is empty)")]
+    #[error(
+        "no CAL of cluster {0:?} is registered in the name service ({dir}/ is empty)",
+        dir = doozer_proto::ctl::ns_dir(.0)
+    )]
     UnknownCluster(String),
     /// A cluster name that cannot be a path component.
     #[error("bad cluster name {0:?}: want one or more of A-Z a-z 0-9 . -")]

@@ -16,6 +16,7 @@
 //! - [`Pipeline`] ([`pipeline`]): a bare, single-threaded connection for
 //!   callers that manage tags themselves (the benchmark).
 //! - [`duration`]: Go-style duration strings (`1m30s`, `500ms`).
+//! - [`ctl`]: the paths of the `/ctl` tree (from `doozer-proto`).
 //!
 //! # Example
 //!
@@ -62,7 +63,7 @@ pub mod tls;
 pub mod uri;
 
 pub use client::{Client, LinearizableRead, Watch};
-pub use doozer_proto::{flags, rev, ErrCode, Request, Response, Verb};
+pub use doozer_proto::{ctl, flags, rev, ErrCode, Request, Response, Verb};
 pub use error::{Error, Result};
 pub use event::{Event, Stat};
 pub use pipeline::Pipeline;

@@ -5,7 +5,8 @@
 //! holds the constructors that resolve `cn=`: [`Client::connect_via`] and
 //! [`Client::connect_uri_via`].
 //!
-//! Layout in the name service's store:
+//! Layout in the name service's store (paths built by
+//! [`doozer_proto::ctl`]):
 //!
 //! | path | body |
 //! |---|---|
@@ -18,40 +19,11 @@
 //! # Ok::<(), doozer::Error>(())
 //! ```
 
+use doozer_proto::ctl::{self, valid_cluster_name, CtlPath};
+
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::uri::DoozerUri;
-
-/// Where clusters register their CALs: `/ctl/ns/<cluster>/<id>`.
-pub const NS_DIR: &str = "/ctl/ns";
-/// Where a cluster's seed is recorded: `/ctl/boot/<cluster>`.
-pub const BOOT_DIR: &str = "/ctl/boot";
-
-/// Whether `name` can name a cluster (`-c`, `cn=`): one or more of
-/// `A-Z a-z 0-9 . -`, so it is one path component everywhere.
-pub fn valid_cluster_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-}
-
-/// `/ctl/ns/<cluster>`.
-pub fn ns_dir(cluster: &str) -> String {
-    format!("{NS_DIR}/{cluster}")
-}
-
-/// `/ctl/ns/<cluster>/<id>`.
-pub fn ns_entry(cluster: &str, id: &str) -> String {
-    format!("{NS_DIR}/{cluster}/{id}")
-}
-
-/// `/ctl/boot/<cluster>`.
-pub fn boot_path(cluster: &str) -> String {
-    format!("{BOOT_DIR}/{cluster}")
-}
 
 /// The CALs `cluster` has registered in the name service `ns`, as
 /// `(id, HOST:PORT)` sorted by id; empty if none (or no such cluster).
@@ -60,12 +32,14 @@ pub fn registered_cals(ns: &Client, cluster: &str) -> Result<Vec<(String, String
     if !valid_cluster_name(cluster) {
         return Err(Error::BadClusterName(cluster.to_string()));
     }
-    let prefix = format!("{}/", ns_dir(cluster));
     let mut out: Vec<(String, String)> = ns
-        .walk_all(&format!("{prefix}*"), None)?
+        .walk_all(&format!("{}/*", ctl::ns_dir(cluster)), None)?
         .into_iter()
         .filter_map(|e| {
-            let id = e.path.strip_prefix(&prefix)?.to_string();
+            let id = match ctl::parse(&e.path)? {
+                CtlPath::NsEntry { cluster: c, id } if c == cluster => id.to_string(),
+                _ => return None,
+            };
             let addr = std::str::from_utf8(&e.body).ok()?.trim().to_string();
             addr.rsplit_once(':')
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
@@ -121,22 +95,5 @@ impl Client {
     /// Like [`Client::connect_via`], from a parsed URI.
     pub fn connect_uri_via(uri: &DoozerUri, boot_uri: Option<&str>) -> Result<Client> {
         Client::connect_to(addrs(uri, boot_uri)?, uri)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_names_are_one_path_component() {
-        for ok in ["a", "prod-1", "eu.west", "A9"] {
-            assert!(valid_cluster_name(ok), "{ok}");
-        }
-        for bad in ["", ".", "..", "a/b", "a b", "é", "*"] {
-            assert!(!valid_cluster_name(bad), "{bad:?}");
-        }
-        assert_eq!(ns_entry("a", "X1"), "/ctl/ns/a/X1");
-        assert_eq!(boot_path("a"), "/ctl/boot/a");
     }
 }

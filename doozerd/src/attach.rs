@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use doozer::Pipeline;
+use doozer_proto::ctl::{self, NodeFile};
 use doozer_proto::{rev, ErrCode, Request, Response, Verb};
 
 use crate::cluster::NodeInfo;
@@ -212,7 +213,7 @@ impl Attach {
                 request(Verb::Access).value(self.secret.clone()),
             )?;
         }
-        let name = call(&mut p, addr, request(Verb::Get).path("/ctl/name"))?;
+        let name = call(&mut p, addr, request(Verb::Get).path(ctl::NAME_PATH))?;
         let theirs =
             String::from_utf8_lossy(name.value.as_deref().unwrap_or_default()).into_owned();
         if theirs != self.cluster {
@@ -222,17 +223,16 @@ impl Attach {
                 ours: self.cluster.to_string(),
             });
         }
-        let dir = format!("/ctl/node/{}", self.info.id);
         // `writable` is `false` until this node is promoted (a demoted CAL
         // attaching again must not go on claiming it accepts writes).
         for (file, body) in [
-            ("addr", self.info.addr.as_str()),
-            ("hostname", &self.info.hostname),
-            ("version", &self.info.version),
-            ("writable", "false"),
+            (NodeFile::Addr, self.info.addr.as_str()),
+            (NodeFile::Hostname, &self.info.hostname),
+            (NodeFile::Version, &self.info.version),
+            (NodeFile::Writable, "false"),
         ] {
             let set = request(Verb::Set)
-                .path(&format!("{dir}/{file}"))
+                .path(&ctl::node_file(&self.info.id, file))
                 .value(Bytes::from(body.to_string()))
                 .rev(rev::CLOBBER);
             call(&mut p, addr, set)?;
@@ -341,16 +341,16 @@ fn call(p: &mut Pipeline, addr: SocketAddr, req: Req) -> Result<Response, Attach
 pub fn candidates(server: &Replica, self_id: &str, attach: &[SocketAddr]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     if let Ok(snap) = server.store().snapshot(None) {
-        if let Ok(slots) = snap.dir_names("/ctl/cal") {
+        if let Ok(slots) = snap.dir_names(ctl::CAL_DIR) {
             for slot in slots {
-                let Ok((id, _)) = snap.get(&format!("/ctl/cal/{slot}")) else {
+                let Ok((id, _)) = snap.get(&ctl::cal_slot(slot)) else {
                     continue;
                 };
                 let id = String::from_utf8_lossy(&id).into_owned();
                 if id.is_empty() || id == self_id {
                     continue;
                 }
-                if let Ok((addr, _)) = snap.get(&format!("/ctl/node/{id}/addr")) {
+                if let Ok((addr, _)) = snap.get(&ctl::node_file(&id, NodeFile::Addr)) {
                     if let Ok(addr) = String::from_utf8_lossy(&addr).parse() {
                         out.push(addr);
                     }

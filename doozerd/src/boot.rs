@@ -20,8 +20,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use doozer::ns::{boot_path, ns_entry, registered_cals};
+use doozer::ns::registered_cals;
 use doozer::{rev, Client, ErrCode};
+use doozer_proto::ctl::{self, boot_record, ns_entry};
 
 use crate::cluster::NodeInfo;
 
@@ -46,7 +47,9 @@ pub enum BootError {
     NameService(#[from] doozer::Error),
     /// The cluster was booted once, but none of its CALs is registered.
     #[error(
-        "cluster {cluster:?} was seeded by {seed} (/ctl/boot/{cluster} in the name service) but no CAL of it is registered under /ctl/ns/{cluster}/; if that cluster is gone, delete /ctl/boot/{cluster} there to boot it anew"
+        "cluster {cluster:?} was seeded by {seed} ({boot} in the name service) but no CAL of it is registered under {ns}/; if that cluster is gone, delete {boot} there to boot it anew",
+        boot = ctl::boot_record(.cluster),
+        ns = ctl::ns_dir(.cluster)
     )]
     Orphaned {
         /// The cluster name.
@@ -72,7 +75,7 @@ impl Boot {
     /// race to seed (see the module docs).
     pub fn plan(&self) -> Result<Plan, BootError> {
         let ns = Client::connect_uri(&self.uri)?;
-        let boot = boot_path(&self.cluster);
+        let boot = boot_record(&self.cluster);
         let seed_id = read(&ns, &boot)?;
         let others: Vec<(String, String)> = registered_cals(&ns, &self.cluster)?
             .into_iter()
@@ -86,8 +89,7 @@ impl Boot {
         match ns.set(&boot, rev::MISSING, self.info.id.clone()) {
             Ok(_) => {
                 log::info!(
-                    "won /ctl/boot/{} in the name service: seeding cluster {:?}",
-                    self.cluster,
+                    "won {boot} in the name service: seeding cluster {:?}",
                     self.cluster
                 );
                 return Ok(Plan::Seed);

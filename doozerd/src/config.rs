@@ -220,7 +220,7 @@ pub fn parse(
     };
 
     let cluster_name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
-    if !doozer::ns::valid_cluster_name(&cluster_name) {
+    if !doozer_proto::ctl::valid_cluster_name(&cluster_name) {
         return Err(ConfigError(format!(
             "-c {cluster_name:?}: a cluster name is one or more of A-Z a-z 0-9 . -"
         )));

@@ -8,6 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::json;
 
 use crate::store::{Event, Glob, Rev, Store};
+use doozer_proto::ctl::{self, NodeFile};
 use doozer_proto::flags;
 
 /// Largest request head accepted; more is answered 431 and closed.
@@ -326,7 +327,7 @@ fn cals(store: &Store) -> Vec<serde_json::Value> {
     let Ok(snap) = store.snapshot(None) else {
         return Vec::new();
     };
-    let Ok(names) = snap.dir_names("/ctl/cal") else {
+    let Ok(names) = snap.dir_names(ctl::CAL_DIR) else {
         return Vec::new();
     };
     let text = |p: &str| {
@@ -337,13 +338,13 @@ fn cals(store: &Store) -> Vec<serde_json::Value> {
     names
         .iter()
         .map(|slot| {
-            let id = text(&format!("/ctl/cal/{slot}")).unwrap_or_default();
+            let id = text(&ctl::cal_slot(slot)).unwrap_or_default();
             let (addr, applied) = if id.is_empty() {
                 (None, None)
             } else {
                 (
-                    text(&format!("/ctl/node/{id}/addr")),
-                    text(&format!("/ctl/node/{id}/applied"))
+                    text(&ctl::node_file(&id, NodeFile::Addr)),
+                    text(&ctl::node_file(&id, NodeFile::Applied))
                         .and_then(|a| a.trim().parse::<Rev>().ok()),
                 )
             };

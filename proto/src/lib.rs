@@ -5,12 +5,14 @@
 //!   `prost` (no `protoc` at build time; `doozer.proto` is kept as reference).
 //! - [`Verb`] and [`ErrCode`]: the enums carried in those messages.
 //! - [`peer`]: the messages CALs exchange to run multi-Paxos.
+//! - [`ctl`]: the paths of the `/ctl` tree, built and parsed in one place.
 //! - [`frame`]: the 4-byte big-endian length framing, with a size limit that
 //!   is checked before anything is allocated.
 //!
 //! Special revision values shared by the server, the client and the store
 //! live in [`rev`].
 
+pub mod ctl;
 pub mod frame;
 pub mod peer;
 

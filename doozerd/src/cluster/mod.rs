@@ -2,7 +2,8 @@
 //!
 //! Seeding a new cluster, reading the CAL set and node addresses out of a
 //! snapshot, choosing who kicks a silent CAL and what the kick writes, and
-//! the pulse. No clock here: times are passed in.
+//! the pulse. No clock here: times are passed in. The paths themselves
+//! are built by [`doozer_proto::ctl`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,12 +12,11 @@ use bytes::Bytes;
 
 use crate::consensus::{CalSet, NodeId};
 use crate::store::{Mutation, Rev, Snapshot};
+use doozer_proto::ctl::{self, NodeFile};
 use doozer_proto::rev;
 
-/// The directory of CAL slots.
-pub const CAL_DIR: &str = "/ctl/cal";
-/// The directory of node files.
-pub const NODE_DIR: &str = "/ctl/node";
+// Still reachable here, where the server has always found them.
+pub use doozer_proto::ctl::{touches, CAL_DIR, NODE_DIR};
 
 /// One `/ctl/cal/<n>` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn slots(snap: &Snapshot) -> Vec<Slot> {
     names
         .iter()
         .filter_map(|n| {
-            let path = format!("{CAL_DIR}/{n}");
+            let path = ctl::cal_slot(n);
             let (body, rev) = snap.get(&path).ok()?; // a directory: not a slot
             Some(Slot {
                 path,
@@ -59,12 +59,6 @@ pub fn cal_set(slots: &[Slot]) -> Option<CalSet> {
     CalSet::new(ids).ok()
 }
 
-/// Whether a SET or DEL of `path` can change what is under `dir` (only
-/// files are deleted, and a SET below `dir` is the only way to add one).
-pub fn touches(path: &str, dir: &str) -> bool {
-    path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/')
-}
-
 /// Every node's `-l` address from `/ctl/node/<id>/addr` (unparsable ones
 /// are left out).
 pub fn node_addrs(snap: &Snapshot) -> HashMap<NodeId, SocketAddr> {
@@ -73,7 +67,7 @@ pub fn node_addrs(snap: &Snapshot) -> HashMap<NodeId, SocketAddr> {
     };
     ids.iter()
         .filter_map(|id| {
-            let (body, _) = snap.get(&format!("{NODE_DIR}/{id}/addr")).ok()?;
+            let (body, _) = snap.get(&ctl::node_file(id, NodeFile::Addr)).ok()?;
             let addr = std::str::from_utf8(&body).ok()?.trim().parse().ok()?;
             Some((id.to_string(), addr))
         })
@@ -96,8 +90,8 @@ pub fn kick_mutations(snap: &Snapshot, slot: &Slot) -> Vec<Mutation> {
         rev: slot.rev,
         body: Bytes::new(),
     }];
-    if let Ok((name, _)) = snap.get("/ctl/name") {
-        let ns = format!("/ctl/ns/{}/{}", String::from_utf8_lossy(&name), slot.id);
+    if let Ok((name, _)) = snap.get(ctl::NAME_PATH) {
+        let ns = ctl::ns_entry(&String::from_utf8_lossy(&name), &slot.id);
         if snap.get(&ns).is_ok() {
             out.push(Mutation::Del {
                 path: ns,
@@ -105,7 +99,7 @@ pub fn kick_mutations(snap: &Snapshot, slot: &Slot) -> Vec<Mutation> {
             });
         }
     }
-    let dir = format!("{NODE_DIR}/{}", slot.id);
+    let dir = ctl::node_dir(&slot.id);
     if let Ok(files) = snap.dir_names(&dir) {
         for f in files {
             out.push(Mutation::Del {
@@ -119,13 +113,13 @@ pub fn kick_mutations(snap: &Snapshot, slot: &Slot) -> Vec<Mutation> {
 
 /// The pulse: this node's applied rev, written to its `applied` file.
 pub fn pulse_mutation(id: &str, applied: Rev) -> Mutation {
-    clobber(format!("{NODE_DIR}/{id}/applied"), applied.to_string())
+    clobber(ctl::node_file(id, NodeFile::Applied), applied.to_string())
 }
 
 /// The node's `writable` file: `true` while it is a CAL.
 pub fn writable_mutation(id: &str, writable: bool) -> Mutation {
     clobber(
-        format!("{NODE_DIR}/{id}/writable"),
+        ctl::node_file(id, NodeFile::Writable),
         if writable { "true" } else { "false" },
     )
 }
@@ -155,15 +149,15 @@ fn clobber(path: String, body: impl Into<Bytes>) -> Mutation {
 /// `node` (SPEC §4, "New cluster"): `/ctl/name`, the node's files, CAL slot
 /// 0, and its name-service entry `/ctl/ns/<cluster>/<id>`.
 pub fn seed_mutations(cluster: &str, node: &NodeInfo) -> Vec<Mutation> {
-    let dir = format!("/ctl/node/{}", node.id);
+    let file = |f| ctl::node_file(&node.id, f);
     vec![
-        clobber("/ctl/name".into(), cluster.to_string()),
-        clobber(format!("{dir}/addr"), node.addr.clone()),
-        clobber(format!("{dir}/hostname"), node.hostname.clone()),
-        clobber(format!("{dir}/version"), node.version.clone()),
-        clobber("/ctl/cal/0".into(), node.id.clone()),
-        clobber(format!("/ctl/ns/{cluster}/{}", node.id), node.addr.clone()),
-        clobber(format!("{dir}/writable"), "true"),
+        clobber(ctl::NAME_PATH.into(), cluster.to_string()),
+        clobber(file(NodeFile::Addr), node.addr.clone()),
+        clobber(file(NodeFile::Hostname), node.hostname.clone()),
+        clobber(file(NodeFile::Version), node.version.clone()),
+        clobber(ctl::cal_slot(0), node.id.clone()),
+        clobber(ctl::ns_entry(cluster, &node.id), node.addr.clone()),
+        clobber(file(NodeFile::Writable), "true"),
     ]
 }
 

@@ -163,7 +163,7 @@ pub struct Applied {
 }
 
 /// The path a failed mutation's error text is written to.
-pub const ERR_PATH: &str = "/ctl/err";
+pub use doozer_proto::ctl::ERR_PATH;
 
 /// A registered glob wait.
 #[derive(Debug)]
