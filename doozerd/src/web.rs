@@ -4,6 +4,8 @@
 //! stream, which stays open and is fed by the event loop through
 //! [`EventStream::catch_up`].
 
+use std::collections::BTreeMap;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::json;
 
@@ -65,18 +67,26 @@ pub struct NodeStats {
     pub fills: u64,
     /// Paxos rounds retried after a timeout.
     pub round_retries: u64,
+    /// Bulk revokes: one Prepare covering many seqns being filled.
+    pub revokes: u64,
+    /// Learned values that did not decode (applied as NOP).
+    pub malformed_values: u64,
     /// Peer datagrams dropped because they did not decode.
     pub peer_datagrams_dropped: u64,
     /// Peer datagrams dropped because the cluster has a secret and they
     /// carried no valid MAC.
     pub peer_datagrams_unauthenticated: u64,
+    /// Peer datagrams not sent: the socket would block or failed.
+    pub peer_datagrams_send_dropped: u64,
     /// Peer messages dropped: undecodable, from an unknown sender, or
     /// arriving while this node is not a CAL.
     pub peer_messages_ignored: u64,
+    /// Peer messages not sent: the node they are for has no known address.
+    pub unroutable_messages: u64,
     /// Peer messages sent, by kind (empty until the node has peers).
-    pub peer_messages_sent: std::collections::BTreeMap<String, u64>,
+    pub peer_messages_sent: BTreeMap<String, u64>,
     /// Peer messages received, by kind.
-    pub peer_messages_received: std::collections::BTreeMap<String, u64>,
+    pub peer_messages_received: BTreeMap<String, u64>,
 }
 
 /// One open event stream: the directory it follows and the next rev to
@@ -387,175 +397,97 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
             "proposals": s.proposals,
             "fills": s.fills,
             "retries": s.round_retries,
+            "revokes": s.revokes,
+            "malformed_values": s.malformed_values,
             "messages_sent": s.peer_messages_sent,
             "messages_received": s.peer_messages_received,
             "datagrams_dropped": s.peer_datagrams_dropped,
             "datagrams_unauthenticated": s.peer_datagrams_unauthenticated,
+            "datagrams_send_dropped": s.peer_datagrams_send_dropped,
             "messages_ignored": s.peer_messages_ignored,
+            "messages_unroutable": s.unroutable_messages,
         },
     })
 }
 
-/// The Prometheus text exposition (format 0.0.4) of the node's counters.
+/// A Prometheus metric type.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Only goes up (until the process restarts).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+/// How a metric family reads its samples.
+#[derive(Clone, Copy)]
+enum Value {
+    /// One unlabelled sample.
+    One(fn(&NodeStats, &Store) -> f64),
+    /// One counter sample per message kind, labelled `kind`.
+    ByKind(fn(&NodeStats) -> &BTreeMap<String, u64>),
+}
+
+/// Every family of `/$metrics`, in order: name, type, help, value. One row
+/// per metric, so a new counter is one line here.
+#[rustfmt::skip]
+const METRICS: &[(&str, Kind, &str, Value)] = {
+    use Kind::{Counter, Gauge};
+    use Value::{ByKind, One};
+    &[
+        ("doozer_rev", Gauge, "Current revision of the store.", One(|_, st| st.rev() as f64)),
+        ("doozer_history_oldest_rev", Gauge, "Oldest revision still readable.", One(|_, st| st.oldest_rev() as f64)),
+        ("doozer_requests_total", Counter, "Client requests handled.", One(|s, _| s.requests as f64)),
+        ("doozer_reads_total", Counter, "Read requests answered.", One(|s, _| s.reads as f64)),
+        ("doozer_writes_total", Counter, "Writes (SET, DEL, NOP) proposed.", One(|s, _| s.writes as f64)),
+        ("doozer_waits_total", Counter, "WAIT requests received.", One(|s, _| s.waits as f64)),
+        ("doozer_errors_total", Counter, "Error responses sent.", One(|s, _| s.errors as f64)),
+        ("doozer_clients", Gauge, "Client connections open.", One(|s, _| s.clients as f64)),
+        ("doozer_web_clients", Gauge, "Web connections open.", One(|s, _| s.web_clients as f64)),
+        ("doozer_event_streams", Gauge, "Web event streams open.", One(|s, _| s.event_streams as f64)),
+        ("doozer_waits_pending", Gauge, "WAITs and future-rev reads waiting.", One(|_, st| st.waits_pending() as f64)),
+        ("doozer_store_files", Gauge, "Files in the store.", One(|s, _| s.store_files as f64)),
+        ("doozer_store_bytes", Gauge, "Bytes of file bodies in the store.", One(|s, _| s.store_bytes as f64)),
+        ("doozer_memory_rss_bytes", Gauge, "Resident memory of the process.", One(|s, _| s.memory_rss_bytes as f64)),
+        ("doozer_uptime_seconds", Gauge, "Seconds since the node started.", One(|s, _| s.uptime_s)),
+        ("doozer_consensus_instances_in_flight", Gauge, "Paxos instances started and not yet learned.", One(|s, _| s.instances_in_flight as f64)),
+        ("doozer_consensus_proposals_total", Counter, "Values proposed to consensus.", One(|s, _| s.proposals as f64)),
+        ("doozer_consensus_fills_total", Counter, "Seqns of other CALs filled with NOP.", One(|s, _| s.fills as f64)),
+        ("doozer_consensus_retries_total", Counter, "Paxos rounds retried.", One(|s, _| s.round_retries as f64)),
+        ("doozer_consensus_revokes_total", Counter, "Bulk revokes: one Prepare covering many seqns being filled.", One(|s, _| s.revokes as f64)),
+        ("doozer_consensus_malformed_values_total", Counter, "Learned values that did not decode (applied as NOP).", One(|s, _| s.malformed_values as f64)),
+        ("doozer_peer_datagrams_dropped_total", Counter, "Peer datagrams dropped because they did not decode.", One(|s, _| s.peer_datagrams_dropped as f64)),
+        ("doozer_peer_datagrams_unauthenticated_total", Counter, "Peer datagrams dropped because they carried no valid MAC (the cluster has a secret).", One(|s, _| s.peer_datagrams_unauthenticated as f64)),
+        ("doozer_peer_datagrams_send_dropped_total", Counter, "Peer datagrams not sent because the socket would block or failed.", One(|s, _| s.peer_datagrams_send_dropped as f64)),
+        ("doozer_peer_messages_ignored_total", Counter, "Peer messages dropped: undecodable, from an unknown sender, or while not a CAL.", One(|s, _| s.peer_messages_ignored as f64)),
+        ("doozer_peer_messages_unroutable_total", Counter, "Peer messages not sent because the node they are for has no known address.", One(|s, _| s.unroutable_messages as f64)),
+        ("doozer_peer_messages_sent_total", Counter, "Peer messages sent, by kind.", ByKind(|s| &s.peer_messages_sent)),
+        ("doozer_peer_messages_received_total", Counter, "Peer messages received, by kind.", ByKind(|s| &s.peer_messages_received)),
+    ]
+};
+
+/// The Prometheus text exposition (format 0.0.4) of [`METRICS`].
 fn metrics(s: &NodeStats, store: &Store) -> String {
     let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, value: f64| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    };
-    family(
-        "doozer_rev",
-        "gauge",
-        "Current revision of the store.",
-        store.rev() as f64,
-    );
-    family(
-        "doozer_history_oldest_rev",
-        "gauge",
-        "Oldest revision still readable.",
-        store.oldest_rev() as f64,
-    );
-    family(
-        "doozer_requests_total",
-        "counter",
-        "Client requests handled.",
-        s.requests as f64,
-    );
-    family(
-        "doozer_reads_total",
-        "counter",
-        "Read requests answered.",
-        s.reads as f64,
-    );
-    family(
-        "doozer_writes_total",
-        "counter",
-        "Writes (SET, DEL, NOP) proposed.",
-        s.writes as f64,
-    );
-    family(
-        "doozer_waits_total",
-        "counter",
-        "WAIT requests received.",
-        s.waits as f64,
-    );
-    family(
-        "doozer_errors_total",
-        "counter",
-        "Error responses sent.",
-        s.errors as f64,
-    );
-    family(
-        "doozer_clients",
-        "gauge",
-        "Client connections open.",
-        s.clients as f64,
-    );
-    family(
-        "doozer_web_clients",
-        "gauge",
-        "Web connections open.",
-        s.web_clients as f64,
-    );
-    family(
-        "doozer_event_streams",
-        "gauge",
-        "Web event streams open.",
-        s.event_streams as f64,
-    );
-    family(
-        "doozer_waits_pending",
-        "gauge",
-        "WAITs and future-rev reads waiting.",
-        store.waits_pending() as f64,
-    );
-    family(
-        "doozer_store_files",
-        "gauge",
-        "Files in the store.",
-        s.store_files as f64,
-    );
-    family(
-        "doozer_store_bytes",
-        "gauge",
-        "Bytes of file bodies in the store.",
-        s.store_bytes as f64,
-    );
-    family(
-        "doozer_memory_rss_bytes",
-        "gauge",
-        "Resident memory of the process.",
-        s.memory_rss_bytes as f64,
-    );
-    family(
-        "doozer_uptime_seconds",
-        "gauge",
-        "Seconds since the node started.",
-        s.uptime_s,
-    );
-    family(
-        "doozer_consensus_instances_in_flight",
-        "gauge",
-        "Paxos instances started and not yet learned.",
-        s.instances_in_flight as f64,
-    );
-    family(
-        "doozer_consensus_proposals_total",
-        "counter",
-        "Values proposed to consensus.",
-        s.proposals as f64,
-    );
-    family(
-        "doozer_consensus_fills_total",
-        "counter",
-        "Seqns of other CALs filled with NOP.",
-        s.fills as f64,
-    );
-    family(
-        "doozer_consensus_retries_total",
-        "counter",
-        "Paxos rounds retried.",
-        s.round_retries as f64,
-    );
-    family(
-        "doozer_peer_datagrams_dropped_total",
-        "counter",
-        "Peer datagrams dropped because they did not decode.",
-        s.peer_datagrams_dropped as f64,
-    );
-    family(
-        "doozer_peer_datagrams_unauthenticated_total",
-        "counter",
-        "Peer datagrams dropped because they carried no valid MAC (the cluster has a secret).",
-        s.peer_datagrams_unauthenticated as f64,
-    );
-    family(
-        "doozer_peer_messages_ignored_total",
-        "counter",
-        "Peer messages dropped: undecodable, from an unknown sender, or while not a CAL.",
-        s.peer_messages_ignored as f64,
-    );
-    for (name, help, by_kind) in [
-        (
-            "doozer_peer_messages_sent_total",
-            "Peer messages sent, by kind.",
-            &s.peer_messages_sent,
-        ),
-        (
-            "doozer_peer_messages_received_total",
-            "Peer messages received, by kind.",
-            &s.peer_messages_received,
-        ),
-    ] {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-        for (kind, n) in by_kind {
-            // Kinds are our own identifiers; escape anyway, as the format asks.
-            let kind = kind
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            out.push_str(&format!("{name}{{kind=\"{kind}\"}} {n}\n"));
+    for &(name, kind, help, value) in METRICS {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        match value {
+            Value::One(read) => out.push_str(&format!("{name} {}\n", read(s, store))),
+            Value::ByKind(read) => {
+                for (kind, n) in read(s) {
+                    // Kinds are our own identifiers; escape anyway, as the
+                    // format asks.
+                    let kind = kind
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n");
+                    out.push_str(&format!("{name}{{kind=\"{kind}\"}} {n}\n"));
+                }
+            }
         }
     }
     out
@@ -777,5 +709,48 @@ mod tests {
         assert!(text.contains("\ndoozer_rev 1\n"));
         assert!(text.contains("\ndoozer_store_files 1\n"));
         assert!(text.contains("\ndoozer_peer_messages_sent_total{kind=\"vote\"} 7\n"));
+    }
+
+    #[test]
+    fn metric_names_are_unique_and_counters_say_total() {
+        let mut names = std::collections::HashSet::new();
+        for &(name, kind, _, _) in METRICS {
+            assert!(names.insert(name), "{name} twice");
+            assert!(name.starts_with("doozer_"), "{name}");
+            let total = name.ends_with("_total");
+            assert_eq!(total, matches!(kind, Kind::Counter), "{name}");
+        }
+    }
+
+    #[test]
+    fn drop_counters_are_shown_in_metrics_and_stats() {
+        let s = store_with(&[]);
+        let stats = NodeStats {
+            revokes: 1,
+            malformed_values: 2,
+            peer_datagrams_send_dropped: 3,
+            unroutable_messages: 4,
+            ..Default::default()
+        };
+        let text = metrics(&stats, &s);
+        for line in [
+            "doozer_consensus_revokes_total 1",
+            "doozer_consensus_malformed_values_total 2",
+            "doozer_peer_datagrams_send_dropped_total 3",
+            "doozer_peer_messages_unroutable_total 4",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line}");
+        }
+        let json = stats_json(&stats, &s);
+        let c = &json["consensus"];
+        assert_eq!(
+            (
+                &c["revokes"],
+                &c["malformed_values"],
+                &c["datagrams_send_dropped"],
+                &c["messages_unroutable"]
+            ),
+            (&json!(1), &json!(2), &json!(3), &json!(4))
+        );
     }
 }

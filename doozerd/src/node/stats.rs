@@ -50,9 +50,13 @@ impl Sources<'_> {
             instances_in_flight: consensus.as_ref().map_or(0, |(_, n)| *n as u64),
             fills: c.map_or(0, |c| c.fills),
             round_retries: c.map_or(0, |c| c.round_retries),
+            revokes: c.map_or(0, |c| c.revokes),
+            malformed_values: s.malformed_values,
             peer_datagrams_dropped: transport.garbage_dropped,
             peer_datagrams_unauthenticated: transport.unauthenticated_dropped,
+            peer_datagrams_send_dropped: transport.send_dropped,
             peer_messages_ignored: s.peer_messages_ignored,
+            unroutable_messages: s.unroutable_messages,
             peer_messages_sent: c.map(|c| by_kind(&c.sent)).unwrap_or_default(),
             peer_messages_received: c.map(|c| by_kind(&c.received)).unwrap_or_default(),
         }
