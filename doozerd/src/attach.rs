@@ -223,31 +223,53 @@ impl Attach {
                 ours: self.cluster.to_string(),
             });
         }
-        // `writable` is `false` until this node is promoted (a demoted CAL
-        // attaching again must not go on claiming it accepts writes).
-        for (file, body) in [
-            (NodeFile::Addr, self.info.addr.as_str()),
-            (NodeFile::Hostname, &self.info.hostname),
-            (NodeFile::Version, &self.info.version),
-            (NodeFile::Writable, "false"),
-        ] {
+        for (path, body) in node_files(&self.info) {
             let set = request(Verb::Set)
-                .path(&ctl::node_file(&self.info.id, file))
-                .value(Bytes::from(body.to_string()))
+                .path(&path)
+                .value(Bytes::from(body))
                 .rev(rev::CLOBBER);
             call(&mut p, addr, set)?;
         }
-        // Follow from where this store is (0 at start: copy everything),
-        // with a digest of its recent history when it has one.
-        let mut follow = request(Verb::Follow).rev(resume.rev);
-        if let Some(d) = resume.digest {
-            follow.0.offset = Some(resume.events as i32);
-            follow.0.value = Some(Bytes::copy_from_slice(&d.to_be_bytes()));
-        }
+        let follow = Req(follow_request(resume, request(Verb::Follow).0.tag));
         let tag = follow.0.tag;
         p.send(&follow.0);
         p.flush().map_err(client)?;
         Ok((p, tag))
+    }
+}
+
+/// The files a node registers through the member it attaches to, with
+/// their bodies. `writable` is `false` until the node is promoted (a
+/// demoted CAL attaching again must not go on claiming it accepts writes).
+pub fn node_files(info: &NodeInfo) -> Vec<(String, String)> {
+    [
+        (NodeFile::Addr, info.addr.as_str()),
+        (NodeFile::Hostname, &info.hostname),
+        (NodeFile::Version, &info.version),
+        (NodeFile::Writable, "false"),
+    ]
+    .into_iter()
+    .map(|(file, body)| (ctl::node_file(&info.id, file), body.to_string()))
+    .collect()
+}
+
+/// FOLLOW from where a store is (`resume.rev`; 0 at start: copy
+/// everything), with a digest of its recent history when it has one.
+pub fn follow_request(resume: Resume, tag: Option<i32>) -> Request {
+    let (offset, value) = match resume.digest {
+        Some(d) => (
+            Some(resume.events as i32),
+            Some(Bytes::copy_from_slice(&d.to_be_bytes())),
+        ),
+        None => (None, None),
+    };
+    Request {
+        tag,
+        verb: Some(Verb::Follow as i32),
+        rev: Some(resume.rev),
+        offset,
+        value,
+        ..Default::default()
     }
 }
 

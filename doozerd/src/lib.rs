@@ -22,6 +22,8 @@ pub mod config;
 pub mod consensus;
 pub mod node;
 pub mod replica;
+#[cfg(test)]
+mod sim;
 pub mod store;
 pub mod tls;
 pub mod transport;

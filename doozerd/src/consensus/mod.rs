@@ -24,5 +24,7 @@ mod sim;
 
 pub use ballot::Ballot;
 pub use calset::{CalSet, CalSetError, NodeId, Seqn, MAX_CALS};
+#[cfg(test)]
+pub use paxos::VoteRecord;
 pub use paxos::{Config, MsgCounts, Paxos, ProposalId, Ready, Stats};
 pub use rng::SplitMix64;

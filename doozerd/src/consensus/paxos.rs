@@ -231,6 +231,24 @@ pub struct Paxos {
     deferred: VecDeque<(NodeId, Item)>,
     learned_out: Vec<(Seqn, Bytes, Option<ProposalId>)>,
     stats: Stats,
+    /// Every vote this acceptor cast, for the simulator's oracle of what
+    /// was chosen.
+    #[cfg(test)]
+    votes: Vec<VoteRecord>,
+}
+
+/// A vote cast by this node's acceptor (simulation tests only).
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRecord {
+    /// The instance.
+    pub seqn: Seqn,
+    /// The ballot's round.
+    pub round: u64,
+    /// The ballot's coordinator, by id.
+    pub coordinator: NodeId,
+    /// The value voted for.
+    pub value: Bytes,
 }
 
 /// Items kept for seqns beyond the window (per alpha of window).
@@ -277,6 +295,8 @@ impl Paxos {
             deferred: VecDeque::new(),
             learned_out: Vec::new(),
             stats: Stats::default(),
+            #[cfg(test)]
+            votes: Vec::new(),
         };
         for s in first..first + alpha {
             p.cal_sets.insert(s, cals.clone());
@@ -323,6 +343,12 @@ impl Paxos {
     /// When `peer` was last heard from (or first became a peer).
     pub fn last_heard_ms(&self, peer: &str) -> Option<u64> {
         self.last_heard_ms.get(peer).copied()
+    }
+
+    /// The votes cast since the last call (simulation tests only).
+    #[cfg(test)]
+    pub fn take_votes(&mut self) -> Vec<VoteRecord> {
+        std::mem::take(&mut self.votes)
     }
 
     /// The counters.
@@ -842,6 +868,8 @@ impl Paxos {
         let inst = self.instances.entry(s).or_default();
         inst.max_round = inst.max_round.max(a.round);
         let chosen = inst.learner.proposal(b, a.value.clone(), cals.quorum());
+        #[cfg(test)]
+        let voted = a.value.clone();
         let reply = if me.is_some() {
             match inst.acceptor.accept(b, a.value) {
                 Ok(()) => Some(Item::Vote(Vote {
@@ -868,6 +896,13 @@ impl Paxos {
             self.learn(s, v);
         }
         if let Some(vote) = reply {
+            #[cfg(test)]
+            self.votes.push(VoteRecord {
+                seqn: s,
+                round: b.round,
+                coordinator: from.clone(),
+                value: voted,
+            });
             self.broadcast(&cals, vote);
         }
     }

@@ -327,6 +327,8 @@ impl Replica {
                     self.members.malformed += 1;
                     Mutation::Nop
                 });
+                #[cfg(test)]
+                self.trace.learned.push((seqn, value.clone()));
                 let pending = id.and_then(|id| self.writes.remove(&id));
                 self.apply_one(rev, &m, pending);
             }
@@ -552,6 +554,8 @@ impl Replica {
     /// the others, so the answer says the outcome is unknown.
     fn demote(&mut self, rev: Rev, outcome_known: bool) {
         log::warn!("not a CAL after seqn {rev}; attaching as a slave");
+        #[cfg(test)]
+        self.trace_votes();
         self.paxos = None;
         self.writable = false;
         self.members.peer_out.clear();

@@ -174,6 +174,19 @@ pub struct Replica {
     /// When timers are next due, as of the last output (computing it
     /// scans the window: once per loop iteration).
     deadline_ms: Option<u64>,
+    /// What the simulator's oracle watches: votes cast, values learned.
+    #[cfg(test)]
+    trace: Trace,
+}
+
+/// What a replica did that the simulator's oracle checks (tests only).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Trace {
+    /// Votes cast by this node's acceptor, with the id it voted as.
+    pub votes: Vec<(NodeId, crate::consensus::VoteRecord)>,
+    /// Values learned through consensus, in seqn order.
+    pub learned: Vec<(u64, Bytes)>,
 }
 
 /// What [`Replica::new`] needs.
@@ -210,6 +223,8 @@ impl Replica {
             followers: HashMap::new(),
             follow_state: follow::FollowState::default(),
             deadline_ms: None,
+            #[cfg(test)]
+            trace: Trace::default(),
         }
     }
 
@@ -217,6 +232,25 @@ impl Replica {
     /// (docs/reference.md#joining-and-seeding).
     pub fn seed(&mut self, cluster: &str, node: &NodeInfo) {
         self.start_seed(crate::cluster::seed_mutations(cluster, node));
+    }
+
+    /// Votes cast and values learned since the last call (tests only).
+    #[cfg(test)]
+    pub(crate) fn take_trace(&mut self) -> Trace {
+        self.trace_votes();
+        std::mem::take(&mut self.trace)
+    }
+
+    /// Moves the votes consensus recorded into the trace (before consensus
+    /// is dropped, or when the trace is read).
+    #[cfg(test)]
+    fn trace_votes(&mut self) {
+        if let Some(p) = self.paxos.as_mut() {
+            let id = self.members.id.clone();
+            self.trace
+                .votes
+                .extend(p.take_votes().into_iter().map(|v| (id.clone(), v)));
+        }
     }
 
     /// The store, for reading (web pages, attach candidates).
