@@ -241,4 +241,42 @@ mod tests {
         assert_eq!(get("/ctl/ns/local/ABC").unwrap(), "127.0.0.1:8046");
         assert_eq!(get("/ctl/node/ABC/writable").unwrap(), "true");
     }
+    /// Finding 6 of the membership review: a kick decided after the slot
+    /// changed (the node came back and took a slot again) must change
+    /// nothing at all; it used to delete the live CAL's files.
+    #[test]
+    fn a_stale_kick_changes_nothing() {
+        let node = NodeInfo {
+            id: "ABC".into(),
+            addr: "127.0.0.1:8046".into(),
+            hostname: "h".into(),
+            version: "0.1.0".into(),
+        };
+        let mut store = crate::store::Store::new(100);
+        for (i, m) in seed_mutations("local", &node).iter().enumerate() {
+            store.apply(i as Rev + 1, m);
+        }
+        let stale = slots(store.head()).remove(0);
+        let kick = kick_mutations(store.head(), &stale);
+        // Meanwhile the slot was written again (same node, a new rev).
+        let rev = store.rev() + 1;
+        store.apply(rev, &clobber("/ctl/cal/0".into(), "ABC"));
+        let before = store
+            .head()
+            .walk_all(&crate::store::Glob::parse("/**").unwrap());
+        for m in kick {
+            let rev = store.rev() + 1;
+            store.apply(rev, &m);
+        }
+        let after = store
+            .head()
+            .walk_all(&crate::store::Glob::parse("/**").unwrap());
+        let files = |w: &[crate::store::WalkEntry]| {
+            w.iter()
+                .filter(|e| e.path != "/ctl/err")
+                .map(|e| (e.path.clone(), e.body.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(files(&after), files(&before));
+    }
 }

@@ -345,6 +345,15 @@ impl Paxos {
         self.last_heard_ms.get(peer).copied()
     }
 
+    /// The CAL sets of the window, by seqn (simulation tests only).
+    #[cfg(test)]
+    pub fn window_sets(&self) -> Vec<(Seqn, CalSet)> {
+        self.cal_sets
+            .range(self.next_deliver..)
+            .map(|(s, c)| (*s, c.clone()))
+            .collect()
+    }
+
     /// The votes cast since the last call (simulation tests only).
     #[cfg(test)]
     pub fn take_votes(&mut self) -> Vec<VoteRecord> {

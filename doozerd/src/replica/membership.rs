@@ -198,6 +198,12 @@ impl Membership {
         self.addrs = addrs;
     }
 
+    /// The node datagrams from `addr` are taken to come from.
+    #[cfg(test)]
+    pub(super) fn sender_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.by_addr.get(&addr).cloned()
+    }
+
     /// The address of node `id`, current or former.
     fn addr_of(&self, id: &str) -> Option<SocketAddr> {
         self.addrs.get(id).or_else(|| self.former.get(id)).copied()

@@ -241,6 +241,23 @@ impl Replica {
         std::mem::take(&mut self.trace)
     }
 
+    /// The CAL sets this node uses for the seqns of its window, while a
+    /// CAL (tests only).
+    #[cfg(test)]
+    pub(crate) fn window_sets(&self) -> Vec<(u64, crate::consensus::CalSet)> {
+        self.paxos
+            .as_ref()
+            .map(|p| p.window_sets())
+            .unwrap_or_default()
+    }
+
+    /// Which node this one takes datagrams from `addr` to come from
+    /// (tests only).
+    #[cfg(test)]
+    pub(crate) fn sender_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.members.sender_at(addr)
+    }
+
     /// Moves the votes consensus recorded into the trace (before consensus
     /// is dropped, or when the trace is read).
     #[cfg(test)]

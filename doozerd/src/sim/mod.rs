@@ -199,6 +199,9 @@ pub(crate) struct World {
     pub answers: BTreeMap<(usize, i32), Response>,
     next_id: u32,
     trace: bool,
+    /// Ids that have been CALs: being promoted again means taking part in
+    /// consensus without the acceptor state voted with before.
+    were_cal: std::collections::BTreeSet<String>,
 }
 
 impl World {
@@ -229,8 +232,12 @@ impl World {
             answers: BTreeMap::new(),
             next_id: 0,
             trace: std::env::var("DOOZER_SIM_TRACE").is_ok(),
+            were_cal: std::collections::BTreeSet::new(),
         };
         w.oracle = Oracle::new("N0", w.timing.alpha);
+        if w.trace {
+            let _ = env_logger::builder().is_test(true).try_init();
+        }
         for addr in &addrs {
             w.nodes.push(Node {
                 addr: *addr,
@@ -295,6 +302,7 @@ impl World {
                 },
             );
             node.reattach_at = None;
+            self.were_cal.insert(node.id.clone());
         } else {
             r.start_following();
             node.reattach_at = Some(self.now);
@@ -375,10 +383,18 @@ impl World {
                 self.send_to_client(c, resp);
             }
         }
+        self.check_window(i);
         match out.role_change {
             Some(RoleChange::Promoted) => {
                 self.nodes[i].promotions += 1;
                 self.trace_line(i, "promoted");
+                if !self.were_cal.insert(id.clone()) {
+                    // An id never takes part in consensus again once it
+                    // left it: its acceptor state is gone (memory only).
+                    self.oracle.violations.push(format!(
+                        "{id} became a CAL again after it left consensus (its votes are forgotten)"
+                    ));
+                }
                 self.drop_follow(i);
                 self.nodes[i].reattach_at = None;
             }
@@ -402,6 +418,28 @@ impl World {
         self.follower_timers(i);
         if let Some(t) = self.next_wake(i) {
             self.wake_at(i, t);
+        }
+    }
+
+    /// Every CAL uses, for every seqn of its window, the set the log
+    /// decides for that seqn (also right after a copy).
+    fn check_window(&mut self, i: usize) {
+        let Some(r) = self.nodes[i].replica.as_ref() else {
+            return;
+        };
+        for (seqn, set) in r.window_sets() {
+            if let Some(truth) = self.oracle.set_of(seqn) {
+                if *truth != set {
+                    let v = format!(
+                        "{} uses CALs {:?} for seqn {seqn}; the log says {:?}",
+                        self.nodes[i].id,
+                        set.iter().collect::<Vec<_>>(),
+                        truth.iter().collect::<Vec<_>>()
+                    );
+                    self.oracle.violations.push(v);
+                    return;
+                }
+            }
         }
     }
 

@@ -87,3 +87,220 @@ fn a_cluster_forms_writes_and_agrees() {
     assert_eq!(w.answers.len(), 20 + 2, "every write answered");
     assert!(w.answers.values().all(|r| r.err_code.is_none()));
 }
+
+// ---- the findings of the membership review (issue 11), one each ----
+
+/// Writes `n` files through node `via`, in batches, letting time pass.
+fn write_many(w: &mut World, via: usize, n: usize, tag: &str) {
+    for k in 0..n {
+        w.set(
+            k % 40,
+            via,
+            &format!("/w/{tag}/{}", k % 200),
+            &format!("{tag}{k}"),
+        );
+        if k % 40 == 39 {
+            w.run(20);
+        }
+    }
+    w.run(200);
+}
+
+/// The CAL slots `i`'s store names, as ids.
+fn cal_ids(w: &World, i: usize) -> Vec<String> {
+    w.slots(i).into_iter().filter(|s| !s.is_empty()).collect()
+}
+
+/// Finding 1: a CAL that gives up catching up (it was paused while the
+/// others wrote more than they keep for stragglers) used to rejoin under
+/// the same id with empty acceptor state. It must come back as a new
+/// incarnation (the simulator flags an id that becomes a CAL twice).
+#[test]
+fn finding_1_a_cal_that_gave_up_never_votes_again_under_its_id() {
+    let timing = Timing {
+        timeout_ms: 3_600_000, // nobody is kicked: the give-up path alone
+        ..Timing::default()
+    };
+    let mut w = form(101, 3, 0, timing);
+    let victim = 2;
+    w.pause(victim);
+    write_many(&mut w, 0, 5_000, "a");
+    w.resume(victim);
+    w.run(30_000);
+    assert_safe(&w);
+    assert!(w.run_until_true(60_000, healed), "{}", describe(&w));
+    assert_safe(&w);
+}
+
+/// Finding 2: a crashed CAL's last report of how far it had learned made
+/// the two others, cut from each other, believe they were behind; both
+/// stepped down and nothing could ever be applied again. They must stay
+/// CALs and go on once they reach each other.
+#[test]
+fn finding_2_a_crash_and_a_partition_do_not_end_the_cluster() {
+    let timing = Timing {
+        timeout_ms: 3_600_000,
+        ..Timing::default()
+    };
+    let mut w = form(102, 3, 0, timing);
+    let (a, b, c) = (0, 1, 2);
+    w.cut(a, b);
+    // Writes through a and b, relayed by c; crash c while it has learned
+    // more than both (they are still fetching from it).
+    let mut k = 0;
+    let crashed = loop {
+        k += 1;
+        w.set(
+            k % 10,
+            if k % 2 == 0 { a } else { b },
+            "/x",
+            &format!("{k}"),
+        );
+        w.run(1);
+        if w.rev(c) > w.rev(a) && w.rev(c) > w.rev(b) {
+            w.crash(c);
+            break true;
+        }
+        if k > 20_000 {
+            break false;
+        }
+    };
+    assert!(crashed, "c was never ahead of both");
+    w.run(8_000);
+    w.heal();
+    let ok = w.run_until_true(30_000, |w| {
+        healed(w) && w.is_cal(a) && w.is_cal(b) && w.rev(a) == w.rev(b)
+    });
+    assert!(ok, "{}", describe(&w));
+    // And they decide again.
+    let before = w.rev(a);
+    w.set(99, a, "/after", "v");
+    assert!(w.run_until_true(10_000, |w| w.rev(a) > before && w.rev(b) > before));
+    assert_safe(&w);
+}
+
+/// Finding 3: a slave whose stream broke between winning a slot and
+/// joining re-attached with a copy and took the copy's set for every seqn
+/// of its window, so it used the wrong owners and quorums. Every node must
+/// use the log's set for every seqn (the simulator checks every CAL's
+/// window against the oracle's).
+#[test]
+fn finding_3_a_copy_carries_the_cal_sets_of_its_window() {
+    let timing = Timing {
+        timeout_ms: 3_600_000,
+        history_revs: 10, // a short history: re-attaching means a copy
+        alpha: 200,       // a long window: the copy falls inside it
+        ..Timing::default()
+    };
+    let mut w = form(103, 3, 1, timing);
+    let spare = 3;
+    let req = Request {
+        verb: Some(Verb::Set as i32),
+        path: Some("/ctl/cal/3".into()),
+        rev: Some(0),
+        ..Default::default()
+    };
+    w.request(OPERATOR, 0, req);
+    let spare_id = w.nodes[spare].id.clone();
+    // The claim is decided, and the spare has not heard yet: cut it off
+    // from everyone until its leaders no longer keep its history, then let
+    // it back: it copies, learns from the copy that it holds a slot, and
+    // must join at the seqn the log says, with the log's sets.
+    let mut claimed = false;
+    for _ in 0..10_000 {
+        if cal_ids(&w, 0).contains(&spare_id) {
+            claimed = true;
+            break;
+        }
+        w.run(1);
+    }
+    assert!(claimed, "{}", describe(&w));
+    assert!(!cal_ids(&w, spare).contains(&spare_id));
+    for i in 0..3 {
+        w.cut(spare, i);
+    }
+    write_many(&mut w, 0, 15, "b");
+    w.run(6_000);
+    w.heal();
+    assert!(w.run_until_true(60_000, healed), "{}", describe(&w));
+    assert!(w.is_cal(spare));
+    assert_safe(&w);
+}
+
+/// Finding 4: with only the link between two CALs down, each kicked the
+/// other (through the third). A single broken link kicks nobody.
+#[test]
+fn finding_4_one_broken_link_kicks_nobody() {
+    let mut w = form(104, 3, 0, Timing::default());
+    let ids: Vec<String> = cal_ids(&w, 0);
+    w.cut(0, 1);
+    w.run(4 * w.timing.timeout_ms);
+    for i in 0..3 {
+        assert_eq!(cal_ids(&w, i), ids, "node {i}\n{}", describe(&w));
+    }
+    w.heal();
+    assert!(w.run_until_true(30_000, healed), "{}", describe(&w));
+    assert!((0..3).all(|i| w.is_cal(i)));
+    assert_safe(&w);
+}
+
+/// Finding 5: a CAL cut off alone proposed kicks of the two others; they
+/// waited in its queue and were decided after the heal. A minority's
+/// suspicions never kick anyone, before or after a heal.
+#[test]
+fn finding_5_a_minoritys_kicks_are_never_decided() {
+    let mut w = form(105, 3, 0, Timing::default());
+    let (b, c) = (w.nodes[1].id.clone(), w.nodes[2].id.clone());
+    w.partition(&[&[0], &[1, 2]]);
+    w.run(3 * w.timing.timeout_ms);
+    w.heal();
+    for _ in 0..300 {
+        w.run(100);
+        for i in 1..3 {
+            let ids = cal_ids(&w, i);
+            assert!(
+                ids.contains(&b) && ids.contains(&c),
+                "a healthy CAL was kicked: {ids:?}\n{}",
+                describe(&w)
+            );
+        }
+    }
+    assert!(w.run_until_true(30_000, healed), "{}", describe(&w));
+    assert_safe(&w);
+}
+
+/// Finding 7: a CAL restarted on the same address under a new id, while
+/// the old id's files are still there: every node must agree whose
+/// datagrams come from that address.
+#[test]
+fn finding_7_nodes_agree_who_sends_from_an_address() {
+    let timing = Timing {
+        timeout_ms: 3_600_000, // the old id stays in its slot
+        ..Timing::default()
+    };
+    let mut w = form(107, 5, 0, timing);
+    for round in 0..3 {
+        let slot = 4 - round;
+        let addr = w.nodes[slot].addr;
+        w.restart(slot);
+        let id = w.nodes[slot].id.clone();
+        let registered = w.run_until_true(20_000, |w| {
+            (0..5).filter(|&i| i != slot).all(|i| {
+                w.nodes[i].replica.as_ref().is_some_and(|r| {
+                    let path = format!("/ctl/node/{id}/addr");
+                    r.store().head().get(&path).is_ok_and(|(_, rev)| rev > 0)
+                })
+            })
+        });
+        assert!(registered, "{}", describe(&w));
+        let seen: Vec<Option<String>> = (0..5)
+            .filter(|&i| i != slot && w.nodes[i].replica.is_some())
+            .map(|i| w.nodes[i].replica.as_ref().and_then(|r| r.sender_at(addr)))
+            .collect();
+        assert!(
+            seen.windows(2).all(|p| p[0] == p[1]),
+            "round {round}: nodes disagree on who sends from {addr}: {seen:?}"
+        );
+    }
+    assert_safe(&w);
+}
