@@ -89,6 +89,13 @@ impl Resume {
     /// [`RESUME_DIGEST_EVENTS`] events, fewer if the store has fewer since
     /// its last copy (a slave copied a moment ago can still resume).
     pub fn of(server: &Replica) -> Resume {
+        if server.must_copy() {
+            return Resume {
+                rev: 0,
+                digest: None,
+                events: 0,
+            };
+        }
         let store = server.store();
         let rev = store.rev();
         let events = RESUME_DIGEST_EVENTS.min((rev - store.oldest_rev()).max(0) as usize);

@@ -101,6 +101,14 @@ pub struct Response {
     /// Human-readable detail of an error.
     #[prost(string, optional, tag = "101")]
     pub err_detail: Option<String>,
+    /// Follow streams only (between nodes): the consensus seqn whose value
+    /// made this change; on SNAPSHOT, the seqn the copy is as of. A seqn
+    /// may make several changes, at consecutive revs. Clients never see it.
+    #[prost(uint64, optional, tag = "20")]
+    pub seqn: Option<u64>,
+    /// Follow streams only: more changes of the same seqn follow.
+    #[prost(bool, optional, tag = "21")]
+    pub more: Option<bool>,
 }
 
 /// The operations of the client protocol.

@@ -26,6 +26,11 @@
 //!   repeated Learned learned = 7;
 //!   repeated uint64 skips = 8 [packed = true];
 //!   optional uint64 fetch_from = 9;
+//!   optional string sender = 10;        // the sender's node id
+//!   optional uint64 oldest_kept = 11;   // the oldest seqn whose value the sender still holds
+//!   repeated string silent = 12;        // CALs the sender has not heard from for its -timeout
+//!   optional int64 digest_rev = 13;     // the sender's store digest at this rev ...
+//!   optional uint64 digest = 14;        // ... (divergence detection)
 //! }
 //! message Prepare { optional uint64 round = 1; repeated uint64 seqns = 2 [packed = true]; }
 //! message Promise { optional uint64 seqn = 1; optional uint64 round = 2;
@@ -73,6 +78,26 @@ pub struct PeerMsg {
     /// Asks for the learned values from this seqn on.
     #[prost(uint64, optional, tag = "9")]
     pub fetch_from: Option<u64>,
+    /// The sender's node id: the receiver checks it against the address
+    /// the datagram came from, so two ids that share an address (a node
+    /// restarted under a new id) are never mistaken for each other.
+    #[prost(string, tag = "10")]
+    pub sender: String,
+    /// The oldest seqn whose learned value the sender still holds: a
+    /// receiver behind it cannot catch up from the sender and must copy.
+    #[prost(uint64, tag = "11")]
+    pub oldest_kept: u64,
+    /// The CALs the sender has not heard from for its `-timeout`: a CAL is
+    /// kicked only when a majority reports it silent.
+    #[prost(string, repeated, tag = "12")]
+    pub silent: Vec<String>,
+    /// The rev of the sender's store digest below.
+    #[prost(int64, tag = "13")]
+    pub digest_rev: i64,
+    /// A digest of the sender's store at `digest_rev`: CALs compare them
+    /// to find a node whose store diverged.
+    #[prost(uint64, tag = "14")]
+    pub digest: u64,
 }
 
 /// Phase 1a: the sender coordinates `round` for each seqn listed.

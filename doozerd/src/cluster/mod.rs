@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use crate::consensus::{CalSet, NodeId};
-use crate::store::{Mutation, Rev, Snapshot};
+use crate::store::{Guard, Mutation, Rev, Snapshot, Value};
 use doozer_proto::ctl::{self, NodeFile};
 use doozer_proto::rev;
 
@@ -74,41 +74,52 @@ pub fn node_addrs(snap: &Snapshot) -> HashMap<NodeId, SocketAddr> {
         .collect()
 }
 
-/// Which CAL of `cals` removes the silent ones: the first, in set order,
-/// that is itself live (`live(id)`), so exactly one CAL acts when all agree
-/// on who is silent, and a kick is never left to a dead one.
-pub fn kicker(cals: &CalSet, live: impl Fn(&str) -> bool) -> Option<&NodeId> {
-    cals.iter().find(|c| live(c))
-}
-
-/// The writes that kick node `id` out of `slot`: empty its slot (only if
-/// it still holds the same id: conditional on the slot's rev), delete its
-/// `/ctl/node/<id>` files and its name-service entry, if any.
-pub fn kick_mutations(snap: &Snapshot, slot: &Slot) -> Vec<Mutation> {
-    let mut out = vec![Mutation::Set {
+/// The value that kicks node `slot.id` out of `slot`, as one atomic
+/// change: empty its slot, delete its `/ctl/node/<id>` files and its
+/// name-service entry, if any — all only if the slot is still at the rev
+/// it had when the kick was decided on (the guard), and only if decided by
+/// seqn `expires_after` (a kick that waited in a queue while its proposer
+/// was cut off is stale). Otherwise nothing of it applies.
+pub fn kick_value(snap: &Snapshot, slot: &Slot, expires_after: u64) -> Value {
+    let mut changes = vec![Mutation::Set {
         path: slot.path.clone(),
-        rev: slot.rev,
+        rev: rev::CLOBBER,
         body: Bytes::new(),
     }];
     if let Ok((name, _)) = snap.get(ctl::NAME_PATH) {
         let ns = ctl::ns_entry(&String::from_utf8_lossy(&name), &slot.id);
-        if snap.get(&ns).is_ok() {
-            out.push(Mutation::Del {
+        if snap.get(&ns).is_ok_and(|(_, r)| r > 0) {
+            changes.push(Mutation::Del {
                 path: ns,
                 rev: rev::CLOBBER,
             });
         }
     }
-    let dir = ctl::node_dir(&slot.id);
-    if let Ok(files) = snap.dir_names(&dir) {
-        for f in files {
-            out.push(Mutation::Del {
-                path: format!("{dir}/{f}"),
-                rev: rev::CLOBBER,
-            });
-        }
+    changes.extend(node_file_dels(snap, &slot.id));
+    Value {
+        changes,
+        guard: Some(Guard {
+            path: slot.path.clone(),
+            rev: slot.rev,
+        }),
+        expires_after: Some(expires_after),
+        tag: Bytes::new(),
     }
-    out
+}
+
+/// Deletions of every `/ctl/node/<id>/*` file of `snap`.
+pub fn node_file_dels(snap: &Snapshot, id: &str) -> Vec<Mutation> {
+    let dir = ctl::node_dir(id);
+    let Ok(files) = snap.dir_names(&dir) else {
+        return Vec::new();
+    };
+    files
+        .iter()
+        .map(|f| Mutation::Del {
+            path: format!("{dir}/{f}"),
+            rev: rev::CLOBBER,
+        })
+        .collect()
 }
 
 /// The pulse: this node's applied rev, written to its `applied` file.
@@ -185,16 +196,24 @@ mod tests {
             ("ABC", "/ctl/cal/0")
         );
         assert_eq!(cal_set(&slots).unwrap().len(), 1);
-        let kick = kick_mutations(&snap, &slots[0]);
+        let kick = kick_value(&snap, &slots[0], 99);
         assert_eq!(
-            kick[0],
+            kick.guard,
+            Some(Guard {
+                path: "/ctl/cal/0".into(),
+                rev: slots[0].rev
+            })
+        );
+        assert_eq!(kick.expires_after, Some(99));
+        assert_eq!(
+            kick.changes[0],
             Mutation::Set {
                 path: "/ctl/cal/0".into(),
-                rev: slots[0].rev,
+                rev: rev::CLOBBER,
                 body: Bytes::new()
             }
         );
-        let mut deleted: Vec<String> = kick[1..]
+        let mut deleted: Vec<String> = kick.changes[1..]
             .iter()
             .map(|m| match m {
                 Mutation::Del { path, rev } if *rev == rev::CLOBBER => path.clone(),
@@ -212,6 +231,14 @@ mod tests {
                 "/ctl/ns/local/ABC",
             ]
         );
+        // Applied while the slot is unchanged: all of it, at once.
+        let seqn = store.rev() as u64 + 1;
+        let results = store.apply_value(seqn, &kick);
+        assert_eq!(results.len(), 6);
+        assert!(results.iter().all(|a| a.error.is_none()));
+        let after = store.head();
+        assert_eq!(after.get("/ctl/cal/0").unwrap().0, Bytes::new());
+        assert!(after.dir_names("/ctl/node/ABC").is_err());
         assert_eq!(node_addrs(&snap)["ABC"], "127.0.0.1:8046".parse().unwrap());
         assert!(touches("/ctl/cal/3", CAL_DIR) && !touches("/ctl/calx", CAL_DIR));
     }
@@ -257,17 +284,22 @@ mod tests {
             store.apply(i as Rev + 1, m);
         }
         let stale = slots(store.head()).remove(0);
-        let kick = kick_mutations(store.head(), &stale);
+        let kick = kick_value(store.head(), &stale, 1_000);
         // Meanwhile the slot was written again (same node, a new rev).
         let rev = store.rev() + 1;
         store.apply(rev, &clobber("/ctl/cal/0".into(), "ABC"));
         let before = store
             .head()
             .walk_all(&crate::store::Glob::parse("/**").unwrap());
-        for m in kick {
-            let rev = store.rev() + 1;
-            store.apply(rev, &m);
-        }
+        let seqn = store.rev() as u64 + 1;
+        let results = store.apply_value(seqn, &kick);
+        assert_eq!(results.len(), 1, "one rev: the refusal at /ctl/err");
+        assert!(store
+            .head()
+            .get("/ctl/err")
+            .unwrap()
+            .0
+            .starts_with(b"refused"));
         let after = store
             .head()
             .walk_all(&crate::store::Glob::parse("/**").unwrap());

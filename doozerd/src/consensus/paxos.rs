@@ -62,6 +62,9 @@ pub struct Config {
     /// how far it has learned, so a straggler finds out it is behind (and
     /// peers see it alive).
     pub heartbeat_ms: u64,
+    /// A CAL not heard from for this long is reported silent to the
+    /// others (`-timeout`): a majority of such reports kicks it.
+    pub silent_ms: u64,
 }
 
 impl Config {
@@ -78,6 +81,7 @@ impl Config {
             history_max: 4_096,
             batch_bytes_max: 60_000,
             heartbeat_ms: 500,
+            silent_ms: 60_000,
         }
     }
 }
@@ -215,8 +219,10 @@ pub struct Paxos {
     last_heard_ms: BTreeMap<NodeId, u64>,
     /// When a batch last went to each peer.
     last_sent_ms: BTreeMap<NodeId, u64>,
-    /// The highest `learned_upto` each peer reported.
-    peer_upto: BTreeMap<NodeId, Seqn>,
+    /// What each CAL of the window last reported: how far it learned,
+    /// what it still keeps, whom it finds silent. Forgotten when it leaves
+    /// the window's sets, and ignored once stale (see [`Paxos::fresh`]).
+    reports: BTreeMap<NodeId, Report>,
     /// Since when `next_deliver` has not moved.
     stuck_since_ms: u64,
     /// No new fetch before this time (one outstanding).
@@ -249,6 +255,17 @@ pub struct VoteRecord {
     pub coordinator: NodeId,
     /// The value voted for.
     pub value: Bytes,
+}
+
+/// What a peer last said about itself.
+#[derive(Debug, Clone, Default)]
+struct Report {
+    /// Every seqn below this is learned there.
+    upto: Seqn,
+    /// The oldest seqn whose value it still holds.
+    oldest_kept: Seqn,
+    /// The CALs it has not heard from for its `-timeout`.
+    silent: Vec<NodeId>,
 }
 
 /// Items kept for seqns beyond the window (per alpha of window).
@@ -286,7 +303,7 @@ impl Paxos {
             peers: Vec::new(),
             last_heard_ms: BTreeMap::new(),
             last_sent_ms: BTreeMap::new(),
-            peer_upto: BTreeMap::new(),
+            reports: BTreeMap::new(),
             stuck_since_ms: now_ms,
             fetch_quiet_until_ms: 0,
             outbox: BTreeMap::new(),
@@ -332,12 +349,71 @@ impl Paxos {
         p
     }
 
-    /// Since when this node has been behind a peer without learning
-    /// anything (`None` when it is not behind). A node behind for long
-    /// cannot catch up through consensus (its peers no longer keep the
-    /// values it lacks) and must copy the store instead.
-    pub fn behind_since_ms(&self) -> Option<u64> {
-        self.best_peer_ahead().map(|_| self.stuck_since_ms)
+    /// Whether this node can no longer catch up through consensus: a CAL
+    /// heard from lately has learned further, and every such CAL no longer
+    /// keeps the next value this node lacks (it must copy the store). A
+    /// peer merely ahead, or one not heard from lately, is no evidence: a
+    /// partition where nobody can decide anything gives up nobody.
+    pub fn cannot_catch_up(&self) -> bool {
+        let next = self.next_deliver;
+        let mut ahead = self
+            .reports
+            .iter()
+            .filter(|(p, r)| r.upto > next && self.fresh(p));
+        let first = ahead.next();
+        first.is_some()
+            && first
+                .into_iter()
+                .chain(ahead)
+                .all(|(_, r)| r.oldest_kept > next)
+    }
+
+    /// The CALs of the newest set that a majority of that set finds
+    /// silent for `-timeout`: this node (by its own clock) and every CAL
+    /// heard from lately (by its report) count. Each one comes with the
+    /// CALs not found silent, in set order: the first of them kicks.
+    pub fn silent_by_majority(&self) -> Vec<(NodeId, Vec<NodeId>)> {
+        let cals = &self.newest_cals;
+        let mut out = Vec::new();
+        let suspects_of = |c: &NodeId| -> usize {
+            let mine = usize::from(*c != self.cfg.id && self.silent_here(c));
+            let theirs = self
+                .reports
+                .iter()
+                .filter(|(p, r)| {
+                    cals.index_of(p).is_some() && self.fresh(p) && r.silent.contains(c)
+                })
+                .count();
+            mine + theirs
+        };
+        let suspected: Vec<&NodeId> = cals
+            .iter()
+            .filter(|c| suspects_of(c) >= cals.quorum())
+            .collect();
+        for c in &suspected {
+            let live = cals
+                .iter()
+                .filter(|x| !suspected.contains(x))
+                .cloned()
+                .collect();
+            out.push(((*c).clone(), live));
+        }
+        out
+    }
+
+    /// Whether this node has not heard from CAL `c` for `silent_ms`.
+    fn silent_here(&self, c: &str) -> bool {
+        self.last_heard_ms
+            .get(c)
+            .is_some_and(|h| self.now_ms >= h + self.cfg.silent_ms)
+    }
+
+    /// Whether `peer` was heard from lately (its report is current).
+    fn fresh(&self, peer: &str) -> bool {
+        let window = 4 * self.cfg.heartbeat_ms.max(1);
+        self.last_heard_ms
+            .get(peer)
+            .is_some_and(|h| self.now_ms < h + window)
     }
 
     /// When `peer` was last heard from (or first became a peer).
@@ -443,18 +519,41 @@ impl Paxos {
         id
     }
 
+    /// Takes back a value given to [`Paxos::propose`] that was not
+    /// nominated yet; false if it is in a round already (or decided).
+    pub fn withdraw(&mut self, id: ProposalId) -> bool {
+        let before = self.queue.len();
+        self.queue.retain(|(pid, _)| *pid != id);
+        self.queue.len() < before
+    }
+
+    /// The seqn the next learned value will have.
+    pub fn next_seqn(&self) -> Seqn {
+        self.next_deliver
+    }
+
     /// Handles a batch from peer `from` at time `now_ms`. Invalid parts are
     /// counted and ignored.
-    pub fn step(&mut self, from: &str, msg: PeerMsg, now_ms: u64) {
+    pub fn step(&mut self, from: &str, mut msg: PeerMsg, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
         if from == self.cfg.id {
             self.stats.invalid += 1;
             return;
         }
         self.stats.received.add(&msg);
-        self.last_heard_ms.insert(from.to_owned(), self.now_ms);
-        let upto = self.peer_upto.entry(from.to_owned()).or_insert(0);
-        *upto = (*upto).max(msg.learned_upto);
+        if self.peers.iter().any(|p| p == from) {
+            self.last_heard_ms.insert(from.to_owned(), self.now_ms);
+            // The latest report replaces the last: a peer that reported
+            // far ahead and then restarted is not ahead any more.
+            self.reports.insert(
+                from.to_owned(),
+                Report {
+                    upto: msg.learned_upto,
+                    oldest_kept: msg.oldest_kept,
+                    silent: std::mem::take(&mut msg.silent),
+                },
+            );
+        }
         let cap = self.ahead_max() as usize;
         for p in msg.prepares {
             for seqn in p.seqns.into_iter().take(cap) {
@@ -579,6 +678,9 @@ impl Paxos {
                 }
             }
         }
+        // What former CALs said no longer counts.
+        self.reports.retain(|p, _| out.contains(p));
+        self.last_heard_ms.retain(|p, _| out.contains(p));
         self.peers = out;
     }
 
@@ -596,12 +698,21 @@ impl Paxos {
     pub fn take_messages(&mut self) -> Vec<(NodeId, PeerMsg)> {
         let mut messages = Vec::new();
         let upto = self.next_deliver;
+        let silent: Vec<NodeId> = self
+            .newest_cals
+            .iter()
+            .filter(|c| **c != self.cfg.id && self.silent_here(c))
+            .cloned()
+            .collect();
         for (peer, mut msg) in std::mem::take(&mut self.outbox) {
             self.last_sent_ms.insert(peer.clone(), self.now_ms);
             if let Some((_, skips)) = self.skip_backlog.remove(&peer) {
                 msg.skips.extend(skips);
             }
             msg.learned_upto = upto;
+            msg.sender = self.cfg.id.clone();
+            msg.oldest_kept = self.history_base;
+            msg.silent = silent.clone();
             for part in split_batch(msg, self.cfg.batch_bytes_max) {
                 self.stats.sent.add(&part);
                 messages.push((peer.clone(), part));
@@ -1295,12 +1406,15 @@ impl Paxos {
         }
     }
 
+    /// The CAL heard from lately that learned furthest beyond this node
+    /// and still keeps what it lacks, if any.
     fn best_peer_ahead(&self) -> Option<(&NodeId, Seqn)> {
-        self.peer_upto
+        let next = self.next_deliver;
+        self.reports
             .iter()
-            .filter(|(_, u)| **u > self.next_deliver)
-            .max_by_key(|(_, u)| **u)
-            .map(|(p, u)| (p, *u))
+            .filter(|(p, r)| r.upto > next && r.oldest_kept <= next && self.fresh(p))
+            .max_by_key(|(_, r)| r.upto)
+            .map(|(p, r)| (p, r.upto))
     }
 
     fn fetch_due_at(&self) -> u64 {
@@ -1332,6 +1446,9 @@ fn split_batch(msg: PeerMsg, max: usize) -> Vec<PeerMsg> {
     }
     let header = PeerMsg {
         learned_upto: msg.learned_upto,
+        sender: msg.sender.clone(),
+        oldest_kept: msg.oldest_kept,
+        silent: msg.silent.clone(),
         ..Default::default()
     };
     let mut out = vec![header.clone()];

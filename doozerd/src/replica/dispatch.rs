@@ -4,14 +4,15 @@
 //! docs/reference.md).
 //!
 //! Where is a WAIT answered? [`Replica::wait`] answers it from history or
-//! registers it with the store; [`Replica::apply_one`] answers it when a
+//! registers it with the store; [`Replica::apply_value`] answers it when a
 //! matching change is applied (through [`Replica::answer_woken`]).
 
 use doozer_proto::{flags, ErrCode, Request, Response, Verb};
 
 use super::{ConnId, Pending, Replica, MAX_BODY_LEN};
 use crate::store::{
-    validate_path, Event, Glob, Mutation, ReadAt, Rev, Snapshot, StoreError, WaitId, Woken,
+    validate_path, Applied, At, Event, Glob, Mutation, ReadAt, Rev, Snapshot, StoreError, Value,
+    WaitId, Woken,
 };
 
 impl Replica {
@@ -35,6 +36,10 @@ impl Replica {
             if session.tags.contains(&t) {
                 return self.fail(conn, tag, ErrCode::TagInUse, None);
             }
+        }
+        if self.force_copy && verb != Verb::Access {
+            let why = "this node's store is being copied again (it diverged from the cluster's)";
+            return self.fail(conn, tag, ErrCode::Other, Some(why.into()));
         }
         let grant = session.grant;
         let is_write = matches!(verb, Verb::Set | Verb::Del | Verb::Nop);
@@ -263,39 +268,52 @@ impl Replica {
         self.propose_write(m, Pending { conn, tag });
     }
 
-    /// Applies the change decided for `rev`, answering the write it
-    /// completes (if it is this node's), waits and parked reads.
-    pub(super) fn apply_one(&mut self, rev: Rev, m: &Mutation, write: Option<Pending>) {
-        let applied = self.store.apply(rev, m);
-        if let Some(p) = write {
-            self.untag(p);
-            match applied.error {
-                Some(e) => {
-                    let path = match m {
-                        Mutation::Set { path, .. } | Mutation::Del { path, .. } => path.as_str(),
-                        Mutation::Nop => "/",
-                    };
-                    self.store_error(p.conn, p.tag, e, path)
-                }
-                None => {
-                    let rev = match m {
-                        Mutation::Del { .. } => None,
-                        _ => Some(rev),
-                    };
-                    self.reply(
-                        p.conn,
-                        Response {
-                            tag: p.tag,
-                            rev,
-                            ..Default::default()
-                        },
-                    )
-                }
+    /// Applies what seqn `seqn` decided (one rev per change), answering
+    /// the client write it completes (if it is this node's), waits and
+    /// parked reads, and feeding the followers.
+    pub(super) fn apply_value(&mut self, seqn: u64, v: &Value, write: Option<Pending>) {
+        let results = self.store.apply_value(seqn, v);
+        let n = results.len();
+        for (i, applied) in results.into_iter().enumerate() {
+            let at = At {
+                seqn,
+                last: i + 1 == n,
+            };
+            if let (true, Some(p)) = (at.last, write) {
+                self.answer_write(p, v.changes.last(), &applied);
+            }
+            self.feed_followers(&applied.event, at);
+            self.answer_woken(applied.woken);
+            self.after_apply(&applied.event, at);
+        }
+    }
+
+    /// Answers a client's write with what applying its change did.
+    fn answer_write(&mut self, p: Pending, m: Option<&Mutation>, applied: &Applied) {
+        self.untag(p);
+        match applied.error.clone() {
+            Some(e) => {
+                let path = match m {
+                    Some(Mutation::Set { path, .. } | Mutation::Del { path, .. }) => path.as_str(),
+                    _ => "/",
+                };
+                self.store_error(p.conn, p.tag, e, path)
+            }
+            None => {
+                let rev = match m {
+                    Some(Mutation::Del { .. }) => None,
+                    _ => Some(applied.event.rev),
+                };
+                self.reply(
+                    p.conn,
+                    Response {
+                        tag: p.tag,
+                        rev,
+                        ..Default::default()
+                    },
+                )
             }
         }
-        self.feed_followers(&applied.event);
-        self.answer_woken(applied.woken);
-        self.after_apply(&applied.event);
     }
 
     /// Answers waits the store woke: glob waits with their event, parked

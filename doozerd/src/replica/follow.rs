@@ -14,7 +14,8 @@
 use doozer_proto::{flags, ErrCode, Request, Response};
 
 use super::{ConnId, Replica};
-use crate::store::{validate_path, Copy, Event, FileCopy, Mutation, Rev, StoreError};
+use crate::consensus::CalSet;
+use crate::store::{validate_path, At, Copy, Event, FileCopy, Mutation, Rev, StoreError};
 
 /// Why a follow stream cannot be used any further (the follower drops the
 /// connection and attaches again).
@@ -38,6 +39,9 @@ pub enum FollowState {
     Copying {
         /// The tree so far.
         copy: Box<Copy>,
+        /// The seqn the copy is as of, and the CAL sets of its window.
+        seqn: u64,
+        sets: Vec<(u64, CalSet)>,
         /// Files so far.
         files: usize,
         /// The first bad file, reported at READY (the copy is unusable).
@@ -74,13 +78,19 @@ impl Replica {
         if in_history {
             self.reply(conn, marker(tag, flags::READY, resume));
             for rev in resume + 1..=head {
-                if let Some(ev) = self.store.event(rev).cloned() {
-                    self.reply_event(conn, tag, ev);
+                if let (Some(ev), Some(at)) = (self.store.event(rev).cloned(), self.store.at(rev)) {
+                    self.reply(conn, follow_event(tag, ev, at));
                 }
             }
         } else {
             let snap = self.store.head().clone();
-            self.reply(conn, marker(tag, flags::SNAPSHOT, head));
+            let mut snapshot = marker(tag, flags::SNAPSHOT, head);
+            // The copy carries the seqn it is as of and the CAL sets of its
+            // window: a node that copies computes the same set for every
+            // seqn as everyone else.
+            snapshot.seqn = Some(self.members.applied_seqn);
+            snapshot.value = Some(encode_sets(&self.members.window_sets()));
+            self.reply(conn, snapshot);
             let all = crate::store::Glob::parse("/**").expect("a constant, valid glob");
             for f in snap.walk_iter(&all) {
                 self.reply(
@@ -101,15 +111,16 @@ impl Replica {
         log::info!("connection {conn} follows from rev {head}");
     }
 
-    /// Sends `event`, just applied, to every follower.
-    pub(super) fn feed_followers(&mut self, event: &Event) {
+    /// Sends `event`, just applied as change `at` of the log, to every
+    /// follower.
+    pub(super) fn feed_followers(&mut self, event: &Event, at: At) {
         if self.followers.is_empty() {
             return;
         }
         let followers: Vec<(ConnId, Option<i32>)> =
             self.followers.iter().map(|(c, t)| (*c, *t)).collect();
         for (conn, tag) in followers {
-            self.reply_event(conn, tag, event.clone());
+            self.reply(conn, follow_event(tag, event.clone(), at));
         }
     }
 
@@ -144,8 +155,17 @@ impl Replica {
                 let Some(copy) = resp.rev.and_then(|r| Copy::new(r).ok()) else {
                     return proto("SNAPSHOT without a rev");
                 };
+                let (Some(seqn), Some(sets)) = (resp.seqn, resp.value.as_deref().map(decode_sets))
+                else {
+                    return proto("SNAPSHOT without its seqn and CAL sets");
+                };
+                let Some(sets) = sets else {
+                    return proto("SNAPSHOT with malformed CAL sets");
+                };
                 self.follow_state = FollowState::Copying {
                     copy: Box::new(copy),
+                    seqn,
+                    sets,
                     files: 0,
                     bad: None,
                 };
@@ -155,6 +175,8 @@ impl Replica {
                 flags::FILE,
                 FollowState::Copying {
                     mut copy,
+                    seqn,
+                    sets,
                     files,
                     mut bad,
                 },
@@ -172,12 +194,23 @@ impl Replica {
                 }
                 self.follow_state = FollowState::Copying {
                     copy,
+                    seqn,
+                    sets,
                     files: files + 1,
                     bad,
                 };
                 Ok(())
             }
-            (flags::READY, FollowState::Copying { copy, files, bad }) => {
+            (
+                flags::READY,
+                FollowState::Copying {
+                    copy,
+                    seqn,
+                    sets,
+                    files,
+                    bad,
+                },
+            ) => {
                 let rev = copy.rev();
                 if resp.rev != Some(rev) {
                     return proto("READY at another rev than the copy");
@@ -188,8 +221,9 @@ impl Replica {
                 let woken = self.store.install(*copy);
                 self.answer_woken(woken);
                 self.follow_state = FollowState::Following;
-                log::info!("copied {files} files at rev {rev}; following");
-                self.after_copy();
+                self.force_copy = false;
+                log::info!("copied {files} files at rev {rev} (seqn {seqn}); following");
+                self.after_copy(seqn, sets);
                 Ok(())
             }
             (flags::READY, FollowState::Idle) => {
@@ -202,6 +236,13 @@ impl Replica {
                 Ok(())
             }
             (flags::SET | flags::DEL | flags::OTHER, FollowState::Following) => {
+                let Some(seqn) = resp.seqn else {
+                    return proto("event without its seqn");
+                };
+                let at = At {
+                    seqn,
+                    last: !resp.more.unwrap_or(false),
+                };
                 let event = Event {
                     rev: resp.rev.unwrap_or(0),
                     path: resp.path.unwrap_or_default().into(),
@@ -219,7 +260,7 @@ impl Replica {
                     return proto("event with a bad path");
                 }
                 let m = Mutation::replay(&event);
-                let applied = self.store.apply(event.rev, &m);
+                let applied = self.store.apply_at(event.rev, &m, at);
                 if let Some(e) = applied.error {
                     // Not the same change as on the node followed: this
                     // copy has diverged; start over from a fresh copy.
@@ -230,9 +271,9 @@ impl Replica {
                     )));
                 }
                 self.follow_state = FollowState::Following;
-                self.feed_followers(&applied.event);
+                self.feed_followers(&applied.event, at);
                 self.answer_woken(applied.woken);
-                self.after_apply(&applied.event);
+                self.after_apply(&applied.event, at);
                 Ok(())
             }
             (f, _) => proto(&format!("unexpected response (flags {f}) at this point")),
@@ -273,6 +314,60 @@ pub fn history_digest(store: &crate::store::Store, upto: Rev, count: usize) -> O
         (ev.rev, &*ev.path, &ev.body[..], ev.flags).hash(&mut h);
     }
     Some(h.finish())
+}
+
+/// A change on the follow stream: the event, and where it sits in the log.
+fn follow_event(tag: Option<i32>, e: Event, at: At) -> Response {
+    Response {
+        tag,
+        path: Some(e.path.to_string()),
+        rev: Some(e.rev),
+        value: Some(e.body),
+        flags: Some(e.flags),
+        seqn: Some(at.seqn),
+        more: (!at.last).then_some(true),
+        ..Default::default()
+    }
+}
+
+/// The CAL sets of a copy's window, as SNAPSHOT carries them.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WindowSets {
+    #[prost(message, repeated, tag = "1")]
+    sets: Vec<SetAt>,
+}
+
+/// One CAL set, as of a seqn.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SetAt {
+    #[prost(uint64, tag = "1")]
+    seqn: u64,
+    #[prost(string, repeated, tag = "2")]
+    ids: Vec<String>,
+}
+
+fn encode_sets(sets: &[(u64, CalSet)]) -> bytes::Bytes {
+    use prost::Message;
+    let msg = WindowSets {
+        sets: sets
+            .iter()
+            .map(|(seqn, c)| SetAt {
+                seqn: *seqn,
+                ids: c.iter().cloned().collect(),
+            })
+            .collect(),
+    };
+    msg.encode_to_vec().into()
+}
+
+/// The sets of a SNAPSHOT (`None` if they are malformed: from the network).
+fn decode_sets(bytes: &[u8]) -> Option<Vec<(u64, CalSet)>> {
+    use prost::Message;
+    let msg = WindowSets::decode(bytes).ok()?;
+    msg.sets
+        .into_iter()
+        .map(|s| CalSet::new(s.ids).ok().map(|c| (s.seqn, c)))
+        .collect()
 }
 
 fn marker(tag: Option<i32>, flags: i32, rev: Rev) -> Response {

@@ -1,12 +1,18 @@
-//! The replica's side of the cluster (docs/cluster.md), pure: driving
-//! [`Paxos`] when this node is a CAL, the CAL sets read from the store,
-//! promotion of a slave and demotion of a CAL, kicking silent CALs, and
-//! the pulse.
+//! Membership, pure (docs/cluster.md): which nodes are CALs of which seqn,
+//! where they are, and how this node's role changes — a slave claiming a
+//! free slot and joining consensus, a CAL stepping down.
 //!
-//! Time comes with every input; peer messages come in through
-//! `Replica::peer_step` and go out, like the requests a slave sends to the
-//! CAL it follows (a slot claim, catch-up NOPs), in the replica's
-//! [`Output`](super::Output).
+//! The CAL set of seqn `s + alpha` is the set of the slots after seqn `s`
+//! is applied, so every node computes the same set for the same seqn; a
+//! copy of the store carries the sets of its window, so a node that copied
+//! computes them too. Identity: a node that leaves consensus (its slot
+//! emptied, kicked, or unable to catch up) forgets its acceptor state, so
+//! it takes a new id (a new incarnation) before it can join again; the old
+//! id never votes again. The new incarnation may take over the slot its
+//! old id still holds, and deletes the old id's node files.
+//!
+//! A CAL's own duties (proposing, applying what consensus learned, the
+//! pulse, kicks) are in `cal.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -15,15 +21,15 @@ use bytes::Bytes;
 use doozer_proto::peer::PeerMsg;
 use doozer_proto::{ErrCode, Request, Response, Verb};
 
-use super::{Pending, Replica};
+use super::Replica;
 use crate::cluster::{self, Slot, CAL_DIR, NODE_DIR};
-use crate::consensus::{self, CalSet, NodeId, Paxos, ProposalId};
-use crate::store::{Event, Mutation, Rev};
+use crate::consensus::{self, CalSet, NodeId, Paxos, ProposalId, SplitMix64};
+use crate::store::{At, Event};
 
 /// Consensus timing and tunables, from the flags.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// Seqns decided ahead of the last applied one (SPEC: 50).
+    /// Seqns decided ahead of the last applied one (50).
     pub alpha: u64,
     /// `-fill`, in milliseconds.
     pub fill_ms: u64,
@@ -31,7 +37,8 @@ pub struct ClusterConfig {
     pub timeout_ms: u64,
     /// `-pulse`, in milliseconds.
     pub pulse_ms: u64,
-    /// Seeds the backoff jitter (random per process, from the event loop).
+    /// Seeds the backoff jitter and new incarnations' ids (random per
+    /// process, from the event loop).
     pub seed: u64,
 }
 
@@ -52,17 +59,13 @@ impl Default for ClusterConfig {
 pub enum RoleChange {
     /// A slave became a CAL: stop following.
     Promoted,
-    /// A CAL lost its slot: attach again as a slave.
+    /// A CAL left consensus: attach again as a slave (under a new id).
     Demoted,
 }
 
 /// Tags of requests a slave sends on its follow connection; far above the
 /// tags attaching uses, so answers are told apart from the stream.
 pub const SIDE_TAG_BASE: i32 = 1 << 30;
-
-/// How long a CAL behind its peers may go without learning anything
-/// before it gives up catching up through consensus and copies the store.
-const CATCH_UP_GIVE_UP_MS: u64 = 5_000;
 
 /// Former nodes whose addresses are kept.
 const FORMER_NODES_MAX: usize = 1024;
@@ -71,18 +74,30 @@ const FORMER_NODES_MAX: usize = 1024;
 #[derive(Debug)]
 pub(super) struct Membership {
     pub(super) cfg: ClusterConfig,
+    /// This node's id now (its incarnation).
     pub(super) id: NodeId,
     pub(super) now_ms: u64,
-    /// The CAL set as of each rev it changed at (the set as of rev `r`
-    /// decides seqn `r + alpha`), pruned to what the window needs.
-    sets: BTreeMap<Rev, CalSet>,
-    slots: Vec<Slot>,
+    /// Ids this process had before: they never take part in consensus
+    /// again; the newest incarnation may take their slots over.
+    pub(super) former_ids: Vec<NodeId>,
+    /// Makes new incarnations' ids.
+    rng: SplitMix64,
+    /// The last seqn whose changes are all applied here.
+    pub(super) applied_seqn: u64,
+    /// The CAL set as of each seqn it changed at (the set as of seqn `s`
+    /// decides seqn `s + alpha`), pruned to what the window needs.
+    pub(super) sets: BTreeMap<u64, CalSet>,
+    pub(super) slots: Vec<Slot>,
+    /// A change of the current seqn touched the slots / node files.
+    slots_dirty: bool,
+    addrs_dirty: bool,
     addrs: HashMap<NodeId, SocketAddr>,
     /// Nodes whose `/ctl/node/<id>` files were deleted (kicked).
     former: HashMap<NodeId, SocketAddr>,
-    by_addr: HashMap<SocketAddr, NodeId>,
-    peer_out: Vec<(NodeId, PeerMsg)>,
+    pub(super) peer_out: Vec<(NodeId, PeerMsg)>,
     pub(super) role_change: Option<RoleChange>,
+    /// A new id taken since the last output.
+    pub(super) new_id: Option<NodeId>,
     /// CALs that left the slots, until the node takes them.
     pub(super) cals_left: Vec<NodeId>,
     pub(super) follow_requests: Vec<Request>,
@@ -90,55 +105,74 @@ pub(super) struct Membership {
     claim: Option<i32>,
     /// Catch-up NOPs sent and not yet answered.
     nops_outstanding: u64,
+    /// Deletions of former ids' files sent and not yet answered.
+    cleanup_tags: Vec<i32>,
+    /// Former ids whose files were asked to be deleted.
+    cleaned: Vec<NodeId>,
     next_side_tag: i32,
-    next_pulse_ms: u64,
-    /// Nodes this node proposed to kick, and when.
-    kicked: HashMap<NodeId, u64>,
+    pub(super) next_pulse_ms: u64,
+    /// Kicks this node proposed and not yet saw decided.
+    pub(super) kicks: HashMap<NodeId, ProposalId>,
+    /// Since when this CAL cannot catch up through consensus.
+    pub(super) stuck_since_ms: Option<u64>,
     /// Values proposed (client writes and the node's own).
     pub(super) proposals: u64,
     /// Learned values that did not decode (applied as NOP).
     pub(super) malformed: u64,
     /// Peer messages for nodes without a known address.
     pub(super) unroutable: u64,
-    /// Learned seqns that were not the store's next rev (a bug; the node
+    /// Learned seqns that were not the next one (a bug; the node
     /// stepped down and copied the store again).
     pub(super) gaps: u64,
+    /// Whether each CAL's store digest, last compared, equals this one's.
+    pub(super) digest_views: HashMap<NodeId, bool>,
+    /// Times this node found its store diverged.
+    pub(super) divergences: u64,
 }
 
 impl Membership {
     pub(super) fn new(id: NodeId, cfg: ClusterConfig) -> Membership {
+        let rng = SplitMix64::new(cfg.seed ^ 0x1d_1d_1d_1d);
         Membership {
             cfg,
             id,
             now_ms: 0,
+            former_ids: Vec::new(),
+            rng,
+            applied_seqn: 0,
             sets: BTreeMap::new(),
             slots: Vec::new(),
+            slots_dirty: false,
+            addrs_dirty: false,
             addrs: HashMap::new(),
             former: HashMap::new(),
-            by_addr: HashMap::new(),
             peer_out: Vec::new(),
             role_change: None,
+            new_id: None,
             cals_left: Vec::new(),
             follow_requests: Vec::new(),
             claim: None,
             nops_outstanding: 0,
+            cleanup_tags: Vec::new(),
+            cleaned: Vec::new(),
             next_side_tag: SIDE_TAG_BASE,
             next_pulse_ms: 0,
-            kicked: HashMap::new(),
+            kicks: HashMap::new(),
+            stuck_since_ms: None,
             proposals: 0,
             malformed: 0,
             unroutable: 0,
             gaps: 0,
+            digest_views: HashMap::new(),
+            divergences: 0,
         }
     }
 
-    /// The CAL set as of rev `r` (the earliest known one before it).
-    fn cals_at(&self, r: Rev) -> Option<&CalSet> {
-        self.sets
-            .range(..=r)
-            .next_back()
-            .or_else(|| self.sets.iter().next())
-            .map(|(_, s)| s)
+    /// The set that decides seqn `s`: the one as of seqn `s - alpha`
+    /// (seqns of the first window have the seed's set, as of seqn 0).
+    pub(super) fn cals_for(&self, s: u64) -> Option<&CalSet> {
+        let key = s.saturating_sub(self.cfg.alpha);
+        self.sets.range(..=key).next_back().map(|(_, c)| c)
     }
 
     /// The latest CAL set.
@@ -146,31 +180,44 @@ impl Membership {
         self.sets.values().next_back()
     }
 
-    /// Records the set as of `rev`, if it changed.
-    fn note_set(&mut self, rev: Rev, set: Option<CalSet>) {
+    /// Records the set as of seqn `seqn`, if it changed.
+    fn note_set(&mut self, seqn: u64, set: Option<CalSet>) {
         match set {
             Some(set) if self.cals() != Some(&set) => {
                 let ids: Vec<&NodeId> = set.iter().collect();
-                log::info!("CAL set as of rev {rev}: {ids:?}");
-                self.sets.insert(rev, set);
+                log::info!("CAL set as of seqn {seqn}: {ids:?}");
+                self.sets.insert(seqn, set);
             }
             Some(_) => {}
             // Every slot empty: the log cannot go on with nobody; keep the
             // last set (its CALs can still put a slot back).
-            None => log::warn!("rev {rev}: no CAL slot holds a node id; keeping the last set"),
+            None => log::warn!("seqn {seqn}: no CAL slot holds a node id; keeping the last set"),
         }
     }
 
-    /// Keeps the sets the window needs at `rev`: those of the last
-    /// `2 * alpha` revs and the one before them.
-    fn prune(&mut self, rev: Rev) {
-        let keep_from = rev - 2 * self.cfg.alpha as Rev;
+    /// Keeps the sets the window needs at `seqn`: those of the last
+    /// `2 * alpha` seqns and the one before them.
+    fn prune(&mut self, seqn: u64) {
+        let keep_from = seqn.saturating_sub(2 * self.cfg.alpha);
         while let Some(second) = self.sets.keys().nth(1).copied() {
             if second > keep_from {
                 break;
             }
             self.sets.pop_first();
         }
+    }
+
+    /// The sets a copy made now must carry: the one deciding the next
+    /// seqn and every later one (see [`Membership::cals_for`]).
+    pub(super) fn window_sets(&self) -> Vec<(u64, CalSet)> {
+        let from = (self.applied_seqn + 1).saturating_sub(self.cfg.alpha);
+        let before = self.sets.range(..=from).next_back();
+        let after = self.sets.range(from + 1..);
+        before
+            .into_iter()
+            .chain(after)
+            .map(|(s, c)| (*s, c.clone()))
+            .collect()
     }
 
     /// Takes the addresses of `/ctl/node/*/addr`. Nodes whose files are
@@ -191,22 +238,20 @@ impl Membership {
             self.former.insert(id, a);
         }
         self.former.retain(|id, _| !addrs.contains_key(id));
-        // Current nodes win an address a former one had.
-        self.by_addr = self.former.iter().map(|(id, a)| (*a, id.clone())).collect();
-        self.by_addr
-            .extend(addrs.iter().map(|(id, a)| (*a, id.clone())));
         self.addrs = addrs;
     }
 
-    /// The node datagrams from `addr` are taken to come from.
-    #[cfg(test)]
-    pub(super) fn sender_at(&self, addr: SocketAddr) -> Option<NodeId> {
-        self.by_addr.get(&addr).cloned()
+    /// The address of node `id`, current or former.
+    pub(super) fn addr_of(&self, id: &str) -> Option<SocketAddr> {
+        self.addrs.get(id).or_else(|| self.former.get(id)).copied()
     }
 
-    /// The address of node `id`, current or former.
-    fn addr_of(&self, id: &str) -> Option<SocketAddr> {
-        self.addrs.get(id).or_else(|| self.former.get(id)).copied()
+    /// Whether a datagram from `addr` that says it comes from `id` may be
+    /// taken as `id`'s: that node (current or former) has that address.
+    /// Two ids may share an address (a node restarted under a new id): the
+    /// id in the message tells them apart.
+    pub(super) fn sender_is(&self, id: &str, addr: SocketAddr) -> bool {
+        !id.is_empty() && self.addr_of(id) == Some(addr)
     }
 
     fn side_request(&mut self, verb: Verb) -> Request {
@@ -217,6 +262,15 @@ impl Membership {
             verb: Some(verb as i32),
             ..Default::default()
         }
+    }
+
+    /// A fresh id for a new incarnation: 80 bits in base32, like the ids
+    /// the event loop makes at start-up.
+    fn fresh_id(&mut self) -> NodeId {
+        let mut bytes = [0u8; 10];
+        bytes[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes()[..2]);
+        data_encoding::BASE32.encode(&bytes)
     }
 }
 
@@ -236,145 +290,16 @@ impl Replica {
         self.paxos.is_some() && self.members.cals().is_some_and(|c| c.len() == 1)
     }
 
+    /// This node's id (it changes when the node leaves consensus).
+    pub fn id(&self) -> &str {
+        &self.members.id
+    }
+
     /// The consensus counters and instances in flight, while a CAL.
     pub fn consensus_stats(&self) -> Option<(consensus::Stats, usize)> {
         self.paxos
             .as_ref()
             .map(|p| (p.stats().clone(), p.instances_in_flight()))
-    }
-
-    /// Becomes the only CAL of a new cluster and writes its files.
-    pub(super) fn start_seed(&mut self, muts: Vec<Mutation>) {
-        let me = CalSet::new(vec![self.members.id.clone()]);
-        let Ok(me) = me else {
-            log::error!("cannot seed: empty node id");
-            return;
-        };
-        self.members.sets.insert(self.store.rev(), me.clone());
-        self.paxos = Some(self.new_paxos(self.store.rev() + 1, me, &[]));
-        self.writable = true;
-        self.members.next_pulse_ms = self.members.now_ms + self.members.cfg.pulse_ms;
-        for m in muts {
-            self.propose(m);
-        }
-        self.pump();
-    }
-
-    fn new_paxos(&self, first: Rev, head: CalSet, sets: &[CalSet]) -> Paxos {
-        let m = &self.members;
-        let mut cfg = consensus::Config::new(m.id.clone(), Mutation::Nop.encode());
-        cfg.alpha = m.cfg.alpha;
-        cfg.fill_ms = m.cfg.fill_ms;
-        Paxos::joining(cfg, first as u64, head, sets, m.now_ms, m.cfg.seed)
-    }
-
-    /// Proposes `m` as this node's own write (no client to answer).
-    pub(super) fn propose(&mut self, m: Mutation) -> Option<ProposalId> {
-        let p = self.paxos.as_mut()?;
-        self.members.proposals += 1;
-        let value = match m {
-            // Unique bytes: never mistaken for a fill (see `tagged_nop`).
-            Mutation::Nop => {
-                Mutation::tagged_nop(&format!("{}.{}", self.members.id, self.members.proposals))
-            }
-            m => m.encode(),
-        };
-        Some(p.propose(value))
-    }
-
-    /// Proposes a client's write; answered when it is applied.
-    pub(super) fn propose_write(&mut self, m: Mutation, pending: Pending) {
-        match self.propose(m) {
-            Some(id) => {
-                self.hold(pending.conn, pending.tag, None);
-                self.writes.insert(id, pending);
-            }
-            None => self.fail(pending.conn, pending.tag, ErrCode::Readonly, None),
-        }
-    }
-
-    /// Applies everything consensus learned, in seqn order, and collects
-    /// the messages it wants sent. Not re-entrant: what applying a value
-    /// does (answering parked reads, ...) never pumps; this loop picks up
-    /// anything it decides.
-    pub(super) fn pump(&mut self) {
-        loop {
-            let Some(p) = self.paxos.as_mut() else {
-                return;
-            };
-            let ready = p.ready();
-            self.members.peer_out.extend(ready.messages);
-            if ready.learned.is_empty() {
-                return;
-            }
-            for (seqn, value, id) in ready.learned {
-                if self.paxos.is_none() {
-                    return; // demoted by an earlier value: the rest is not ours
-                }
-                let rev = seqn as Rev;
-                if rev != self.store.rev() + 1 {
-                    // Consensus delivers every seqn once, in order, from
-                    // the one after the store's head; anything else is a
-                    // bug that would silently diverge this node. Step down
-                    // and copy the store again rather than go on.
-                    log::error!(
-                        "BUG: learned seqn {seqn} at store rev {}; stepping down to copy the store again",
-                        self.store.rev()
-                    );
-                    self.members.gaps += 1;
-                    let head = self.store.rev();
-                    self.demote(head, false);
-                    return;
-                }
-                let m = Mutation::decode(&value).unwrap_or_else(|e| {
-                    // Every node decodes the same bytes the same way, so
-                    // all apply the same NOP.
-                    log::warn!("seqn {seqn}: {e}; applied as NOP");
-                    self.members.malformed += 1;
-                    Mutation::Nop
-                });
-                #[cfg(test)]
-                self.trace.learned.push((seqn, value.clone()));
-                let pending = id.and_then(|id| self.writes.remove(&id));
-                self.apply_one(rev, &m, pending);
-            }
-        }
-    }
-
-    /// Handles a peer datagram's message from `from`; what it decides is
-    /// applied by the next [`Replica::pump`]. False if the sender is not a
-    /// known node or this node is not a CAL (the caller counts it as
-    /// ignored).
-    pub(super) fn peer_step(&mut self, from: SocketAddr, msg: PeerMsg) -> bool {
-        let Some(id) = self.members.by_addr.get(&from).cloned() else {
-            return false;
-        };
-        let now = self.members.now_ms;
-        let Some(p) = self.paxos.as_mut() else {
-            return false;
-        };
-        p.step(&id, msg, now);
-        true
-    }
-
-    /// Queues consensus's batches for [`Replica::take_peer_messages`]
-    /// without applying what it learned: an acceptor's votes leave before
-    /// its store catches up, which shortens the proposer's round trip.
-    pub(super) fn queue_peer_messages(&mut self) {
-        if let Some(p) = self.paxos.as_mut() {
-            self.members.peer_out.extend(p.take_messages());
-        }
-    }
-
-    /// Messages to send, with the peer's address. Messages for a node
-    /// whose address is unknown are dropped (and counted).
-    pub(super) fn take_peer_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
-        for (to, msg) in std::mem::take(&mut self.members.peer_out) {
-            match self.members.addr_of(&to) {
-                Some(a) => out.push((a, msg)),
-                None => self.members.unroutable += 1,
-            }
-        }
     }
 
     /// Whether this node's id fills a CAL slot as of its store's head (it
@@ -385,127 +310,55 @@ impl Replica {
             .is_some_and(|c| c.index_of(&self.members.id).is_some())
     }
 
-    /// The earliest time (ms) [`Replica::tick`] has work to do.
-    pub(super) fn next_deadline_ms(&self) -> Option<u64> {
-        let p = self.paxos.as_ref()?;
-        let m = &self.members;
-        let mut at = m.next_pulse_ms;
-        if let Some(t) = p.next_deadline() {
-            at = at.min(t);
-        }
-        if let Some(cals) = m.cals() {
-            for c in cals.iter().filter(|c| **c != m.id) {
-                if let Some(h) = p.last_heard_ms(c) {
-                    let due = h + m.cfg.timeout_ms;
-                    if due > m.now_ms {
-                        at = at.min(due);
-                    }
-                }
-            }
-        }
-        Some(at)
-    }
-
-    /// Advances time: consensus timeouts, the pulse, and kicks.
-    pub(super) fn tick(&mut self) {
-        let now = self.members.now_ms;
-        let Some(p) = self.paxos.as_mut() else {
-            return;
-        };
-        p.tick(now);
-        if p.behind_since_ms()
-            .is_some_and(|t| now >= t + CATCH_UP_GIVE_UP_MS)
-        {
-            // Peers are ahead and nothing arrives: what is missing is no
-            // longer kept by them (a long pause). Copy it as a slave; if
-            // this node is still in the set, it rejoins from the copy.
-            let rev = self.store.rev();
-            log::warn!("behind the other CALs at rev {rev} and not catching up");
-            self.demote(rev, false);
-            return;
-        }
-        if now >= self.members.next_pulse_ms {
-            self.members.next_pulse_ms = now + self.members.cfg.pulse_ms.max(1);
-            let m = cluster::pulse_mutation(&self.members.id, self.store.rev());
-            self.propose(m);
-        }
-        self.kick_silent();
-        self.pump();
-    }
-
-    /// Proposes the removal of CALs silent for `-timeout`, if this node is
-    /// the one to do it (the first live CAL of the set).
-    fn kick_silent(&mut self) {
-        let (Some(p), Some(cals)) = (self.paxos.as_ref(), self.members.cals()) else {
-            return;
-        };
-        let m = &self.members;
-        let silent = |c: &str| {
-            c != m.id
-                && p.last_heard_ms(c)
-                    .is_some_and(|h| m.now_ms >= h + m.cfg.timeout_ms)
-        };
-        let dead: Vec<NodeId> = cals.iter().filter(|c| silent(c)).cloned().collect();
-        if dead.is_empty() || cluster::kicker(cals, |c| !silent(c)) != Some(&m.id) {
-            return;
-        }
-        let snap = self.store.head().clone();
-        for id in dead {
-            // Once per timeout: the kick may take a while to be decided.
-            if let Some(t) = self.members.kicked.get(&id) {
-                if self.members.now_ms < t + self.members.cfg.timeout_ms {
-                    continue;
-                }
-            }
-            self.members.kicked.insert(id.clone(), self.members.now_ms);
-            for slot in self.members.slots.clone().iter().filter(|s| s.id == id) {
-                log::warn!(
-                    "kicking CAL {id} (silent for -timeout): emptying {}",
-                    slot.path
-                );
-                for mutation in cluster::kick_mutations(&snap, slot) {
-                    self.propose(mutation);
-                }
-            }
-        }
-    }
-
-    /// What every node does after applying a rev, whichever way it came
-    /// (consensus or a follow stream): track the CAL set and addresses,
-    /// tell consensus, change role, claim a slot.
-    pub(super) fn after_apply(&mut self, event: &Event) {
-        let rev = event.rev;
+    /// What every node does after applying a change, whichever way it
+    /// came (consensus or a follow stream): note what it touched, and at
+    /// the end of a seqn's changes, act on them.
+    pub(super) fn after_apply(&mut self, event: &Event, at: At) {
         let changed = event.flags != doozer_proto::flags::OTHER;
         if changed && cluster::touches(&event.path, CAL_DIR) {
-            self.reload_slots();
+            self.members.slots_dirty = true;
         }
         if changed && cluster::touches(&event.path, NODE_DIR) {
+            self.members.addrs_dirty = true;
+        }
+        if at.last {
+            self.after_seqn(at.seqn);
+        }
+    }
+
+    /// Seqn `seqn` is applied: track the CAL set and addresses, tell
+    /// consensus, change role, claim a slot.
+    fn after_seqn(&mut self, seqn: u64) {
+        self.members.applied_seqn = seqn;
+        if std::mem::take(&mut self.members.slots_dirty) {
+            self.reload_slots(seqn);
+        }
+        if std::mem::take(&mut self.members.addrs_dirty) {
             let addrs = cluster::node_addrs(self.store.head());
             self.members.set_addrs(addrs);
         }
-        self.members.prune(rev);
-        let alpha = self.members.cfg.alpha as Rev;
+        self.members.prune(seqn);
         let member_next = self
             .members
-            .cals_at(rev + 1 - alpha)
+            .cals_for(seqn + 1)
             .is_some_and(|c| c.index_of(&self.members.id).is_some());
         let latest = self.members.cals().cloned();
         if let Some(p) = self.paxos.as_mut() {
             if let Some(cals) = latest {
-                p.set_cals(rev as u64, cals);
+                p.set_cals(seqn, cals);
             }
             if !member_next {
-                self.demote(rev, true);
+                self.demote(seqn, true);
             }
         } else if member_next && self.is_following() {
-            self.promote(rev);
+            self.promote(seqn);
         } else {
             self.want_slot();
         }
     }
 
     /// Re-reads the slots (after a change under `/ctl/cal`, or a copy).
-    fn reload_slots(&mut self) {
+    fn reload_slots(&mut self, seqn: u64) {
         let slots = cluster::slots(self.store.head());
         for old in &self.members.slots {
             let gone = !old.id.is_empty() && !slots.iter().any(|s| s.id == old.id);
@@ -513,34 +366,38 @@ impl Replica {
                 self.members.cals_left.push(old.id.clone());
             }
         }
+        self.members
+            .kicks
+            .retain(|id, _| slots.iter().any(|s| s.id == *id));
         self.members.slots = slots;
         let set = cluster::cal_set(&self.members.slots);
-        let rev = self.store.rev();
-        self.members.note_set(rev, set);
+        self.members.note_set(seqn, set);
     }
 
-    /// After a store copy: forget the sets and addresses of before.
-    pub(super) fn after_copy(&mut self) {
-        self.members.sets.clear();
-        self.members.slots.clear();
-        self.reload_slots();
+    /// After a copy of the store as of seqn `seqn`, with the CAL sets of
+    /// its window: start over from them.
+    pub(super) fn after_copy(&mut self, seqn: u64, sets: Vec<(u64, CalSet)>) {
+        self.members.applied_seqn = seqn;
+        self.members.sets = sets.into_iter().collect();
+        self.members.slots = cluster::slots(self.store.head());
         let addrs = cluster::node_addrs(self.store.head());
         self.members.set_addrs(addrs);
         self.want_slot();
     }
 
-    /// The slave whose id is in the set as of `rev + 1 - alpha` takes part
-    /// in consensus from seqn `rev + 1` on: it has every seqn before.
-    fn promote(&mut self, rev: Rev) {
-        let alpha = self.members.cfg.alpha as Rev;
-        let sets: Vec<CalSet> = (0..alpha)
-            .filter_map(|i| self.members.cals_at(rev + 1 - alpha + i).cloned())
+    /// The slave whose id is in the set of seqn `seqn + 1` takes part in
+    /// consensus from that seqn on: it has every seqn before, and the sets
+    /// of the window.
+    fn promote(&mut self, seqn: u64) {
+        let alpha = self.members.cfg.alpha;
+        let sets: Vec<CalSet> = (1..=alpha)
+            .filter_map(|i| self.members.cals_for(seqn + i).cloned())
             .collect();
         let Some(head) = sets.first().cloned() else {
             return;
         };
-        log::info!("promoted: a CAL from seqn {}", rev + 1);
-        self.paxos = Some(self.new_paxos(rev + 1, head, &sets));
+        log::info!("promoted: a CAL from seqn {}", seqn + 1);
+        self.paxos = Some(self.new_paxos(seqn + 1, head, &sets));
         self.follow_state = super::FollowState::Idle;
         self.writable = true;
         self.members.claim = None;
@@ -551,20 +408,32 @@ impl Replica {
         self.propose(cluster::writable_mutation(&self.members.id, true));
     }
 
-    /// Stops taking part in consensus after `rev` and becomes a slave.
+    pub(super) fn new_paxos(&self, first: u64, head: CalSet, sets: &[CalSet]) -> Paxos {
+        let m = &self.members;
+        let mut cfg = consensus::Config::new(m.id.clone(), Bytes::new());
+        cfg.alpha = m.cfg.alpha;
+        cfg.fill_ms = m.cfg.fill_ms;
+        cfg.silent_ms = m.cfg.timeout_ms;
+        Paxos::joining(cfg, first, head, sets, m.now_ms, m.cfg.seed)
+    }
+
+    /// Stops taking part in consensus after seqn `seqn` and becomes a
+    /// slave, under a new id: this one's acceptor state is forgotten, so
+    /// it must never vote again.
     ///
     /// Writes still waiting are answered now. When the CAL left the set
     /// (`outcome_known`), they fail with `READONLY`: they will never be
     /// decided, since only its own seqns could hold them and it has none
     /// left. When it gave up catching up, a write may still be decided by
     /// the others, so the answer says the outcome is unknown.
-    fn demote(&mut self, rev: Rev, outcome_known: bool) {
-        log::warn!("not a CAL after seqn {rev}; attaching as a slave");
+    pub(super) fn demote(&mut self, seqn: u64, outcome_known: bool) {
         #[cfg(test)]
         self.trace_votes();
         self.paxos = None;
         self.writable = false;
         self.members.peer_out.clear();
+        self.members.kicks.clear();
+        self.members.stuck_since_ms = None;
         for (_, p) in std::mem::take(&mut self.writes) {
             self.untag(p);
             if outcome_known {
@@ -575,26 +444,37 @@ impl Replica {
                 self.fail(p.conn, p.tag, ErrCode::Other, Some(why.into()));
             }
         }
+        let new = self.members.fresh_id();
+        let old = std::mem::replace(&mut self.members.id, new.clone());
+        log::warn!(
+            "not a CAL after seqn {seqn}; attaching again as a slave, as {new} (was {old}: \
+             an id never votes again once its acceptor state is gone)"
+        );
+        self.members.former_ids.push(old);
+        self.self_id = Bytes::from(new.clone());
+        self.members.new_id = Some(new);
         self.start_following();
         self.members.role_change = Some(RoleChange::Demoted);
     }
 
-    /// A slave following its CAL: claim a free slot, or, once in the set,
-    /// keep NOPs going until the log reaches the seqn it joins at (an idle
-    /// cluster would not get there on its own).
+    /// A slave following its CAL: claim a free slot (or one a former id of
+    /// this node still holds), or, once in the set, keep NOPs going until
+    /// the log reaches the seqn it joins at (an idle cluster would not get
+    /// there on its own); and delete the files of former ids.
     pub(super) fn want_slot(&mut self) {
         if self.paxos.is_some() || !self.is_following() {
             return;
         }
-        let alpha = self.members.cfg.alpha as Rev;
-        let rev = self.store.rev();
+        self.clean_former_files();
+        let alpha = self.members.cfg.alpha;
+        let applied = self.members.applied_seqn;
         let id = self.members.id.clone();
         let in_set = |s: &CalSet| s.index_of(&id).is_some();
         if self.members.cals().is_some_and(in_set) {
             if self.members.nops_outstanding > 0 {
                 return;
             }
-            // The first rev of the latest run of sets naming this node.
+            // The first seqn of the latest run of sets naming this node.
             let since = self
                 .members
                 .sets
@@ -602,18 +482,25 @@ impl Replica {
                 .rev()
                 .take_while(|(_, s)| in_set(s))
                 .last()
-                .map_or(rev, |(r, _)| *r);
-            let need = (since + alpha - 1 - rev).clamp(0, alpha) as u64;
+                .map_or(applied, |(s, _)| *s);
+            let need = (since + alpha).saturating_sub(applied + 1).min(alpha);
             for _ in 0..need {
                 let req = self.members.side_request(Verb::Nop);
                 self.members.follow_requests.push(req);
             }
             self.members.nops_outstanding = need;
         } else if self.members.claim.is_none() {
-            let Some(slot) = self.members.slots.iter().find(|s| s.id.is_empty()).cloned() else {
+            let former = &self.members.former_ids;
+            let Some(slot) = self
+                .members
+                .slots
+                .iter()
+                .find(|s| s.id.is_empty() || former.contains(&s.id))
+                .cloned()
+            else {
                 return;
             };
-            log::info!("claiming free CAL slot {}", slot.path);
+            log::info!("claiming CAL slot {}", slot.path);
             let mut req = self.members.side_request(Verb::Set);
             req.path = Some(slot.path);
             req.rev = Some(slot.rev);
@@ -623,9 +510,36 @@ impl Replica {
         }
     }
 
+    /// Deletes the node files of former ids that no slot holds any more
+    /// (nobody else ever uses those ids).
+    fn clean_former_files(&mut self) {
+        let gone: Vec<NodeId> = self
+            .members
+            .former_ids
+            .iter()
+            .filter(|f| !self.members.cleaned.contains(f))
+            .filter(|f| !self.members.slots.iter().any(|s| s.id == **f))
+            .cloned()
+            .collect();
+        for f in gone {
+            let dels = cluster::node_file_dels(self.store.head(), &f);
+            for d in dels {
+                if let crate::store::Mutation::Del { path, rev } = d {
+                    let mut req = self.members.side_request(Verb::Del);
+                    req.path = Some(path);
+                    req.rev = Some(rev);
+                    self.members.cleanup_tags.extend(req.tag);
+                    self.members.follow_requests.push(req);
+                }
+            }
+            self.members.cleaned.push(f);
+        }
+    }
+
     /// An answer to a request sent on the follow connection.
     pub(super) fn side_response(&mut self, resp: Response) {
-        if resp.tag.is_some() && resp.tag == self.members.claim {
+        let tag = resp.tag;
+        if tag.is_some() && tag == self.members.claim {
             self.members.claim = None;
             // Won: the CAL answers before it streams the change, which
             // arrives next (and calls `want_slot`). Lost: try another slot.
@@ -634,6 +548,13 @@ impl Replica {
                 log::info!("slot claim lost ({code})");
                 self.want_slot();
             }
+        } else if let Some(i) = self
+            .members
+            .cleanup_tags
+            .iter()
+            .position(|t| Some(*t) == tag)
+        {
+            self.members.cleanup_tags.swap_remove(i);
         } else {
             self.members.nops_outstanding = self.members.nops_outstanding.saturating_sub(1);
         }
@@ -643,6 +564,9 @@ impl Replica {
     pub(super) fn forget_side_requests(&mut self) {
         self.members.claim = None;
         self.members.nops_outstanding = 0;
+        self.members.cleanup_tags.clear();
+        // Deletions not confirmed are asked for again on the next stream.
+        self.members.cleaned.clear();
         self.members.follow_requests.clear();
     }
 }

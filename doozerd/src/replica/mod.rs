@@ -27,6 +27,7 @@
 //! one more field of [`Output`], written and synced by the loop before it
 //! sends anything of that output.
 
+mod cal;
 mod dispatch;
 pub mod follow;
 mod listing;
@@ -84,6 +85,9 @@ pub struct Stats {
     /// Learned seqns that were not the store's next rev: a bug, after
     /// which the node stepped down and copied the store again.
     pub learned_gaps: u64,
+    /// Times this node found its store differs from a majority of the
+    /// CALs' at the same rev, stopped serving and copied it again.
+    pub divergences: u64,
 }
 
 /// Something that happened outside the replica.
@@ -125,6 +129,9 @@ pub struct Output {
     /// When to call [`Replica::ready`] again even without input (ms on
     /// the clock the loop passes in).
     pub deadline_ms: Option<u64>,
+    /// This node's new id, when it took one (it left consensus: the next
+    /// incarnation attaches and registers under this id).
+    pub new_id: Option<NodeId>,
 }
 
 impl Output {
@@ -137,6 +144,7 @@ impl Output {
         self.cals_left.clear();
         self.listed_cal = false;
         self.deadline_ms = None;
+        self.new_id = None;
     }
 }
 
@@ -174,6 +182,9 @@ pub struct Replica {
     /// When timers are next due, as of the last output (computing it
     /// scans the window: once per loop iteration).
     deadline_ms: Option<u64>,
+    /// The store cannot be trusted (it diverged, or consensus skipped a
+    /// seqn): copy it whole when attaching again, and serve nothing until.
+    force_copy: bool,
     /// What the simulator's oracle watches: votes cast, values learned.
     #[cfg(test)]
     trace: Trace,
@@ -223,6 +234,7 @@ impl Replica {
             followers: HashMap::new(),
             follow_state: follow::FollowState::default(),
             deadline_ms: None,
+            force_copy: false,
             #[cfg(test)]
             trace: Trace::default(),
         }
@@ -251,11 +263,11 @@ impl Replica {
             .unwrap_or_default()
     }
 
-    /// Which node this one takes datagrams from `addr` to come from
-    /// (tests only).
+    /// Whether a datagram from `addr` saying it comes from `id` is taken as
+    /// `id`'s (tests only).
     #[cfg(test)]
-    pub(crate) fn sender_at(&self, addr: SocketAddr) -> Option<NodeId> {
-        self.members.sender_at(addr)
+    pub(crate) fn accepts_from(&self, id: &str, addr: SocketAddr) -> bool {
+        self.members.sender_is(id, addr)
     }
 
     /// Moves the votes consensus recorded into the trace (before consensus
@@ -268,6 +280,12 @@ impl Replica {
                 .votes
                 .extend(p.take_votes().into_iter().map(|v| (id.clone(), v)));
         }
+    }
+
+    /// Whether attaching must copy the whole store (it cannot be
+    /// trusted: it diverged); a resume point is then worthless.
+    pub fn must_copy(&self) -> bool {
+        self.force_copy
     }
 
     /// The store, for reading (web pages, attach candidates).
@@ -283,6 +301,7 @@ impl Replica {
             malformed_values: self.members.malformed,
             unroutable_messages: self.members.unroutable,
             learned_gaps: self.members.gaps,
+            divergences: self.members.divergences,
             ..self.stats.clone()
         }
     }
@@ -328,6 +347,9 @@ impl Replica {
             out.role_change = Some(change);
         }
         out.cals_left.append(&mut self.members.cals_left);
+        if let Some(id) = self.members.new_id.take() {
+            out.new_id = Some(id);
+        }
         out.listed_cal = self.is_cal() && self.listed_as_cal();
         self.deadline_ms = self.next_deadline_ms();
         out.deadline_ms = self.deadline_ms;

@@ -455,6 +455,7 @@ fn a_broken_follow_stream_is_an_error_not_a_panic() {
     let event = |rev: i64, path: &str| Response {
         flags: Some(flags::SET),
         rev: Some(rev),
+        seqn: Some(rev as u64),
         path: Some(path.into()),
         value: Some(Bytes::from_static(b"v")),
         ..Default::default()
@@ -469,8 +470,15 @@ fn a_broken_follow_stream_is_an_error_not_a_panic() {
     assert!(slave.follow_response(event(head + 2, "/a")).is_err());
     slave.follow_response(marker(flags::READY, head)).unwrap();
     assert!(slave.follow_response(event(head + 1, "/a b")).is_err());
+    // a copy without its seqn and CAL sets is refused
+    assert!(slave.follow_response(marker(flags::SNAPSHOT, 50)).is_err());
     // a copy with a bad file is refused and changes nothing
-    slave.follow_response(marker(flags::SNAPSHOT, 50)).unwrap();
+    let snapshot = Response {
+        seqn: Some(50),
+        value: Some(Bytes::new()), // no CAL sets: a valid, empty list
+        ..marker(flags::SNAPSHOT, 50)
+    };
+    slave.follow_response(snapshot).unwrap();
     let bad = Response {
         flags: Some(flags::FILE),
         path: Some("/x".into()),
@@ -587,6 +595,7 @@ mod cluster {
                 demotions: Vec::new(),
                 now: 0,
             };
+            let _ = env_logger::builder().is_test(true).try_init();
             for i in 0..n {
                 let id = format!("N{i}");
                 let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
@@ -623,13 +632,11 @@ mod cluster {
             self.drop_follow(i);
             let conn = self.next_conn;
             self.next_conn += 1;
+            let path = format!("/ctl/node/{}/addr", self.nodes[i].id());
             let l = &mut self.nodes[leader];
             l.connect(conn);
             let addr = self.addrs[i].to_string();
-            l.handle(
-                conn,
-                set(1, &format!("/ctl/node/{}/addr", self.ids[i]), -1, &addr),
-            );
+            l.handle(conn, set(1, &path, -1, &addr));
             l.handle(
                 conn,
                 Request {
@@ -845,10 +852,13 @@ mod cluster {
         let r = net.write(0, set(1, &format!("/ctl/cal/{slot_of_2}"), -1, ""));
         assert_eq!(r.err_code, None);
         net.until("N2 to step down", |n| n.demotions[2] == 1);
-        // Its slot is free again: being a slave, it claims it back (here
-        // at once: messages in this net take no time).
+        // It left consensus, so it is a new incarnation with a new id. Its
+        // slot is free again: being a slave, it claims it back (here at
+        // once: messages in this net take no time).
+        let new_id = net.nodes[2].id().to_string();
+        assert_ne!(new_id, "N2");
         net.until("N2 to be a CAL again", |n| n.nodes[2].is_cal());
-        assert_eq!(net.slot(0, slot_of_2), "N2");
+        assert_eq!(net.slot(0, slot_of_2), new_id);
         let r = net.write(2, set(1, "/x", -1, "yes"));
         assert_eq!(r.err_code, None);
         net.assert_same_stores();

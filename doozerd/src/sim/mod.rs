@@ -368,6 +368,10 @@ impl World {
         r.ready(now, &mut out);
         let trace = r.take_trace();
         let id = self.nodes[i].id.clone();
+        if let Some(new) = out.new_id.take() {
+            self.trace_line(i, &format!("is now {new}"));
+            self.nodes[i].id = new;
+        }
         for (voter, v) in trace.votes {
             self.oracle.voted(&voter, v);
         }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use crate::cluster;
 use crate::consensus::{CalSet, NodeId, VoteRecord};
-use crate::store::{Mutation, Rev, Store};
+use crate::store::{Rev, Store, Value};
 
 /// Everything the oracle knows.
 pub(crate) struct Oracle {
@@ -164,9 +164,9 @@ impl Oracle {
     fn advance(&mut self) {
         while let Some(value) = self.learned.get(&(self.applied + 1)).cloned() {
             let seqn = self.applied + 1;
-            let m = Mutation::decode(&value).unwrap_or(Mutation::Nop);
-            let rev = self.store.rev() + 1;
-            self.store.apply(rev, &m);
+            let v = Value::decode(&value).unwrap_or_default();
+            let first = self.store.rev() + 1;
+            self.store.apply_value(seqn, &v);
             self.applied = seqn;
             let set = cluster::cal_set(&cluster::slots(self.store.head()))
                 .or_else(|| self.sets.get(&(seqn + self.alpha - 1)).cloned());
@@ -174,7 +174,9 @@ impl Oracle {
                 self.sets.insert(seqn + self.alpha, set);
             }
             self.check_chosen(seqn + self.alpha);
-            self.check_acked(rev);
+            for rev in first..=self.store.rev() {
+                self.check_acked(rev);
+            }
         }
     }
 

@@ -270,8 +270,10 @@ fn finding_5_a_minoritys_kicks_are_never_decided() {
 }
 
 /// Finding 7: a CAL restarted on the same address under a new id, while
-/// the old id's files are still there: every node must agree whose
-/// datagrams come from that address.
+/// the old id's files are still there (and its slot): every node must
+/// take the new process's datagrams as the new id's (they used to pick one
+/// of the two ids by hash-map order), and the new node must be able to
+/// become a CAL.
 #[test]
 fn finding_7_nodes_agree_who_sends_from_an_address() {
     let timing = Timing {
@@ -293,14 +295,29 @@ fn finding_7_nodes_agree_who_sends_from_an_address() {
             })
         });
         assert!(registered, "{}", describe(&w));
-        let seen: Vec<Option<String>> = (0..5)
-            .filter(|&i| i != slot && w.nodes[i].replica.is_some())
-            .map(|i| w.nodes[i].replica.as_ref().and_then(|r| r.sender_at(addr)))
-            .collect();
+        for i in (0..5).filter(|&i| i != slot) {
+            let r = w.nodes[i].replica.as_ref().expect("running");
+            assert!(
+                r.accepts_from(&id, addr),
+                "round {round}: node {i} does not take {id}'s datagrams from {addr} as {id}'s"
+            );
+        }
+        // A new slot: the restarted node takes it and works as a CAL.
+        let req = Request {
+            verb: Some(Verb::Set as i32),
+            path: Some(format!("/ctl/cal/{}", 5 + round)),
+            rev: Some(0),
+            ..Default::default()
+        };
+        w.request(OPERATOR, 0, req);
         assert!(
-            seen.windows(2).all(|p| p[0] == p[1]),
-            "round {round}: nodes disagree on who sends from {addr}: {seen:?}"
+            w.run_until_true(20_000, |w| w.is_cal(slot)),
+            "{}",
+            describe(&w)
         );
+        let before = w.rev(slot);
+        w.set(7, slot, "/through/new", &id);
+        assert!(w.run_until_true(10_000, |w| w.rev(0) > before && w.rev(slot) > before));
     }
     assert_safe(&w);
 }

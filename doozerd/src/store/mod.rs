@@ -21,7 +21,7 @@ use bytes::Bytes;
 use doozer_proto::flags;
 use doozer_proto::rev as wire_rev;
 
-pub use mutation::{Mutation, MutationError};
+pub use mutation::{Guard, Mutation, MutationError, Value};
 pub use path::{validate_path, Glob};
 pub use tree::{Snapshot, WalkEntry, WalkIter};
 
@@ -60,7 +60,7 @@ pub enum StoreError {
 /// One applied change, as WAIT reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// The rev (seqn) of the change.
+    /// The rev of the change.
     pub rev: Rev,
     /// The path changed; `/` for a NOP; `/ctl/err` for a failed mutation.
     pub path: Arc<str>,
@@ -68,6 +68,17 @@ pub struct Event {
     pub body: Bytes,
     /// `doozer_proto::flags::SET`, `DEL` or `OTHER`.
     pub flags: i32,
+}
+
+/// Where a change sits in the consensus log: the seqn whose value it
+/// came from, and whether it is that value's last change (a seqn's value
+/// may hold several changes, applied at consecutive revs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    /// The seqn that decided the change.
+    pub seqn: u64,
+    /// The last change of that seqn.
+    pub last: bool,
 }
 
 /// Why a snapshot at a given rev cannot be had now.
@@ -183,8 +194,9 @@ pub struct Store {
     history_revs: usize,
     /// Snapshots of revs `oldest_rev()..=rev()`; never empty.
     snaps: VecDeque<Snapshot>,
-    /// Events of revs `max(1, oldest_rev())..=rev()`.
-    events: VecDeque<Event>,
+    /// Events of revs `max(1, oldest_rev())..=rev()`, with where each sits
+    /// in the consensus log.
+    events: VecDeque<(Event, At)>,
     glob_waits: BTreeMap<WaitId, GlobWait>,
     rev_waits: BTreeMap<Rev, Vec<WaitId>>,
     /// The rev each rev wait is filed under in `rev_waits`, for cancel.
@@ -274,15 +286,79 @@ impl Store {
         if rev < first || rev > self.rev() {
             return None;
         }
-        self.events.get((rev - first) as usize)
+        self.events.get((rev - first) as usize).map(|(e, _)| e)
     }
 
-    /// Applies `m` as revision `rev`, which must be `self.rev() + 1`.
+    /// Where the change at `rev` sits in the consensus log, if its event
+    /// is still kept.
+    pub fn at(&self, rev: Rev) -> Option<At> {
+        let first = self.first_event_rev();
+        if rev < first || rev > self.rev() {
+            return None;
+        }
+        self.events.get((rev - first) as usize).map(|(_, at)| *at)
+    }
+
+    /// Applies `m` as revision `rev`, the only change of seqn `rev` (see
+    /// [`Store::apply_at`]).
+    pub fn apply(&mut self, rev: Rev, m: &Mutation) -> Applied {
+        let at = At {
+            seqn: rev as u64,
+            last: true,
+        };
+        self.apply_at(rev, m, at)
+    }
+
+    /// Applies what seqn `seqn` decided, at the revs after the head: each
+    /// change of `value` at its own rev, or, when its guard fails or it
+    /// expired, only the reason at `/ctl/err` (nothing of it applies); a
+    /// value without changes is a NOP. Every node applies the same bytes
+    /// the same way.
+    pub fn apply_value(&mut self, seqn: u64, value: &Value) -> Vec<Applied> {
+        let refused = match (&value.guard, value.expires_after) {
+            (_, Some(e)) if seqn > e => Some(format!(
+                "refused: decided at seqn {seqn}, after it expired at seqn {e}"
+            )),
+            (Some(g), _) => match self.head().get(&g.path) {
+                Ok((_, rev)) if rev == g.rev => None,
+                _ => Some(format!("refused: {} changed since rev {}", g.path, g.rev)),
+            },
+            _ => None,
+        };
+        let refusal;
+        let changes: &[Mutation] = match refused {
+            Some(text) => {
+                refusal = [Mutation::Set {
+                    path: ERR_PATH.to_string(),
+                    rev: wire_rev::CLOBBER,
+                    body: Bytes::from(text),
+                }];
+                &refusal
+            }
+            None if value.changes.is_empty() => &[Mutation::Nop],
+            None => &value.changes,
+        };
+        let n = changes.len();
+        changes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let at = At {
+                    seqn,
+                    last: i + 1 == n,
+                };
+                self.apply_at(self.rev() + 1, m, at)
+            })
+            .collect()
+    }
+
+    /// Applies `m` as revision `rev`, which must be `self.rev() + 1`, as
+    /// the change `at` of the consensus log.
     ///
     /// Panics otherwise: revisions come from consensus in order, so a gap
     /// or repeat is a bug in the caller, and applying it would diverge this
     /// node from the others.
-    pub fn apply(&mut self, rev: Rev, m: &Mutation) -> Applied {
+    pub fn apply_at(&mut self, rev: Rev, m: &Mutation, at: At) -> Applied {
         let head_rev = self.rev();
         assert_eq!(rev, head_rev + 1, "store: apply out of order");
         let head = self.head();
@@ -336,7 +412,7 @@ impl Store {
         };
 
         self.snaps.push_back(snap);
-        self.events.push_back(event.clone());
+        self.events.push_back((event.clone(), at));
         while self.snaps.len() > self.history_revs {
             self.snaps.pop_front();
         }
@@ -453,7 +529,11 @@ impl Store {
         if from <= self.rev() {
             // `first <= from <= head`, so the index is in range.
             let skip = (from - first) as usize;
-            if let Some(e) = self.events.range(skip..).find(|e| glob.matches(&e.path)) {
+            if let Some((e, _)) = self
+                .events
+                .range(skip..)
+                .find(|(e, _)| glob.matches(&e.path))
+            {
                 return Ok(Some(e.clone()));
             }
         }

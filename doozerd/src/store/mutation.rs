@@ -1,6 +1,28 @@
-//! Mutations: what consensus agrees on. CONTRACT.
+//! What consensus agrees on: a [`Value`] per seqn, holding the
+//! [`Mutation`]s applied to the store at consecutive revs (the format is
+//! in docs/reference.md#consensus-values).
+//!
+//! A value is a protobuf message, so every node decodes the same bytes
+//! the same way, and garbage (only a buggy or hostile peer can send it)
+//! fails to decode and is applied as a NOP everywhere alike:
+//!
+//! ```text
+//! message Value {
+//!   repeated Change changes = 1;      // applied in order, one rev each
+//!   optional Guard guard = 2;         // all or nothing: only if this holds
+//!   optional uint64 expires_after = 3; // refused if decided at a later seqn
+//!   optional bytes tag = 4;           // makes a node's own NOP unique
+//! }
+//! message Change { optional string path = 1; optional int64 rev = 2;
+//!                  optional bytes body = 3; optional bool del = 4; }
+//! message Guard  { optional string path = 1; optional int64 rev = 2; }
+//! ```
+//!
+//! A value without changes is a NOP: it takes one rev and changes nothing
+//! (the fill NOP is the empty value, zero bytes).
 
 use bytes::Bytes;
+use prost::Message;
 
 use super::Rev;
 
@@ -27,31 +49,54 @@ pub enum Mutation {
     Nop,
 }
 
-/// The encoding of [`Mutation::Nop`].
-const NOP: &[u8] = b"nop:";
-
-/// A byte string that is not an encoded mutation.
+/// Bytes that do not decode as a [`Value`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed mutation: {0}")]
+#[error("malformed value: {0}")]
 pub struct MutationError(pub String);
 
+/// A condition on the whole of a [`Value`]: the file at `path` is at
+/// `rev` (a kick applies only while the slot still names the same node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The file checked.
+    pub path: String,
+    /// The rev it must have.
+    pub rev: Rev,
+}
+
+/// What one seqn decides: its changes are applied together, at
+/// consecutive revs, or (when the guard fails or the value expired) not
+/// at all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Value {
+    /// The changes, in order; none makes a NOP.
+    pub changes: Vec<Mutation>,
+    /// Applies only if this holds when the value is applied.
+    pub guard: Option<Guard>,
+    /// Refused if decided at a seqn after this one (a kick queued while
+    /// its proposer was cut off is stale by the time it is decided).
+    pub expires_after: Option<u64>,
+    /// Unique bytes for a node's own NOP, so consensus never mistakes it
+    /// for a fill (it tells its own proposals from other values by bytes).
+    pub tag: Bytes,
+}
+
 impl Mutation {
-    /// Encodes as the Go original did: `REV:PATH=BODY`, `REV:PATH`, `nop:`.
+    /// The value that decides this one change.
     pub fn encode(&self) -> Bytes {
-        match self {
-            Mutation::Set { path, rev, body } => {
-                let rev = rev.to_string();
-                let mut out = Vec::with_capacity(rev.len() + path.len() + body.len() + 2);
-                out.extend_from_slice(rev.as_bytes());
-                out.push(b':');
-                out.extend_from_slice(path.as_bytes());
-                out.push(b'=');
-                out.extend_from_slice(body);
-                Bytes::from(out)
-            }
-            Mutation::Del { path, rev } => Bytes::from(format!("{rev}:{path}")),
-            Mutation::Nop => Bytes::from_static(NOP),
+        Value::of(vec![self.clone()]).encode()
+    }
+
+    /// A NOP whose encoding no other proposal shares: `tag` makes it
+    /// unique. Consensus fills seqns it gives up on with the plain NOP; a
+    /// client's NOP encoded plainly would be taken for an old fill, and
+    /// answered with a rev decided before it was sent.
+    pub fn tagged_nop(tag: &str) -> Bytes {
+        Value {
+            tag: Bytes::copy_from_slice(tag.as_bytes()),
+            ..Value::default()
         }
+        .encode()
     }
 
     /// The mutation that, applied at `event.rev`, reproduces `event` on a
@@ -73,57 +118,118 @@ impl Mutation {
             _ => Mutation::Nop,
         }
     }
+}
 
-    /// A NOP whose encoding no other proposal shares: `nop:` and `tag`.
-    ///
-    /// Consensus tells a node's own proposal from other values by its
-    /// bytes, and fills seqns it gives up on with the plain NOP; a client's
-    /// NOP encoded plainly would be taken for an old fill, and answered
-    /// with a rev decided before it was sent.
-    pub fn tagged_nop(tag: &str) -> Bytes {
-        let mut out = Vec::with_capacity(NOP.len() + tag.len());
-        out.extend_from_slice(NOP);
-        out.extend_from_slice(tag.as_bytes());
-        Bytes::from(out)
+impl Value {
+    /// A value of these changes, without guard or expiry.
+    pub fn of(changes: Vec<Mutation>) -> Value {
+        Value {
+            changes,
+            ..Value::default()
+        }
     }
 
-    /// Decodes [`Mutation::encode`]'s output (and [`Mutation::tagged_nop`]'s).
-    ///
-    /// The path is not validated here: a bad path is a mutation that fails
-    /// when applied (`BadPath` recorded at `/ctl/err`), as in the Go original,
-    /// so every node reaches the same verdict. The body is copied out of
-    /// `bytes`, so the store never pins a larger buffer.
-    pub fn decode(bytes: &[u8]) -> Result<Mutation, MutationError> {
-        if bytes.starts_with(NOP) {
-            return Ok(Mutation::Nop);
-        }
-        let colon = bytes
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| MutationError("no ':'".into()))?;
-        let rev = std::str::from_utf8(&bytes[..colon])
-            .ok()
-            .and_then(|r| r.parse::<Rev>().ok())
-            .ok_or_else(|| MutationError("bad rev".into()))?;
-        let rest = &bytes[colon + 1..];
-        // Paths cannot contain `=`, so the first one ends the path and the
-        // body may contain anything.
-        let (path, body) = match rest.iter().position(|&b| b == b'=') {
-            Some(eq) => (&rest[..eq], Some(&rest[eq + 1..])),
-            None => (rest, None),
+    /// The bytes consensus agrees on.
+    pub fn encode(&self) -> Bytes {
+        let msg = ValueMsg {
+            changes: self
+                .changes
+                .iter()
+                .map(|m| match m {
+                    Mutation::Set { path, rev, body } => ChangeMsg {
+                        path: Some(path.clone()),
+                        rev: Some(*rev),
+                        body: Some(body.clone()),
+                        del: None,
+                    },
+                    Mutation::Del { path, rev } => ChangeMsg {
+                        path: Some(path.clone()),
+                        rev: Some(*rev),
+                        body: None,
+                        del: Some(true),
+                    },
+                    Mutation::Nop => ChangeMsg::default(),
+                })
+                .collect(),
+            guard: self.guard.as_ref().map(|g| GuardMsg {
+                path: Some(g.path.clone()),
+                rev: Some(g.rev),
+            }),
+            expires_after: self.expires_after,
+            tag: (!self.tag.is_empty()).then(|| self.tag.clone()),
         };
-        let path = std::str::from_utf8(path)
-            .map_err(|_| MutationError("path is not UTF-8".into()))?
-            .to_owned();
-        Ok(match body {
-            Some(body) => Mutation::Set {
-                path,
-                rev,
-                body: Bytes::copy_from_slice(body),
-            },
-            None => Mutation::Del { path, rev },
+        Bytes::from(msg.encode_to_vec())
+    }
+
+    /// Decodes [`Value::encode`]'s output.
+    ///
+    /// Paths are not validated here: a bad path is a change that fails
+    /// when applied (`BadPath` recorded at `/ctl/err`), as in the Go
+    /// original, so every node reaches the same verdict. Bodies are
+    /// copied out of `bytes`, so the store never pins a larger buffer.
+    pub fn decode(bytes: &[u8]) -> Result<Value, MutationError> {
+        let msg = ValueMsg::decode(bytes).map_err(|e| MutationError(e.to_string()))?;
+        let changes = msg
+            .changes
+            .into_iter()
+            .map(|c| match (c.path, c.rev, c.del.unwrap_or(false)) {
+                (None, _, _) => Ok(Mutation::Nop),
+                (Some(_), None, _) => Err(MutationError("a change without a rev".into())),
+                (Some(path), Some(rev), true) => Ok(Mutation::Del { path, rev }),
+                (Some(path), Some(rev), false) => Ok(Mutation::Set {
+                    path,
+                    rev,
+                    body: Bytes::copy_from_slice(&c.body.unwrap_or_default()),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let guard = match msg.guard {
+            None => None,
+            Some(GuardMsg {
+                path: Some(path),
+                rev: Some(rev),
+            }) => Some(Guard { path, rev }),
+            Some(_) => return Err(MutationError("a guard without a path or rev".into())),
+        };
+        Ok(Value {
+            changes,
+            guard,
+            expires_after: msg.expires_after,
+            tag: msg.tag.unwrap_or_default(),
         })
     }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ValueMsg {
+    #[prost(message, repeated, tag = "1")]
+    changes: Vec<ChangeMsg>,
+    #[prost(message, optional, tag = "2")]
+    guard: Option<GuardMsg>,
+    #[prost(uint64, optional, tag = "3")]
+    expires_after: Option<u64>,
+    #[prost(bytes = "bytes", optional, tag = "4")]
+    tag: Option<Bytes>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ChangeMsg {
+    #[prost(string, optional, tag = "1")]
+    path: Option<String>,
+    #[prost(int64, optional, tag = "2")]
+    rev: Option<i64>,
+    #[prost(bytes = "bytes", optional, tag = "3")]
+    body: Option<Bytes>,
+    #[prost(bool, optional, tag = "4")]
+    del: Option<bool>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct GuardMsg {
+    #[prost(string, optional, tag = "1")]
+    path: Option<String>,
+    #[prost(int64, optional, tag = "2")]
+    rev: Option<i64>,
 }
 
 #[cfg(test)]
@@ -132,70 +238,36 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn encodings_match_go() {
-        let set = Mutation::Set {
-            path: "/a/b".into(),
-            rev: 12,
-            body: Bytes::from_static(b"x=y:z"),
-        };
-        assert_eq!(&set.encode()[..], b"12:/a/b=x=y:z");
-        let del = Mutation::Del {
-            path: "/a".into(),
-            rev: -1,
-        };
-        assert_eq!(&del.encode()[..], b"-1:/a");
-        assert_eq!(&Mutation::Nop.encode()[..], b"nop:");
-    }
-
-    #[test]
-    fn a_tagged_nop_is_a_nop_with_other_bytes() {
+    fn the_fill_nop_is_empty_and_a_tagged_nop_is_unique() {
+        assert!(Value::default().encode().is_empty());
+        assert_eq!(Value::decode(b""), Ok(Value::default()));
         let t = Mutation::tagged_nop("N1.7");
-        assert_eq!(&t[..], b"nop:N1.7");
-        assert_ne!(t, Mutation::Nop.encode());
-        assert_eq!(Mutation::decode(&t), Ok(Mutation::Nop));
+        assert_ne!(t, Mutation::tagged_nop("N1.8"));
+        let v = Value::decode(&t).unwrap();
+        assert!(v.changes.is_empty());
+        assert_eq!(&v.tag[..], b"N1.7");
     }
 
     #[test]
-    fn decodes() {
-        assert_eq!(Mutation::decode(b"nop:"), Ok(Mutation::Nop));
+    fn bytes_are_pinned() {
+        // The encoding is what every node agrees on: it must not drift.
+        let set = Mutation::Set {
+            path: "/a".into(),
+            rev: 12,
+            body: Bytes::from_static(b"x"),
+        };
         assert_eq!(
-            Mutation::decode(b"0:/a="),
-            Ok(Mutation::Set {
-                path: "/a".into(),
-                rev: 0,
-                body: Bytes::new()
-            })
-        );
-        assert_eq!(
-            Mutation::decode(b"5:/a"),
-            Ok(Mutation::Del {
-                path: "/a".into(),
-                rev: 5
-            })
-        );
-        // A bad path still decodes; applying it fails with BadPath.
-        assert_eq!(
-            Mutation::decode(b"5:a b"),
-            Ok(Mutation::Del {
-                path: "a b".into(),
-                rev: 5
-            })
+            &set.encode()[..],
+            b"\x0a\x09\x0a\x02/a\x10\x0c\x1a\x01x",
+            "{:x?}",
+            set.encode()
         );
     }
 
     #[test]
     fn rejects_garbage() {
-        for b in [
-            &b""[..],
-            b"nop",
-            b"no:x",
-            b"x:/a",
-            b":/a",
-            b"/a",
-            b"99999999999999999999:/a",
-            b"1:\xff=",
-        ] {
-            assert!(Mutation::decode(b).is_err(), "{b:?}");
+        for b in [&b"\xff"[..], b"\x0a\x02\x10", b"\x0a\x03\x0a\x01/"] {
+            assert!(Value::decode(b).is_err(), "{b:?}");
         }
     }
 
@@ -217,20 +289,30 @@ mod tests {
         ]
     }
 
+    fn arb_value() -> impl Strategy<Value = Value> {
+        (
+            proptest::collection::vec(arb_mutation(), 0..4),
+            proptest::option::of(("/[a-z]{1,4}", any::<i64>())),
+            proptest::option::of(any::<u64>()),
+            any::<Vec<u8>>(),
+        )
+            .prop_map(|(changes, guard, expires_after, tag)| Value {
+                changes,
+                guard: guard.map(|(path, rev)| Guard { path, rev }),
+                expires_after,
+                tag: Bytes::from(tag),
+            })
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(bytes in any::<Vec<u8>>()) {
-            let _ = Mutation::decode(&bytes);
+            let _ = Value::decode(&bytes);
         }
 
         #[test]
-        fn decode_never_panics_on_near_misses(s in "(nop|-?[0-9]{0,3}|x)[:=]{0,2}[/a=\\x00]{0,6}") {
-            let _ = Mutation::decode(s.as_bytes());
-        }
-
-        #[test]
-        fn round_trips(m in arb_mutation()) {
-            prop_assert_eq!(Mutation::decode(&m.encode()), Ok(m));
+        fn round_trips(v in arb_value()) {
+            prop_assert_eq!(Value::decode(&v.encode()), Ok(v));
         }
     }
 }

@@ -50,6 +50,20 @@ pub struct Snapshot {
     files: u64,
     /// Bytes of all file bodies.
     bytes: u64,
+    /// The sum (wrapping) of every file's [`file_digest`]: equal trees
+    /// have equal digests, and a change costs O(1) to account for.
+    digest: u64,
+}
+
+/// One file's share of a tree's digest: a stable 64-bit hash (xxh3, the
+/// same on every machine and version) of its path, rev and body.
+fn file_digest(path: &str, rev: Rev, body: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(path.as_bytes());
+    h.update(&[0]);
+    h.update(&rev.to_le_bytes());
+    h.update(body);
+    h.digest()
 }
 
 impl fmt::Debug for Snapshot {
@@ -119,7 +133,7 @@ fn leaf_dirs<'a>(
     names: &[&str],
     cond: Rev,
     empty: &'a Dir,
-) -> Result<(Vec<&'a Dir>, Option<usize>), StoreError> {
+) -> Result<(Vec<&'a Dir>, Option<(Rev, Bytes)>), StoreError> {
     let Some(leaf) = names.last() else {
         // Only the root has no names, and it is a directory.
         return Err(StoreError::IsDir);
@@ -129,7 +143,7 @@ fn leaf_dirs<'a>(
         Some(Node::Dir(_)) => return Err(StoreError::IsDir),
         Some(Node::File { rev: cur, body }) => {
             check_rev(cond, *cur)?;
-            Some(body.len())
+            Some((*cur, body.clone()))
         }
         None => {
             check_rev(cond, wire_rev::MISSING)?;
@@ -147,9 +161,9 @@ fn set_in(
     body: &Bytes,
     cond: Rev,
     rev: Rev,
-) -> Result<(Dir, Option<usize>), StoreError> {
+) -> Result<(Dir, Option<(Rev, Bytes)>), StoreError> {
     let empty = Dir::new_sync();
-    let (dirs, old_len) = leaf_dirs(root, names, cond, &empty)?;
+    let (dirs, old) = leaf_dirs(root, names, cond, &empty)?;
     let mut node = Node::File {
         body: body.clone(),
         rev,
@@ -158,7 +172,7 @@ fn set_in(
         node = Node::Dir(put(dir, name, node));
     }
     match node {
-        Node::Dir(root) => Ok((root, old_len)),
+        Node::Dir(root) => Ok((root, old)),
         // The loop ran at least once (names is not empty).
         Node::File { .. } => unreachable!("set_in rebuilt no directory"),
     }
@@ -167,10 +181,14 @@ fn set_in(
 /// `root` without the file at `names`, if `cond` allows, and the length of
 /// the body removed: `Ok(None)` if nothing changed (it was missing).
 /// Directories left empty are removed.
-fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, usize)>, StoreError> {
+fn del_in(
+    root: &Dir,
+    names: &[&str],
+    cond: Rev,
+) -> Result<Option<(Dir, (Rev, Bytes))>, StoreError> {
     let empty = Dir::new_sync();
-    let (dirs, old_len) = leaf_dirs(root, names, cond, &empty)?;
-    let Some(old_len) = old_len else {
+    let (dirs, old) = leaf_dirs(root, names, cond, &empty)?;
+    let Some(old) = old else {
         return Ok(None); // deleting a missing file changes nothing
     };
     let (Some(leaf), Some(parent)) = (names.last(), dirs.last()) else {
@@ -186,7 +204,7 @@ fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, usize)>,
             put(dir, name, Node::Dir(cur))
         };
     }
-    Ok(Some((cur, old_len)))
+    Ok(Some((cur, old)))
 }
 
 impl Snapshot {
@@ -197,6 +215,7 @@ impl Snapshot {
             rev: 0,
             files: 0,
             bytes: 0,
+            digest: 0,
         }
     }
 
@@ -220,16 +239,22 @@ impl Snapshot {
     ) -> Result<Snapshot, StoreError> {
         validate_path(path)?;
         let names: Vec<&str> = names(path).collect();
-        let (root, old_len) = set_in(&self.root, &names, body, cond, rev)?;
-        let (files, bytes) = match old_len {
-            Some(old) => (self.files, self.bytes - old as u64),
-            None => (self.files + 1, self.bytes),
+        let (root, old) = set_in(&self.root, &names, body, cond, rev)?;
+        let (files, bytes, digest) = match old {
+            Some((old_rev, old_body)) => (
+                self.files,
+                self.bytes - old_body.len() as u64,
+                self.digest
+                    .wrapping_sub(file_digest(path, old_rev, &old_body)),
+            ),
+            None => (self.files + 1, self.bytes, self.digest),
         };
         Ok(Snapshot {
             root,
             rev,
             files,
             bytes: bytes + body.len() as u64,
+            digest: digest.wrapping_add(file_digest(path, rev, body)),
         })
     }
 
@@ -239,11 +264,14 @@ impl Snapshot {
         validate_path(path)?;
         let names: Vec<&str> = names(path).collect();
         Ok(match del_in(&self.root, &names, cond)? {
-            Some((root, old_len)) => Snapshot {
+            Some((root, (old_rev, old_body))) => Snapshot {
                 root,
                 rev,
                 files: self.files - 1,
-                bytes: self.bytes - old_len as u64,
+                bytes: self.bytes - old_body.len() as u64,
+                digest: self
+                    .digest
+                    .wrapping_sub(file_digest(path, old_rev, &old_body)),
             },
             None => self.at_rev(rev),
         })
@@ -278,6 +306,13 @@ impl Snapshot {
     /// Total bytes of all file bodies in the tree.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// A digest of every file (path, rev, body): equal trees have equal
+    /// digests, whatever order their changes came in; CALs compare them to
+    /// find a node that diverged.
+    pub fn digest(&self) -> u64 {
+        self.digest
     }
 
     /// The revision this snapshot is of.

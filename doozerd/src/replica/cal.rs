@@ -1,0 +1,304 @@
+//! A CAL's duties (docs/cluster.md): proposing values, applying what
+//! consensus decides, taking peer messages, the pulse, kicking CALs a
+//! majority finds silent, stepping down when it cannot catch up, and
+//! comparing store digests with the other CALs to find a diverged store.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use doozer_proto::peer::PeerMsg;
+use doozer_proto::ErrCode;
+
+use super::{Pending, Replica};
+use crate::cluster;
+use crate::consensus::{CalSet, NodeId, ProposalId};
+use crate::store::{Mutation, Value};
+
+/// How long a CAL that cannot catch up through consensus (its peers no
+/// longer keep what it lacks) waits before it copies the store instead.
+const CATCH_UP_GIVE_UP_MS: u64 = 1_000;
+
+impl Replica {
+    /// Becomes the only CAL of a new cluster and writes its files.
+    pub(super) fn start_seed(&mut self, muts: Vec<Mutation>) {
+        let me = CalSet::new(vec![self.members.id.clone()]);
+        let Ok(me) = me else {
+            log::error!("cannot seed: empty node id");
+            return;
+        };
+        self.members.sets.insert(0, me.clone());
+        self.members.applied_seqn = 0;
+        self.paxos = Some(self.new_paxos(1, me, &[]));
+        self.writable = true;
+        self.members.next_pulse_ms = self.members.now_ms + self.members.cfg.pulse_ms;
+        for m in muts {
+            self.propose(m);
+        }
+        self.pump();
+    }
+
+    /// Proposes `m` as this node's own write (no client to answer).
+    pub(super) fn propose(&mut self, m: Mutation) -> Option<ProposalId> {
+        let value = match m {
+            // Unique bytes: never mistaken for a fill (see `tagged_nop`).
+            Mutation::Nop => {
+                let tag = format!("{}.{}", self.members.id, self.members.proposals + 1);
+                Mutation::tagged_nop(&tag)
+            }
+            m => m.encode(),
+        };
+        self.propose_bytes(value)
+    }
+
+    /// Proposes an encoded value.
+    fn propose_bytes(&mut self, value: Bytes) -> Option<ProposalId> {
+        let p = self.paxos.as_mut()?;
+        self.members.proposals += 1;
+        Some(p.propose(value))
+    }
+
+    /// Proposes a client's write; answered when it is applied.
+    pub(super) fn propose_write(&mut self, m: Mutation, pending: Pending) {
+        match self.propose(m) {
+            Some(id) => {
+                self.hold(pending.conn, pending.tag, None);
+                self.writes.insert(id, pending);
+            }
+            None => self.fail(pending.conn, pending.tag, ErrCode::Readonly, None),
+        }
+    }
+
+    /// Applies everything consensus learned, in seqn order, and collects
+    /// the messages it wants sent. Not re-entrant: what applying a value
+    /// does (answering parked reads, ...) never pumps; this loop picks up
+    /// anything it decides.
+    pub(super) fn pump(&mut self) {
+        loop {
+            let Some(p) = self.paxos.as_mut() else {
+                return;
+            };
+            let ready = p.ready();
+            self.members.peer_out.extend(ready.messages);
+            if ready.learned.is_empty() {
+                return;
+            }
+            for (seqn, value, id) in ready.learned {
+                if self.paxos.is_none() {
+                    return; // demoted by an earlier value: the rest is not ours
+                }
+                if seqn != self.members.applied_seqn + 1 {
+                    // Consensus delivers every seqn once, in order, from
+                    // the one after the last applied; anything else is a
+                    // bug that would silently diverge this node. Step down
+                    // and copy the store again rather than go on.
+                    log::error!(
+                        "BUG: learned seqn {seqn} after seqn {}; stepping down to copy the store again",
+                        self.members.applied_seqn
+                    );
+                    self.members.gaps += 1;
+                    self.force_copy = true;
+                    let applied = self.members.applied_seqn;
+                    self.demote(applied, false);
+                    return;
+                }
+                #[cfg(test)]
+                self.trace.learned.push((seqn, value.clone()));
+                let v = Value::decode(&value).unwrap_or_else(|e| {
+                    // Every node decodes the same bytes the same way, so
+                    // all apply the same NOP.
+                    log::warn!("seqn {seqn}: {e}; applied as NOP");
+                    self.members.malformed += 1;
+                    Value::default()
+                });
+                if let Some(id) = id {
+                    self.members.kicks.retain(|_, k| *k != id);
+                }
+                let pending = id.and_then(|id| self.writes.remove(&id));
+                self.apply_value(seqn, &v, pending);
+            }
+        }
+    }
+
+    /// Handles a peer datagram's message from `from`; what it decides is
+    /// applied by the next [`Replica::pump`]. False if the message does not
+    /// come from the node it names, or this node is not a CAL (the caller
+    /// counts it as ignored).
+    pub(super) fn peer_step(&mut self, from: SocketAddr, msg: PeerMsg) -> bool {
+        if !self.members.sender_is(&msg.sender, from) {
+            return false;
+        }
+        let id: NodeId = msg.sender.clone();
+        self.compare_digest(&id, msg.digest_rev, msg.digest);
+        let now = self.members.now_ms;
+        let Some(p) = self.paxos.as_mut() else {
+            return false;
+        };
+        p.step(&id, msg, now);
+        true
+    }
+
+    /// Compares CAL `from`'s store digest at `rev` with this store's at
+    /// that rev (if still kept). When a majority of the set's CALs differ
+    /// from this node, its store diverged (a bug, or a value applied
+    /// differently): it stops serving, logs loudly, and copies the store
+    /// again as a slave.
+    fn compare_digest(&mut self, from: &str, rev: i64, digest: u64) {
+        if self.paxos.is_none() || rev <= 0 {
+            return;
+        }
+        let Ok(snap) = self.store.snapshot(Some(rev)) else {
+            return; // not applied here yet, or too old
+        };
+        let agrees = snap.digest() == digest;
+        let before = self.members.digest_views.insert(from.to_owned(), agrees);
+        if !agrees && before != Some(false) {
+            log::warn!("CAL {from}'s store differs from this node's at rev {rev}");
+        }
+        let Some(cals) = self.members.cals() else {
+            return;
+        };
+        let differ = self
+            .members
+            .digest_views
+            .iter()
+            .filter(|(p, a)| !**a && cals.index_of(p).is_some())
+            .count();
+        if differ < cals.quorum() {
+            return;
+        }
+        log::error!(
+            "this node's store diverged: it differs from {differ} CALs at the same rev; \
+             it stops serving and copies the store again"
+        );
+        self.members.divergences += 1;
+        self.members.digest_views.clear();
+        self.force_copy = true;
+        let applied = self.members.applied_seqn;
+        self.demote(applied, false);
+    }
+
+    /// Queues consensus's batches without applying what it learned: an
+    /// acceptor's votes lead the output, ahead of what applying produces.
+    pub(super) fn queue_peer_messages(&mut self) {
+        if let Some(p) = self.paxos.as_mut() {
+            self.members.peer_out.extend(p.take_messages());
+        }
+    }
+
+    /// Messages to send, with the peer's address and this store's digest.
+    /// Messages for a node whose address is unknown are dropped (and
+    /// counted).
+    pub(super) fn take_peer_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
+        let head = self.store.head();
+        let (rev, digest) = (head.rev(), head.digest());
+        for (to, mut msg) in std::mem::take(&mut self.members.peer_out) {
+            match self.members.addr_of(&to) {
+                Some(a) => {
+                    msg.digest_rev = rev;
+                    msg.digest = digest;
+                    out.push((a, msg));
+                }
+                None => self.members.unroutable += 1,
+            }
+        }
+    }
+
+    /// The earliest time (ms) [`Replica::tick`] has work to do.
+    pub(super) fn next_deadline_ms(&self) -> Option<u64> {
+        let p = self.paxos.as_ref()?;
+        let m = &self.members;
+        let mut at = m.next_pulse_ms;
+        if let Some(t) = p.next_deadline() {
+            at = at.min(t);
+        }
+        if let Some(t) = m.stuck_since_ms {
+            at = at.min(t + CATCH_UP_GIVE_UP_MS);
+        }
+        if let Some(cals) = m.cals() {
+            for c in cals.iter().filter(|c| **c != m.id) {
+                if let Some(h) = p.last_heard_ms(c) {
+                    let due = h + m.cfg.timeout_ms;
+                    if due > m.now_ms {
+                        at = at.min(due);
+                    }
+                }
+            }
+        }
+        Some(at)
+    }
+
+    /// Advances time: consensus timeouts, giving up, the pulse, kicks.
+    pub(super) fn tick(&mut self) {
+        let now = self.members.now_ms;
+        let Some(p) = self.paxos.as_mut() else {
+            return;
+        };
+        p.tick(now);
+        if p.cannot_catch_up() {
+            let since = *self.members.stuck_since_ms.get_or_insert(now);
+            if now >= since + CATCH_UP_GIVE_UP_MS {
+                // Peers learned further and no longer keep what this node
+                // lacks (a long pause): copy the store as a slave.
+                let applied = self.members.applied_seqn;
+                log::warn!(
+                    "behind the other CALs after seqn {applied}, and they no longer keep what it lacks"
+                );
+                self.demote(applied, false);
+                return;
+            }
+        } else {
+            self.members.stuck_since_ms = None;
+        }
+        if now >= self.members.next_pulse_ms {
+            self.members.next_pulse_ms = now + self.members.cfg.pulse_ms.max(1);
+            let m = cluster::pulse_mutation(&self.members.id, self.store.rev());
+            self.propose(m);
+        }
+        self.kick_silent();
+        self.pump();
+    }
+
+    /// Proposes the removal of CALs a majority of the set finds silent for
+    /// `-timeout`, if this node is the one to do it (the first CAL, in set
+    /// order, that is not found silent); withdraws its kicks of CALs no
+    /// longer found silent. A kick is one guarded value: it changes
+    /// nothing if the slot changed, or if it is decided too late.
+    fn kick_silent(&mut self) {
+        let Some(p) = self.paxos.as_mut() else {
+            return;
+        };
+        let verdicts = p.silent_by_majority();
+        let kicks = std::mem::take(&mut self.members.kicks);
+        for (victim, pid) in kicks {
+            if verdicts.iter().any(|(v, _)| *v == victim) || !p.withdraw(pid) {
+                self.members.kicks.insert(victim, pid);
+            } else {
+                log::info!("CAL {victim} is heard again: kick withdrawn");
+            }
+        }
+        let me = self.members.id.clone();
+        let expires_after = self.members.applied_seqn + 2 * self.members.cfg.alpha;
+        for (victim, live) in verdicts {
+            if live.first() != Some(&me) || self.members.kicks.contains_key(&victim) {
+                continue;
+            }
+            let slots: Vec<_> = self
+                .members
+                .slots
+                .iter()
+                .filter(|s| s.id == victim)
+                .cloned()
+                .collect();
+            for slot in slots {
+                log::warn!(
+                    "kicking CAL {victim}: a majority has not heard from it for -timeout; emptying {}",
+                    slot.path
+                );
+                let value = cluster::kick_value(self.store.head(), &slot, expires_after);
+                if let Some(pid) = self.propose_bytes(value.encode()) {
+                    self.members.kicks.insert(victim.clone(), pid);
+                }
+            }
+        }
+    }
+}
