@@ -230,7 +230,15 @@ impl Attach {
                 ours: self.cluster.to_string(),
             });
         }
+        // Only files that differ are written: a node attaching again
+        // (its files are there) needs no consensus to follow, so it can
+        // follow even while the cluster cannot decide (it may be the CAL
+        // the cluster is waiting for).
         for (path, body) in node_files(&self.info) {
+            let found = call(&mut p, addr, request(Verb::Get).path(&path))?;
+            if found.value.as_deref() == Some(body.as_bytes()) {
+                continue;
+            }
             let set = request(Verb::Set)
                 .path(&path)
                 .value(Bytes::from(body))
@@ -246,14 +254,13 @@ impl Attach {
 }
 
 /// The files a node registers through the member it attaches to, with
-/// their bodies. `writable` is `false` until the node is promoted (a
-/// demoted CAL attaching again must not go on claiming it accepts writes).
+/// their bodies. (`writable` is written by the node itself: `true` when it
+/// is promoted, `false` again, through its CAL, after it left consensus.)
 pub fn node_files(info: &NodeInfo) -> Vec<(String, String)> {
     [
         (NodeFile::Addr, info.addr.as_str()),
         (NodeFile::Hostname, &info.hostname),
         (NodeFile::Version, &info.version),
-        (NodeFile::Writable, "false"),
     ]
     .into_iter()
     .map(|(file, body)| (ctl::node_file(&info.id, file), body.to_string()))

@@ -145,9 +145,6 @@ enum Command {
     Cal(bool),
     /// The CAL with this id left the cluster: remove its entry.
     Remove(String),
-    /// This node took a new id (it left consensus): its entry, if any,
-    /// goes under the new one, and the old one is removed.
-    Id(String),
 }
 
 /// The event loop's handle on the registrar thread. Dropping it ends the
@@ -177,11 +174,6 @@ impl Registrar {
     pub fn remove(&self, id: &str) {
         let _ = self.tx.send(Command::Remove(id.to_string()));
     }
-
-    /// This node's id is now `id`.
-    pub fn set_id(&self, id: &str) {
-        let _ = self.tx.send(Command::Id(id.to_string()));
-    }
 }
 
 /// The registrar's wishes, applied until they hold.
@@ -204,35 +196,26 @@ impl Wanted {
                     self.removals.push(id);
                 }
             }
-            // Handled by the thread, which owns the id.
-            Command::Id(_) => {}
         }
     }
 }
 
 /// The registrar thread: applies what is wanted, and checks the entry
 /// every [`KEEP_INTERVAL`]. Errors are logged once until it works again.
-fn keep(mut boot: Boot, rx: Receiver<Command>) {
+fn keep(boot: Boot, rx: Receiver<Command>) {
     let mut wanted = Wanted::default();
     let mut ns: Option<Client> = None;
     let mut failing = false;
     let mut next_check = Instant::now();
     loop {
         let wait = next_check.saturating_duration_since(Instant::now());
-        let mut take = |c: Command, boot: &mut Boot| match c {
-            Command::Id(id) => {
-                let old = std::mem::replace(&mut boot.info.id, id);
-                wanted.take(Command::Remove(old));
-            }
-            c => wanted.take(c),
-        };
         match rx.recv_timeout(wait) {
-            Ok(c) => take(c, &mut boot),
+            Ok(c) => wanted.take(c),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
         while let Ok(c) = rx.try_recv() {
-            take(c, &mut boot);
+            wanted.take(c);
         }
         // Woken long after the check was due: the process was paused
         // (SIGSTOP), and may have been kicked meanwhile. Rewriting the

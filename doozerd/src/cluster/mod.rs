@@ -5,7 +5,7 @@
 //! the pulse. No clock here: times are passed in. The paths themselves
 //! are built by [`doozer_proto::ctl`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -61,9 +61,9 @@ pub fn cal_set(slots: &[Slot]) -> Option<CalSet> {
 
 /// Every node's `-l` address from `/ctl/node/<id>/addr` (unparsable ones
 /// are left out).
-pub fn node_addrs(snap: &Snapshot) -> HashMap<NodeId, SocketAddr> {
+pub fn node_addrs(snap: &Snapshot) -> BTreeMap<NodeId, SocketAddr> {
     let Ok(ids) = snap.dir_names(NODE_DIR) else {
-        return HashMap::new();
+        return BTreeMap::new();
     };
     ids.iter()
         .filter_map(|id| {

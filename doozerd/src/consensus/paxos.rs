@@ -237,6 +237,10 @@ pub struct Paxos {
     deferred: VecDeque<(NodeId, Item)>,
     learned_out: Vec<(Seqn, Bytes, Option<ProposalId>)>,
     stats: Stats,
+    /// Left consensus ([`Paxos::retire`]): an acceptor and learner that
+    /// keeps its promises and votes and answers what it knows, and
+    /// proposes, coordinates and delivers nothing.
+    retired: bool,
     /// Every vote this acceptor cast, for the simulator's oracle of what
     /// was chosen.
     #[cfg(test)]
@@ -312,6 +316,7 @@ impl Paxos {
             deferred: VecDeque::new(),
             learned_out: Vec::new(),
             stats: Stats::default(),
+            retired: false,
             #[cfg(test)]
             votes: Vec::new(),
         };
@@ -347,6 +352,63 @@ impl Paxos {
         p.newest_cals = last;
         p.update_peers();
         p
+    }
+
+    /// Leaves consensus without forgetting: the node keeps its promises and
+    /// votes (it may still vote where it is a CAL, and its id may come
+    /// back with them, see [`Paxos::rejoin`]) and answers stragglers with
+    /// what it learned, but it proposes and coordinates nothing any more
+    /// and delivers nothing (the caller follows another node meanwhile).
+    /// Values it nominated are forgotten as its own: they may still be
+    /// chosen, but they are never proposed again.
+    pub fn retire(&mut self) {
+        self.retired = true;
+        self.queue.clear();
+        self.skip_backlog.clear();
+        for inst in self.instances.values_mut() {
+            inst.coordinator = None;
+            inst.own = None;
+        }
+    }
+
+    /// Whether [`Paxos::retire`] was called (and not undone).
+    pub fn is_retired(&self) -> bool {
+        self.retired
+    }
+
+    /// Takes part again from seqn `first` (the caller's store holds every
+    /// seqn before it, from a copy or a follow stream), with `sets`
+    /// deciding the first `alpha` seqns as in [`Paxos::joining`]. The
+    /// acceptor state of seqns from `first` on is kept: an id never votes
+    /// without the promises and votes it made before. What this node
+    /// learned of those seqns meanwhile is delivered from `first` on.
+    pub fn rejoin(&mut self, first: Seqn, head: CalSet, sets: &[CalSet], now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.retired = false;
+        self.instances = self.instances.split_off(&first);
+        self.cal_sets.clear();
+        let mut last = head;
+        for s in first..first + self.cfg.alpha {
+            if let Some(set) = sets.get((s - first) as usize) {
+                last = set.clone();
+            }
+            self.note_members(&last);
+            self.cal_sets.insert(s, last.clone());
+        }
+        self.newest_cals = last;
+        self.next_deliver = first;
+        self.history.clear();
+        self.history_base = first;
+        self.history_bytes = 0;
+        self.next_own = first;
+        self.active_end = self.active_end.max(first);
+        self.marked_end = first;
+        self.stuck_since_ms = self.now_ms;
+        self.fetch_quiet_until_ms = 0;
+        self.local.clear();
+        self.deferred.clear();
+        self.update_peers();
+        self.after();
     }
 
     /// Whether this node can no longer catch up through consensus: a CAL
@@ -803,7 +865,9 @@ impl Paxos {
                     self.handle(&me, item);
                 }
             }
-            self.deliver();
+            if !self.retired {
+                self.deliver();
+            }
             // Mencius: own unused seqns below any seqn in use are skipped
             // (after queued values had their pick of them).
             self.advance_own(self.active_end);
@@ -821,13 +885,17 @@ impl Paxos {
         }
         if let Some(s) = item.seqn_needing_cals() {
             if s < self.next_deliver {
-                // Already learned here: help the straggler catch up.
+                // Already learned here: help the straggler catch up. When
+                // the value is no longer kept, a bare batch still tells it
+                // how far this node is and what it keeps, so it knows to
+                // copy the store rather than ask again.
                 if matches!(item, Item::Prepare { .. } | Item::Accept(_)) {
-                    if let Some(v) = self.learned_value(s) {
-                        self.send(
-                            &from.to_owned(),
-                            Item::Learned(Learned { seqn: s, value: v }),
-                        );
+                    let from = from.to_owned();
+                    match self.learned_value(s) {
+                        Some(v) => self.send(&from, Item::Learned(Learned { seqn: s, value: v })),
+                        None => {
+                            self.outbox.entry(from).or_default();
+                        }
                     }
                 }
                 return;
@@ -1424,6 +1492,9 @@ impl Paxos {
     /// Asks the peer furthest ahead for the values this node lacks, when it
     /// has been stuck a round (or at once if `far_behind`).
     fn maybe_fetch(&mut self, far_behind: bool) {
+        if self.retired {
+            return; // it delivers nothing: it has no use for values
+        }
         let now = self.now_ms;
         if self.fetch_quiet_until_ms > now || (!far_behind && self.fetch_due_at() > now) {
             return;

@@ -143,11 +143,6 @@ impl Follower {
         })
     }
 
-    /// Attaches under `id` from now on (a new incarnation of this node).
-    pub(super) fn set_id(&mut self, id: &str) {
-        self.attach.info.id = id.to_string();
-    }
-
     /// When the loop must look at the follower again without an event.
     pub(super) fn deadline(&self) -> Option<Instant> {
         if self.more && self.conn.is_some() {

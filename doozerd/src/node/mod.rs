@@ -187,15 +187,6 @@ impl Node {
             }
         }
         self.peers.flush();
-        if let Some(id) = self.out.new_id.take() {
-            // A new incarnation (this node left consensus): attach and
-            // register under the new id.
-            self.follower.set_id(&id);
-            if let Some(r) = &self.registrar {
-                r.set_id(&id);
-            }
-            self.node_id = id;
-        }
         match self.out.role_change.take() {
             Some(RoleChange::Promoted) => self.follower.promoted(&self.poll),
             Some(RoleChange::Demoted) => self.follower.demoted(&self.poll),

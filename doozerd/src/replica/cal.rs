@@ -98,7 +98,7 @@ impl Replica {
                     self.members.gaps += 1;
                     self.force_copy = true;
                     let applied = self.members.applied_seqn;
-                    self.demote(applied, false);
+                    self.demote(applied);
                     return;
                 }
                 #[cfg(test)]
@@ -130,7 +130,9 @@ impl Replica {
         let id: NodeId = msg.sender.clone();
         self.compare_digest(&id, msg.digest_rev, msg.digest);
         let now = self.members.now_ms;
-        let Some(p) = self.paxos.as_mut() else {
+        // A retired CAL still answers what it knows, and votes where it
+        // is still a CAL, with the state it voted with before.
+        let Some(p) = self.paxos.as_mut().or(self.retired.as_mut()) else {
             return false;
         };
         p.step(&id, msg, now);
@@ -174,13 +176,16 @@ impl Replica {
         self.members.digest_views.clear();
         self.force_copy = true;
         let applied = self.members.applied_seqn;
-        self.demote(applied, false);
+        self.demote(applied);
     }
 
     /// Queues consensus's batches without applying what it learned: an
     /// acceptor's votes lead the output, ahead of what applying produces.
     pub(super) fn queue_peer_messages(&mut self) {
         if let Some(p) = self.paxos.as_mut() {
+            self.members.peer_out.extend(p.take_messages());
+        }
+        if let Some(p) = self.retired.as_mut() {
             self.members.peer_out.extend(p.take_messages());
         }
     }
@@ -243,7 +248,7 @@ impl Replica {
                 log::warn!(
                     "behind the other CALs after seqn {applied}, and they no longer keep what it lacks"
                 );
-                self.demote(applied, false);
+                self.demote(applied);
                 return;
             }
         } else {

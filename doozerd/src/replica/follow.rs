@@ -60,6 +60,12 @@ impl Replica {
             let detail = format!("too many followers: the limit is {MAX_FOLLOWERS}");
             return self.fail(conn, tag, ErrCode::Other, Some(detail));
         }
+        if self.paxos.is_none() {
+            // Slaves follow CALs: a slave's stream would carry no change
+            // it has not seen itself, and could even follow its follower.
+            let why = "this node is not a CAL: attach to a CAL".to_string();
+            return self.fail(conn, tag, ErrCode::Readonly, Some(why));
+        }
         self.hold(conn, tag, None);
         let head = self.store.rev();
         let resume = req.rev.unwrap_or(0);
@@ -124,6 +130,18 @@ impl Replica {
         }
     }
 
+    /// Ends every follower's stream with an error (this node stopped being
+    /// a CAL): they attach to a CAL again.
+    pub(super) fn drop_followers(&mut self) {
+        for (conn, tag) in std::mem::take(&mut self.followers) {
+            if let (Some(s), Some(t)) = (self.sessions.get_mut(&conn), tag) {
+                s.tags.remove(&t);
+            }
+            let why = "this node is no longer a CAL: attach to a CAL".to_string();
+            self.fail(conn, tag, ErrCode::Readonly, Some(why));
+        }
+    }
+
     /// Becomes a follower that does not accept writes, expecting a stream.
     pub fn start_following(&mut self) {
         self.writable = false;
@@ -162,6 +180,15 @@ impl Replica {
                 let Some(sets) = sets else {
                     return proto("SNAPSHOT with malformed CAL sets");
                 };
+                if copy.rev() < self.store.rev() && !self.force_copy {
+                    // Never go back: this store (and its clients) saw later
+                    // changes. Another node, or this one later, will do.
+                    return proto(&format!(
+                        "the node is behind this one (rev {} < {})",
+                        copy.rev(),
+                        self.store.rev()
+                    ));
+                }
                 self.follow_state = FollowState::Copying {
                     copy: Box::new(copy),
                     seqn,

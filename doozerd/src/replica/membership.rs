@@ -5,25 +5,27 @@
 //! The CAL set of seqn `s + alpha` is the set of the slots after seqn `s`
 //! is applied, so every node computes the same set for the same seqn; a
 //! copy of the store carries the sets of its window, so a node that copied
-//! computes them too. Identity: a node that leaves consensus (its slot
-//! emptied, kicked, or unable to catch up) forgets its acceptor state, so
-//! it takes a new id (a new incarnation) before it can join again; the old
-//! id never votes again. The new incarnation may take over the slot its
-//! old id still holds, and deletes the old id's node files.
+//! computes them too. Identity: a node keeps its id for its whole life,
+//! and its id never votes without the acceptor state it voted with
+//! before: a CAL that leaves consensus (its slot emptied, kicked, or
+//! unable to catch up) keeps its consensus state, retired (it still
+//! answers what it learned, and may still vote where it is a CAL), and
+//! takes it up again if it rejoins (see `Paxos::retire`, `Paxos::rejoin`).
 //!
 //! A CAL's own duties (proposing, applying what consensus learned, the
 //! pulse, kicks) are in `cal.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use doozer_proto::ctl;
 use doozer_proto::peer::PeerMsg;
 use doozer_proto::{ErrCode, Request, Response, Verb};
 
 use super::Replica;
 use crate::cluster::{self, Slot, CAL_DIR, NODE_DIR};
-use crate::consensus::{self, CalSet, NodeId, Paxos, ProposalId, SplitMix64};
+use crate::consensus::{self, CalSet, NodeId, Paxos, ProposalId};
 use crate::store::{At, Event};
 
 /// Consensus timing and tunables, from the flags.
@@ -74,14 +76,9 @@ const FORMER_NODES_MAX: usize = 1024;
 #[derive(Debug)]
 pub(super) struct Membership {
     pub(super) cfg: ClusterConfig,
-    /// This node's id now (its incarnation).
+    /// This node's id.
     pub(super) id: NodeId,
     pub(super) now_ms: u64,
-    /// Ids this process had before: they never take part in consensus
-    /// again; the newest incarnation may take their slots over.
-    pub(super) former_ids: Vec<NodeId>,
-    /// Makes new incarnations' ids.
-    rng: SplitMix64,
     /// The last seqn whose changes are all applied here.
     pub(super) applied_seqn: u64,
     /// The CAL set as of each seqn it changed at (the set as of seqn `s`
@@ -91,13 +88,11 @@ pub(super) struct Membership {
     /// A change of the current seqn touched the slots / node files.
     slots_dirty: bool,
     addrs_dirty: bool,
-    addrs: HashMap<NodeId, SocketAddr>,
+    addrs: BTreeMap<NodeId, SocketAddr>,
     /// Nodes whose `/ctl/node/<id>` files were deleted (kicked).
-    former: HashMap<NodeId, SocketAddr>,
+    former: BTreeMap<NodeId, SocketAddr>,
     pub(super) peer_out: Vec<(NodeId, PeerMsg)>,
     pub(super) role_change: Option<RoleChange>,
-    /// A new id taken since the last output.
-    pub(super) new_id: Option<NodeId>,
     /// CALs that left the slots, until the node takes them.
     pub(super) cals_left: Vec<NodeId>,
     pub(super) follow_requests: Vec<Request>,
@@ -105,14 +100,13 @@ pub(super) struct Membership {
     claim: Option<i32>,
     /// Catch-up NOPs sent and not yet answered.
     nops_outstanding: u64,
-    /// Deletions of former ids' files sent and not yet answered.
-    cleanup_tags: Vec<i32>,
-    /// Former ids whose files were asked to be deleted.
-    cleaned: Vec<NodeId>,
+    /// The tag of the request that sets this node's `writable` file back
+    /// to `false` after it left consensus, while in flight.
+    unwritable: Option<i32>,
     next_side_tag: i32,
     pub(super) next_pulse_ms: u64,
     /// Kicks this node proposed and not yet saw decided.
-    pub(super) kicks: HashMap<NodeId, ProposalId>,
+    pub(super) kicks: BTreeMap<NodeId, ProposalId>,
     /// Since when this CAL cannot catch up through consensus.
     pub(super) stuck_since_ms: Option<u64>,
     /// Values proposed (client writes and the node's own).
@@ -125,45 +119,40 @@ pub(super) struct Membership {
     /// stepped down and copied the store again).
     pub(super) gaps: u64,
     /// Whether each CAL's store digest, last compared, equals this one's.
-    pub(super) digest_views: HashMap<NodeId, bool>,
+    pub(super) digest_views: BTreeMap<NodeId, bool>,
     /// Times this node found its store diverged.
     pub(super) divergences: u64,
 }
 
 impl Membership {
     pub(super) fn new(id: NodeId, cfg: ClusterConfig) -> Membership {
-        let rng = SplitMix64::new(cfg.seed ^ 0x1d_1d_1d_1d);
         Membership {
             cfg,
             id,
             now_ms: 0,
-            former_ids: Vec::new(),
-            rng,
             applied_seqn: 0,
             sets: BTreeMap::new(),
             slots: Vec::new(),
             slots_dirty: false,
             addrs_dirty: false,
-            addrs: HashMap::new(),
-            former: HashMap::new(),
+            addrs: BTreeMap::new(),
+            former: BTreeMap::new(),
             peer_out: Vec::new(),
             role_change: None,
-            new_id: None,
             cals_left: Vec::new(),
             follow_requests: Vec::new(),
             claim: None,
             nops_outstanding: 0,
-            cleanup_tags: Vec::new(),
-            cleaned: Vec::new(),
+            unwritable: None,
             next_side_tag: SIDE_TAG_BASE,
             next_pulse_ms: 0,
-            kicks: HashMap::new(),
+            kicks: BTreeMap::new(),
             stuck_since_ms: None,
             proposals: 0,
             malformed: 0,
             unroutable: 0,
             gaps: 0,
-            digest_views: HashMap::new(),
+            digest_views: BTreeMap::new(),
             divergences: 0,
         }
     }
@@ -224,7 +213,7 @@ impl Membership {
     /// gone stay known (up to [`FORMER_NODES_MAX`]): a kicked CAL that
     /// wakes up still talks to its old peers, and they must answer it with
     /// the values it missed, so it learns it was kicked and steps down.
-    fn set_addrs(&mut self, addrs: HashMap<NodeId, SocketAddr>) {
+    fn set_addrs(&mut self, addrs: BTreeMap<NodeId, SocketAddr>) {
         let gone: Vec<(NodeId, SocketAddr)> = self
             .addrs
             .iter()
@@ -263,15 +252,6 @@ impl Membership {
             ..Default::default()
         }
     }
-
-    /// A fresh id for a new incarnation: 80 bits in base32, like the ids
-    /// the event loop makes at start-up.
-    fn fresh_id(&mut self) -> NodeId {
-        let mut bytes = [0u8; 10];
-        bytes[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
-        bytes[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes()[..2]);
-        data_encoding::BASE32.encode(&bytes)
-    }
 }
 
 impl Replica {
@@ -290,7 +270,18 @@ impl Replica {
         self.paxos.is_some() && self.members.cals().is_some_and(|c| c.len() == 1)
     }
 
-    /// This node's id (it changes when the node leaves consensus).
+    /// Whether this node left consensus so lately that the others may
+    /// still need it: no CAL is known to have learned the seqns it was a
+    /// CAL of (the stream it follows now has not gone past them). Leaving
+    /// for good (stopping the process) before then could leave the others
+    /// without a majority for those seqns.
+    pub fn needed_by_others(&self) -> bool {
+        self.retired
+            .as_ref()
+            .is_some_and(|p| self.members.applied_seqn < p.next_seqn())
+    }
+
+    /// This node's id.
     pub fn id(&self) -> &str {
         &self.members.id
     }
@@ -338,6 +329,13 @@ impl Replica {
             self.members.set_addrs(addrs);
         }
         self.members.prune(seqn);
+        self.take_role(seqn);
+    }
+
+    /// With every seqn up to `seqn` applied: tell consensus the latest
+    /// set, step down if this node is not a CAL of the next seqn, join if
+    /// a slave is, or claim a slot.
+    fn take_role(&mut self, seqn: u64) {
         let member_next = self
             .members
             .cals_for(seqn + 1)
@@ -348,7 +346,7 @@ impl Replica {
                 p.set_cals(seqn, cals);
             }
             if !member_next {
-                self.demote(seqn, true);
+                self.demote(seqn);
             }
         } else if member_next && self.is_following() {
             self.promote(seqn);
@@ -382,7 +380,9 @@ impl Replica {
         self.members.slots = cluster::slots(self.store.head());
         let addrs = cluster::node_addrs(self.store.head());
         self.members.set_addrs(addrs);
-        self.want_slot();
+        // A node whose slot is in the copy may have to join right away:
+        // the cluster may be waiting for it.
+        self.take_role(seqn);
     }
 
     /// The slave whose id is in the set of seqn `seqn + 1` takes part in
@@ -397,7 +397,22 @@ impl Replica {
             return;
         };
         log::info!("promoted: a CAL from seqn {}", seqn + 1);
-        self.paxos = Some(self.new_paxos(seqn + 1, head, &sets));
+        let now = self.members.now_ms;
+        let paxos = match self.retired.take() {
+            // This id voted before: it goes on with its promises and votes.
+            Some(mut p) => {
+                p.rejoin(seqn + 1, head, &sets, now);
+                p
+            }
+            None => {
+                #[cfg(test)]
+                {
+                    self.trace.fresh_from = Some((seqn + 1, self.trace.votes.len()));
+                }
+                self.new_paxos(seqn + 1, head, &sets)
+            }
+        };
+        self.paxos = Some(paxos);
         self.follow_state = super::FollowState::Idle;
         self.writable = true;
         self.members.claim = None;
@@ -418,54 +433,48 @@ impl Replica {
     }
 
     /// Stops taking part in consensus after seqn `seqn` and becomes a
-    /// slave, under a new id: this one's acceptor state is forgotten, so
-    /// it must never vote again.
+    /// slave. Its consensus state is kept, retired: this id's promises and
+    /// votes are never forgotten while the process lives.
     ///
-    /// Writes still waiting are answered now. When the CAL left the set
-    /// (`outcome_known`), they fail with `READONLY`: they will never be
-    /// decided, since only its own seqns could hold them and it has none
-    /// left. When it gave up catching up, a write may still be decided by
-    /// the others, so the answer says the outcome is unknown.
-    pub(super) fn demote(&mut self, seqn: u64, outcome_known: bool) {
+    /// Writes still waiting are answered now: those not yet proposed with
+    /// `READONLY` (they never will be), those already proposed with an
+    /// error that says their outcome is unknown (the others may still
+    /// decide them).
+    pub(super) fn demote(&mut self, seqn: u64) {
         #[cfg(test)]
         self.trace_votes();
-        self.paxos = None;
+        let Some(mut p) = self.paxos.take() else {
+            return;
+        };
+        for (id, w) in std::mem::take(&mut self.writes) {
+            self.untag(w);
+            if p.withdraw(id) {
+                self.fail(w.conn, w.tag, ErrCode::Readonly, None);
+            } else {
+                let why = "outcome unknown: this node stopped being a CAL while the write was \
+                           in consensus; read the file to see whether it happened";
+                self.fail(w.conn, w.tag, ErrCode::Other, Some(why.into()));
+            }
+        }
+        p.retire();
+        self.retired = Some(p);
         self.writable = false;
         self.members.peer_out.clear();
         self.members.kicks.clear();
         self.members.stuck_since_ms = None;
-        for (_, p) in std::mem::take(&mut self.writes) {
-            self.untag(p);
-            if outcome_known {
-                self.fail(p.conn, p.tag, ErrCode::Readonly, None);
-            } else {
-                let why = "outcome unknown: this node fell behind and stopped being a CAL; \
-                           read the file to see whether the write happened";
-                self.fail(p.conn, p.tag, ErrCode::Other, Some(why.into()));
-            }
-        }
-        let new = self.members.fresh_id();
-        let old = std::mem::replace(&mut self.members.id, new.clone());
-        log::warn!(
-            "not a CAL after seqn {seqn}; attaching again as a slave, as {new} (was {old}: \
-             an id never votes again once its acceptor state is gone)"
-        );
-        self.members.former_ids.push(old);
-        self.self_id = Bytes::from(new.clone());
-        self.members.new_id = Some(new);
+        log::warn!("not a CAL after seqn {seqn}; attaching again as a slave");
+        self.drop_followers();
         self.start_following();
         self.members.role_change = Some(RoleChange::Demoted);
     }
 
-    /// A slave following its CAL: claim a free slot (or one a former id of
-    /// this node still holds), or, once in the set, keep NOPs going until
-    /// the log reaches the seqn it joins at (an idle cluster would not get
-    /// there on its own); and delete the files of former ids.
+    /// A slave following its CAL: claim a free slot, or, once in the set,
+    /// keep NOPs going until the log reaches the seqn it joins at (an idle
+    /// cluster would not get there on its own).
     pub(super) fn want_slot(&mut self) {
         if self.paxos.is_some() || !self.is_following() {
             return;
         }
-        self.clean_former_files();
         let alpha = self.members.cfg.alpha;
         let applied = self.members.applied_seqn;
         let id = self.members.id.clone();
@@ -490,14 +499,8 @@ impl Replica {
             }
             self.members.nops_outstanding = need;
         } else if self.members.claim.is_none() {
-            let former = &self.members.former_ids;
-            let Some(slot) = self
-                .members
-                .slots
-                .iter()
-                .find(|s| s.id.is_empty() || former.contains(&s.id))
-                .cloned()
-            else {
+            self.say_unwritable();
+            let Some(slot) = self.members.slots.iter().find(|s| s.id.is_empty()).cloned() else {
                 return;
             };
             log::info!("claiming CAL slot {}", slot.path);
@@ -510,30 +513,28 @@ impl Replica {
         }
     }
 
-    /// Deletes the node files of former ids that no slot holds any more
-    /// (nobody else ever uses those ids).
-    fn clean_former_files(&mut self) {
-        let gone: Vec<NodeId> = self
-            .members
-            .former_ids
-            .iter()
-            .filter(|f| !self.members.cleaned.contains(f))
-            .filter(|f| !self.members.slots.iter().any(|s| s.id == **f))
-            .cloned()
-            .collect();
-        for f in gone {
-            let dels = cluster::node_file_dels(self.store.head(), &f);
-            for d in dels {
-                if let crate::store::Mutation::Del { path, rev } = d {
-                    let mut req = self.members.side_request(Verb::Del);
-                    req.path = Some(path);
-                    req.rev = Some(rev);
-                    self.members.cleanup_tags.extend(req.tag);
-                    self.members.follow_requests.push(req);
-                }
-            }
-            self.members.cleaned.push(f);
+    /// A former CAL, now a slave outside the set, sets its `writable` file
+    /// back to `false` (through the CAL it follows; attaching does not wait
+    /// for consensus, so a node can always follow again).
+    fn say_unwritable(&mut self) {
+        if self.members.unwritable.is_some() {
+            return;
         }
+        let path = ctl::node_file(&self.members.id, ctl::NodeFile::Writable);
+        let says_writable = self
+            .store
+            .head()
+            .get(&path)
+            .is_ok_and(|(body, _)| &body[..] == b"true");
+        if !says_writable {
+            return;
+        }
+        let mut req = self.members.side_request(Verb::Set);
+        req.path = Some(path);
+        req.rev = Some(doozer_proto::rev::CLOBBER);
+        req.value = Some(Bytes::from_static(b"false"));
+        self.members.unwritable = req.tag;
+        self.members.follow_requests.push(req);
     }
 
     /// An answer to a request sent on the follow connection.
@@ -548,13 +549,11 @@ impl Replica {
                 log::info!("slot claim lost ({code})");
                 self.want_slot();
             }
-        } else if let Some(i) = self
-            .members
-            .cleanup_tags
-            .iter()
-            .position(|t| Some(*t) == tag)
-        {
-            self.members.cleanup_tags.swap_remove(i);
+        } else if tag.is_some() && tag == self.members.unwritable {
+            // Answered: the file says so now (or it will be set again).
+            if resp.err_code.is_some() {
+                self.members.unwritable = None;
+            }
         } else {
             self.members.nops_outstanding = self.members.nops_outstanding.saturating_sub(1);
         }
@@ -564,9 +563,7 @@ impl Replica {
     pub(super) fn forget_side_requests(&mut self) {
         self.members.claim = None;
         self.members.nops_outstanding = 0;
-        self.members.cleanup_tags.clear();
-        // Deletions not confirmed are asked for again on the next stream.
-        self.members.cleaned.clear();
+        self.members.unwritable = None;
         self.members.follow_requests.clear();
     }
 }

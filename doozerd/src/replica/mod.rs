@@ -34,7 +34,7 @@ mod listing;
 mod membership;
 pub mod session;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -129,9 +129,6 @@ pub struct Output {
     /// When to call [`Replica::ready`] again even without input (ms on
     /// the clock the loop passes in).
     pub deadline_ms: Option<u64>,
-    /// This node's new id, when it took one (it left consensus: the next
-    /// incarnation attaches and registers under this id).
-    pub new_id: Option<NodeId>,
 }
 
 impl Output {
@@ -144,7 +141,6 @@ impl Output {
         self.cals_left.clear();
         self.listed_cal = false;
         self.deadline_ms = None;
-        self.new_id = None;
     }
 }
 
@@ -160,23 +156,26 @@ pub struct Replica {
     store: Store,
     /// Consensus, while this node is a CAL.
     paxos: Option<Paxos>,
+    /// Consensus state of a CAL that left consensus (see `Paxos::retire`),
+    /// taken up again if it rejoins.
+    retired: Option<Paxos>,
     members: membership::Membership,
     self_id: Bytes,
     secrets: Secrets,
     writable: bool,
-    sessions: HashMap<ConnId, Session>,
+    sessions: BTreeMap<ConnId, Session>,
     /// Client writes proposed and not yet applied.
-    writes: HashMap<ProposalId, Pending>,
+    writes: BTreeMap<ProposalId, Pending>,
     /// Glob waits registered with the store.
-    waits: HashMap<WaitId, Pending>,
+    waits: BTreeMap<WaitId, Pending>,
     /// Reads parked until the store reaches their rev.
-    parked: HashMap<WaitId, (ConnId, Request)>,
+    parked: BTreeMap<WaitId, (ConnId, Request)>,
     next_wait_id: WaitId,
     out: Vec<(ConnId, Response)>,
     stats: Stats,
     listings: listing::Listings,
     /// Connections following this node (slaves), with their FOLLOW tag.
-    followers: HashMap<ConnId, Option<i32>>,
+    followers: BTreeMap<ConnId, Option<i32>>,
     /// This node's own follow stream, when it is a slave.
     follow_state: follow::FollowState,
     /// When timers are next due, as of the last output (computing it
@@ -198,6 +197,9 @@ pub(crate) struct Trace {
     pub votes: Vec<(NodeId, crate::consensus::VoteRecord)>,
     /// Values learned through consensus, in seqn order.
     pub learned: Vec<(u64, Bytes)>,
+    /// The first seqn of a consensus state made afresh at a promotion, and
+    /// how many of `votes` were cast before it.
+    pub fresh_from: Option<(u64, usize)>,
 }
 
 /// What [`Replica::new`] needs.
@@ -219,19 +221,20 @@ impl Replica {
         Replica {
             store: Store::new(config.history_revs),
             paxos: None,
+            retired: None,
             members: membership::Membership::new(config.self_id.clone(), config.cluster),
             self_id: Bytes::from(config.self_id),
             secrets: config.secrets,
             writable: true,
-            sessions: HashMap::new(),
-            writes: HashMap::new(),
-            waits: HashMap::new(),
-            parked: HashMap::new(),
+            sessions: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            waits: BTreeMap::new(),
+            parked: BTreeMap::new(),
             next_wait_id: 1,
             out: Vec::new(),
             stats: Stats::default(),
             listings: listing::Listings::default(),
-            followers: HashMap::new(),
+            followers: BTreeMap::new(),
             follow_state: follow::FollowState::default(),
             deadline_ms: None,
             force_copy: false,
@@ -347,9 +350,6 @@ impl Replica {
             out.role_change = Some(change);
         }
         out.cals_left.append(&mut self.members.cals_left);
-        if let Some(id) = self.members.new_id.take() {
-            out.new_id = Some(id);
-        }
         out.listed_cal = self.is_cal() && self.listed_as_cal();
         self.deadline_ms = self.next_deadline_ms();
         out.deadline_ms = self.deadline_ms;

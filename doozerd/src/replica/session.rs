@@ -1,7 +1,7 @@
 //! Per-connection protocol state: what the connection may do (its grant
 //! from the secrets) and which of its requests are still outstanding.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
@@ -65,9 +65,9 @@ pub struct Session {
     /// What it may do now.
     pub grant: Grant,
     /// Tags of requests not yet answered (a reused one is `TAG_IN_USE`).
-    pub tags: HashSet<i32>,
+    pub tags: BTreeSet<i32>,
     /// Store waits registered for it, cancelled when it goes away.
-    pub waits: HashSet<WaitId>,
+    pub waits: BTreeSet<WaitId>,
 }
 
 impl Session {

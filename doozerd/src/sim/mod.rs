@@ -104,8 +104,9 @@ struct Conn {
 enum Phase {
     /// Waiting for the answer to GET `/ctl/name`.
     Name,
-    /// Waiting for the answer to the `n`-th node-file SET.
-    Files(usize),
+    /// Waiting for the answer to the GET (`false`) or SET (`true`) of the
+    /// `n`-th node file.
+    Files(usize, bool),
     /// FOLLOW sent; responses go to the replica.
     Streaming,
 }
@@ -199,9 +200,8 @@ pub(crate) struct World {
     pub answers: BTreeMap<(usize, i32), Response>,
     next_id: u32,
     trace: bool,
-    /// Ids that have been CALs: being promoted again means taking part in
-    /// consensus without the acceptor state voted with before.
-    were_cal: std::collections::BTreeSet<String>,
+    /// The highest seqn each id voted at.
+    voted_upto: BTreeMap<String, u64>,
 }
 
 impl World {
@@ -232,20 +232,22 @@ impl World {
             answers: BTreeMap::new(),
             next_id: 0,
             trace: std::env::var("DOOZER_SIM_TRACE").is_ok(),
-            were_cal: std::collections::BTreeSet::new(),
+            voted_upto: BTreeMap::new(),
         };
         w.oracle = Oracle::new("N0", w.timing.alpha);
         if w.trace {
             let _ = env_logger::builder().is_test(true).try_init();
         }
         for addr in &addrs {
+            // `-a`: every other member (a restarted node must find one).
+            let seeds = addrs.iter().filter(|a| *a != addr).copied().collect();
             w.nodes.push(Node {
                 addr: *addr,
                 id: String::new(),
                 replica: None,
                 paused: false,
                 gen: 0,
-                seeds: vec![addrs[0]],
+                seeds,
                 follow: None,
                 reattach_at: None,
                 lost_member: None,
@@ -302,7 +304,6 @@ impl World {
                 },
             );
             node.reattach_at = None;
-            self.were_cal.insert(node.id.clone());
         } else {
             r.start_following();
             node.reattach_at = Some(self.now);
@@ -368,13 +369,24 @@ impl World {
         r.ready(now, &mut out);
         let trace = r.take_trace();
         let id = self.nodes[i].id.clone();
-        if let Some(new) = out.new_id.take() {
-            self.trace_line(i, &format!("is now {new}"));
-            self.nodes[i].id = new;
-        }
-        for (voter, v) in trace.votes {
+        let fresh = trace.fresh_from;
+        let votes = trace.votes.len();
+        for (k, (voter, v)) in trace.votes.into_iter().enumerate() {
+            if let Some((first, before)) = fresh {
+                if k == before {
+                    self.check_fresh(&id, first);
+                }
+            }
+            let top = self.voted_upto.entry(voter.clone()).or_default();
+            *top = (*top).max(v.seqn);
             self.oracle.voted(&voter, v);
         }
+        if let Some((first, before)) = fresh {
+            if before >= votes {
+                self.check_fresh(&id, first);
+            }
+        }
+
         for (seqn, value) in trace.learned {
             self.oracle.learned(&id, seqn, value);
         }
@@ -392,13 +404,6 @@ impl World {
             Some(RoleChange::Promoted) => {
                 self.nodes[i].promotions += 1;
                 self.trace_line(i, "promoted");
-                if !self.were_cal.insert(id.clone()) {
-                    // An id never takes part in consensus again once it
-                    // left it: its acceptor state is gone (memory only).
-                    self.oracle.violations.push(format!(
-                        "{id} became a CAL again after it left consensus (its votes are forgotten)"
-                    ));
-                }
                 self.drop_follow(i);
                 self.nodes[i].reattach_at = None;
             }
@@ -422,6 +427,16 @@ impl World {
         self.follower_timers(i);
         if let Some(t) = self.next_wake(i) {
             self.wake_at(i, t);
+        }
+    }
+
+    /// An id never votes without the state it voted with before: a
+    /// consensus state made afresh must start after its last vote.
+    fn check_fresh(&mut self, id: &str, first: u64) {
+        if let Some(&v) = self.voted_upto.get(id).filter(|&&v| v >= first) {
+            self.oracle.violations.push(format!(
+                "{id} took part in consensus from seqn {first} with no memory of its votes up to seqn {v}"
+            ));
         }
     }
 
@@ -544,6 +559,7 @@ impl World {
                 continue; // connection refused
             }
             let conn = self.connect(End::Follower(i), j);
+            self.trace_line(i, &format!("attaching to slot {j}"));
             let name = Request {
                 tag: Some(HANDSHAKE_TAG),
                 verb: Some(Verb::Get as i32),
@@ -576,6 +592,16 @@ impl World {
     /// A response on node `i`'s follow connection.
     fn follow_frame(&mut self, i: usize, resp: Response) {
         let now = self.now;
+        if self.trace {
+            let phase = self.nodes[i]
+                .follow
+                .as_ref()
+                .map(|f| format!("{:?}", f.phase));
+            eprintln!(
+                "{now:7} {} follow frame in {phase:?}: flags {:?} rev {:?} err {:?}",
+                self.nodes[i].id, resp.flags, resp.rev, resp.err_code
+            );
+        }
         let Some(f) = self.nodes[i].follow.as_mut() else {
             return;
         };
@@ -585,13 +611,16 @@ impl World {
                 if resp.err_code.is_some() || resp.value.as_deref() != Some(&b"local"[..]) {
                     return self.next_candidate(i, "wrong cluster or refused");
                 }
-                self.send_file(i, 0);
+                self.send_file(i, 0, None);
             }
-            Phase::Files(k) => {
+            Phase::Files(k, set) => {
                 if resp.err_code.is_some() {
                     return self.next_candidate(i, "node file refused");
                 }
-                self.send_file(i, k + 1);
+                match set {
+                    false => self.send_file(i, k, resp.value),
+                    true => self.send_file(i, k + 1, None),
+                }
             }
             Phase::Streaming => {
                 let Some(r) = self.nodes[i].replica.as_mut() else {
@@ -607,8 +636,10 @@ impl World {
         }
     }
 
-    /// Sends the `k`-th node file, or FOLLOW after the last one.
-    fn send_file(&mut self, i: usize, k: usize) {
+    /// Reads the `k`-th node file (`found`: not yet), writes it if it
+    /// differs from `found`, or sends FOLLOW after the last one, as
+    /// `attach.rs` does.
+    fn send_file(&mut self, i: usize, k: usize, found: Option<Bytes>) {
         let files = attach::node_files(&self.info(i));
         let now = self.now;
         let Some(f) = self.nodes[i].follow.as_mut() else {
@@ -616,9 +647,21 @@ impl World {
         };
         let conn = f.conn;
         f.step_deadline = now + STEP_TIMEOUT_MS;
-        let req = match files.get(k) {
-            Some((path, body)) => {
-                f.phase = Phase::Files(k);
+        let req = match (files.get(k), found) {
+            (Some((path, _)), None) => {
+                f.phase = Phase::Files(k, false);
+                Request {
+                    tag: Some(HANDSHAKE_TAG),
+                    verb: Some(Verb::Get as i32),
+                    path: Some(path.clone()),
+                    ..Default::default()
+                }
+            }
+            (Some((_, body)), Some(found)) if found[..] == *body.as_bytes() => {
+                return self.send_file(i, k + 1, None);
+            }
+            (Some((path, body)), Some(_)) => {
+                f.phase = Phase::Files(k, true);
                 Request {
                     tag: Some(HANDSHAKE_TAG),
                     verb: Some(Verb::Set as i32),
@@ -628,7 +671,7 @@ impl World {
                     ..Default::default()
                 }
             }
-            None => {
+            (None, _) => {
                 f.phase = Phase::Streaming;
                 let follow = attach::follow_request(f.resume, Some(HANDSHAKE_TAG));
                 if let Some(r) = self.nodes[i].replica.as_mut() {
@@ -893,6 +936,26 @@ impl World {
             // The socket buffer keeps it until the process runs again.
             self.nodes[to].held.push((from, bytes));
             return;
+        }
+        if self.trace && std::env::var("DOOZER_SIM_TRACE_PEER").is_ok() {
+            if let Ok(m) = doozer_proto::peer::PeerMsg::decode(&bytes[..]) {
+                eprintln!(
+                    "{:7} {} <- {} upto {} kept {} prep {:?} prom {} acc {:?} votes {} learned {:?} skips {} fetch {:?} silent {:?}",
+                    self.now,
+                    self.nodes[to].id,
+                    m.sender,
+                    m.learned_upto,
+                    m.oldest_kept,
+                    m.prepares.iter().map(|p| (p.round, p.seqns.len(), p.seqns.first().copied())).collect::<Vec<_>>(),
+                    m.promises.len(),
+                    m.accepts.iter().map(|a| a.seqn).collect::<Vec<_>>(),
+                    m.votes.len(),
+                    m.learned.iter().map(|l| l.seqn).collect::<Vec<_>>(),
+                    m.skips.len(),
+                    m.fetch_from,
+                    m.silent
+                );
+            }
         }
         if let Some(r) = self.nodes[to].replica.as_mut() {
             let _ = r.step(self.now, Input::Peer(from, bytes));

@@ -195,11 +195,6 @@ impl Oracle {
         }
     }
 
-    /// The highest seqn every check has covered.
-    pub(crate) fn applied(&self) -> u64 {
-        self.applied
-    }
-
     /// The CAL set the log gives seqn `s`, if known yet.
     pub(crate) fn set_of(&self, s: u64) -> Option<&CalSet> {
         self.sets.get(&s)

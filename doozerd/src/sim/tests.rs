@@ -36,15 +36,27 @@ pub(super) fn describe(w: &World) -> String {
     (0..w.nodes.len())
         .map(|i| {
             let n = &w.nodes[i];
+            let window = n
+                .replica
+                .as_ref()
+                .map(|r| r.window_sets())
+                .and_then(|sets| sets.first().map(|(s, c)| (*s, c.iter().cloned().collect::<Vec<_>>())));
+            let stats = n.replica.as_ref().map(|r| {
+                let s = r.stats();
+                let c = r.consensus_stats().map(|(c, n)| (c.fills, c.round_retries, c.invalid, c.too_far_ahead, c.received.batches, c.sent.batches, n));
+                (s.peer_messages_ignored, c)
+            });
             format!(
-                "  slot {i} {} rev {} cal {} paused {} demotions {} promotions {} slots {:?}",
+                "  slot {i} {} rev {} cal {} paused {} demotions {} promotions {} slots {:?} next seqn's set {:?}\n      ignored, (fills, retries, invalid, too far, recv, sent, in flight) {:?}",
                 n.id,
                 w.rev(i),
                 w.is_cal(i),
                 n.paused,
                 n.demotions,
                 n.promotions,
-                w.slots(i)
+                w.slots(i),
+                window,
+                stats
             )
         })
         .collect::<Vec<_>>()
@@ -320,4 +332,294 @@ fn finding_7_nodes_agree_who_sends_from_an_address() {
         assert!(w.run_until_true(10_000, |w| w.rev(0) > before && w.rev(slot) > before));
     }
     assert_safe(&w);
+}
+
+// ---- randomized runs ----
+
+/// Random runs in the normal test run (`DOOZER_SIM_SEEDS` sets another).
+const SEEDS_DEFAULT: u64 = 5_000;
+/// Simulated time faults are injected for, after the cluster formed.
+const FAULT_MS: u64 = 20_000;
+/// Simulated time the cluster has to heal once faults stop.
+const RECOVER_MS: u64 = 90_000;
+
+/// The CAL ids of the latest slots the most advanced running node knows,
+/// and how many of them cannot vote now (their process is dead, or they
+/// have not joined consensus yet).
+fn dead_cals(w: &World) -> (usize, usize) {
+    let Some(i) = w.live().into_iter().max_by_key(|&i| w.rev(i)) else {
+        return (0, 0);
+    };
+    let ids = cal_ids(w, i);
+    let unavailable = ids
+        .iter()
+        .filter(|id| !(0..w.nodes.len()).any(|k| &w.nodes[k].id == *id && w.is_cal(k)))
+        .count();
+    (ids.len(), unavailable)
+}
+
+/// Whether the process in slot `i` may crash and the cluster still keep a
+/// live majority of every set that may decide seqns, whatever partitions
+/// and kicks come later. Memory only: a majority lost is a cluster lost,
+/// so the run allows one dead CAL at a time, in sets of three or more: no
+/// other dead id may be in any set still in use (the latest slots, or the
+/// window of a live CAL), a CAL that just left must not be needed, and
+/// the network must be whole at the time.
+fn may_crash(w: &World, i: usize) -> bool {
+    // Only on a healthy network with every process running: a report a
+    // node sent just before it died still counts towards a kick, and may
+    // remove a node that was only cut off.
+    let healthy = w.links.iter().all(|row| row.iter().all(|l| *l))
+        && w.nodes.iter().all(|n| !n.paused)
+        && w.drop == 0.0;
+    if !healthy {
+        return false;
+    }
+    match w.nodes[i].replica.as_ref() {
+        None => return false,
+        Some(r) if r.needed_by_others() => return false,
+        Some(_) => {}
+    }
+    let running = |id: &str| w.nodes.iter().any(|n| n.replica.is_some() && n.id == id);
+    let mut sets: Vec<Vec<String>> = Vec::new();
+    for k in (0..w.nodes.len()).filter(|&k| w.nodes[k].replica.is_some()) {
+        sets.push(cal_ids(w, k));
+        if let Some(r) = w.nodes[k].replica.as_ref() {
+            for (_, c) in r.window_sets() {
+                sets.push(c.iter().cloned().collect());
+            }
+        }
+    }
+    let victim = &w.nodes[i].id;
+    sets.iter().all(|set| {
+        let dead = set.iter().filter(|id| !running(id)).count();
+        dead == 0 && (!set.contains(victim) || set.len() >= 3)
+    })
+}
+
+/// One fault, chosen at random.
+fn inject(w: &mut World, rng: &mut crate::consensus::SplitMix64, log: &mut Vec<String>) {
+    let n = w.nodes.len();
+    let pick = |rng: &mut crate::consensus::SplitMix64| rng.below(n as u64) as usize;
+    let what = rng.below(12);
+    let i = pick(rng);
+    let j = pick(rng);
+    let line = match what {
+        0 => {
+            let a = rng.below(3) + 1;
+            let groups: Vec<Vec<usize>> = (0..a)
+                .map(|g| {
+                    (0..n)
+                        .filter(|k| (k + g as usize) % a as usize == 0)
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[usize]> = groups.iter().map(|g| g.as_slice()).collect();
+            w.partition(&refs);
+            format!("partition {groups:?}")
+        }
+        1 | 2 => {
+            w.heal();
+            "heal".to_string()
+        }
+        3 => {
+            w.cut(i, j);
+            format!("cut {i}-{j}")
+        }
+        4 => {
+            w.cut_one_way(i, j);
+            format!("cut {i}->{j}")
+        }
+        5 | 6 => {
+            if w.nodes[i].paused {
+                w.resume(i);
+                format!("resume {i}")
+            } else {
+                w.pause(i);
+                format!("pause {i}")
+            }
+        }
+        7 => {
+            if may_crash(w, i) {
+                w.crash(i);
+                format!("crash {i}")
+            } else {
+                return;
+            }
+        }
+        8 => {
+            if w.nodes[i].replica.is_none() {
+                w.restart(i);
+                format!("restart {i} as {}", w.nodes[i].id)
+            } else {
+                return;
+            }
+        }
+        9 => {
+            // An operator adds a slot (at most five).
+            let Some(&via) = w.live().first() else { return };
+            let slots = w.slots(via).len();
+            if slots >= 5 {
+                return;
+            }
+            let req = Request {
+                verb: Some(Verb::Set as i32),
+                path: Some(format!("/ctl/cal/{}", 10 + rng.below(1_000))),
+                rev: Some(0),
+                ..Default::default()
+            };
+            w.request(OPERATOR, via, req);
+            "add a slot".to_string()
+        }
+        10 => {
+            // An operator empties a slot (keeping at least one CAL, and
+            // never while a CAL is dead: the smaller set must keep a live
+            // majority).
+            let Some(&via) = w.live().first() else { return };
+            let ids = cal_ids(w, via);
+            if ids.len() <= 1 || dead_cals(w).1 > 0 {
+                return;
+            }
+            let victim = &ids[rng.below(ids.len() as u64) as usize];
+            let Some(r) = w.nodes[via].replica.as_ref() else {
+                return;
+            };
+            let Some(slot) = crate::cluster::slots(r.store().head())
+                .into_iter()
+                .find(|s| &s.id == victim)
+            else {
+                return;
+            };
+            let req = Request {
+                verb: Some(Verb::Set as i32),
+                path: Some(slot.path.clone()),
+                rev: Some(slot.rev),
+                ..Default::default()
+            };
+            w.request(OPERATOR, via, req);
+            format!("empty {}", slot.path)
+        }
+        _ => {
+            w.drop = [0.0, 0.01, 0.05, 0.2][rng.below(4) as usize];
+            format!("drop {}", w.drop)
+        }
+    };
+    log.push(format!("{:7} {line}", w.now));
+}
+
+/// One randomized run; `Err` describes what went wrong, with the faults.
+fn run_seed(seed: u64) -> Result<(), String> {
+    let mut rng = crate::consensus::SplitMix64::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 11);
+    let cals = 1 + rng.below(5) as usize;
+    let spares = rng.below(3) as usize;
+    let timing = Timing {
+        timeout_ms: [2_000, 3_000, 5_000][rng.below(3) as usize],
+        pulse_ms: [500, 1_000][rng.below(2) as usize],
+        fill_ms: 30 + rng.below(120),
+        alpha: [50, 50, 20, 7][rng.below(4) as usize],
+        history_revs: [2_000, 50][rng.below(2) as usize],
+    };
+    let mut w = form(seed, cals, spares, timing);
+    w.dup = [0.0, 0.02][rng.below(2) as usize];
+    w.delay_max_ms = 1 + rng.below(20);
+    let mut log = Vec::new();
+    let start = w.now;
+    let mut k = 0u64;
+    while w.now < start + FAULT_MS {
+        if rng.chance(0.1) {
+            inject(&mut w, &mut rng, &mut log);
+        }
+        for _ in 0..rng.below(4) {
+            let live = w.live();
+            if let Some(&i) = live.get(rng.below(live.len().max(1) as u64) as usize) {
+                k += 1;
+                w.set(
+                    k as usize % 7,
+                    i,
+                    &format!("/r/{}", k % 13),
+                    &format!("v{k}"),
+                );
+            }
+        }
+        w.run(50 + rng.below(200));
+        if let Some(v) = w.oracle.violations.first() {
+            return Err(format!(
+                "{v}\n{}\nfaults:\n{}",
+                describe(&w),
+                log.join("\n")
+            ));
+        }
+    }
+    // Faults stop: everything heals, every process runs, no loss.
+    w.heal();
+    w.drop = 0.0;
+    w.dup = 0.0;
+    for i in 0..w.nodes.len() {
+        w.resume(i);
+    }
+    log.push(format!("{:7} all healed", w.now));
+    if !w.run_until_true(RECOVER_MS, healed) {
+        return Err(format!(
+            "did not heal within {RECOVER_MS} ms after the faults stopped\n{}\nfaults:\n{}",
+            describe(&w),
+            log.join("\n")
+        ));
+    }
+    // And writes go through every CAL.
+    let cals: Vec<usize> = w.live().into_iter().filter(|&i| w.is_cal(i)).collect();
+    for i in cals {
+        let before = w.rev(i);
+        w.set(99, i, "/after/heal", &format!("through {i}"));
+        let ok = w.run_until_true(10_000, |w| w.live().iter().all(|&j| w.rev(j) > before));
+        if !ok {
+            return Err(format!(
+                "a write through {i} was not applied everywhere\n{}",
+                describe(&w)
+            ));
+        }
+    }
+    if let Some(v) = w.oracle.violations.first() {
+        return Err(format!(
+            "{v}\n{}\nfaults:\n{}",
+            describe(&w),
+            log.join("\n")
+        ));
+    }
+    Ok(())
+}
+
+fn seeds_for(part: u64, parts: u64) -> Vec<u64> {
+    if let Some(seed) = std::env::var("DOOZER_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return if part == 0 { vec![seed] } else { Vec::new() };
+    }
+    let n = std::env::var("DOOZER_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEEDS_DEFAULT);
+    (0..n).filter(|s| s % parts == part).collect()
+}
+
+fn check_seeds(part: u64, parts: u64) {
+    for seed in seeds_for(part, parts) {
+        if let Err(e) = run_seed(seed) {
+            panic!(
+                "membership simulation seed {seed} failed: {e}\n\
+                 replay: DOOZER_SIM_SEED={seed} DOOZER_SIM_TRACE=1 cargo test -p doozerd --lib sim::tests::random"
+            );
+        }
+    }
+}
+
+// Two halves so the default test runner uses both cores.
+#[test]
+fn random_membership_runs_are_safe_and_heal_part_0() {
+    check_seeds(0, 2);
+}
+
+#[test]
+fn random_membership_runs_are_safe_and_heal_part_1() {
+    check_seeds(1, 2);
 }

@@ -34,6 +34,9 @@ pub(crate) enum Node {
     Dir(Dir),
 }
 
+/// A file found where a change goes: its rev and body.
+type OldFile = (Rev, Bytes);
+
 /// What a path names in a snapshot.
 enum Found<'a> {
     File(&'a Bytes, Rev),
@@ -133,7 +136,7 @@ fn leaf_dirs<'a>(
     names: &[&str],
     cond: Rev,
     empty: &'a Dir,
-) -> Result<(Vec<&'a Dir>, Option<(Rev, Bytes)>), StoreError> {
+) -> Result<(Vec<&'a Dir>, Option<OldFile>), StoreError> {
     let Some(leaf) = names.last() else {
         // Only the root has no names, and it is a directory.
         return Err(StoreError::IsDir);
@@ -161,7 +164,7 @@ fn set_in(
     body: &Bytes,
     cond: Rev,
     rev: Rev,
-) -> Result<(Dir, Option<(Rev, Bytes)>), StoreError> {
+) -> Result<(Dir, Option<OldFile>), StoreError> {
     let empty = Dir::new_sync();
     let (dirs, old) = leaf_dirs(root, names, cond, &empty)?;
     let mut node = Node::File {
@@ -181,11 +184,7 @@ fn set_in(
 /// `root` without the file at `names`, if `cond` allows, and the length of
 /// the body removed: `Ok(None)` if nothing changed (it was missing).
 /// Directories left empty are removed.
-fn del_in(
-    root: &Dir,
-    names: &[&str],
-    cond: Rev,
-) -> Result<Option<(Dir, (Rev, Bytes))>, StoreError> {
+fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, OldFile)>, StoreError> {
     let empty = Dir::new_sync();
     let (dirs, old) = leaf_dirs(root, names, cond, &empty)?;
     let Some(old) = old else {
