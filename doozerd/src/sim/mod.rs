@@ -1100,9 +1100,7 @@ impl World {
 
     /// Client `k` sends `req` to node `i` (on its connection there).
     pub(crate) fn request(&mut self, k: usize, i: usize, mut req: Request) -> Option<i32> {
-        if self.nodes[i].replica.is_none() {
-            return None;
-        }
+        self.nodes[i].replica.as_ref()?;
         let conn = match self.client_conns.get(&(k, i)) {
             Some(&c) if self.conns.contains_key(&c) => c,
             _ => {

@@ -20,13 +20,17 @@ use crate::cluster;
 use crate::consensus::{CalSet, NodeId, VoteRecord};
 use crate::store::{Rev, Store, Value};
 
+/// The votes of one seqn, by ballot `(round, coordinator)`: the value of
+/// the ballot and who voted for it.
+type Ballots = BTreeMap<(u64, NodeId), (Bytes, BTreeSet<NodeId>)>;
+
 /// Everything the oracle knows.
 pub(crate) struct Oracle {
     alpha: u64,
     /// The first value any node learned at each seqn.
     learned: BTreeMap<u64, Bytes>,
     /// Votes per seqn, by ballot `(round, coordinator)`: value and voters.
-    votes: BTreeMap<u64, BTreeMap<(u64, NodeId), (Bytes, BTreeSet<NodeId>)>>,
+    votes: BTreeMap<u64, Ballots>,
     /// Values found chosen.
     chosen: BTreeMap<u64, Bytes>,
     /// The learned log applied in order, up to `applied`.

@@ -410,7 +410,7 @@ fn inject(w: &mut World, rng: &mut crate::consensus::SplitMix64, log: &mut Vec<S
             let groups: Vec<Vec<usize>> = (0..a)
                 .map(|g| {
                     (0..n)
-                        .filter(|k| (k + g as usize) % a as usize == 0)
+                        .filter(|k| (k + g as usize).is_multiple_of(a as usize))
                         .collect()
                 })
                 .collect();
