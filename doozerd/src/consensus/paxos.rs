@@ -383,7 +383,7 @@ impl Paxos {
     /// without the promises and votes it made before. What this node
     /// learned of those seqns meanwhile is delivered from `first` on.
     pub fn rejoin(&mut self, first: Seqn, head: CalSet, sets: &[CalSet], now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
+        self.advance_clock(now_ms);
         self.retired = false;
         self.instances = self.instances.split_off(&first);
         self.cal_sets.clear();
@@ -597,7 +597,7 @@ impl Paxos {
     /// Handles a batch from peer `from` at time `now_ms`. Invalid parts are
     /// counted and ignored.
     pub fn step(&mut self, from: &str, mut msg: PeerMsg, now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
+        self.advance_clock(now_ms);
         if from == self.cfg.id {
             self.stats.invalid += 1;
             return;
@@ -662,7 +662,7 @@ impl Paxos {
     /// Advances time: retries stalled rounds, fills seqns held up too long,
     /// sends skips that found no batch to ride on, fetches missing values.
     pub fn tick(&mut self, now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
+        self.advance_clock(now_ms);
         let now = self.now_ms;
         self.mark_needed();
         self.retry_stalled();
@@ -722,6 +722,21 @@ impl Paxos {
             );
         }
         at
+    }
+
+    /// Moves the clock to `now_ms`. A jump longer than a few heartbeats
+    /// means this process did not run meanwhile (paused, or a loop stuck
+    /// on something): nothing could be heard then, so the silence of that
+    /// gap is no evidence against any peer, and is not counted.
+    fn advance_clock(&mut self, now_ms: u64) {
+        let gap = now_ms.saturating_sub(self.now_ms);
+        let slack = 2 * self.cfg.heartbeat_ms.max(1);
+        if gap > slack {
+            for heard in self.last_heard_ms.values_mut() {
+                *heard = (*heard + gap - slack).min(now_ms);
+            }
+        }
+        self.now_ms = self.now_ms.max(now_ms);
     }
 
     /// Recomputes the other CALs of the window (when a CAL set changes).

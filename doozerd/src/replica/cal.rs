@@ -302,6 +302,7 @@ impl Replica {
                 let value = cluster::kick_value(self.store.head(), &slot, expires_after);
                 if let Some(pid) = self.propose_bytes(value.encode()) {
                     self.members.kicks.insert(victim.clone(), pid);
+                    self.members.kicks_proposed += 1;
                 }
             }
         }

@@ -118,6 +118,8 @@ pub(super) struct Membership {
     /// Learned seqns that were not the next one (a bug; the node
     /// stepped down and copied the store again).
     pub(super) gaps: u64,
+    /// Kicks this node proposed.
+    pub(super) kicks_proposed: u64,
     /// Whether each CAL's store digest, last compared, equals this one's.
     pub(super) digest_views: BTreeMap<NodeId, bool>,
     /// Times this node found its store diverged.
@@ -152,6 +154,7 @@ impl Membership {
             malformed: 0,
             unroutable: 0,
             gaps: 0,
+            kicks_proposed: 0,
             digest_views: BTreeMap::new(),
             divergences: 0,
         }

@@ -88,6 +88,8 @@ pub struct Stats {
     /// Times this node found its store differs from a majority of the
     /// CALs' at the same rev, stopped serving and copied it again.
     pub divergences: u64,
+    /// Kicks this node proposed (of CALs a majority found silent).
+    pub kicks_proposed: u64,
 }
 
 /// Something that happened outside the replica.
@@ -273,6 +275,20 @@ impl Replica {
         self.members.sender_is(id, addr)
     }
 
+    /// Writes a file into the store behind consensus's back, as a bug
+    /// would (tests of divergence detection only).
+    #[cfg(test)]
+    pub(crate) fn corrupt_for_test(&mut self, path: &str, body: &str) {
+        let m = crate::store::Mutation::Set {
+            path: path.into(),
+            rev: -1,
+            body: Bytes::from(body.to_string()),
+        };
+        // At the head's own rev: the digest changes, the rev does not.
+        let head = self.store.head().clone();
+        self.store.corrupt_head(head, &m);
+    }
+
     /// Moves the votes consensus recorded into the trace (before consensus
     /// is dropped, or when the trace is read).
     #[cfg(test)]
@@ -305,6 +321,7 @@ impl Replica {
             unroutable_messages: self.members.unroutable,
             learned_gaps: self.members.gaps,
             divergences: self.members.divergences,
+            kicks_proposed: self.members.kicks_proposed,
             ..self.stats.clone()
         }
     }

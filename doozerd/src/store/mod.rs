@@ -431,6 +431,19 @@ impl Store {
         }
     }
 
+    /// Changes the head tree in place, keeping its rev (tests of
+    /// divergence detection only: this is what a bug would do).
+    #[cfg(test)]
+    pub(crate) fn corrupt_head(&mut self, head: Snapshot, m: &Mutation) {
+        if let Mutation::Set { path, body, .. } = m {
+            if let Ok(t) = head.set(path, body, wire_rev::CLOBBER, head.rev()) {
+                if let Some(last) = self.snaps.back_mut() {
+                    *last = t;
+                }
+            }
+        }
+    }
+
     /// Replaces the whole store with a copy of another node's tree as of
     /// `rev` (see [`Store::install`]); the files are checked as
     /// [`Copy::add`] does, and a bad one leaves the store as it was.
