@@ -1,4 +1,4 @@
-//! The name service (SPEC §4 "Name service", §5 `cn=`): another doozer
+//! The name service (docs/reference.md#name-service, `cn=` in docs/reference.md#uris): another doozer
 //! cluster where clusters are found by name.
 //!
 //! Built on [`Client`] (a client of the name service), this module also

@@ -1,4 +1,4 @@
-//! Global options, dispatch, and the shell commands of SPEC §5.
+//! Global options, dispatch, and the shell commands (docs/reference.md#commands).
 
 use std::io::{self, Read, Write};
 

@@ -44,69 +44,76 @@ URIs: doozer:?ca=HOST:PORT&ca=...&cn=NAME&sk=SECRET&tlsca=PATH
 Exit status: 0 ok, 1 rev mismatch, 2 other error, 127 usage error.
 ";
 
-/// Detailed help for `command`, or `None` if there is no such command.
-pub fn command_help(command: &str) -> Option<&'static str> {
-    Some(match command {
-        "add" => {
-            "\
+/// Detailed help for each command.
+const COMMANDS: &[(&str, &str)] = &[
+    (
+        "add",
+        "\
 Usage: doozer add PATH
 
 Creates the file PATH with the contents of stdin, only if it does not exist
 (a SET with rev 0). Prints the new revision. If the file exists: rev
 mismatch, exit status 1.
-"
-        }
-        "set" => {
-            "\
+",
+    ),
+    (
+        "set",
+        "\
 Usage: doozer set PATH REV
 
 Writes stdin to the file PATH if REV is at least the file's revision
 (0: only if absent; -1: unconditionally). Prints the new revision. A newer
 file: 'Error: rev mismatch', exit status 1.
-"
-        }
-        "get" => {
-            "\
+",
+    ),
+    (
+        "get",
+        "\
 Usage: doozer [-r REV] get PATH
 
 Prints the body of the file PATH exactly, with no newline added. A missing
 file prints nothing. With -r, reads the file as it was at revision REV.
-"
-        }
-        "del" => {
-            "\
+",
+    ),
+    (
+        "del",
+        "\
 Usage: doozer del PATH REV
 
 Deletes the file PATH if REV is at least its revision (-1: unconditionally).
 Prints nothing. A newer file: 'Error: rev mismatch', exit status 1.
-"
-        }
-        "rev" => {
-            "\
+",
+    ),
+    (
+        "rev",
+        "\
 Usage: doozer rev
 
 Prints the node's current revision.
-"
-        }
-        "stat" => {
-            "\
+",
+    ),
+    (
+        "stat",
+        "\
 Usage: doozer [-r REV] stat PATH
 
 For a file, prints '<rev> <len>'; for a directory, 'd <entries>'. A missing
 path: 'No such file or directory: PATH' on stderr, exit status 2.
-"
-        }
-        "find" => {
-            "\
+",
+    ),
+    (
+        "find",
+        "\
 Usage: doozer [-r REV] find PATH
 
 Prints PATH, then every directory and file under it, depth first, children
 in sorted order, one path per line. Everything is read at one revision: -r,
 or the current revision.
-"
-        }
-        "wait" => {
-            "\
+",
+    ),
+    (
+        "wait",
+        "\
 Usage: doozer [-r REV] [-t DURATION] wait GLOB
 
 Waits for the first change at or after REV (default: the current revision
@@ -117,49 +124,55 @@ record:
 A NOP shows as '/ <rev>  0' and an empty body. GLOB: '?' one character,
 '*' any run within a name, '**' any run across names. With -t, gives up
 after DURATION ('Error: timeout', exit status 2).
-"
-        }
-        "watch" => {
-            "\
+",
+    ),
+    (
+        "watch",
+        "\
 Usage: doozer [-r REV] [-t DURATION] watch GLOB
 
 Prints every change to files matching GLOB as records (see 'help wait'),
 from REV on (default: the next change), forever. With -t, gives up when no
 change arrives for DURATION.
-"
-        }
-        "touch" => {
-            "\
+",
+    ),
+    (
+        "touch",
+        "\
 Usage: doozer touch PATH
 
 Rewrites the file PATH with its own body, at its own revision, so watchers
 see a change. Creates an empty file if it does not exist. Prints nothing.
-"
-        }
-        "nop" => {
-            "\
+",
+    ),
+    (
+        "nop",
+        "\
 Usage: doozer nop
 
 Runs one consensus round that changes nothing (it uses up one revision).
 Prints nothing.
-"
-        }
-        "self" => {
-            "\
+",
+    ),
+    (
+        "self",
+        "\
 Usage: doozer self
 
 Prints the id of the node connected to.
-"
-        }
-        "help" => {
-            "\
+",
+    ),
+    (
+        "help",
+        "\
 Usage: doozer help [COMMAND]
 
 Prints detailed help for COMMAND, or the general usage.
-"
-        }
-        "bench" => {
-            "\
+",
+    ),
+    (
+        "bench",
+        "\
 Usage: doozer [-a URI] bench [options]
 
 Load-tests the nodes of -a and prints ops, seconds, ops/s and latency
@@ -213,8 +226,14 @@ Examples:
   doozer bench -op get -keys 100000 -layout flat -n 1000000
   doozer bench -op watch -watchers 100 -rate 50 -d 10s
   doozer bench -op sse -streams 1000 -rate 50 -d 10s -web 127.0.0.1:8000
-"
-        }
-        _ => return None,
-    })
+",
+    ),
+];
+
+/// Detailed help for `command`, or `None` if there is no such command.
+pub fn command_help(command: &str) -> Option<&'static str> {
+    COMMANDS
+        .iter()
+        .find(|(name, _)| *name == command)
+        .map(|(_, text)| *text)
 }

@@ -1,4 +1,4 @@
-//! The `doozer` command: a shell interface to a doozer cluster (SPEC §5),
+//! The `doozer` command: a shell interface to a doozer cluster (docs/reference.md#the-doozer-command),
 //! plus `doozer bench`, a load generator.
 //!
 //! Exit status: 0 success, 1 rev mismatch, 2 any other error (one line on

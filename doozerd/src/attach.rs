@@ -1,4 +1,4 @@
-//! Attaching to a cluster (SPEC §4, `-a`): connect to a member, check the
+//! Attaching to a cluster (docs/reference.md#attaching-a-slave, `-a`): connect to a member, check the
 //! cluster name, register this node's `/ctl/node/<id>/*` files through it,
 //! then FOLLOW it and read the copy of its store. Blocking, with short
 //! timeouts. At start-up it runs before the event loop and reads the copy

@@ -1,4 +1,4 @@
-//! Booting through a name service (SPEC §4 "Name service", `-b`), and
+//! Booting through a name service (docs/reference.md#name-service, `-b`), and
 //! keeping this node's entry there while it is a CAL.
 //!
 //! At start-up, [`Boot::plan`] looks up `/ctl/ns/<cluster>/*` in the name

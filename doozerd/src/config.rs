@@ -182,42 +182,8 @@ pub fn parse(
     let listen =
         resolve(&listen_text).map_err(|e| ConfigError(format!("-l {listen_text:?}: {e}")))?;
 
-    let mut attach = Vec::new();
-    for a in m.opt_strs("a") {
-        let addr = resolve(&a).map_err(|e| ConfigError(format!("-a {a:?}: {e}")))?;
-        if addr == listen {
-            return Err(ConfigError(format!(
-                "-a {a}: that is this node's own -l address"
-            )));
-        }
-        attach.push(addr);
-    }
-
-    let env_boot = match env("DOOZER_BOOT_URI") {
-        Some(v) => Some(
-            v.into_string()
-                .map_err(|_| ConfigError("DOOZER_BOOT_URI is not valid UTF-8".into()))?,
-        ),
-        None => None,
-    };
-    let boot = match m.opt_str("b").map(|b| ("-b", b)).or(env_boot
-        .filter(|v| !v.is_empty())
-        .map(|v| ("DOOZER_BOOT_URI", v)))
-    {
-        None => None,
-        Some((from, text)) => {
-            // Errors name the flag, not the text: it may hold a secret.
-            let uri: doozer::DoozerUri = text
-                .parse()
-                .map_err(|e| ConfigError(format!("{from}: {e}")))?;
-            if uri.addrs.is_empty() || uri.cluster.is_some() {
-                return Err(ConfigError(format!(
-                    "{from} {uri}: a name service is reached by address: want doozer:?ca=HOST:PORT"
-                )));
-            }
-            Some(uri)
-        }
-    };
+    let attach = attach_addrs(&m, listen)?;
+    let boot = boot_uri(&m, env)?;
 
     let cluster_name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
     if !doozer_proto::ctl::valid_cluster_name(&cluster_name) {
@@ -226,55 +192,15 @@ pub fn parse(
         )));
     }
 
-    let history_revs = match m.opt_str("hist") {
-        None => DEFAULT_HISTORY_REVS,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if (1..=MAX_HISTORY_REVS).contains(&n) => n,
-            _ => {
-                return Err(ConfigError(format!(
-                    "-hist {s:?}: want a whole number from 1 to {MAX_HISTORY_REVS}"
-                )))
-            }
-        },
-    };
+    let history_revs = history(&m)?;
 
     let timeout_ms = seconds(&m, "timeout", 60_000, 1_000, 86_400_000)?;
     let pulse_ms = seconds(&m, "pulse", 1_000, 10, 3_600_000)?;
     let fill_ms = seconds(&m, "fill", 100, 1, 60_000)?;
 
-    // Secrets are bytes on the wire (ACCESS value): taken as they are, so a
-    // secret that is not UTF-8 still protects the node.
-    let secret = |k| Bytes::from(env(k).map(|v| v.into_vec()).unwrap_or_default());
-    let rw_secret = secret("DOOZER_RWSECRET");
-    let ro_secret = secret("DOOZER_ROSECRET");
+    let (rw_secret, ro_secret) = secrets(env)?;
     let secret_set = !rw_secret.is_empty() || !ro_secret.is_empty();
-    // A connection starts as if it sent the empty secret, which would match
-    // an unset rw secret: a ro secret alone would leave writes open to all.
-    if rw_secret.is_empty() && !ro_secret.is_empty() {
-        return Err(ConfigError(
-            "DOOZER_ROSECRET is set without DOOZER_RWSECRET, which would let any client write; set both"
-                .to_string(),
-        ));
-    }
-
-    let web_text = m.opt_str("w");
-    let web_wanted = match web_text.as_deref() {
-        Some("false") => None,
-        Some(text) => Some(resolve(text).map_err(|e| ConfigError(format!("-w {text:?}: {e}")))?),
-        None => Some(SocketAddr::new(listen.ip(), DEFAULT_WEB_PORT)),
-    };
-    if let Some(w) = web_wanted {
-        if w == listen {
-            return Err(ConfigError(format!(
-                "-w {w}: the web viewer needs another address than -l"
-            )));
-        }
-    }
-    // The viewer has no authentication, so any secret turns it off.
-    let (web, web_off_for_secret) = match web_wanted {
-        Some(_) if secret_set => (None, true),
-        w => (w, false),
-    };
+    let (web, web_off_for_secret) = web_addr(&m, listen, secret_set)?;
 
     Ok(Command::Run(Box::new(Config {
         listen,
@@ -291,6 +217,110 @@ pub fn parse(
         boot,
         tls,
     })))
+}
+
+/// `-a`, repeatable: the members to attach to (not this node itself).
+fn attach_addrs(m: &getopts::Matches, listen: SocketAddr) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut attach = Vec::new();
+    for a in m.opt_strs("a") {
+        let addr = resolve(&a).map_err(|e| ConfigError(format!("-a {a:?}: {e}")))?;
+        if addr == listen {
+            return Err(ConfigError(format!(
+                "-a {a}: that is this node's own -l address"
+            )));
+        }
+        attach.push(addr);
+    }
+    Ok(attach)
+}
+
+/// `-b`, or `DOOZER_BOOT_URI`: the name service, reached by address.
+fn boot_uri(
+    m: &getopts::Matches,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Option<doozer::DoozerUri>, ConfigError> {
+    let env_boot = match env("DOOZER_BOOT_URI") {
+        Some(v) => Some(
+            v.into_string()
+                .map_err(|_| ConfigError("DOOZER_BOOT_URI is not valid UTF-8".into()))?,
+        ),
+        None => None,
+    };
+    let Some((from, text)) = m.opt_str("b").map(|b| ("-b", b)).or(env_boot
+        .filter(|v| !v.is_empty())
+        .map(|v| ("DOOZER_BOOT_URI", v)))
+    else {
+        return Ok(None);
+    };
+    // Errors name the flag, not the text: it may hold a secret.
+    let uri: doozer::DoozerUri = text
+        .parse()
+        .map_err(|e| ConfigError(format!("{from}: {e}")))?;
+    if uri.addrs.is_empty() || uri.cluster.is_some() {
+        return Err(ConfigError(format!(
+            "{from} {uri}: a name service is reached by address: want doozer:?ca=HOST:PORT"
+        )));
+    }
+    Ok(Some(uri))
+}
+
+/// `-hist`: revisions of history kept.
+fn history(m: &getopts::Matches) -> Result<u64, ConfigError> {
+    match m.opt_str("hist") {
+        None => Ok(DEFAULT_HISTORY_REVS),
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if (1..=MAX_HISTORY_REVS).contains(&n) => Ok(n),
+            _ => Err(ConfigError(format!(
+                "-hist {s:?}: want a whole number from 1 to {MAX_HISTORY_REVS}"
+            ))),
+        },
+    }
+}
+
+/// `DOOZER_RWSECRET` and `DOOZER_ROSECRET`. Secrets are bytes on the wire
+/// (ACCESS value): taken as they are, so a secret that is not UTF-8 still
+/// protects the node.
+fn secrets(
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(Bytes, Bytes), ConfigError> {
+    let secret = |k| Bytes::from(env(k).map(|v| v.into_vec()).unwrap_or_default());
+    let rw_secret = secret("DOOZER_RWSECRET");
+    let ro_secret = secret("DOOZER_ROSECRET");
+    // A connection starts as if it sent the empty secret, which would match
+    // an unset rw secret: a ro secret alone would leave writes open to all.
+    if rw_secret.is_empty() && !ro_secret.is_empty() {
+        return Err(ConfigError(
+            "DOOZER_ROSECRET is set without DOOZER_RWSECRET, which would let any client write; set both"
+                .to_string(),
+        ));
+    }
+    Ok((rw_secret, ro_secret))
+}
+
+/// `-w`: the web viewer's address (`None`: off), and whether it is off
+/// because a secret is set (the viewer has no authentication).
+fn web_addr(
+    m: &getopts::Matches,
+    listen: SocketAddr,
+    secret_set: bool,
+) -> Result<(Option<SocketAddr>, bool), ConfigError> {
+    let web_text = m.opt_str("w");
+    let web_wanted = match web_text.as_deref() {
+        Some("false") => None,
+        Some(text) => Some(resolve(text).map_err(|e| ConfigError(format!("-w {text:?}: {e}")))?),
+        None => Some(SocketAddr::new(listen.ip(), DEFAULT_WEB_PORT)),
+    };
+    if let Some(w) = web_wanted {
+        if w == listen {
+            return Err(ConfigError(format!(
+                "-w {w}: the web viewer needs another address than -l"
+            )));
+        }
+    }
+    Ok(match web_wanted {
+        Some(_) if secret_set => (None, true),
+        w => (w, false),
+    })
 }
 
 /// `-tlscert`, `-tlskey` and `-tlsca`: all three or none. A TLS node needs

@@ -1,4 +1,4 @@
-//! Peer transport: UDP on the same host:port as `-l` (SPEC §4).
+//! Peer transport: UDP on the same host:port as `-l` (docs/reference.md#peer-transport).
 //!
 //! The transport moves opaque, already-encoded peer messages. Everything
 //! queued for one peer during a loop iteration is packed into as few

@@ -83,6 +83,14 @@ pub struct NodeStats {
     pub peer_messages_ignored: u64,
     /// Peer messages not sent: the node they are for has no known address.
     pub unroutable_messages: u64,
+    /// Times this node found its store diverged from a majority of the
+    /// CALs' and copied it again.
+    pub divergences: u64,
+    /// Learned seqns that were not the next one (a bug; the node stepped
+    /// down and copied the store again).
+    pub learned_gaps: u64,
+    /// Kicks this node proposed.
+    pub kicks_proposed: u64,
     /// Peer messages sent, by kind (empty until the node has peers).
     pub peer_messages_sent: BTreeMap<String, u64>,
     /// Peer messages received, by kind.
@@ -406,6 +414,9 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
             "datagrams_send_dropped": s.peer_datagrams_send_dropped,
             "messages_ignored": s.peer_messages_ignored,
             "messages_unroutable": s.unroutable_messages,
+            "divergences": s.divergences,
+            "learned_gaps": s.learned_gaps,
+            "kicks_proposed": s.kicks_proposed,
         },
     })
 }
@@ -455,6 +466,9 @@ const METRICS: &[(&str, Kind, &str, Value)] = {
         ("doozer_consensus_fills_total", Counter, "Seqns of other CALs filled with NOP.", One(|s, _| s.fills as f64)),
         ("doozer_consensus_retries_total", Counter, "Paxos rounds retried.", One(|s, _| s.round_retries as f64)),
         ("doozer_consensus_revokes_total", Counter, "Bulk revokes: one Prepare covering many seqns being filled.", One(|s, _| s.revokes as f64)),
+        ("doozer_consensus_divergences_total", Counter, "Times this node's store differed from a majority of the CALs' at the same rev (it stopped serving and copied it again).", One(|s, _| s.divergences as f64)),
+        ("doozer_consensus_learned_gaps_total", Counter, "Learned seqns that were not the next one (a bug; the node copied the store again).", One(|s, _| s.learned_gaps as f64)),
+        ("doozer_consensus_kicks_proposed_total", Counter, "Kicks of CALs a majority found silent, proposed by this node.", One(|s, _| s.kicks_proposed as f64)),
         ("doozer_consensus_malformed_values_total", Counter, "Learned values that did not decode (applied as NOP).", One(|s, _| s.malformed_values as f64)),
         ("doozer_peer_datagrams_dropped_total", Counter, "Peer datagrams dropped because they did not decode.", One(|s, _| s.peer_datagrams_dropped as f64)),
         ("doozer_peer_datagrams_unauthenticated_total", Counter, "Peer datagrams dropped because they carried no valid MAC (the cluster has a secret).", One(|s, _| s.peer_datagrams_unauthenticated as f64)),

@@ -1,7 +1,7 @@
 //! Wire types and framing for the doozer client protocol.
 //!
 //! Map of the crate:
-//! - [`Request`] / [`Response`]: the proto2 messages of SPEC §3, derived with
+//! - [`Request`] / [`Response`]: the proto2 messages of the client protocol (docs/reference.md#messages), derived with
 //!   `prost` (no `protoc` at build time; `doozer.proto` is kept as reference).
 //! - [`Verb`] and [`ErrCode`]: the enums carried in those messages.
 //! - [`peer`]: the messages CALs exchange to run multi-Paxos.
@@ -18,7 +18,7 @@ pub mod peer;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 
-/// Special revision values on the wire (SPEC §2).
+/// Special revision values on the wire (docs/reference.md#special-rev-values).
 pub mod rev {
     /// A missing file (no such file); also "create only if absent" in a write.
     pub const MISSING: i64 = 0;
@@ -45,7 +45,7 @@ pub mod flags {
     pub const READY: i32 = 64;
 }
 
-/// A client request (SPEC §3).
+/// A client request (docs/reference.md#messages).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Request {
     /// Client-chosen tag; echoed in the response.
@@ -72,7 +72,7 @@ pub struct Request {
     pub rev: Option<i64>,
 }
 
-/// A server response (SPEC §3).
+/// A server response (docs/reference.md#messages).
 // prost derives a `len()` getter for the `len` field; it is not a size.
 #[allow(clippy::len_without_is_empty)]
 #[derive(Clone, PartialEq, prost::Message)]

@@ -1,4 +1,4 @@
-//! Peer messages: what CALs send each other to run multi-Paxos (SPEC §4).
+//! Peer messages: what CALs send each other to run multi-Paxos (docs/reference.md#peer-transport).
 //!
 //! One [`PeerMsg`] is a batch: everything one node has for one peer after
 //! one loop iteration, so the transport can send it as one datagram. Each

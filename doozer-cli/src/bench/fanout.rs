@@ -183,28 +183,94 @@ pub(super) fn follow_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
         (written, logs)
     });
     let (writes, wstats) = written?;
+    let words = Words {
+        header,
+        noun,
+        arrived,
+        arrivals,
+    };
     let elapsed = started.elapsed().as_secs_f64();
-    let mut ack_to_arrived = Histogram::default();
-    let mut send_to_arrived = Histogram::default();
-    let (mut missed, mut duplicated, mut failed) = (0u64, 0u64, 0u64);
-    let mut first_error = None;
-    for log in &logs {
-        duplicated += log.duplicates;
-        if let Some(e) = &log.error {
-            failed += 1;
-            first_error.get_or_insert_with(|| e.clone());
-        }
-        for w in &writes {
-            match log.seen.get(&w.rev) {
-                Some(t) => {
-                    // Clamped at 0: the arrival may beat the ack.
-                    ack_to_arrived.record(t.saturating_duration_since(w.acked).as_micros() as u64);
-                    send_to_arrived.record(t.saturating_duration_since(w.sent).as_micros() as u64);
+    let tally = Tally::of(&logs, &writes);
+    report(o, &words, followers, setup, elapsed, &writes, wstats, tally)
+}
+
+/// How the report names what was measured.
+struct Words {
+    header: String,
+    noun: &'static str,
+    arrived: &'static str,
+    arrivals: &'static str,
+}
+
+/// What the followers saw of the writes.
+struct Tally {
+    ack_to_arrived: Histogram,
+    send_to_arrived: Histogram,
+    missed: u64,
+    duplicated: u64,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn of(logs: &[ArrivalLog], writes: &[Write_]) -> Tally {
+        let mut t = Tally {
+            ack_to_arrived: Histogram::default(),
+            send_to_arrived: Histogram::default(),
+            missed: 0,
+            duplicated: 0,
+            failed: 0,
+            first_error: None,
+        };
+        for log in logs {
+            t.duplicated += log.duplicates;
+            if let Some(e) = &log.error {
+                t.failed += 1;
+                t.first_error.get_or_insert_with(|| e.clone());
+            }
+            for w in writes {
+                match log.seen.get(&w.rev) {
+                    Some(at) => {
+                        // Clamped at 0: the arrival may beat the ack.
+                        let ack = at.saturating_duration_since(w.acked).as_micros() as u64;
+                        let send = at.saturating_duration_since(w.sent).as_micros() as u64;
+                        t.ack_to_arrived.record(ack);
+                        t.send_to_arrived.record(send);
+                    }
+                    None => t.missed += 1,
                 }
-                None => missed += 1,
             }
         }
+        t
     }
+}
+
+/// Prints the report; an error when a follower missed anything.
+#[allow(clippy::too_many_arguments)] // the parts of one report
+fn report(
+    o: &Opts,
+    words: &Words,
+    followers: usize,
+    setup: Duration,
+    elapsed: f64,
+    writes: &[Write_],
+    wstats: LoadStats,
+    tally: Tally,
+) -> Result<(), Failure> {
+    let Words {
+        header,
+        noun,
+        arrived,
+        arrivals,
+    } = words;
+    let Tally {
+        ack_to_arrived,
+        send_to_arrived,
+        missed,
+        duplicated,
+        failed,
+        first_error,
+    } = tally;
     let h = &wstats.hist;
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -27,42 +27,7 @@ pub(super) fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
     let value = Bytes::from(vec![b'x'; o.size]);
     let layout = o.layout;
     if o.prefill || o.op == Op::Get {
-        let set_key = |seq: u64, _: &mut Rng, tag: i32| {
-            let mut r = request(Verb::Set, tag);
-            r.path = Some(key_path(layout, seq));
-            r.rev = Some(doozer::rev::CLOBBER);
-            r.value = Some(value.clone());
-            r
-        };
-        let limit = Limit {
-            ops: Some(o.keys),
-            deadline: None,
-        };
-        let Driven {
-            total: stats,
-            elapsed: secs,
-            ..
-        } = drive(t, o.conns, o.inflight, limit, &set_key, "prefill")?;
-        if stats.errors > 0 {
-            return Err(Failure::Other(format!(
-                "prefill: {} of {} writes failed: {}",
-                stats.errors,
-                stats.ops,
-                stats.first_error.unwrap_or_default()
-            )));
-        }
-        if stats.stray > 0 {
-            eprintln!(
-                "prefill: {} responses to requests not in flight (ignored)",
-                stats.stray
-            );
-        }
-        eprintln!(
-            "prefill: {} keys in {:.2} s ({:.0} ops/s)",
-            o.keys,
-            secs.as_secs_f64(),
-            o.keys as f64 / secs.as_secs_f64()
-        );
+        prefill(t, o, &value)?;
     }
     let keys = o.keys;
     let op = o.op;
@@ -88,12 +53,60 @@ pub(super) fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
         },
     };
     let label = if op == Op::Get { "get" } else { "set" };
+    let driven = drive(t, o.conns, o.inflight, limit, &make, label)?;
+    report(t, o, label, driven)
+}
+
+/// Writes every key once, before the measure.
+fn prefill(t: &Target, o: &Opts, value: &Bytes) -> Result<(), Failure> {
+    let layout = o.layout;
+    let set_key = |seq: u64, _: &mut Rng, tag: i32| {
+        let mut r = request(Verb::Set, tag);
+        r.path = Some(key_path(layout, seq));
+        r.rev = Some(doozer::rev::CLOBBER);
+        r.value = Some(value.clone());
+        r
+    };
+    let limit = Limit {
+        ops: Some(o.keys),
+        deadline: None,
+    };
+    let Driven {
+        total: stats,
+        elapsed: secs,
+        ..
+    } = drive(t, o.conns, o.inflight, limit, &set_key, "prefill")?;
+    if stats.errors > 0 {
+        return Err(Failure::Other(format!(
+            "prefill: {} of {} writes failed: {}",
+            stats.errors,
+            stats.ops,
+            stats.first_error.unwrap_or_default()
+        )));
+    }
+    if stats.stray > 0 {
+        eprintln!(
+            "prefill: {} responses to requests not in flight (ignored)",
+            stats.stray
+        );
+    }
+    eprintln!(
+        "prefill: {} keys in {:.2} s ({:.0} ops/s)",
+        o.keys,
+        secs.as_secs_f64(),
+        o.keys as f64 / secs.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Prints the report of a measure.
+fn report(t: &Target, o: &Opts, label: &str, driven: Driven) -> Result<(), Failure> {
     let Driven {
         total: stats,
         elapsed,
         ops_by_addr,
         stray_by_addr,
-    } = drive(t, o.conns, o.inflight, limit, &make, label)?;
+    } = driven;
     let secs = elapsed.as_secs_f64();
     let h = &stats.hist;
     let mut out = std::io::stdout().lock();

@@ -1,4 +1,4 @@
-//! Pure cluster rules: what the `/ctl` tree of SPEC §4 holds.
+//! Pure cluster rules: what the `/ctl` tree holds (docs/reference.md#files-under-ctl).
 //!
 //! Seeding a new cluster, reading the CAL set and node addresses out of a
 //! snapshot, choosing who kicks a silent CAL and what the kick writes, and
@@ -48,7 +48,7 @@ pub fn slots(snap: &Snapshot) -> Vec<Slot> {
         .collect()
 }
 
-/// The CAL set the slots name (SPEC §4: sorted non-empty bodies), or
+/// The CAL set the slots name (docs/reference.md#cal-sets: sorted non-empty bodies), or
 /// `None` when no slot holds a usable id.
 pub fn cal_set(slots: &[Slot]) -> Option<CalSet> {
     let ids: Vec<NodeId> = slots
@@ -157,7 +157,7 @@ fn clobber(path: String, body: impl Into<Bytes>) -> Mutation {
 }
 
 /// The writes that seed a new cluster named `cluster` whose only CAL is
-/// `node` (SPEC §4, "New cluster"): `/ctl/name`, the node's files, CAL slot
+/// `node` (docs/reference.md#seeding-a-new-cluster): `/ctl/name`, the node's files, CAL slot
 /// 0, and its name-service entry `/ctl/ns/<cluster>/<id>`.
 pub fn seed_mutations(cluster: &str, node: &NodeInfo) -> Vec<Mutation> {
     let file = |f| ctl::node_file(&node.id, f);

@@ -22,7 +22,7 @@ pub enum CalSetError {
     TooMany(usize),
 }
 
-/// The sorted, de-duplicated CALs of one instance (SPEC §4: the sorted
+/// The sorted, de-duplicated CALs of one instance (docs/reference.md#cal-sets: the sorted
 /// non-empty bodies of `/ctl/cal/*`). Cheap to clone: consecutive seqns
 /// share one allocation.
 #[derive(Debug, Clone, Eq)]

@@ -5,7 +5,7 @@
 //! learned values are applied to the store strictly in seqn order. A
 //! single-node cluster runs the same core with a CAL set of one.
 //!
-//! [`Paxos`] is the multi-Paxos core for a cluster of CALs (SPEC §4), pure
+//! [`Paxos`] is the multi-Paxos core for a cluster of CALs (docs/reference.md#consensus), pure
 //! like the rest: `step` / `tick` / `propose` in, [`Ready`] out. Map:
 //! - `calset`: [`CalSet`], round-robin ownership, fill ranks.
 //! - `ballot`: [`Ballot`]s and the owner's reserved round 0.

@@ -1,4 +1,4 @@
-//! The instance manager: multi-Paxos over a window of seqns (SPEC §4).
+//! The instance manager: multi-Paxos over a window of seqns (docs/reference.md#consensus).
 //!
 //! [`Paxos`] is a pure state machine in the style of etcd raft: feed it
 //! peer messages ([`Paxos::step`]), time ([`Paxos::tick`]) and client
@@ -41,7 +41,7 @@ pub struct ProposalId(pub u64);
 pub struct Config {
     /// This node's id.
     pub id: NodeId,
-    /// Seqns decided ahead of the last applied one (SPEC: 50).
+    /// Seqns decided ahead of the last applied one (50, docs/reference.md#instances-and-the-window).
     pub alpha: u64,
     /// How long another CAL's seqn may hold up later ones before this node
     /// fills it with NOP (`-fill`, default 100 ms).
@@ -68,7 +68,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults of SPEC §4 for node `id`, filling with `nop`.
+    /// The defaults (docs/reference.md#consensus) for node `id`, filling with `nop`.
     pub fn new(id: impl Into<NodeId>, nop: Bytes) -> Config {
         Config {
             id: id.into(),

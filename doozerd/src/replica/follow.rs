@@ -1,4 +1,4 @@
-//! Slaves following a node (SPEC §4, "Attach"), both sides, pure.
+//! Slaves following a node (docs/reference.md#attaching-a-slave), both sides, pure.
 //!
 //! Leader side: a FOLLOW request turns its connection into a stream: a
 //! copy of the store (SNAPSHOT, one FILE per file, READY) unless the
@@ -36,19 +36,29 @@ pub enum FollowState {
     #[default]
     Idle,
     /// A copy is arriving; each file is added to the tree as it comes.
-    Copying {
-        /// The tree so far.
-        copy: Box<Copy>,
-        /// The seqn the copy is as of, and the CAL sets of its window.
-        seqn: u64,
-        sets: Vec<(u64, CalSet)>,
-        /// Files so far.
-        files: usize,
-        /// The first bad file, reported at READY (the copy is unusable).
-        bad: Option<StoreError>,
-    },
+    Copying(Box<Incoming>),
     /// Up to date with the stream: events are applied as they come.
     Following,
+}
+
+/// A copy of a store being received.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The tree so far.
+    copy: Copy,
+    /// The seqn the copy is as of.
+    seqn: u64,
+    /// The CAL sets of the copy's window.
+    sets: Vec<(u64, CalSet)>,
+    /// Files so far.
+    files: usize,
+    /// The first bad file, reported at READY (the copy is unusable).
+    bad: Option<StoreError>,
+}
+
+/// The stream is unusable for `what`.
+fn protocol(what: &str) -> Result<(), FollowError> {
+    Err(FollowError::Protocol(what.to_string()))
 }
 
 impl Replica {
@@ -166,145 +176,135 @@ impl Replica {
             let detail = resp.err_detail.unwrap_or_default();
             return Err(FollowError::Refused(format!("{code} {detail}")));
         }
-        let proto = |what: &str| Err(FollowError::Protocol(what.to_string()));
         let flags_of = resp.flags.unwrap_or(flags::OTHER);
         match (flags_of, std::mem::take(&mut self.follow_state)) {
-            (flags::SNAPSHOT, FollowState::Idle) => {
-                let Some(copy) = resp.rev.and_then(|r| Copy::new(r).ok()) else {
-                    return proto("SNAPSHOT without a rev");
-                };
-                let (Some(seqn), Some(sets)) = (resp.seqn, resp.value.as_deref().map(decode_sets))
-                else {
-                    return proto("SNAPSHOT without its seqn and CAL sets");
-                };
-                let Some(sets) = sets else {
-                    return proto("SNAPSHOT with malformed CAL sets");
-                };
-                if copy.rev() < self.store.rev() && !self.force_copy {
-                    // Never go back: this store (and its clients) saw later
-                    // changes. Another node, or this one later, will do.
-                    return proto(&format!(
-                        "the node is behind this one (rev {} < {})",
-                        copy.rev(),
-                        self.store.rev()
-                    ));
-                }
-                self.follow_state = FollowState::Copying {
-                    copy: Box::new(copy),
-                    seqn,
-                    sets,
-                    files: 0,
-                    bad: None,
-                };
-                Ok(())
-            }
-            (
-                flags::FILE,
-                FollowState::Copying {
-                    mut copy,
-                    seqn,
-                    sets,
-                    files,
-                    mut bad,
-                },
-            ) => {
-                let (Some(path), Some(file_rev)) = (resp.path, resp.rev) else {
-                    return proto("FILE without a path or rev");
-                };
-                if bad.is_none() {
-                    let file = FileCopy {
-                        path,
-                        body: resp.value.unwrap_or_default(),
-                        rev: file_rev,
-                    };
-                    bad = copy.add(file).err();
-                }
-                self.follow_state = FollowState::Copying {
-                    copy,
-                    seqn,
-                    sets,
-                    files: files + 1,
-                    bad,
-                };
-                Ok(())
-            }
-            (
-                flags::READY,
-                FollowState::Copying {
-                    copy,
-                    seqn,
-                    sets,
-                    files,
-                    bad,
-                },
-            ) => {
-                let rev = copy.rev();
-                if resp.rev != Some(rev) {
-                    return proto("READY at another rev than the copy");
-                }
-                if let Some(e) = bad {
-                    return Err(FollowError::Protocol(format!("bad copy: {e}")));
-                }
-                let woken = self.store.install(*copy);
-                self.answer_woken(woken);
-                self.follow_state = FollowState::Following;
-                self.force_copy = false;
-                log::info!("copied {files} files at rev {rev} (seqn {seqn}); following");
-                self.after_copy(seqn, sets);
-                Ok(())
-            }
+            (flags::SNAPSHOT, FollowState::Idle) => self.begin_copy(resp),
+            (flags::FILE, FollowState::Copying(incoming)) => self.copy_file(*incoming, resp),
+            (flags::READY, FollowState::Copying(incoming)) => self.finish_copy(*incoming, resp),
             (flags::READY, FollowState::Idle) => {
                 // Resuming where this store is.
                 if resp.rev != Some(self.store.rev()) {
-                    return proto("READY at another rev than this store");
+                    return protocol("READY at another rev than this store");
                 }
                 self.follow_state = FollowState::Following;
                 self.want_slot();
                 Ok(())
             }
             (flags::SET | flags::DEL | flags::OTHER, FollowState::Following) => {
-                let Some(seqn) = resp.seqn else {
-                    return proto("event without its seqn");
-                };
-                let at = At {
-                    seqn,
-                    last: !resp.more.unwrap_or(false),
-                };
-                let event = Event {
-                    rev: resp.rev.unwrap_or(0),
-                    path: resp.path.unwrap_or_default().into(),
-                    body: resp.value.unwrap_or_default(),
-                    flags: flags_of,
-                };
-                if event.rev != self.store.rev() + 1 {
-                    return proto(&format!(
-                        "event at rev {} after rev {}",
-                        event.rev,
-                        self.store.rev()
-                    ));
-                }
-                if flags_of != flags::OTHER && validate_path(&event.path).is_err() {
-                    return proto("event with a bad path");
-                }
-                let m = Mutation::replay(&event);
-                let applied = self.store.apply_at(event.rev, &m, at);
-                if let Some(e) = applied.error {
-                    // Not the same change as on the node followed: this
-                    // copy has diverged; start over from a fresh copy.
-                    self.follow_state = FollowState::Idle;
-                    return Err(FollowError::Protocol(format!(
-                        "replaying rev {} failed here: {e}",
-                        event.rev
-                    )));
-                }
-                self.follow_state = FollowState::Following;
-                self.feed_followers(&applied.event, at);
-                self.answer_woken(applied.woken);
-                self.after_apply(&applied.event, at);
-                Ok(())
+                self.replay_change(resp, flags_of)
             }
-            (f, _) => proto(&format!("unexpected response (flags {f}) at this point")),
+            (f, _) => protocol(&format!("unexpected response (flags {f}) at this point")),
         }
+    }
+
+    /// SNAPSHOT: a copy begins, as of a rev and seqn, with the CAL sets of
+    /// its window.
+    fn begin_copy(&mut self, resp: Response) -> Result<(), FollowError> {
+        let Some(copy) = resp.rev.and_then(|r| Copy::new(r).ok()) else {
+            return protocol("SNAPSHOT without a rev");
+        };
+        let (Some(seqn), Some(sets)) = (resp.seqn, resp.value.as_deref().map(decode_sets)) else {
+            return protocol("SNAPSHOT without its seqn and CAL sets");
+        };
+        let Some(sets) = sets else {
+            return protocol("SNAPSHOT with malformed CAL sets");
+        };
+        if copy.rev() < self.store.rev() && !self.force_copy {
+            // Never go back: this store (and its clients) saw later
+            // changes. Another node, or this one later, will do.
+            return protocol(&format!(
+                "the node is behind this one (rev {} < {})",
+                copy.rev(),
+                self.store.rev()
+            ));
+        }
+        self.follow_state = FollowState::Copying(Box::new(Incoming {
+            copy,
+            seqn,
+            sets,
+            files: 0,
+            bad: None,
+        }));
+        Ok(())
+    }
+
+    /// FILE: one more file of the copy.
+    fn copy_file(&mut self, mut c: Incoming, resp: Response) -> Result<(), FollowError> {
+        let (Some(path), Some(file_rev)) = (resp.path, resp.rev) else {
+            return protocol("FILE without a path or rev");
+        };
+        if c.bad.is_none() {
+            let file = FileCopy {
+                path,
+                body: resp.value.unwrap_or_default(),
+                rev: file_rev,
+            };
+            c.bad = c.copy.add(file).err();
+        }
+        c.files += 1;
+        self.follow_state = FollowState::Copying(Box::new(c));
+        Ok(())
+    }
+
+    /// READY after a copy: the copy replaces the store.
+    fn finish_copy(&mut self, c: Incoming, resp: Response) -> Result<(), FollowError> {
+        let rev = c.copy.rev();
+        if resp.rev != Some(rev) {
+            return protocol("READY at another rev than the copy");
+        }
+        if let Some(e) = c.bad {
+            return Err(FollowError::Protocol(format!("bad copy: {e}")));
+        }
+        let woken = self.store.install(c.copy);
+        self.answer_woken(woken);
+        self.follow_state = FollowState::Following;
+        self.force_copy = false;
+        let (files, seqn) = (c.files, c.seqn);
+        log::info!("copied {files} files at rev {rev} (seqn {seqn}); following");
+        self.after_copy(seqn, c.sets);
+        Ok(())
+    }
+
+    /// A change on the stream, replayed at exactly the next rev.
+    fn replay_change(&mut self, resp: Response, flags_of: i32) -> Result<(), FollowError> {
+        let Some(seqn) = resp.seqn else {
+            return protocol("event without its seqn");
+        };
+        let at = At {
+            seqn,
+            last: !resp.more.unwrap_or(false),
+        };
+        let event = Event {
+            rev: resp.rev.unwrap_or(0),
+            path: resp.path.unwrap_or_default().into(),
+            body: resp.value.unwrap_or_default(),
+            flags: flags_of,
+        };
+        if event.rev != self.store.rev() + 1 {
+            return protocol(&format!(
+                "event at rev {} after rev {}",
+                event.rev,
+                self.store.rev()
+            ));
+        }
+        if flags_of != flags::OTHER && validate_path(&event.path).is_err() {
+            return protocol("event with a bad path");
+        }
+        let m = Mutation::replay(&event);
+        let applied = self.store.apply_at(event.rev, &m, at);
+        if let Some(e) = applied.error {
+            // Not the same change as on the node followed: this copy has
+            // diverged; start over from a fresh copy.
+            return Err(FollowError::Protocol(format!(
+                "replaying rev {} failed here: {e}",
+                event.rev
+            )));
+        }
+        self.follow_state = FollowState::Following;
+        self.feed_followers(&applied.event, at);
+        self.answer_woken(applied.woken);
+        self.after_apply(&applied.event, at);
+        Ok(())
     }
 
     /// The stream broke: the next one starts from scratch (resume point:

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use crate::store::WaitId;
 
-/// The secrets of SPEC §3: `DOOZER_RWSECRET` and `DOOZER_ROSECRET`.
+/// The secrets (docs/reference.md#secrets-and-access): `DOOZER_RWSECRET` and `DOOZER_ROSECRET`.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     /// Grants read and write.

@@ -489,6 +489,45 @@ fn may_crash(w: &World, i: usize) -> bool {
     })
 }
 
+/// An operator adds a slot (at most five).
+fn add_slot(w: &mut World, rng: &mut crate::consensus::SplitMix64) -> Option<String> {
+    let via = *w.live().first()?;
+    if w.slots(via).len() >= 5 {
+        return None;
+    }
+    let req = Request {
+        verb: Some(Verb::Set as i32),
+        path: Some(format!("/ctl/cal/{}", 10 + rng.below(1_000))),
+        rev: Some(0),
+        ..Default::default()
+    };
+    w.request(OPERATOR, via, req);
+    Some("add a slot".to_string())
+}
+
+/// An operator empties a slot (keeping at least one CAL, and never while
+/// a CAL is dead: the smaller set must keep a live majority).
+fn empty_slot(w: &mut World, rng: &mut crate::consensus::SplitMix64) -> Option<String> {
+    let via = *w.live().first()?;
+    let ids = cal_ids(w, via);
+    if ids.len() <= 1 || dead_cals(w).1 > 0 {
+        return None;
+    }
+    let victim = &ids[rng.below(ids.len() as u64) as usize];
+    let r = w.nodes[via].replica.as_ref()?;
+    let slot = crate::cluster::slots(r.store().head())
+        .into_iter()
+        .find(|s| &s.id == victim)?;
+    let req = Request {
+        verb: Some(Verb::Set as i32),
+        path: Some(slot.path.clone()),
+        rev: Some(slot.rev),
+        ..Default::default()
+    };
+    w.request(OPERATOR, via, req);
+    Some(format!("empty {}", slot.path))
+}
+
 /// One fault, chosen at random.
 fn inject(w: &mut World, rng: &mut crate::consensus::SplitMix64, log: &mut Vec<String>) {
     let n = w.nodes.len();
@@ -547,50 +586,14 @@ fn inject(w: &mut World, rng: &mut crate::consensus::SplitMix64, log: &mut Vec<S
                 return;
             }
         }
-        9 => {
-            // An operator adds a slot (at most five).
-            let Some(&via) = w.live().first() else { return };
-            let slots = w.slots(via).len();
-            if slots >= 5 {
-                return;
-            }
-            let req = Request {
-                verb: Some(Verb::Set as i32),
-                path: Some(format!("/ctl/cal/{}", 10 + rng.below(1_000))),
-                rev: Some(0),
-                ..Default::default()
-            };
-            w.request(OPERATOR, via, req);
-            "add a slot".to_string()
-        }
-        10 => {
-            // An operator empties a slot (keeping at least one CAL, and
-            // never while a CAL is dead: the smaller set must keep a live
-            // majority).
-            let Some(&via) = w.live().first() else { return };
-            let ids = cal_ids(w, via);
-            if ids.len() <= 1 || dead_cals(w).1 > 0 {
-                return;
-            }
-            let victim = &ids[rng.below(ids.len() as u64) as usize];
-            let Some(r) = w.nodes[via].replica.as_ref() else {
-                return;
-            };
-            let Some(slot) = crate::cluster::slots(r.store().head())
-                .into_iter()
-                .find(|s| &s.id == victim)
-            else {
-                return;
-            };
-            let req = Request {
-                verb: Some(Verb::Set as i32),
-                path: Some(slot.path.clone()),
-                rev: Some(slot.rev),
-                ..Default::default()
-            };
-            w.request(OPERATOR, via, req);
-            format!("empty {}", slot.path)
-        }
+        9 => match add_slot(w, rng) {
+            Some(line) => line,
+            None => return,
+        },
+        10 => match empty_slot(w, rng) {
+            Some(line) => line,
+            None => return,
+        },
         _ => {
             w.drop = [0.0, 0.01, 0.05, 0.2][rng.below(4) as usize];
             format!("drop {}", w.drop)

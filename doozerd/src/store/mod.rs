@@ -1,4 +1,4 @@
-//! The versioned tree (SPEC §2): pure, no I/O, no clock.
+//! The versioned tree (docs/reference.md#data-model): pure, no I/O, no clock.
 //!
 //! - [`path`]: path and glob validation, glob matching.
 //! - [`tree`]: the persistent (structurally shared) tree; a [`Snapshot`] is
