@@ -4,7 +4,7 @@
 //! timeouts. At start-up it runs before the event loop and reads the copy
 //! too; when the followed node goes away, only the handshake runs, on a
 //! helper thread, and the event loop reads the copy from the stream it
-//! hands back (see `node.rs`), so clients are served meanwhile.
+//! hands back (see `node/follow.rs`), so clients are served meanwhile.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //!
 //! The transport moves opaque, already-encoded peer messages. Everything
 //! queued for one peer during a loop iteration is packed into as few
-//! datagrams as possible when the loop flushes (DESIGN "Performance model":
-//! drain all input, then send once). A datagram is a prost [`Datagram`]
+//! datagrams as possible when the loop flushes (drain all input, then send
+//! once). A datagram is a prost [`Datagram`]
 //! envelope holding the messages; anything that does not decode as one is
 //! garbage: dropped and counted, never a panic. Socket buffers are made large
 //! so a burst of a full window of instances is not dropped by the kernel.

@@ -1,4 +1,4 @@
-//! Deterministic simulation of the consensus core (DESIGN "Testing").
+//! Deterministic simulation of the consensus core (docs/architecture.md, "Determinism and testing").
 //!
 //! A run is fully determined by its seed: the CAL count (1, 3 or 5), the
 //! network's behaviour (drops, duplicates, delays and so reordering,

@@ -287,14 +287,10 @@ impl Replica {
             if live.first() != Some(&me) || self.members.kicks.contains_key(&victim) {
                 continue;
             }
-            let slots: Vec<_> = self
-                .members
-                .slots
-                .iter()
-                .filter(|s| s.id == victim)
-                .cloned()
-                .collect();
-            for slot in slots {
+            // One slot at a time (an id an operator put in two slots is
+            // kicked from the next one once this kick is decided).
+            let slot = self.members.slots.iter().find(|s| s.id == victim).cloned();
+            if let Some(slot) = slot {
                 log::warn!(
                     "kicking CAL {victim}: a majority has not heard from it for -timeout; emptying {}",
                     slot.path

@@ -39,8 +39,8 @@ pub struct ClusterConfig {
     pub timeout_ms: u64,
     /// `-pulse`, in milliseconds.
     pub pulse_ms: u64,
-    /// Seeds the backoff jitter and new incarnations' ids (random per
-    /// process, from the event loop).
+    /// Seeds the backoff jitter (random per process, from the event
+    /// loop).
     pub seed: u64,
 }
 
@@ -61,7 +61,7 @@ impl Default for ClusterConfig {
 pub enum RoleChange {
     /// A slave became a CAL: stop following.
     Promoted,
-    /// A CAL left consensus: attach again as a slave (under a new id).
+    /// A CAL left consensus: attach again as a slave.
     Demoted,
 }
 

@@ -246,7 +246,7 @@ impl Replica {
     }
 
     /// Seeds a new cluster with this node as its only CAL
-    /// (docs/reference.md#joining-and-seeding).
+    /// (docs/reference.md#seeding-a-new-cluster).
     pub fn seed(&mut self, cluster: &str, node: &NodeInfo) {
         self.start_seed(crate::cluster::seed_mutations(cluster, node));
     }
