@@ -194,14 +194,18 @@ impl Replica {
                     path: Some(name),
                     ..Default::default()
                 }),
-            (Verb::Walk, Some(glob)) => snap.walk(&glob, offset as usize).map(|e| Response {
-                tag,
-                path: Some(e.path),
-                rev: Some(e.rev),
-                value: Some(e.body),
-                flags: Some(flags::SET),
-                ..Default::default()
-            }),
+            (Verb::Walk, Some(glob)) => {
+                self.walks
+                    .entry(&snap, &glob, offset as usize)
+                    .map(|e| Response {
+                        tag,
+                        path: Some(e.path),
+                        rev: Some(e.rev),
+                        value: Some(e.body),
+                        flags: Some(flags::SET),
+                        ..Default::default()
+                    })
+            }
             _ => Err(StoreError::BadPath),
         };
         match result {

@@ -176,6 +176,7 @@ pub struct Replica {
     out: Vec<(ConnId, Response)>,
     stats: Stats,
     listings: listing::Listings,
+    walks: listing::Walks,
     /// Connections following this node (slaves), with their FOLLOW tag.
     followers: BTreeMap<ConnId, Option<i32>>,
     /// This node's own follow stream, when it is a slave.
@@ -236,6 +237,7 @@ impl Replica {
             out: Vec::new(),
             stats: Stats::default(),
             listings: listing::Listings::default(),
+            walks: listing::Walks::default(),
             followers: BTreeMap::new(),
             follow_state: follow::FollowState::default(),
             deadline_ms: None,

@@ -198,6 +198,13 @@ pub struct Store {
     /// in the consensus log.
     events: VecDeque<(Event, At)>,
     glob_waits: BTreeMap<WaitId, GlobWait>,
+    /// The glob waits by the directory all their matches lie under
+    /// ([`Glob::base_dir`]): a change wakes only the waits of its path's
+    /// ancestors, so its cost follows the waits that can match it, not
+    /// every parked glob.
+    waits_by_base: BTreeMap<String, std::collections::BTreeSet<WaitId>>,
+    /// Bytes of the glob texts of all glob waits (what matching costs).
+    glob_wait_bytes: usize,
     rev_waits: BTreeMap<Rev, Vec<WaitId>>,
     /// The rev each rev wait is filed under in `rev_waits`, for cancel.
     rev_wait_of: BTreeMap<WaitId, Rev>,
@@ -232,6 +239,8 @@ impl Store {
             snaps,
             events: VecDeque::new(),
             glob_waits: BTreeMap::new(),
+            waits_by_base: BTreeMap::new(),
+            glob_wait_bytes: 0,
             rev_waits: BTreeMap::new(),
             rev_wait_of: BTreeMap::new(),
             root_path: Arc::from("/"),
@@ -470,6 +479,8 @@ impl Store {
         self.snaps.clear();
         self.snaps.push_back(copy.tree.at_rev(rev));
         self.events.clear();
+        self.waits_by_base.clear();
+        self.glob_wait_bytes = 0;
         let mut woken: Vec<Woken> = std::mem::take(&mut self.glob_waits)
             .into_keys()
             .map(|id| Woken::Lost { id })
@@ -502,18 +513,38 @@ impl Store {
     /// Removes and returns the waits satisfied by `event`, the new head.
     fn wake(&mut self, event: &Event) -> Vec<Woken> {
         let mut woken = Vec::new();
-        let hits: Vec<WaitId> = self
-            .glob_waits
-            .iter()
-            .filter(|(_, w)| w.from <= event.rev && w.glob.matches(&event.path))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut hits: Vec<WaitId> = Vec::new();
+        if !self.glob_waits.is_empty() {
+            // The path's ancestors, from `/` down to the path itself: only
+            // waits filed under one of them can match.
+            let path: &str = &event.path;
+            let ancestors = std::iter::once("/").chain(
+                path.match_indices('/')
+                    .skip(1)
+                    .map(|(i, _)| &path[..i])
+                    .chain((path != "/").then_some(path)),
+            );
+            for base in ancestors {
+                let Some(ids) = self.waits_by_base.get(base) else {
+                    continue;
+                };
+                for id in ids {
+                    if let Some(w) = self.glob_waits.get(id) {
+                        if w.from <= event.rev && w.glob.matches(path) {
+                            hits.push(*id);
+                        }
+                    }
+                }
+            }
+            hits.sort_unstable();
+        }
         for id in hits {
-            self.glob_waits.remove(&id);
-            woken.push(Woken::Wait {
-                id,
-                event: event.clone(),
-            });
+            if self.remove_glob_wait(id) {
+                woken.push(Woken::Wait {
+                    id,
+                    event: event.clone(),
+                });
+            }
         }
         // Every rev wait at or below the new head is due (below only if the
         // caller registered one for a rev already reached).
@@ -550,6 +581,12 @@ impl Store {
                 return Ok(Some(e.clone()));
             }
         }
+        self.remove_glob_wait(id);
+        self.glob_wait_bytes += glob.as_str().len();
+        self.waits_by_base
+            .entry(glob.base_dir().to_string())
+            .or_default()
+            .insert(id);
         self.glob_waits.insert(id, GlobWait { glob, from });
         Ok(None)
     }
@@ -578,8 +615,30 @@ impl Store {
 
     /// Forgets a registered wait (its connection went away).
     pub fn cancel(&mut self, id: WaitId) {
-        self.glob_waits.remove(&id);
+        self.remove_glob_wait(id);
         self.cancel_rev(id);
+    }
+
+    /// Forgets glob wait `id`; whether it was one.
+    fn remove_glob_wait(&mut self, id: WaitId) -> bool {
+        let Some(w) = self.glob_waits.remove(&id) else {
+            return false;
+        };
+        self.glob_wait_bytes -= w.glob.as_str().len();
+        let base = w.glob.base_dir();
+        if let Some(ids) = self.waits_by_base.get_mut(base) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.waits_by_base.remove(base);
+            }
+        }
+        true
+    }
+
+    /// Bytes of the globs of all registered glob waits (matching them is
+    /// what a change costs).
+    pub fn glob_wait_bytes(&self) -> usize {
+        self.glob_wait_bytes
     }
 
     /// Number of registered waits of both kinds.

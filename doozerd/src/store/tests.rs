@@ -766,3 +766,30 @@ fn a_bad_copy_is_refused_and_changes_nothing() {
     assert_eq!(s.reset_to(-1, []), Err(StoreError::Range));
     assert_eq!(head_get(&s, "/keep"), (Bytes::from_static(b"x"), 1));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A walk resumed after any match yields exactly the matches after it.
+    #[test]
+    fn walk_after_resumes_where_a_walk_stopped(
+        paths in proptest::collection::vec("(/[abc]{1,2}){1,3}", 1..30),
+        glob in prop_oneof![
+            Just("/**"), Just("/a/**"), Just("/*"), Just("/a*/*"), Just("/**b"),
+            Just("/b/c*"), Just("/*/a/**"), Just("/ab"),
+        ],
+    ) {
+        let mut store = Store::new(1);
+        for (i, p) in paths.iter().enumerate() {
+            let rev = i as Rev + 1;
+            store.apply(rev, &Mutation::Set { path: p.clone(), rev: -1, body: Bytes::from("x") });
+        }
+        let glob = Glob::parse(glob).unwrap();
+        let snap = store.head();
+        let all: Vec<String> = snap.walk_iter(&glob).map(|e| e.path).collect();
+        for (i, p) in all.iter().enumerate() {
+            let rest: Vec<String> = snap.walk_after(&glob, p).map(|e| e.path).collect();
+            prop_assert_eq!(&rest[..], &all[i + 1..], "after {}", p);
+        }
+    }
+}

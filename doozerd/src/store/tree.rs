@@ -428,6 +428,66 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// The files matching `glob` that come after the file `after` in walk
+    /// order (`after` is a match of an earlier walk of the same glob): a
+    /// walk resumed where it stopped, at the cost of the path's depth, not
+    /// of the files before it.
+    pub fn walk_after<'a>(&'a self, glob: &'a Glob, after: &'a str) -> WalkIter<'a> {
+        let mut it = self.walk_iter(glob);
+        let base = glob.base_dir();
+        let rel = if base == "/" {
+            after.strip_prefix('/')
+        } else {
+            after.strip_prefix(base).and_then(|r| r.strip_prefix('/'))
+        };
+        let (Some(rel), Some(frame)) = (rel, it.stack.pop()) else {
+            return it;
+        };
+        let names: Vec<&str> = rel.split('/').collect();
+        let Ok(Found::Dir(mut dir)) = self.find(base) else {
+            return it;
+        };
+        let mut state = frame.state;
+        let prefix = name_prefix(glob);
+        for (i, name) in names.iter().enumerate() {
+            let children: Children<'a> = Box::new(
+                dir.range::<str, _>((Bound::Excluded(*name), Bound::Unbounded))
+                    .take_while(move |(k, _)| i > 0 || k.starts_with(prefix)),
+            );
+            let base_len = it.path.len();
+            it.stack.push(Frame {
+                children,
+                base_len,
+                state: state.clone(),
+            });
+            // Go down into `name` if it is a directory the glob can enter.
+            let Some(Node::Dir(sub)) = dir.get(*name) else {
+                break;
+            };
+            let mut next = state.clone();
+            if !glob.advance(&mut next, name.as_bytes()) || !glob.advance(&mut next, b"/") {
+                break;
+            }
+            it.path.push('/');
+            it.path.push_str(name);
+            state = next;
+            dir = sub;
+        }
+        it
+    }
+}
+
+/// What the names directly under a glob's base directory must start with
+/// (the rest of its literal prefix).
+fn name_prefix(glob: &Glob) -> &str {
+    let text = glob.as_str();
+    let base = glob.base_dir();
+    let dir_len = if base == "/" { 1 } else { base.len() + 1 };
+    let lit_end = text.find(['?', '*']).unwrap_or(text.len());
+    &text[dir_len.min(lit_end)..lit_end]
+}
+
 /// Iterator over one directory's entries in name order.
 type Children<'a> = Box<dyn Iterator<Item = (&'a Arc<str>, &'a Node)> + 'a>;
 
