@@ -1,0 +1,240 @@
+//! End-of-round checks on the nodes themselves: identical stores at one
+//! rev ([`check_stores`]), who was kicked ([`kicks`], [`check_kicks`]),
+//! and what the nodes logged ([`LogMarks`], [`check_logs`]).
+
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::anomaly::{Anomaly, Check};
+use super::fault::Expect;
+use super::probe::{self, Change};
+use super::testbed::Testbed;
+use crate::cluster::{describe_diff, State};
+
+/// Every live node holds the same store at one rev R (the greatest rev
+/// any of them shows now; each must reach it within `timeout`).
+pub fn check_stores(tb: &Testbed, timeout: Duration) -> Vec<Anomaly> {
+    let live = tb.live();
+    let mut out = Vec::new();
+    let at = live
+        .iter()
+        .filter_map(|&i| probe::rev(tb.addr(i)).ok())
+        .max()
+        .unwrap_or(0);
+    let deadline = Instant::now() + timeout;
+    let mut base: Option<(usize, Vec<crate::cluster::Entry>)> = None;
+    for &i in &live {
+        let bad = |what: String| Anomaly::at(Check::Stores, tb.desc(i), what);
+        loop {
+            match probe::rev(tb.addr(i)) {
+                Ok(r) if r >= at => break,
+                _ if Instant::now() >= deadline => {
+                    out.push(bad(format!("did not reach rev {at} within {timeout:?}")));
+                    break;
+                }
+                _ => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        let store = match probe::walk(tb.addr(i), "/**", Some(at)) {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(bad(format!("WALK /** at rev {at}: {e}")));
+                continue;
+            }
+        };
+        match &base {
+            None => base = Some((i, store)),
+            Some((b, bs)) if *bs != store => out.push(bad(format!(
+                "holds another store than node {b} at rev {at}:\n{}",
+                describe_diff(bs, &store)
+            ))),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// A CAL removed from its slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kick {
+    /// Its id.
+    pub id: String,
+    /// Its node, if it is one of this test's.
+    pub node: Option<usize>,
+    /// The slot it was removed from.
+    pub slot: String,
+    /// The rev of the removal.
+    pub rev: i64,
+}
+
+/// Every removal of a CAL from a slot (its id replaced by an empty body or
+/// another id, or the slot deleted) between revs `from` and `to`, from the
+/// history of the first of `via` that still has it.
+pub fn kicks(tb: &Testbed, via: &[usize], from: i64, to: i64) -> Result<Vec<Kick>, String> {
+    let mut last_err = String::from("no node to ask");
+    for &n in via {
+        let addr = tb.addr(n);
+        let before = probe::walk(addr, "/ctl/cal/*", Some(from - 1));
+        let changes = probe::changes(addr, "/ctl/cal/*", from, to);
+        match (before, changes) {
+            (Ok(before), Ok(changes)) => {
+                let slots = before.into_iter().map(|(p, _, v)| (p, v)).collect();
+                return Ok(removals(tb, slots, &changes));
+            }
+            (Err(e), _) | (_, Err(e)) => last_err = format!("{}: {e}", tb.desc(n)),
+        }
+    }
+    Err(last_err)
+}
+
+/// The removals in `changes`, starting from `slots`.
+fn removals(tb: &Testbed, mut slots: BTreeMap<String, Vec<u8>>, changes: &[Change]) -> Vec<Kick> {
+    let mut out = Vec::new();
+    for ch in changes {
+        let old = slots.remove(&ch.path).unwrap_or_default();
+        if !old.is_empty() && old != ch.body {
+            let id = String::from_utf8_lossy(&old).into_owned();
+            out.push(Kick {
+                node: tb.index_of(&id),
+                id,
+                slot: ch.path.clone(),
+                rev: ch.rev,
+            });
+        }
+        if ch.flags & 8 == 0 {
+            slots.insert(ch.path.clone(), ch.body.clone());
+        }
+    }
+    out
+}
+
+/// Kicks against what the fault allows: every kicked CAL must be in
+/// `may_kick`, every CAL of `must_kick` kicked.
+pub fn check_kicks(tb: &Testbed, e: &Expect, fault: &str, kicks: &[Kick]) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    for k in kicks {
+        let allowed = k.node.is_some_and(|n| e.may_kick.contains(&n));
+        if !allowed {
+            let who = k.node.map_or(k.id.clone(), |n| tb.desc(n));
+            out.push(Anomaly::at(
+                Check::HealthyKicked,
+                who,
+                format!(
+                    "kicked from {} at rev {} though the fault ({fault}) left it healthy",
+                    k.slot, k.rev
+                ),
+            ));
+        }
+    }
+    for &n in &e.must_kick {
+        if !kicks.iter().any(|k| k.node == Some(n)) {
+            out.push(Anomaly::at(
+                Check::NotKicked,
+                tb.desc(n),
+                format!(
+                    "silent to the majority for longer than -timeout ({fault}) but never kicked"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// How much each node had written to stderr at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct LogMarks(Vec<usize>);
+
+impl LogMarks {
+    /// Marks every node's stderr now.
+    pub fn now(tb: &Testbed) -> LogMarks {
+        LogMarks(
+            (0..tb.c.nodes.len())
+                .map(|i| tb.c.d(i).stderr().len())
+                .collect(),
+        )
+    }
+
+    /// What node `i` wrote to stderr since the mark (everything, for a
+    /// node started after it).
+    pub fn since(&self, tb: &Testbed, i: usize) -> String {
+        let all = tb.c.d(i).stderr();
+        let from = self.0.get(i).copied().unwrap_or(0).min(all.len());
+        all[from..].to_string()
+    }
+}
+
+/// The lines of `log` containing `what`.
+pub fn lines_with<'a>(log: &'a str, what: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(what)).collect()
+}
+
+/// Log checks: no node panicked or exited by itself since `start`
+/// ([`Check::Crash`]; a node found dead is marked killed so it is not
+/// reported twice). Kick loops ([`Check::KickLoop`]): once the cluster
+/// had healed (`healed`), no node may log a kick attempt; if it never
+/// healed, no node may log three or more attempts against one CAL after
+/// the fault ended (`ended`; a kick is proposed at most once per
+/// `-timeout`).
+pub fn check_logs(
+    tb: &mut Testbed,
+    start: &LogMarks,
+    ended: &LogMarks,
+    healed: Option<&LogMarks>,
+) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    for i in 0..tb.c.nodes.len() {
+        let log = start.since(tb, i);
+        for l in lines_with(&log, "panicked").into_iter().take(3) {
+            out.push(Anomaly::at(
+                Check::Crash,
+                tb.desc(i),
+                format!("panicked: {l}"),
+            ));
+        }
+        if tb.c.nodes[i].state != State::Killed {
+            if let Some(status) = tb.c.nodes[i].d.try_wait() {
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                out.push(Anomaly::at(
+                    Check::Crash,
+                    tb.desc(i),
+                    format!("exited by itself with {status}; last lines: {tail:?}"),
+                ));
+                tb.c.kill(i);
+            }
+        }
+        let (since, at_most) = match healed {
+            Some(h) => (h.since(tb, i), 0),
+            None => (ended.since(tb, i), 2),
+        };
+        let attempts = lines_with(&since, "kicking CAL");
+        let mut per_target: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for l in &attempts {
+            let target = l
+                .split("kicking CAL ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .unwrap_or("?");
+            per_target.entry(target).or_default().push(l);
+        }
+        for (target, lines) in per_target {
+            if lines.len() > at_most {
+                let when = if healed.is_some() {
+                    "after the cluster had healed"
+                } else {
+                    "after the fault ended (never healed)"
+                };
+                out.push(Anomaly::at(
+                    Check::KickLoop,
+                    tb.desc(i),
+                    format!(
+                        "{} attempts to kick {target} {when}; the first: {}",
+                        lines.len(),
+                        lines[0]
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,185 @@
+//! Watchers: a `doozer` client [`watch`](doozer::Client::watch) per node,
+//! from one rev, on one glob, each in its own thread, until it sees the
+//! round's stop file. Checked against the changes a reference node's
+//! history holds ([`probe::changes`]): every change in the range the
+//! watcher covered, in rev order, none missing, none made up, none
+//! altered; and a watcher whose node is alive at the end must reach the
+//! stop file.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::anomaly::{Anomaly, Check};
+use super::probe::Change;
+
+/// What a watcher saw so far, and how it ended.
+#[derive(Debug, Default)]
+struct Seen {
+    changes: Vec<Change>,
+    /// Why the watch ended, if it did: `None` while it runs,
+    /// `Some(None)` when it saw the stop file, `Some(Some(err))` on an
+    /// error.
+    ended: Option<Option<String>>,
+}
+
+/// One watcher.
+pub struct Watcher {
+    /// Index of the watched node in the cluster.
+    pub node: usize,
+    /// The node, described for reports.
+    pub desc: String,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Watcher {
+    /// Starts watching `glob` from `from` on the node at `uri`, until a
+    /// change to `stop_path`.
+    pub fn start(
+        node: usize,
+        desc: String,
+        uri: &str,
+        glob: &str,
+        from: i64,
+        stop_path: &str,
+    ) -> Watcher {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (s, uri, glob, stop) = (
+            seen.clone(),
+            uri.to_string(),
+            glob.to_string(),
+            stop_path.to_string(),
+        );
+        // Detached: a watch blocked on a node ends when the node is killed.
+        thread::spawn(move || watch(&uri, &glob, from, &stop, &s));
+        Watcher { node, desc, seen }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether it saw the stop file.
+    pub fn done(&self) -> bool {
+        self.lock().ended == Some(None)
+    }
+
+    /// The error it ended with, if any.
+    pub fn error(&self) -> Option<String> {
+        self.lock().ended.clone().flatten()
+    }
+
+    /// How many changes it saw.
+    pub fn count(&self) -> usize {
+        self.lock().changes.len()
+    }
+
+    /// Checks what it saw against `reference` (every change matching the
+    /// glob from the watch's first rev to the stop file, from a node's
+    /// history). `must_finish`: its node is alive, so it must have reached
+    /// the stop file.
+    pub fn check(&self, reference: &[Change], must_finish: bool) -> Vec<Anomaly> {
+        let seen = self.lock();
+        let mut out = Vec::new();
+        let bad = |what: String| Anomaly::at(Check::Watch, &self.desc, what);
+        for w in seen.changes.windows(2) {
+            if w[1].rev <= w[0].rev {
+                out.push(bad(format!("out of rev order: {} after {}", w[1], w[0])));
+            }
+        }
+        let upto = seen.changes.last().map_or(i64::MIN, |c| c.rev);
+        let expected: Vec<&Change> = reference.iter().filter(|c| c.rev <= upto).collect();
+        out.extend(compare(&expected, &seen.changes).into_iter().map(bad));
+        match &seen.ended {
+            Some(None) => {}
+            Some(Some(err)) if must_finish => out.push(bad(format!(
+                "the watch ended after {} changes (last rev {upto}) with: {err}",
+                seen.changes.len()
+            ))),
+            None if must_finish => out.push(bad(format!(
+                "never reached the stop file: {} changes seen, the last at rev {upto}",
+                seen.changes.len()
+            ))),
+            _ => {}
+        }
+        out
+    }
+}
+
+/// The watch loop of one thread.
+fn watch(uri: &str, glob: &str, from: i64, stop: &str, seen: &Mutex<Seen>) {
+    let end =
+        |why: Option<String>| seen.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(why);
+    let client = match doozer::Client::connect(uri) {
+        Ok(c) => c,
+        Err(e) => return end(Some(format!("connect: {e}"))),
+    };
+    for ev in client.watch(glob, from) {
+        match ev {
+            Ok(ev) => {
+                let is_stop = ev.path == stop;
+                let change = Change {
+                    path: ev.path,
+                    rev: ev.rev,
+                    body: ev.body.to_vec(),
+                    flags: ev.flags,
+                };
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .changes
+                    .push(change);
+                if is_stop {
+                    return end(None);
+                }
+            }
+            Err(e) => return end(Some(e.to_string())),
+        }
+    }
+    end(Some("the watch ended".into()))
+}
+
+/// Differences between what a watcher should have seen and what it saw,
+/// both in rev order: at most 5 described, then a count.
+fn compare(expected: &[&Change], seen: &[Change]) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < expected.len() || j < seen.len() {
+        match (expected.get(i), seen.get(j)) {
+            (Some(e), Some(s)) if e.rev == s.rev => {
+                if **e != *s {
+                    diffs.push(format!("saw {s} where the history has {e}"));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(e), s) if s.is_none_or(|s| e.rev < s.rev) => {
+                diffs.push(format!("missed {e} (a gap)"));
+                i += 1;
+            }
+            (_, Some(s)) => {
+                diffs.push(format!("saw {s}, which is not in the history"));
+                j += 1;
+            }
+            (None, None) => break,
+            (Some(_), None) => unreachable!(),
+        }
+    }
+    let n = diffs.len();
+    if n > 5 {
+        diffs.truncate(5);
+        diffs.push(format!("... {} more differences", n - 5));
+    }
+    diffs
+}
+
+/// Waits until every watcher of `ws` for which `live` is true has seen the
+/// stop file, or `timeout` passed.
+pub fn wait_done(ws: &[Watcher], live: impl Fn(usize) -> bool, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ws.iter().all(|w| !live(w.node) || w.done()) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
