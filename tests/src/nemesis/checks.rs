@@ -10,10 +10,13 @@ use super::anomaly::{Anomaly, Check};
 use super::fault::Expect;
 use super::probe::{self, Change};
 use super::testbed::Testbed;
-use crate::cluster::{describe_diff, State};
+use crate::cluster::{describe_diff, Entry, State};
 
 /// Every live node holds the same store at one rev R (the greatest rev
-/// any of them shows now; each must reach it within `timeout`).
+/// any of them shows now; each must reach it within `timeout`). A node
+/// stuck below R is still compared, at its own rev, with a node that
+/// reached R: stuck is a liveness failure, a different store at the same
+/// rev a safety one.
 pub fn check_stores(tb: &Testbed, timeout: Duration) -> Vec<Anomaly> {
     let live = tb.live();
     let mut out = Vec::new();
@@ -23,36 +26,58 @@ pub fn check_stores(tb: &Testbed, timeout: Duration) -> Vec<Anomaly> {
         .max()
         .unwrap_or(0);
     let deadline = Instant::now() + timeout;
-    let mut base: Option<(usize, Vec<crate::cluster::Entry>)> = None;
+    let mut base: Option<(usize, Vec<Entry>)> = None;
+    let mut stuck = Vec::new();
     for &i in &live {
         let bad = |what: String| Anomaly::at(Check::Stores, tb.desc(i), what);
-        loop {
+        let reached = loop {
             match probe::rev(tb.addr(i)) {
-                Ok(r) if r >= at => break,
-                _ if Instant::now() >= deadline => {
-                    out.push(bad(format!("did not reach rev {at} within {timeout:?}")));
-                    break;
-                }
+                Ok(r) if r >= at => break Ok(at),
+                Ok(r) if Instant::now() >= deadline => break Err((Some(r), format!("at rev {r}"))),
+                Err(e) if Instant::now() >= deadline => break Err((None, e)),
                 _ => thread::sleep(Duration::from_millis(50)),
             }
-        }
-        let store = match probe::walk(tb.addr(i), "/**", Some(at)) {
-            Ok(s) => s,
-            Err(e) => {
-                out.push(bad(format!("WALK /** at rev {at}: {e}")));
-                continue;
-            }
         };
-        match &base {
-            None => base = Some((i, store)),
-            Some((b, bs)) if *bs != store => out.push(bad(format!(
+        if let Err((r, why)) = reached {
+            out.push(bad(format!(
+                "did not reach rev {at} within {timeout:?}: {why}"
+            )));
+            stuck.extend(r.map(|r| (i, r)));
+            continue;
+        }
+        match (probe::walk(tb.addr(i), "/**", Some(at)), &base) {
+            (Err(e), _) => out.push(bad(format!("WALK /** at rev {at}: {e}"))),
+            (Ok(store), None) => base = Some((i, store)),
+            (Ok(store), Some((b, bs))) if *bs != store => out.push(bad(format!(
                 "holds another store than node {b} at rev {at}:\n{}",
                 describe_diff(bs, &store)
             ))),
-            Some(_) => {}
+            _ => {}
+        }
+    }
+    if let Some((b, _)) = base {
+        for (i, r) in stuck {
+            out.extend(compare_at(tb, b, i, r));
         }
     }
     out
+}
+
+/// Nodes `a` and `b` hold the same store at rev `r` (skipped if either no
+/// longer keeps rev `r`).
+fn compare_at(tb: &Testbed, a: usize, b: usize, r: i64) -> Option<Anomaly> {
+    let sa = probe::walk(tb.addr(a), "/**", Some(r)).ok()?;
+    let sb = probe::walk(tb.addr(b), "/**", Some(r)).ok()?;
+    (sa != sb).then(|| {
+        Anomaly::at(
+            Check::Stores,
+            tb.desc(b),
+            format!(
+                "holds another store than node {a} at rev {r} (where it is stuck):\n{}",
+                describe_diff(&sa, &sb)
+            ),
+        )
+    })
 }
 
 /// A CAL removed from its slot.

@@ -55,6 +55,8 @@ pub struct RoundReport {
     pub kicks: Vec<String>,
     /// "kicking CAL" lines the nodes logged during the round.
     pub kick_attempts: usize,
+    /// Seconds the fault was held (from its injection to its heal).
+    pub fault_secs: f64,
     /// Seconds from the end of the fault until the cluster had healed.
     pub heal_secs: Option<f64>,
     /// Everything that failed.
@@ -91,9 +93,11 @@ pub fn run_round(tb: &mut Testbed, cfg: &RoundCfg) -> RoundReport {
     let expect = cfg.fault.expect(tb.timeout, &s.cals);
     rep.kind = cfg.fault.kind(tb.timeout, &s.cals);
     eprintln!("nemesis round {}: {} [{}]", cfg.round, rep.fault, rep.kind);
+    let injected = Instant::now();
     let active = inject(tb, &cfg.fault);
     hold(tb, &active, &expect, &load, &mut rep);
     heal(tb, &active);
+    rep.fault_secs = injected.elapsed().as_secs_f64();
     let healed_at = Instant::now();
     let s = Started {
         ended: LogMarks::now(tb),
@@ -288,12 +292,15 @@ fn finish(
     }
     check_ops(&history, s.from, rep);
     phase(&s, "history checked");
-    // CALs first: they keep the whole history of the round.
+    // CALs first: they keep the whole history of the round; without a
+    // heal, the nodes furthest ahead first.
     let mut refs: Vec<usize> = healed
         .as_ref()
         .map(|(h, _)| h.cals.clone())
         .unwrap_or_default();
-    refs.extend(tb.live());
+    let mut live = tb.live();
+    live.sort_by_key(|&i| std::cmp::Reverse(probe::rev(tb.addr(i)).unwrap_or(0)));
+    refs.extend(live);
     let stop = stop_rev(tb, &refs, &s.prefix, patience);
     match stop {
         Some(to) => check_watchers(tb, &s, &refs, to, &history, patience, rep),
