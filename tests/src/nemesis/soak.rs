@@ -1,1 +1,254 @@
-//! Randomized fault schedules (placeholder, filled below).
+//! The soak: random fault rounds for a given time, on 3-CAL and 5-CAL
+//! clusters in turn (each with a spare slave), with [`Figures`] at the
+//! end: rounds, faults by kind, operations checked, watched changes,
+//! kicks, anomalies by check.
+//!
+//! A seed drives every choice: the fault kind, its duration, and its
+//! victims, named by slot ("the CAL in slot 2", "the first spare slave")
+//! and resolved when the round starts. The same seed gives the same
+//! schedule of faults; what the nodes make of it depends on timing, which
+//! no seed replays.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::anomaly::{Anomaly, Check};
+use super::fault::Fault;
+use super::round::{run_round, RoundCfg, RoundReport};
+use super::scenarios::slaves;
+use super::testbed::Testbed;
+use crate::XorShift;
+
+/// What a soak does.
+#[derive(Debug, Clone)]
+pub struct SoakCfg {
+    /// How long to inject faults (rounds start until this has passed).
+    pub duration: Duration,
+    /// Drives every random choice.
+    pub seed: u64,
+    /// `-timeout` of every node, in seconds.
+    pub timeout: f64,
+    /// A cluster is replaced by a fresh one (of the other size) after
+    /// this long, or after a round it did not heal from.
+    pub segment: Duration,
+}
+
+/// The soak's figures.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Rounds run (one fault each).
+    pub rounds: u32,
+    /// Clusters started.
+    pub clusters: u32,
+    /// Faults injected, by kind ([`Fault::kind`]).
+    pub faults: BTreeMap<&'static str, u32>,
+    /// Seconds of faults injected (the time faults were held).
+    pub fault_secs: f64,
+    /// Operations recorded.
+    pub ops: usize,
+    /// Operations with a definite outcome, checked against the model.
+    pub ops_checked: usize,
+    /// Changes seen and checked by watchers.
+    pub watched: usize,
+    /// CALs kicked.
+    pub kicks: usize,
+    /// The longest time a heal took, in seconds.
+    pub heal_max: f64,
+    /// Anomalies by check.
+    pub by_check: BTreeMap<&'static str, u32>,
+    /// Every anomaly, with its round.
+    pub anomalies: Vec<(u32, Anomaly)>,
+}
+
+impl Figures {
+    /// Adds one round's report.
+    pub fn add(&mut self, rep: &RoundReport) {
+        self.rounds += 1;
+        *self.faults.entry(rep.kind).or_default() += 1;
+        self.fault_secs += rep.fault_secs;
+        self.ops += rep.ops;
+        self.ops_checked += rep.ops_checked;
+        self.watched += rep.watched;
+        self.kicks += rep.kicks.len();
+        self.heal_max = self.heal_max.max(rep.heal_secs.unwrap_or(0.0));
+        for a in &rep.anomalies {
+            *self.by_check.entry(a.check.name()).or_default() += 1;
+            self.anomalies.push((rep.round, a.clone()));
+        }
+    }
+
+    /// The figures as a Markdown table (for docs/reliability.md).
+    pub fn table(&self) -> String {
+        let mut t = String::from("| figure | value |\n|---|---|\n");
+        let mut row = |k: &str, v: String| t.push_str(&format!("| {k} | {v} |\n"));
+        row("rounds (one fault each)", self.rounds.to_string());
+        row("clusters started", self.clusters.to_string());
+        row("seconds of faults held", format!("{:.0}", self.fault_secs));
+        for (kind, n) in &self.faults {
+            row(&format!("faults: {kind}"), n.to_string());
+        }
+        row("operations recorded", self.ops.to_string());
+        row(
+            "operations checked (definite outcome)",
+            self.ops_checked.to_string(),
+        );
+        row("watched changes checked", self.watched.to_string());
+        row("CALs kicked", self.kicks.to_string());
+        row("longest heal (s)", format!("{:.1}", self.heal_max));
+        row("anomalies", self.anomalies.len().to_string());
+        for c in Check::ALL {
+            if let Some(n) = self.by_check.get(c.name()) {
+                row(&format!("anomalies: {}", c.name()), n.to_string());
+            }
+        }
+        t
+    }
+}
+
+/// A random fault for `tb` (CALs and spare slaves as they are now).
+pub fn random_fault(rng: &mut XorShift, tb: &Testbed) -> Fault {
+    let t = tb.timeout;
+    let cals = tb.cals();
+    let n = cals.len();
+    let spares = slaves(tb);
+    let mut secs = |lo: f64, hi: f64| {
+        // Tenths of a second: readable in reports.
+        (t * (lo + (hi - lo) * (rng.below(1000) as f64 / 1000.0)) * 10.0).round() / 10.0
+    };
+    let (short, long, mid) = (secs(0.15, 0.5), secs(2.0, 4.0), secs(1.0, 3.0));
+    let (down, up) = (secs(0.1, 0.4), secs(0.1, 0.4));
+    let slot = |rng: &mut XorShift| cals[rng.below(n as u64) as usize];
+    let any = |rng: &mut XorShift| match rng.below(4) {
+        0 if !spares.is_empty() => spares[0],
+        _ => slot(rng),
+    };
+    let kind = if n < 3 { 0 } else { rng.below(14) };
+    match kind {
+        0 => Fault::Pause {
+            node: any(rng),
+            secs: short,
+        },
+        1 => Fault::Pause {
+            node: slot(rng),
+            secs: long,
+        },
+        2 => Fault::Kill {
+            node: any(rng),
+            secs: 2.0 * t,
+        },
+        3 => Fault::Isolate {
+            node: any(rng),
+            secs: short,
+        },
+        4 => Fault::Isolate {
+            node: slot(rng),
+            secs: long,
+        },
+        5 => Fault::Deaf {
+            node: slot(rng),
+            secs: mid,
+        },
+        6 => Fault::Mute {
+            node: slot(rng),
+            secs: if rng.below(2) == 0 { short } else { long },
+        },
+        7 => {
+            let order = shuffled(rng, &cals);
+            Fault::LinkDown {
+                a: order[0],
+                b: order[1],
+                secs: mid,
+            }
+        }
+        8 => Fault::Partition {
+            groups: minority(rng, &cals, &spares),
+            secs: short,
+        },
+        9 => Fault::Partition {
+            groups: minority(rng, &cals, &spares),
+            secs: long,
+        },
+        10 if rng.below(4) == 0 => Fault::Partition {
+            groups: minority(rng, &cals, &spares),
+            secs: 60.0,
+        },
+        10 | 11 => Fault::Partition {
+            groups: no_majority(rng, &cals),
+            secs: mid,
+        },
+        _ => Fault::Flap {
+            node: any(rng),
+            down,
+            up,
+            times: 3 + rng.below(6) as u32,
+        },
+    }
+}
+
+/// `v` in a random order.
+fn shuffled(rng: &mut XorShift, v: &[usize]) -> Vec<usize> {
+    let mut v = v.to_vec();
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    v
+}
+
+/// Groups `[majority (everyone else), minority]`: a random minority of
+/// `cals` (at least 3 of them), sometimes with the first spare slave.
+fn minority(rng: &mut XorShift, cals: &[usize], spares: &[usize]) -> Vec<Vec<usize>> {
+    let k = 1 + rng.below(((cals.len() - 1) / 2) as u64) as usize;
+    let mut small = shuffled(rng, cals)[..k].to_vec();
+    if rng.below(2) == 0 {
+        small.extend(spares.first());
+    }
+    vec![vec![], small]
+}
+
+/// Groups with no majority of `cals`: 1|1|1 for three CALs, 2|2|1 for
+/// five (1|1|1|1 for four).
+fn no_majority(rng: &mut XorShift, cals: &[usize]) -> Vec<Vec<usize>> {
+    let order = shuffled(rng, cals);
+    let sizes: Vec<usize> = match order.len() {
+        5 => vec![2, 2, 1],
+        n => vec![1; n],
+    };
+    let mut groups = Vec::new();
+    let mut at = 0;
+    for n in sizes {
+        groups.push(order[at..at + n].to_vec());
+        at += n;
+    }
+    groups
+}
+
+/// Runs the soak; `each` sees every round's report as it comes.
+pub fn soak(cfg: &SoakCfg, mut each: impl FnMut(&RoundReport)) -> Figures {
+    let mut rng = XorShift::new(cfg.seed);
+    let mut figures = Figures::default();
+    let start = Instant::now();
+    let mut round = 0;
+    while start.elapsed() < cfg.duration {
+        let cals = if figures.clusters % 2 == 0 { 3 } else { 5 };
+        figures.clusters += 1;
+        eprintln!("soak: a new cluster of {cals} CALs and a spare slave");
+        let mut tb = Testbed::start(cals, 1, cfg.timeout);
+        let born = Instant::now();
+        while start.elapsed() < cfg.duration && born.elapsed() < cfg.segment {
+            round += 1;
+            let fault = random_fault(&mut rng, &tb);
+            let rc = RoundCfg {
+                round,
+                seed: rng.next_u64(),
+                fault,
+            };
+            let rep = run_round(&mut tb, &rc);
+            each(&rep);
+            figures.add(&rep);
+            if rep.heal_secs.is_none() {
+                break; // not healed: go on with a fresh cluster
+            }
+        }
+    }
+    figures
+}
