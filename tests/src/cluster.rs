@@ -750,6 +750,26 @@ pub(crate) fn outcome_unknown(r: &Response) -> bool {
         .is_some_and(|d| d.contains("outcome unknown"))
 }
 
+/// A linearizable read through the client library, recorded.
+fn lin_get(cfg: &WorkerCfg, client: &doozer::Client, path: &str, seen: &mut BTreeMap<String, i64>) {
+    let op = cfg
+        .recorder
+        .invoke(cfg.client, Call::LinGet { path: path.into() });
+    match client.get_linearizable(path) {
+        Ok(read) => {
+            seen.insert(path.into(), read.rev);
+            op.complete(Outcome::ReadAt {
+                at: read.at,
+                body: read.body.to_vec(),
+                rev: read.rev,
+            });
+        }
+        // The NOP may or may not have been decided: unknown.
+        Err(e) if e.is_connection_error() => drop(op),
+        Err(e) => op.complete(Outcome::Refused(e.to_string())),
+    }
+}
+
 /// One workload client's loop; `Err` on something no correct node may
 /// answer (an error on a read, a malformed response).
 fn run_worker(cfg: WorkerCfg) -> Result<(), String> {
@@ -767,22 +787,7 @@ fn run_worker(cfg: WorkerCfg) -> Result<(), String> {
         let last = *seen.get(&path).unwrap_or(&0);
         let dice = rng.below(100);
         if dice >= 75 {
-            let op = cfg
-                .recorder
-                .invoke(cfg.client, Call::LinGet { path: path.clone() });
-            match client.get_linearizable(&path) {
-                Ok(read) => {
-                    seen.insert(path, read.rev);
-                    op.complete(Outcome::ReadAt {
-                        at: read.at,
-                        body: read.body.to_vec(),
-                        rev: read.rev,
-                    });
-                }
-                // The NOP may or may not have been decided: unknown.
-                Err(e) if e.is_connection_error() => drop(op),
-                Err(e) => op.complete(Outcome::Refused(e.to_string())),
-            }
+            lin_get(&cfg, &client, &path, &mut seen);
             continue;
         }
         let (call, request) = if dice < 30 || (30..45).contains(&dice) {
@@ -822,24 +827,21 @@ fn run_worker(cfg: WorkerCfg) -> Result<(), String> {
             continue;
         };
         match call {
-            Call::Set { .. } => {
-                let Some(outcome) = write_outcome(&r, Outcome::Rev(r.rev.unwrap_or(0))) else {
-                    drop(op);
-                    continue;
+            Call::Set { .. } | Call::Del { .. } => {
+                let ok = match call {
+                    Call::Set { .. } => Outcome::Rev(r.rev.unwrap_or(0)),
+                    _ => Outcome::Deleted,
                 };
-                if let Outcome::Rev(at) = outcome {
-                    seen.insert(path, at);
-                    cfg.acks.fetch_add(1, Ordering::SeqCst);
-                }
-                op.complete(outcome);
-            }
-            Call::Del { .. } => {
-                let Some(outcome) = write_outcome(&r, Outcome::Deleted) else {
-                    drop(op);
-                    continue;
+                let Some(outcome) = write_outcome(&r, ok) else {
+                    continue; // outcome unknown: the op stays without one
                 };
-                if outcome == Outcome::Deleted {
-                    seen.insert(path, 0);
+                match outcome {
+                    Outcome::Rev(at) => {
+                        seen.insert(path, at);
+                        cfg.acks.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Outcome::Deleted => drop(seen.insert(path, 0)),
+                    _ => {}
                 }
                 op.complete(outcome);
             }
