@@ -37,11 +37,15 @@ pub enum Check {
     Crash,
     /// Writes stopped being accepted where a majority was up.
     Progress,
+    /// The test machinery itself failed (a panic in a round, a workload
+    /// client that panicked): not a finding about the daemon, but the
+    /// round did not check what it should have.
+    Harness,
 }
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 13] = [
+    pub const ALL: [Check; 14] = [
         Check::History,
         Check::ReadRefused,
         Check::ClientStuck,
@@ -55,6 +59,7 @@ impl Check {
         Check::KickLoop,
         Check::Crash,
         Check::Progress,
+        Check::Harness,
     ];
 
     /// A short kebab-case name for reports.
@@ -73,6 +78,7 @@ impl Check {
             Check::KickLoop => "kick-loop",
             Check::Crash => "crash",
             Check::Progress => "progress",
+            Check::Harness => "harness",
         }
     }
 }
@@ -115,6 +121,25 @@ impl fmt::Display for Anomaly {
             None => write!(f, "[{}] {}", self.check.name(), self.what),
         }
     }
+}
+
+/// The message of a panic payload.
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Runs `f`; a panic becomes a [`Check::Harness`] anomaly saying `what`
+/// panicked and why.
+pub fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, Anomaly> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        Anomaly::new(
+            Check::Harness,
+            format!("{what} panicked: {}", panic_text(p.as_ref())),
+        )
+    })
 }
 
 /// `text` cut to at most `max` bytes (on a char boundary), saying how much

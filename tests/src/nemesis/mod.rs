@@ -49,7 +49,7 @@ mod testbed;
 mod watchers;
 mod workload;
 
-pub use anomaly::{truncate, Anomaly, Check};
+pub use anomaly::{guarded, panic_text, truncate, Anomaly, Check};
 pub use checks::{check_kicks, check_logs, check_stores, kicks, Kick, LogMarks};
 pub use fault::{fault_links, heal, inject, Active, Expect, Fault};
 pub use heal::{converge, tail, Healed};

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::anomaly::{Anomaly, Check};
+use super::anomaly::{guarded, Anomaly, Check};
 use super::fault::Fault;
 use super::round::{run_round, RoundCfg, RoundReport};
 use super::scenarios::slaves;
@@ -36,7 +36,8 @@ pub struct SoakCfg {
 /// The soak's figures.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
-    /// Rounds run (one fault each).
+    /// Rounds run (one fault each; not counting rounds the harness could
+    /// not run).
     pub rounds: u32,
     /// Clusters started.
     pub clusters: u32,
@@ -63,8 +64,10 @@ pub struct Figures {
 impl Figures {
     /// Adds one round's report.
     pub fn add(&mut self, rep: &RoundReport) {
-        self.rounds += 1;
-        *self.faults.entry(rep.kind).or_default() += 1;
+        if rep.kind != "harness" {
+            self.rounds += 1;
+            *self.faults.entry(rep.kind).or_default() += 1;
+        }
         self.fault_secs += rep.fault_secs;
         self.ops += rep.ops;
         self.ops_checked += rep.ops_checked;
@@ -168,7 +171,7 @@ pub fn random_fault(rng: &mut XorShift, tb: &Testbed) -> Fault {
             groups: minority(rng, &cals, &spares),
             secs: long,
         },
-        10 if rng.below(4) == 0 => Fault::Partition {
+        10 if rng.below(2) == 0 => Fault::Partition {
             groups: minority(rng, &cals, &spares),
             secs: 60.0,
         },
@@ -222,7 +225,9 @@ fn no_majority(rng: &mut XorShift, cals: &[usize]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Runs the soak; `each` sees every round's report as it comes.
+/// Runs the soak; `each` sees every round's report as it comes. A round
+/// (or a cluster start) that panics is reported as a
+/// [`Check::Harness`] anomaly and the soak goes on with a fresh cluster.
 pub fn soak(cfg: &SoakCfg, mut each: impl FnMut(&RoundReport)) -> Figures {
     let mut rng = XorShift::new(cfg.seed);
     let mut figures = Figures::default();
@@ -232,23 +237,44 @@ pub fn soak(cfg: &SoakCfg, mut each: impl FnMut(&RoundReport)) -> Figures {
         let cals = if figures.clusters % 2 == 0 { 3 } else { 5 };
         figures.clusters += 1;
         eprintln!("soak: a new cluster of {cals} CALs and a spare slave");
-        let mut tb = Testbed::start(cals, 1, cfg.timeout);
+        let started = guarded("starting a cluster", || {
+            Testbed::start(cals, 1, cfg.timeout)
+        });
         let born = Instant::now();
+        let mut tb = match started {
+            Ok(tb) => tb,
+            Err(a) => {
+                let rep = harness_report(round, a);
+                each(&rep);
+                figures.add(&rep);
+                continue;
+            }
+        };
         while start.elapsed() < cfg.duration && born.elapsed() < cfg.segment {
             round += 1;
-            let fault = random_fault(&mut rng, &tb);
-            let rc = RoundCfg {
-                round,
-                seed: rng.next_u64(),
-                fault,
-            };
-            let rep = run_round(&mut tb, &rc);
+            let rep = guarded("the round", || {
+                let fault = random_fault(&mut rng, &tb);
+                let seed = rng.next_u64();
+                run_round(&mut tb, &RoundCfg { round, seed, fault })
+            })
+            .unwrap_or_else(|a| harness_report(round, a));
             each(&rep);
             figures.add(&rep);
             if rep.heal_secs.is_none() {
-                break; // not healed: go on with a fresh cluster
+                break; // not healed (or not run): go on with a fresh cluster
             }
         }
     }
     figures
+}
+
+/// The report of a round that could not run.
+fn harness_report(round: u32, a: Anomaly) -> RoundReport {
+    RoundReport {
+        round,
+        fault: "(none: the harness failed)".into(),
+        kind: "harness",
+        anomalies: vec![a],
+        ..RoundReport::default()
+    }
 }

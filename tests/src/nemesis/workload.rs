@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::anomaly::{Anomaly, Check};
+use super::anomaly::{panic_text, Anomaly, Check};
 use super::probe;
 use crate::cluster::{call_timeout, write_outcome, OP_TIMEOUT};
 use crate::history::{Call, Op, Outcome, Recorder};
@@ -148,7 +148,12 @@ impl Load {
                     ),
                 )),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    panic!("nemesis workload client {k} panicked")
+                    let why = w.handle.join().err().map(|p| panic_text(p.as_ref()));
+                    anomalies.push(Anomaly::at(
+                        Check::Harness,
+                        &w.node,
+                        format!("workload client {k} panicked: {why:?}"),
+                    ));
                 }
             }
         }
