@@ -182,6 +182,14 @@ fn mute() {
     scenario("mute");
 }
 
+/// A CAL that can send but not receive for 2 × `-timeout`: the others
+/// still hear it, so nobody is silent to a majority and no other CAL may
+/// be kicked.
+#[test]
+fn deaf() {
+    scenario("deaf");
+}
+
 /// A CAL's links flapping.
 #[test]
 fn flap() {
