@@ -105,7 +105,7 @@ pub fn kicks(tb: &Testbed, via: &[usize], from: i64, to: i64) -> Result<Vec<Kick
         match (before, changes) {
             (Ok(before), Ok(changes)) => {
                 let slots = before.into_iter().map(|(p, _, v)| (p, v)).collect();
-                return Ok(removals(tb, slots, &changes));
+                return Ok(removals(|id| tb.index_of(id), slots, &changes));
             }
             (Err(e), _) | (_, Err(e)) => last_err = format!("{}: {e}", tb.desc(n)),
         }
@@ -113,15 +113,20 @@ pub fn kicks(tb: &Testbed, via: &[usize], from: i64, to: i64) -> Result<Vec<Kick
     Err(last_err)
 }
 
-/// The removals in `changes`, starting from `slots`.
-fn removals(tb: &Testbed, mut slots: BTreeMap<String, Vec<u8>>, changes: &[Change]) -> Vec<Kick> {
+/// The removals in `changes`, starting from `slots`; `index_of` maps an
+/// id to its node.
+fn removals(
+    index_of: impl Fn(&str) -> Option<usize>,
+    mut slots: BTreeMap<String, Vec<u8>>,
+    changes: &[Change],
+) -> Vec<Kick> {
     let mut out = Vec::new();
     for ch in changes {
         let old = slots.remove(&ch.path).unwrap_or_default();
         if !old.is_empty() && old != ch.body {
             let id = String::from_utf8_lossy(&old).into_owned();
             out.push(Kick {
-                node: tb.index_of(&id),
+                node: index_of(&id),
                 id,
                 slot: ch.path.clone(),
                 rev: ch.rev,
@@ -262,4 +267,49 @@ pub fn check_logs(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(path: &str, rev: i64, body: &str, flags: i32) -> Change {
+        Change {
+            path: path.into(),
+            rev,
+            body: body.into(),
+            flags,
+        }
+    }
+
+    /// A slot emptied or taken over is a removal of the id it held; a
+    /// free slot taken is not; a deleted slot is.
+    #[test]
+    fn removals_are_read_from_slot_changes() {
+        let slots = BTreeMap::from([
+            ("/ctl/cal/0".to_string(), b"A".to_vec()),
+            ("/ctl/cal/1".to_string(), b"B".to_vec()),
+            ("/ctl/cal/2".to_string(), Vec::new()),
+        ]);
+        let changes = [
+            ch("/ctl/cal/2", 10, "C", 4),
+            ch("/ctl/cal/1", 11, "", 4),
+            ch("/ctl/cal/1", 12, "D", 4),
+            ch("/ctl/cal/0", 13, "A", 4),
+            ch("/ctl/cal/0", 14, "", 8),
+        ];
+        let index = |id: &str| (id != "B").then_some(id.len());
+        let got = removals(index, slots, &changes);
+        let brief: Vec<(&str, Option<usize>, &str, i64)> = got
+            .iter()
+            .map(|k| (k.id.as_str(), k.node, k.slot.as_str(), k.rev))
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                ("B", None, "/ctl/cal/1", 11),
+                ("A", Some(1), "/ctl/cal/0", 14)
+            ]
+        );
+    }
 }

@@ -316,3 +316,71 @@ pub fn heal(tb: &mut Testbed, active: &Active) {
         tb.c.cont(n);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[usize]) -> BTreeSet<usize> {
+        v.iter().copied().collect()
+    }
+
+    /// Silence of at most T/2: no kick; 2 T or more: a must; between:
+    /// allowed. Slaves are never expected to be kicked.
+    #[test]
+    fn silenced_cals_may_or_must_be_kicked_by_duration() {
+        let cals = [0, 1, 2];
+        let e = Fault::Pause { node: 2, secs: 1.0 }.expect(3.0, &cals);
+        assert_eq!(
+            (e.may_kick, e.must_kick, e.majority_up),
+            (set(&[]), set(&[]), true)
+        );
+        let e = Fault::Isolate { node: 2, secs: 3.0 }.expect(3.0, &cals);
+        assert_eq!((e.may_kick, e.must_kick), (set(&[2]), set(&[])));
+        let e = Fault::Mute { node: 2, secs: 6.0 }.expect(3.0, &cals);
+        assert_eq!((e.may_kick, e.must_kick), (set(&[2]), set(&[2])));
+        let e = Fault::Pause {
+            node: 3,
+            secs: 60.0,
+        }
+        .expect(3.0, &cals);
+        assert_eq!((e.may_kick, e.must_kick), (set(&[]), set(&[])));
+        let e = Fault::LinkDown {
+            a: 0,
+            b: 1,
+            secs: 60.0,
+        }
+        .expect(3.0, &cals);
+        assert_eq!((e.may_kick, e.faulted), (set(&[]), set(&[0, 1])));
+    }
+
+    /// The minority side of a partition is silenced; with no majority
+    /// side, any CAL may be kicked and writes need not go on.
+    #[test]
+    fn partitions_by_majority() {
+        let cals = [0, 1, 2, 3, 4];
+        let minority = Fault::Partition {
+            groups: vec![vec![], vec![3, 4, 5]],
+            secs: 12.0,
+        };
+        let e = minority.expect(3.0, &cals);
+        assert_eq!((e.must_kick, e.majority_up), (set(&[3, 4]), true));
+        assert_eq!(minority.kind(3.0, &cals), "partition-majority");
+        let none = Fault::Partition {
+            groups: vec![vec![0, 5], vec![1, 2], vec![3, 4]],
+            secs: 6.0,
+        };
+        let e = none.expect(3.0, &cals);
+        assert_eq!(
+            (e.may_kick, e.must_kick, e.majority_up),
+            (set(&cals), set(&[]), false)
+        );
+        assert_eq!(none.kind(3.0, &cals), "partition-no-majority");
+        let short = Fault::Partition {
+            groups: vec![vec![0, 1, 2], vec![3, 4]],
+            secs: 1.0,
+        };
+        assert_eq!(short.kind(3.0, &cals), "partition-minority");
+        assert_eq!(short.expect(3.0, &cals).may_kick, set(&[]));
+    }
+}

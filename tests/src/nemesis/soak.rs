@@ -278,3 +278,27 @@ fn harness_report(round: u32, a: Anomaly) -> RoundReport {
         ..RoundReport::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random groups: a minority never holds half the CALs or more; a
+    /// no-majority split gives no group a majority; every CAL is placed.
+    #[test]
+    fn random_groups_keep_their_promise() {
+        let mut rng = XorShift::new(9);
+        for cals in [vec![0, 1, 2], vec![0, 1, 2, 3, 4]] {
+            for _ in 0..200 {
+                let m = minority(&mut rng, &cals, &[7]);
+                let small = m[1].iter().filter(|n| cals.contains(n)).count();
+                assert!(small >= 1 && 2 * small < cals.len(), "{m:?}");
+                let g = no_majority(&mut rng, &cals);
+                let mut all: Vec<usize> = g.iter().flatten().copied().collect();
+                all.sort();
+                assert_eq!(all, cals);
+                assert!(g.iter().all(|x| 2 * x.len() <= cals.len()), "{g:?}");
+            }
+        }
+    }
+}

@@ -183,3 +183,61 @@ pub fn wait_done(ws: &[Watcher], live: impl Fn(usize) -> bool, timeout: Duration
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(rev: i64, body: &str) -> Change {
+        Change {
+            path: "/w/x".into(),
+            rev,
+            body: body.into(),
+            flags: 4,
+        }
+    }
+
+    /// A missing change is a gap, an extra one is made up, a different
+    /// body at the same rev is altered; equal streams have no difference.
+    #[test]
+    fn compare_names_gaps_extras_and_changes() {
+        let history = [set(3, "a"), set(5, "b"), set(8, "c")];
+        let refs: Vec<&Change> = history.iter().collect();
+        assert!(compare(&refs, &history).is_empty());
+        let diffs = compare(&refs, &[set(3, "a"), set(6, "z"), set(8, "C")]);
+        assert_eq!(diffs.len(), 3, "{diffs:?}");
+        assert!(
+            diffs[0].contains("missed SET /w/x \"b\" at rev 5"),
+            "{diffs:?}"
+        );
+        assert!(
+            diffs[1].contains("saw SET /w/x \"z\" at rev 6, which is not"),
+            "{diffs:?}"
+        );
+        assert!(
+            diffs[2].contains("where the history has SET /w/x \"c\" at rev 8"),
+            "{diffs:?}"
+        );
+    }
+
+    /// A watcher is checked up to the last change it saw; one that ended
+    /// early on a live node is reported, on a killed node it is not.
+    #[test]
+    fn a_watcher_is_checked_up_to_where_it_got() {
+        let w = Watcher {
+            node: 0,
+            desc: "node 0".into(),
+            seen: Arc::new(Mutex::new(Seen {
+                changes: vec![set(3, "a")],
+                ended: Some(Some("connection closed".into())),
+            })),
+        };
+        let history = [set(3, "a"), set(5, "b")];
+        assert!(w.check(&history, false).is_empty());
+        let a = w.check(&history, true);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(a[0]
+            .what
+            .contains("ended after 1 changes (last rev 3) with: connection closed"));
+    }
+}
