@@ -23,7 +23,7 @@ use crate::{req, RequestExt, Verb};
 /// How long the cluster has to heal, and any other "eventually" of a
 /// round (a bound for failure, not a speed requirement: debug builds on a
 /// loaded 2-core machine).
-pub const HEAL_DEADLINE: Duration = Duration::from_secs(30);
+pub const HEAL_DEADLINE: Duration = Duration::from_secs(20);
 
 /// What one round does.
 #[derive(Debug, Clone)]
