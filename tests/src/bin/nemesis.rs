@@ -2,9 +2,11 @@
 //! `scripts/soak`, which builds it and cleans up after it).
 //!
 //! ```text
-//! nemesis soak [SECONDS]      random fault rounds for SECONDS (default
-//!                             $DURATION, else 1800), seed $SEED (else
-//!                             random, printed)
+//! nemesis soak [SECONDS]      random fault rounds for SECONDS of wall
+//!                             clock (default $DURATION, else 1800); with
+//!                             $FAULTS instead, until faults have been held
+//!                             that long in all; seed $SEED (else random,
+//!                             printed)
 //! nemesis scenario NAME...    the named scenarios, once each
 //! nemesis all                 every named scenario, once each
 //! nemesis list                the named scenarios
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use doozer_tests::nemesis::scenarios::{self, print_report, ALL, TIMEOUT};
-use doozer_tests::nemesis::soak::{soak, Figures, SoakCfg};
+use doozer_tests::nemesis::soak::{soak, Figures, Limit, SoakCfg};
 use doozer_tests::nemesis::RoundReport;
 
 /// Parses `1800`, `90s`, `30m` or `2h` into a duration.
@@ -91,20 +93,24 @@ fn show(rep: &RoundReport) {
 }
 
 fn run_soak(arg: Option<&String>) -> ExitCode {
+    let faults = std::env::var("FAULTS").ok();
     let text = arg
         .cloned()
+        .or(faults.clone())
         .or_else(|| std::env::var("DURATION").ok())
         .unwrap_or("1800".into());
-    let Some(duration) = parse_duration(&text) else {
+    let Some(d) = parse_duration(&text) else {
         eprintln!("nemesis: bad duration {text:?} (e.g. 1800, 90s, 30m, 2h)");
         return ExitCode::from(2);
     };
+    let limit = match (arg, faults) {
+        (None, Some(_)) => Limit::Faults(d),
+        _ => Limit::Wall(d),
+    };
     let seed = seed();
-    println!(
-        "nemesis soak: {duration:?} of faults, seed {seed} (SEED={seed} replays the schedule)"
-    );
+    println!("nemesis soak: {limit:?}, seed {seed} (SEED={seed} replays the schedule)");
     let cfg = SoakCfg {
-        duration,
+        limit,
         seed,
         timeout: TIMEOUT,
         segment: Duration::from_secs(300),

@@ -19,11 +19,21 @@ use super::scenarios::slaves;
 use super::testbed::Testbed;
 use crate::XorShift;
 
+/// When a soak stops starting rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Once this much wall-clock time has passed.
+    Wall(Duration),
+    /// Once faults have been held this long in all (the time from each
+    /// fault's injection to its heal, added up).
+    Faults(Duration),
+}
+
 /// What a soak does.
 #[derive(Debug, Clone)]
 pub struct SoakCfg {
-    /// How long to inject faults (rounds start until this has passed).
-    pub duration: Duration,
+    /// When to stop starting rounds.
+    pub limit: Limit,
     /// Drives every random choice.
     pub seed: u64,
     /// `-timeout` of every node, in seconds.
@@ -232,8 +242,12 @@ pub fn soak(cfg: &SoakCfg, mut each: impl FnMut(&RoundReport)) -> Figures {
     let mut rng = XorShift::new(cfg.seed);
     let mut figures = Figures::default();
     let start = Instant::now();
+    let more = |f: &Figures| match cfg.limit {
+        Limit::Wall(d) => start.elapsed() < d,
+        Limit::Faults(d) => f.fault_secs < d.as_secs_f64(),
+    };
     let mut round = 0;
-    while start.elapsed() < cfg.duration {
+    while more(&figures) {
         let cals = if figures.clusters % 2 == 0 { 3 } else { 5 };
         figures.clusters += 1;
         eprintln!("soak: a new cluster of {cals} CALs and a spare slave");
@@ -250,7 +264,7 @@ pub fn soak(cfg: &SoakCfg, mut each: impl FnMut(&RoundReport)) -> Figures {
                 continue;
             }
         };
-        while start.elapsed() < cfg.duration && born.elapsed() < cfg.segment {
+        while more(&figures) && born.elapsed() < cfg.segment {
             round += 1;
             let rep = guarded("the round", || {
                 let fault = random_fault(&mut rng, &tb);

@@ -7,9 +7,9 @@
 //! on a raw connection, each with [`OP_TIMEOUT`], so a client never blocks
 //! for good on a node that cannot decide.
 //!
-//! Each client pauses [`THINK`] between operations. The mix: conditional SETs (the last rev this client saw) 30 %, blind
-//! SETs 12 %, conditional DELs 8 %, blind DELs 5 %, plain GETs 20 %,
-//! linearizable reads 25 %.
+//! Each client pauses [`THINK`] between operations. The mix: conditional
+//! SETs (the last rev this client saw) 30 %, blind SETs 12 %, conditional
+//! DELs 8 %, blind DELs 5 %, plain GETs 20 %, linearizable reads 25 %.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
