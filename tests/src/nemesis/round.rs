@@ -51,6 +51,9 @@ pub struct RoundReport {
     pub ops_checked: usize,
     /// Changes seen by the watchers, all checked.
     pub watched: usize,
+    /// Times a watcher started over after `TOO_LATE` (its node copied
+    /// the store).
+    pub watch_restarts: usize,
     /// CALs removed from their slots during the round (`id@slot@rev`).
     pub kicks: Vec<String>,
     /// "kicking CAL" lines the nodes logged during the round.
@@ -416,6 +419,7 @@ fn check_watchers(
     };
     for w in &s.watchers {
         rep.watched += w.count();
+        rep.watch_restarts += w.restarts();
         rep.anomalies.extend(w.check(&reference, running(w.node)));
     }
     for op in history {

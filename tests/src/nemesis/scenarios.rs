@@ -195,13 +195,14 @@ pub fn assert_clean(name: &str, rep: &RoundReport) {
 /// Prints a round's figures (shown with a failure, or with --nocapture).
 pub fn print_report(name: &str, rep: &RoundReport) {
     eprintln!(
-        "{name}: {} [{}]: {} operations ({} with an outcome), {} watched changes, kicks {:?} \
-         ({} attempts logged), healed in {}, {} anomalies",
+        "{name}: {} [{}]: {} operations ({} with an outcome), {} watched changes \
+         ({} starts-over), kicks {:?} ({} attempts logged), healed in {}, {} anomalies",
         rep.fault,
         rep.kind,
         rep.ops,
         rep.ops_checked,
         rep.watched,
+        rep.watch_restarts,
         rep.kicks,
         rep.kick_attempts,
         rep.heal_secs

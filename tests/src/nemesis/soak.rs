@@ -61,6 +61,8 @@ pub struct Figures {
     pub ops_checked: usize,
     /// Changes seen and checked by watchers.
     pub watched: usize,
+    /// Times a watcher started over after `TOO_LATE`.
+    pub watch_restarts: usize,
     /// CALs kicked.
     pub kicks: usize,
     /// The longest time a heal took, in seconds.
@@ -82,6 +84,7 @@ impl Figures {
         self.ops += rep.ops;
         self.ops_checked += rep.ops_checked;
         self.watched += rep.watched;
+        self.watch_restarts += rep.watch_restarts;
         self.kicks += rep.kicks.len();
         self.heal_max = self.heal_max.max(rep.heal_secs.unwrap_or(0.0));
         for a in &rep.anomalies {
@@ -106,6 +109,10 @@ impl Figures {
             self.ops_checked.to_string(),
         );
         row("watched changes checked", self.watched.to_string());
+        row(
+            "watchers started over after TOO_LATE",
+            self.watch_restarts.to_string(),
+        );
         row("CALs kicked", self.kicks.to_string());
         row("longest heal (s)", format!("{:.1}", self.heal_max));
         row("anomalies", self.anomalies.len().to_string());

@@ -1,10 +1,12 @@
 //! Watchers: a `doozer` client [`watch`](doozer::Client::watch) per node,
 //! from one rev, on one glob, each in its own thread, until it sees the
 //! round's stop file. Checked against the changes a reference node's
-//! history holds ([`probe::changes`]): every change in the range the
-//! watcher covered, in rev order, none missing, none made up, none
-//! altered; and a watcher whose node is alive at the end must reach the
-//! stop file.
+//! history holds ([`probe::changes`](super::probe::changes)): every change
+//! in the range the watcher covered, in rev order, none missing, none made
+//! up, none altered; and a watcher whose node is alive at the end must
+//! reach the stop file. A watcher told `TOO_LATE` starts over from its
+//! node's current rev (the only gap allowed, and one the client was told
+//! of); starts-over are counted.
 
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::anomaly::{Anomaly, Check};
 use super::probe::Change;
+use crate::ErrCode;
 
 /// What a watcher saw so far, and how it ended.
 #[derive(Debug, Default)]
@@ -21,6 +24,10 @@ struct Seen {
     /// `Some(None)` when it saw the stop file, `Some(Some(err))` on an
     /// error.
     ended: Option<Option<String>>,
+    /// Each start-over after `TOO_LATE`: (the last rev seen before, the
+    /// rev it started over from). Changes strictly between were never
+    /// going to be seen.
+    restarts: Vec<(i64, i64)>,
 }
 
 /// One watcher.
@@ -74,6 +81,11 @@ impl Watcher {
         self.lock().changes.len()
     }
 
+    /// How many times it started over after `TOO_LATE`.
+    pub fn restarts(&self) -> usize {
+        self.lock().restarts.len()
+    }
+
     /// Checks what it saw against `reference` (every change matching the
     /// glob from the watch's first rev to the stop file, from a node's
     /// history). `must_finish`: its node is alive, so it must have reached
@@ -88,7 +100,11 @@ impl Watcher {
             }
         }
         let upto = seen.changes.last().map_or(i64::MIN, |c| c.rev);
-        let expected: Vec<&Change> = reference.iter().filter(|c| c.rev <= upto).collect();
+        let skipped = |rev: i64| seen.restarts.iter().any(|&(a, b)| a < rev && rev < b);
+        let expected: Vec<&Change> = reference
+            .iter()
+            .filter(|c| c.rev <= upto && !skipped(c.rev))
+            .collect();
         out.extend(compare(&expected, &seen.changes).into_iter().map(bad));
         match &seen.ended {
             Some(None) => {}
@@ -106,36 +122,54 @@ impl Watcher {
     }
 }
 
-/// The watch loop of one thread.
+/// Most times a watcher starts over after `TOO_LATE` before it gives up.
+const MAX_RESTARTS: usize = 10;
+
+/// The watch loop of one thread. A `TOO_LATE` answer (the node copied the
+/// store and its history starts later, docs/behaviour.md "Slaves") makes
+/// it start over from the node's current rev, as a client must; the
+/// restart is recorded so that the changes it could not see are not
+/// counted as a gap.
 fn watch(uri: &str, glob: &str, from: i64, stop: &str, seen: &Mutex<Seen>) {
-    let end =
-        |why: Option<String>| seen.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(why);
+    let lock = || seen.lock().unwrap_or_else(|e| e.into_inner());
+    let end = |why: Option<String>| lock().ended = Some(why);
     let client = match doozer::Client::connect(uri) {
         Ok(c) => c,
         Err(e) => return end(Some(format!("connect: {e}"))),
     };
-    for ev in client.watch(glob, from) {
-        match ev {
-            Ok(ev) => {
-                let is_stop = ev.path == stop;
-                let change = Change {
-                    path: ev.path,
-                    rev: ev.rev,
-                    body: ev.body.to_vec(),
-                    flags: ev.flags,
-                };
-                seen.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .changes
-                    .push(change);
-                if is_stop {
-                    return end(None);
+    let mut from = from;
+    loop {
+        for ev in client.watch(glob, from) {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e)
+                    if e.code() == Some(ErrCode::TooLate)
+                        && lock().restarts.len() < MAX_RESTARTS =>
+                {
+                    let last = lock().changes.last().map_or(from - 1, |c| c.rev);
+                    match client.rev() {
+                        Ok(head) => {
+                            from = head + 1;
+                            lock().restarts.push((last, from));
+                            break;
+                        }
+                        Err(e) => return end(Some(format!("REV after TOO_LATE: {e}"))),
+                    }
                 }
+                Err(e) => return end(Some(e.to_string())),
+            };
+            let is_stop = ev.path == stop;
+            lock().changes.push(Change {
+                path: ev.path,
+                rev: ev.rev,
+                body: ev.body.to_vec(),
+                flags: ev.flags,
+            });
+            if is_stop {
+                return end(None);
             }
-            Err(e) => return end(Some(e.to_string())),
         }
     }
-    end(Some("the watch ended".into()))
 }
 
 /// Differences between what a watcher should have seen and what it saw,
@@ -230,6 +264,7 @@ mod tests {
             seen: Arc::new(Mutex::new(Seen {
                 changes: vec![set(3, "a")],
                 ended: Some(Some("connection closed".into())),
+                restarts: Vec::new(),
             })),
         };
         let history = [set(3, "a"), set(5, "b")];
@@ -239,5 +274,29 @@ mod tests {
         assert!(a[0]
             .what
             .contains("ended after 1 changes (last rev 3) with: connection closed"));
+    }
+
+    /// After a start-over the changes it was told it could not see are
+    /// not a gap; one after the start-over rev is.
+    #[test]
+    fn a_start_over_is_not_a_gap() {
+        let w = Watcher {
+            node: 0,
+            desc: "node 0".into(),
+            seen: Arc::new(Mutex::new(Seen {
+                changes: vec![set(3, "a"), set(9, "d")],
+                ended: Some(None),
+                restarts: vec![(3, 8)],
+            })),
+        };
+        assert!(w
+            .check(&[set(3, "a"), set(5, "b"), set(9, "d")], true)
+            .is_empty());
+        let a = w.check(&[set(3, "a"), set(8, "c"), set(9, "d")], true);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(
+            a[0].what.contains("missed SET /w/x \"c\" at rev 8"),
+            "{a:?}"
+        );
     }
 }
