@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use doozer_tests::nemesis::net::{links_between, Net};
+use doozer_tests::nemesis::net::{links_between, list_rules, Net};
 use doozer_tests::nemesis::scenarios::{assert_clean, named, run};
 use doozer_tests::*;
 
@@ -32,17 +32,15 @@ fn scenario(name: &str) {
     assert_clean(name, &rep);
 }
 
-/// The chains of a `Net` exist while it does, and are gone (with the
-/// jumps to them) once it is dropped.
-fn chains_listed(net_chains: &(String, String)) -> (bool, bool) {
-    let out = Command::new("iptables")
-        .args(["-w", "-S"])
-        .output()
-        .expect("iptables -S");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+/// Whether the filter table lists `chains.0` and a jump to `chains.1`
+/// (the chains of a `Net`).
+fn chains_listed(chains: &(String, String)) -> (bool, bool) {
+    let rules = list_rules().expect("iptables -S");
     (
-        text.contains(&format!("-N {}", net_chains.0)),
-        text.contains(&format!("-j {}", net_chains.1)),
+        rules.contains(&format!("-N {}", chains.0)),
+        rules
+            .iter()
+            .any(|r| r.ends_with(&format!("-j {}", chains.1))),
     )
 }
 

@@ -74,9 +74,21 @@ fn next_host() -> Host {
     }
 }
 
+/// The program `name` (`iptables`, `iptables-restore`): from `PATH`, else
+/// from /usr/sbin or /sbin, which a non-login shell's `PATH` may lack.
+fn program(name: &str) -> std::path::PathBuf {
+    let in_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    in_path.unwrap_or_else(|| name.into())
+}
+
 /// Runs `iptables -w ARGS`; the error says what failed and why.
 fn iptables(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("iptables")
+    let out = Command::new(program("iptables"))
         .arg("-w")
         .args(args)
         .stdin(Stdio::null())
@@ -106,7 +118,7 @@ fn iptables_batch(lines: &[String]) -> Result<(), String> {
         input.push('\n');
     }
     input.push_str("COMMIT\n");
-    let mut child = Command::new("iptables-restore")
+    let mut child = Command::new(program("iptables-restore"))
         .args(["-w", "10", "--noflush"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -134,8 +146,8 @@ fn iptables_batch(lines: &[String]) -> Result<(), String> {
 }
 
 /// The lines of `iptables -S` (every chain and rule of the filter table).
-fn list_rules() -> Result<Vec<String>, String> {
-    let out = Command::new("iptables")
+pub fn list_rules() -> Result<Vec<String>, String> {
+    let out = Command::new(program("iptables"))
         .args(["-w", "-S"])
         .output()
         .map_err(|e| format!("cannot run iptables: {e} (install the iptables package)"))?;
