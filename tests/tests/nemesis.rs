@@ -9,7 +9,7 @@
 //! Scenarios run one at a time (a lock): several clusters with
 //! `-timeout 3` at once on a 2-core machine would silence CALs that no
 //! fault touched. The other scenarios (and the 60 s majority partition)
-//! run with `scripts/soak --all`; randomized schedules with `scripts/soak`.
+//! run with `scripts/soak all`; randomized schedules with `scripts/soak`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};

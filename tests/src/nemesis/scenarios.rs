@@ -1,7 +1,7 @@
 //! The named scenarios: one cluster shape and one fault each, victims
 //! chosen by slot (deterministic), durations in multiples of `-timeout`
-//! (T). `tests/tests/nemesis.rs` runs a subset; `scripts/soak --scenario
-//! NAME` (or `--all`) runs any of them.
+//! (T). `tests/tests/nemesis.rs` runs a subset; `scripts/soak scenario
+//! NAME` (or `scripts/soak all`) runs any of them.
 
 use super::anomaly::Anomaly;
 use super::fault::Fault;
@@ -15,7 +15,7 @@ pub const TIMEOUT: f64 = 3.0;
 
 /// A named scenario.
 pub struct Scenario {
-    /// Its name (`scripts/soak --scenario NAME`).
+    /// Its name (`scripts/soak scenario NAME`).
     pub name: &'static str,
     /// CALs.
     pub cals: usize,
