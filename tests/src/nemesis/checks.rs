@@ -243,7 +243,7 @@ pub fn check_logs(
             let target = l
                 .split("kicking CAL ")
                 .nth(1)
-                .and_then(|r| r.split(' ').next())
+                .and_then(|r| r.split(|c: char| !c.is_ascii_alphanumeric()).next())
                 .unwrap_or("?");
             per_target.entry(target).or_default().push(l);
         }
