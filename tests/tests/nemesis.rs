@@ -28,7 +28,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn scenario(name: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = named(name).unwrap_or_else(|| panic!("no scenario {name}"));
-    let rep = run(s, 0x5eed ^ name.len() as u64);
+    let rep = run(s, 0x5eed ^ name.len() as u64, 1);
     assert_clean(name, &rep);
 }
 

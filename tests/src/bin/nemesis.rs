@@ -128,8 +128,7 @@ fn run_scenarios(names: &[String]) -> ExitCode {
             return ExitCode::from(2);
         };
         println!("scenario {name}: {}", s.about);
-        let mut rep = scenarios::run(s, 0x5eed ^ k as u64);
-        rep.round = k as u32 + 1;
+        let rep = scenarios::run(s, 0x5eed ^ k as u64, k as u32 + 1);
         show(&rep);
         f.clusters += 1;
         f.add(&rep);

@@ -162,19 +162,13 @@ pub fn named(name: &str) -> Option<&'static Scenario> {
     ALL.iter().find(|s| s.name == name)
 }
 
-/// Runs scenario `s` on a fresh testbed with `-timeout` [`TIMEOUT`]; its
-/// report.
-pub fn run(s: &Scenario, seed: u64) -> RoundReport {
+/// Runs scenario `s` on a fresh testbed with `-timeout` [`TIMEOUT`], as
+/// round number `round` (its files are under `/nem/r<round>/`, its logs,
+/// if saved, in a directory named after it); its report.
+pub fn run(s: &Scenario, seed: u64, round: u32) -> RoundReport {
     let mut tb = Testbed::start(s.cals, s.slaves, TIMEOUT);
     let fault = (s.fault)(&tb);
-    run_round(
-        &mut tb,
-        &RoundCfg {
-            round: 1,
-            seed,
-            fault,
-        },
-    )
+    run_round(&mut tb, &RoundCfg { round, seed, fault })
 }
 
 /// Panics, listing every anomaly, unless the report has none.
