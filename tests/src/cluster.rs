@@ -19,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::history::{format_history, Call, Op, Outcome, Recorder};
+use crate::nemesis::Net;
 use crate::{
     doozer_with, err_of, poll_until, req, value_of, Doozerd, ErrCode, RawConn, Recv, Request,
     RequestExt, Response, TlsFiles, Verb, XorShift,
@@ -82,6 +83,9 @@ pub struct Cluster {
     secret: Option<String>,
     /// TLS files every node serves with, if the cluster serves TLS.
     tls: Option<TlsFiles>,
+    /// When set, every node gets its own loopback address and group id
+    /// from it, so that links between nodes can be cut.
+    net: Option<Net>,
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to `pid` with the `kill` command. Only
@@ -133,7 +137,7 @@ pub fn recv_tag_timeout(conn: &mut RawConn, tag: i32, timeout: Duration) -> Opti
 
 /// The current rev of `d`, or `None` if it does not answer within a
 /// second (used while polling, so a slow node just means "not yet").
-fn rev_of(d: &Doozerd) -> Option<i64> {
+pub(crate) fn rev_of(d: &Doozerd) -> Option<i64> {
     let mut c = d.raw();
     call_timeout(&mut c, req(Verb::Rev), Duration::from_secs(1))
         .filter(|r| r.err_code.is_none())
@@ -163,7 +167,7 @@ pub fn get_at(d: &Doozerd, path: &str, rev: i64) -> (Vec<u8>, i64) {
 
 /// A short description of where two WALK listings differ, for a failure
 /// message (whole stores would drown it).
-fn describe_diff(a: &[Entry], b: &[Entry]) -> String {
+pub(crate) fn describe_diff(a: &[Entry], b: &[Entry]) -> String {
     let ma: BTreeMap<&str, (i64, &[u8])> = a
         .iter()
         .map(|(p, r, v)| (p.as_str(), (*r, v.as_slice())))
@@ -213,7 +217,22 @@ impl Cluster {
         Cluster::seed_with(args, None, tls)
     }
 
+    /// [`Cluster::seed`], every node (this one and later ones) on its own
+    /// [`Host`](crate::nemesis::Host) of `net`.
+    pub fn seed_on(net: &Net, args: &[&str]) -> Cluster {
+        Cluster::seed_full(args, None, None, Some(net))
+    }
+
     fn seed_with(args: &[&str], secret: Option<&str>, tls: Option<&TlsFiles>) -> Cluster {
+        Cluster::seed_full(args, secret, tls, None)
+    }
+
+    fn seed_full(
+        args: &[&str],
+        secret: Option<&str>,
+        tls: Option<&TlsFiles>,
+        net: Option<&Net>,
+    ) -> Cluster {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut all = vec!["-hist".to_string(), HIST.to_string()];
         all.extend(args.iter().cloned());
@@ -223,6 +242,7 @@ impl Cluster {
             acked: Vec::new(),
             secret: secret.map(str::to_string),
             tls: tls.cloned(),
+            net: net.cloned(),
         };
         let d = c.builder().args(all).start();
         let id = node_id(&d);
@@ -235,11 +255,18 @@ impl Cluster {
     }
 
     /// A builder for a node of this cluster (its secret and TLS files, if
-    /// any).
+    /// any; a fresh host of its net, if it has one).
     fn builder(&self) -> crate::DoozerdBuilder {
         let b = match &self.secret {
             Some(s) => Doozerd::builder().env("DOOZER_RWSECRET", s),
             None => Doozerd::builder(),
+        };
+        let b = match &self.net {
+            Some(net) => {
+                let h = net.host();
+                b.ip(h.ip).gid(h.gid)
+            }
+            None => b,
         };
         match &self.tls {
             Some(t) => b.tls(t),
@@ -263,6 +290,7 @@ impl Cluster {
             acked: Vec::new(),
             secret: None,
             tls: None,
+            net: None,
         }
     }
 
@@ -312,7 +340,18 @@ impl Cluster {
     /// [`Cluster::start`], every node started with `DOOZER_RWSECRET` =
     /// `secret` when given.
     pub fn start_with_secret(cals: usize, args: &[&str], secret: Option<&str>) -> Cluster {
-        let mut c = Cluster::seed_with_secret(args, secret);
+        Cluster::grow(Cluster::seed_with_secret(args, secret), cals)
+    }
+
+    /// [`Cluster::start`], every node on its own
+    /// [`Host`](crate::nemesis::Host) of `net`.
+    pub fn start_on(net: &Net, cals: usize, args: &[&str]) -> Cluster {
+        Cluster::grow(Cluster::seed_on(net, args), cals)
+    }
+
+    /// Grows a freshly seeded cluster to `cals` CALs, one slave and one
+    /// slot at a time.
+    fn grow(mut c: Cluster, cals: usize) -> Cluster {
         for slot in 1..cals {
             let i = c.attach(0, &[]);
             c.add_slot(0, slot);
@@ -691,11 +730,43 @@ impl Drop for Workload {
 
 /// Maps a SET/DEL response to its recorded outcome: success, a rev
 /// mismatch, or a refusal (any other error: the change did not happen).
-fn write_outcome(r: &Response, ok: Outcome) -> Outcome {
+/// `None` for an error that says the outcome is unknown (a CAL that fell
+/// behind and stepped down: the others may still decide the write,
+/// docs/reference.md#demotion); such an operation is left without an
+/// outcome.
+pub(crate) fn write_outcome(r: &Response, ok: Outcome) -> Option<Outcome> {
     match err_of(r) {
-        None => ok,
-        Some(ErrCode::RevMismatch) => Outcome::RevMismatch,
-        Some(code) => Outcome::Refused(format!("{code:?} {:?}", r.err_detail)),
+        None => Some(ok),
+        Some(ErrCode::RevMismatch) => Some(Outcome::RevMismatch),
+        Some(_) if outcome_unknown(r) => None,
+        Some(code) => Some(Outcome::Refused(format!("{code:?} {:?}", r.err_detail))),
+    }
+}
+
+/// Whether an error response says the request's outcome is unknown.
+pub(crate) fn outcome_unknown(r: &Response) -> bool {
+    r.err_detail
+        .as_deref()
+        .is_some_and(|d| d.contains("outcome unknown"))
+}
+
+/// A linearizable read through the client library, recorded.
+fn lin_get(cfg: &WorkerCfg, client: &doozer::Client, path: &str, seen: &mut BTreeMap<String, i64>) {
+    let op = cfg
+        .recorder
+        .invoke(cfg.client, Call::LinGet { path: path.into() });
+    match client.get_linearizable(path) {
+        Ok(read) => {
+            seen.insert(path.into(), read.rev);
+            op.complete(Outcome::ReadAt {
+                at: read.at,
+                body: read.body.to_vec(),
+                rev: read.rev,
+            });
+        }
+        // The NOP may or may not have been decided: unknown.
+        Err(e) if e.is_connection_error() => drop(op),
+        Err(e) => op.complete(Outcome::Refused(e.to_string())),
     }
 }
 
@@ -716,22 +787,7 @@ fn run_worker(cfg: WorkerCfg) -> Result<(), String> {
         let last = *seen.get(&path).unwrap_or(&0);
         let dice = rng.below(100);
         if dice >= 75 {
-            let op = cfg
-                .recorder
-                .invoke(cfg.client, Call::LinGet { path: path.clone() });
-            match client.get_linearizable(&path) {
-                Ok(read) => {
-                    seen.insert(path, read.rev);
-                    op.complete(Outcome::ReadAt {
-                        at: read.at,
-                        body: read.body.to_vec(),
-                        rev: read.rev,
-                    });
-                }
-                // The NOP may or may not have been decided: unknown.
-                Err(e) if e.is_connection_error() => drop(op),
-                Err(e) => op.complete(Outcome::Refused(e.to_string())),
-            }
+            lin_get(&cfg, &client, &path, &mut seen);
             continue;
         }
         let (call, request) = if dice < 30 || (30..45).contains(&dice) {
@@ -771,18 +827,21 @@ fn run_worker(cfg: WorkerCfg) -> Result<(), String> {
             continue;
         };
         match call {
-            Call::Set { .. } => {
-                let outcome = write_outcome(&r, Outcome::Rev(r.rev.unwrap_or(0)));
-                if let Outcome::Rev(at) = outcome {
-                    seen.insert(path, at);
-                    cfg.acks.fetch_add(1, Ordering::SeqCst);
-                }
-                op.complete(outcome);
-            }
-            Call::Del { .. } => {
-                let outcome = write_outcome(&r, Outcome::Deleted);
-                if outcome == Outcome::Deleted {
-                    seen.insert(path, 0);
+            Call::Set { .. } | Call::Del { .. } => {
+                let ok = match call {
+                    Call::Set { .. } => Outcome::Rev(r.rev.unwrap_or(0)),
+                    _ => Outcome::Deleted,
+                };
+                let Some(outcome) = write_outcome(&r, ok) else {
+                    continue; // outcome unknown: the op stays without one
+                };
+                match outcome {
+                    Outcome::Rev(at) => {
+                        seen.insert(path, at);
+                        cfg.acks.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Outcome::Deleted => drop(seen.insert(path, 0)),
+                    _ => {}
                 }
                 op.complete(outcome);
             }

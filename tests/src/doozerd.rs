@@ -2,14 +2,15 @@
 //! waits until it answers; [`Doozerd`] is its handle (killed on drop).
 //! [`doozerd_run`] runs one that should exit by itself (bad flags, `-v`).
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::{
-    doozerd_bin, free_port, run_command_timeout, CmdOutput, RawConn, Request, TempDir, TlsFiles,
+    doozerd_bin, free_port_on, run_command_timeout, CmdOutput, RawConn, Request, TempDir, TlsFiles,
     Verb, CMD_DEADLINE, DEADLINE,
 };
 
@@ -23,6 +24,8 @@ pub struct DoozerdBuilder {
     env: Vec<(String, String)>,
     port: Option<u16>,
     web: Option<String>,
+    ip: Option<Ipv4Addr>,
+    gid: Option<u32>,
 }
 
 impl DoozerdBuilder {
@@ -56,6 +59,23 @@ impl DoozerdBuilder {
         self
     }
 
+    /// Listens on this loopback address instead of 127.0.0.1 (any address
+    /// of 127.0.0.0/8 is loopback on Linux), so that network faults can
+    /// tell the node's datagrams from the others' ([`crate::nemesis`]).
+    pub fn ip(mut self, ip: Ipv4Addr) -> Self {
+        assert!(ip.is_loopback(), "{ip} is not a loopback address");
+        self.ip = Some(ip);
+        self
+    }
+
+    /// Runs the daemon with this group id (the tests run as root), so that
+    /// firewall rules can match the TCP connections it opens by owner
+    /// ([`crate::nemesis`]).
+    pub fn gid(mut self, gid: u32) -> Self {
+        self.gid = Some(gid);
+        self
+    }
+
     /// Passes this `-w` value instead of `false`.
     pub fn web(mut self, addr: &str) -> Self {
         self.web = Some(addr.into());
@@ -67,7 +87,7 @@ impl DoozerdBuilder {
     pub fn start(self) -> Doozerd {
         let mut last_err = String::new();
         for _attempt in 0..5 {
-            let port = self.port.unwrap_or_else(free_port);
+            let port = self.port.unwrap_or_else(|| free_port_on(self.listen_ip()));
             match self.try_start(port) {
                 Ok(d) => return d,
                 Err(e) => {
@@ -91,7 +111,7 @@ impl DoozerdBuilder {
     pub fn start_all(builders: Vec<DoozerdBuilder>) -> Vec<Doozerd> {
         let mut nodes = Vec::new();
         for b in &builders {
-            let port = b.port.unwrap_or_else(free_port);
+            let port = b.port.unwrap_or_else(|| free_port_on(b.listen_ip()));
             nodes.push(b.spawn(port).unwrap_or_else(|e| panic!("{e}")));
         }
         for n in &mut nodes {
@@ -102,6 +122,10 @@ impl DoozerdBuilder {
         nodes
     }
 
+    fn listen_ip(&self) -> Ipv4Addr {
+        self.ip.unwrap_or(Ipv4Addr::LOCALHOST)
+    }
+
     fn try_start(&self, port: u16) -> Result<Doozerd, String> {
         let mut node = self.spawn(port)?;
         node.wait_ready()?;
@@ -110,7 +134,7 @@ impl DoozerdBuilder {
 
     fn spawn(&self, port: u16) -> Result<Doozerd, String> {
         let dir = TempDir::new("doozerd");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let addr = SocketAddr::from((self.listen_ip(), port));
         let stdout_path = dir.path().join("stdout");
         let stderr_path = dir.path().join("stderr");
         let stdout = std::fs::File::create(&stdout_path).expect("create stdout file");
@@ -140,6 +164,9 @@ impl DoozerdBuilder {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        if let Some(gid) = self.gid {
+            cmd.gid(gid);
+        }
         let child = cmd.spawn().map_err(|e| format!("spawn doozerd: {e}"))?;
         Ok(Doozerd {
             child,
@@ -149,11 +176,13 @@ impl DoozerdBuilder {
             stderr_path,
             exited: None,
             tls: self.tls.as_ref().map(|t| (t.clone(), t.client())),
+            gid: self.gid,
         })
     }
 }
 
-/// A running `doozerd` on 127.0.0.1. Killed (SIGKILL) and reaped on drop.
+/// A running `doozerd` on 127.0.0.1 (or the loopback address its builder
+/// chose). Killed (SIGKILL) and reaped on drop.
 #[derive(Debug)]
 pub struct Doozerd {
     child: Child,
@@ -165,6 +194,8 @@ pub struct Doozerd {
     /// The node's TLS files and a client trusting their CA, when it
     /// serves TLS.
     tls: Option<(TlsFiles, doozer::TlsClient)>,
+    /// The group id it runs with, when the builder set one.
+    gid: Option<u32>,
 }
 
 impl Doozerd {
@@ -215,7 +246,7 @@ impl Doozerd {
         self.addr.port()
     }
 
-    /// `doozer:?ca=127.0.0.1:PORT`, with `&tlsca=CA` when the node serves
+    /// `doozer:?ca=IP:PORT`, with `&tlsca=CA` when the node serves
     /// TLS.
     pub fn uri(&self) -> String {
         match &self.tls {
@@ -227,6 +258,12 @@ impl Doozerd {
     /// The TLS files the node serves with, if any.
     pub fn tls(&self) -> Option<&TlsFiles> {
         self.tls.as_ref().map(|(t, _)| t)
+    }
+
+    /// The group id the process runs with, when its builder set one
+    /// ([`DoozerdBuilder::gid`]).
+    pub fn gid(&self) -> Option<u32> {
+        self.gid
     }
 
     /// The process id.

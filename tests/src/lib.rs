@@ -34,6 +34,9 @@
 //!   recorded client workload for [`history`].
 //! - [`history`]: a recorder of client operations and the checkers of
 //!   recorded histories (linearizability, sequential reads).
+//! - [`nemesis`]: network faults with iptables between nodes on their own
+//!   loopback addresses, fault rounds with a workload and watchers, and
+//!   the checks that the cluster stays correct and heals by itself.
 //!
 //! The binaries are looked up next to the test executable
 //! (`<target>/debug/`); run `cargo build --workspace` before the tests.
@@ -41,6 +44,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod history;
+pub mod nemesis;
 pub mod prometheus;
 
 mod bins;
@@ -61,7 +65,7 @@ pub use command::{run_command, run_command_timeout, CmdOutput, CMD_DEADLINE};
 pub use doozer_proto::{ErrCode, Request, Response, Verb};
 pub use doozerd::{doozerd_run, doozerd_run_env, Doozerd, DoozerdBuilder};
 pub use poll::{poll_until, DEADLINE};
-pub use ports::free_port;
+pub use ports::{free_port, free_port_on};
 pub use raw::{RawConn, Recv};
 pub use request::{assert_err, assert_ok, err_of, req, value_of, RequestExt};
 pub use rng::XorShift;
