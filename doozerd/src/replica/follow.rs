@@ -92,7 +92,12 @@ impl Replica {
             && resume <= head
             && (resume == head || self.store.event(resume + 1).is_some());
         if in_history {
-            self.reply(conn, marker(tag, flags::READY, resume));
+            // READY says how far this node is: the follower replays up to
+            // there before it may join consensus (it would not know, while
+            // replaying, whether a later change removed it).
+            let mut ready = marker(tag, flags::READY, resume);
+            ready.seqn = Some(self.members.applied_seqn);
+            self.reply(conn, ready);
             for rev in resume + 1..=head {
                 if let (Some(ev), Some(at)) = (self.store.event(rev).cloned(), self.store.at(rev)) {
                     self.reply(conn, follow_event(tag, ev, at));
@@ -186,6 +191,7 @@ impl Replica {
                 if resp.rev != Some(self.store.rev()) {
                     return protocol("READY at another rev than this store");
                 }
+                self.members.catch_up_to = resp.seqn.unwrap_or(0);
                 self.follow_state = FollowState::Following;
                 self.want_slot();
                 Ok(())

@@ -81,6 +81,10 @@ pub(super) struct Membership {
     pub(super) now_ms: u64,
     /// The last seqn whose changes are all applied here.
     pub(super) applied_seqn: u64,
+    /// A slave joins consensus only once it replayed its stream up to
+    /// here (how far the node it follows was when it began): while it
+    /// replays history it cannot tell whether a later change removed it.
+    pub(super) catch_up_to: u64,
     /// The CAL set as of each seqn it changed at (the set as of seqn `s`
     /// decides seqn `s + alpha`), pruned to what the window needs.
     pub(super) sets: BTreeMap<u64, CalSet>,
@@ -133,6 +137,7 @@ impl Membership {
             id,
             now_ms: 0,
             applied_seqn: 0,
+            catch_up_to: 0,
             sets: BTreeMap::new(),
             slots: Vec::new(),
             slots_dirty: false,
@@ -351,7 +356,7 @@ impl Replica {
             if !member_next {
                 self.demote(seqn);
             }
-        } else if member_next && self.is_following() {
+        } else if member_next && self.is_following() && seqn >= self.members.catch_up_to {
             self.promote(seqn);
         } else {
             self.want_slot();
@@ -379,6 +384,7 @@ impl Replica {
     /// its window: start over from them.
     pub(super) fn after_copy(&mut self, seqn: u64, sets: Vec<(u64, CalSet)>) {
         self.members.applied_seqn = seqn;
+        self.members.catch_up_to = seqn;
         self.members.sets = sets.into_iter().collect();
         self.members.slots = cluster::slots(self.store.head());
         let addrs = cluster::node_addrs(self.store.head());

@@ -335,6 +335,48 @@ fn finding_7_nodes_agree_who_sends_from_an_address() {
     assert_safe(&w);
 }
 
+/// The zombie of the review: a CAL paused past `-timeout` is kicked (a
+/// spare takes its slot). When it runs again it must not rejoin consensus
+/// from its stale view of the slots: it replays the stream past its own
+/// kick first, and is then a slave following the head.
+#[test]
+fn a_cal_paused_past_timeout_comes_back_as_a_slave() {
+    let timing = Timing {
+        history_revs: 10_000, // the stream can resume from its old rev
+        ..Timing::default()
+    };
+    let mut w = form(112, 3, 1, timing);
+    let victim = 2;
+    let id = w.nodes[victim].id.clone();
+    w.pause(victim);
+    w.run(4 * w.timing.timeout_ms);
+    // Large values, more bytes than the others keep for stragglers: it
+    // cannot learn its own kick from them; it gives up and replays the
+    // stream from its old rev instead.
+    let big = "v".repeat(40_000);
+    for k in 0..1_200 {
+        w.set(k % 20, 0, &format!("/big/{}", k % 50), &big);
+        if k % 20 == 19 {
+            w.run(20);
+        }
+    }
+    w.run(500);
+    assert!(!cal_ids(&w, 0).contains(&id), "kicked: {}", describe(&w));
+    assert!(
+        w.run_until_true(20_000, |w| w.is_cal(3)),
+        "the spare took the slot"
+    );
+    let promotions = w.nodes[victim].promotions;
+    w.resume(victim);
+    assert!(w.run_until_true(30_000, healed), "{}", describe(&w));
+    assert!(!w.is_cal(victim));
+    assert_eq!(
+        w.nodes[victim].promotions, promotions,
+        "never joined from a stale view"
+    );
+    assert_safe(&w);
+}
+
 /// A CAL cut off alone for less than `-timeout`: nobody is kicked, and
 /// it is back at the head once the partition heals.
 #[test]
