@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::json;
 
-use crate::store::{Event, Glob, Rev, Store};
+use crate::store::{Event, Glob, Rev, Snapshot, Store};
 use doozer_proto::ctl::{self, NodeFile};
 use doozer_proto::flags;
 
@@ -91,21 +91,30 @@ pub struct NodeStats {
     pub learned_gaps: u64,
     /// Kicks this node proposed.
     pub kicks_proposed: u64,
+    /// Bytes of answers waiting to be written to connections.
+    pub output_pending_bytes: u64,
     /// Peer messages sent, by kind (empty until the node has peers).
     pub peer_messages_sent: BTreeMap<String, u64>,
     /// Peer messages received, by kind.
     pub peer_messages_received: BTreeMap<String, u64>,
 }
 
-/// One open event stream: the directory it follows and the next rev to
-/// send.
+/// One open event stream: the directory it follows, the next rev to send,
+/// and the listing still being sent, if any.
 #[derive(Debug)]
 pub struct EventStream {
     /// The directory, with a trailing `/` (`/` for the root).
     dir: String,
     glob: Glob,
     next_rev: Rev,
+    /// A listing in progress: the tree as of one rev (shared with the
+    /// store) and the last file sent. It goes out as the client reads, a
+    /// chunk at a time, so a stream that does not read holds little.
+    listing: Option<(Snapshot, Option<String>)>,
 }
+
+/// Bytes of listing added to a stream's output at a time.
+const LISTING_CHUNK: usize = 64 << 10;
 
 impl EventStream {
     /// The directory followed (for logs).
@@ -113,16 +122,21 @@ impl EventStream {
         &self.dir
     }
 
-    /// Writes every change from the stream's next rev to the store's head
-    /// into `out`, encoding each rev at most once per batch through
-    /// `cache`. A stream that fell out of the history window starts over
-    /// with a listing.
-    pub fn catch_up(&mut self, store: &Store, cache: &mut ChangeCache, out: &mut BytesMut) {
+    /// Writes what the stream has next into `out`: more of its listing (a
+    /// chunk), or, once the listing is out, every change from its next rev
+    /// to the store's head, encoding each rev at most once per batch
+    /// through `cache`. A stream that fell out of the history window starts
+    /// over with a listing. True if more of the listing is waiting.
+    pub fn catch_up(&mut self, store: &Store, cache: &mut ChangeCache, out: &mut BytesMut) -> bool {
+        if self.listing.is_some() {
+            return self.list_more(out);
+        }
         let head = store.rev();
         let mut last_unsent = None;
         for rev in self.next_rev..=head {
             let Some(ev) = store.event(rev) else {
-                return self.reset(store, out);
+                self.reset(store, out);
+                return self.list_more(out);
             };
             if !self.glob.matches(&ev.path) {
                 last_unsent = Some(rev);
@@ -140,22 +154,49 @@ impl EventStream {
             push_message(out, "rev", Some(rev), &rev_data(rev));
         }
         self.next_rev = self.next_rev.max(head + 1);
+        false
     }
 
-    /// A `reset`, the listing of the directory at the head, and `ready`.
+    /// A `reset`; the listing of the directory at the head follows
+    /// ([`EventStream::list_more`]), then `ready`.
     fn reset(&mut self, store: &Store, out: &mut BytesMut) {
-        let head = store.rev();
-        push_message(out, "reset", None, &rev_data(head));
-        if let Ok(snap) = store.snapshot(None) {
-            for f in snap.walk_iter(&self.glob) {
+        let snap = store.head().clone();
+        push_message(out, "reset", None, &rev_data(snap.rev()));
+        self.listing = Some((snap, None));
+    }
+
+    /// The next chunk of the listing; `ready` after its last file. True if
+    /// more is waiting.
+    fn list_more(&mut self, out: &mut BytesMut) -> bool {
+        let Some((snap, after)) = self.listing.take() else {
+            return false;
+        };
+        let start = out.len();
+        let mut last = None;
+        {
+            let files = match after.as_deref() {
+                None => snap.walk_iter(&self.glob),
+                Some(p) => snap.walk_after(&self.glob, p),
+            };
+            for f in files {
                 let mut obj = body_json(&f.body);
                 obj["path"] = json!(f.path);
                 obj["rev"] = json!(f.rev);
                 push_message(out, "file", None, &obj.to_string());
+                last = Some(f.path);
+                if out.len() - start >= LISTING_CHUNK {
+                    break;
+                }
             }
         }
+        if out.len() - start >= LISTING_CHUNK {
+            self.listing = Some((snap, last.or(after)));
+            return true;
+        }
+        let head = snap.rev();
         push_message(out, "ready", Some(head), &rev_data(head));
         self.next_rev = head + 1;
+        false
     }
 }
 
@@ -326,6 +367,7 @@ fn open_stream(dir: &str, resume: Option<Rev>, store: &Store) -> Option<(EventSt
         dir: dir.to_string(),
         glob,
         next_rev: 0,
+        listing: None,
     };
     let mut out = BytesMut::new();
     let head = store.rev();
@@ -335,7 +377,10 @@ fn open_stream(dir: &str, resume: Option<Rev>, store: &Store) -> Option<(EventSt
             stream.next_rev = n + 1;
             stream.catch_up(store, &mut ChangeCache::default(), &mut out);
         }
-        _ => stream.reset(store, &mut out),
+        _ => {
+            stream.reset(store, &mut out);
+            stream.list_more(&mut out);
+        }
     }
     Some((stream, out))
 }
@@ -393,6 +438,7 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
         "event_streams": s.event_streams,
         "waits_pending": store.waits_pending(),
         "memory_rss_bytes": s.memory_rss_bytes,
+        "output_pending_bytes": s.output_pending_bytes,
         "store_files": s.store_files,
         "store_bytes": s.store_bytes,
         "requests": s.requests,
@@ -459,6 +505,7 @@ const METRICS: &[(&str, Kind, &str, Value)] = {
         ("doozer_waits_pending", Gauge, "WAITs and future-rev reads waiting.", One(|_, st| st.waits_pending() as f64)),
         ("doozer_store_files", Gauge, "Files in the store.", One(|s, _| s.store_files as f64)),
         ("doozer_store_bytes", Gauge, "Bytes of file bodies in the store.", One(|s, _| s.store_bytes as f64)),
+        ("doozer_output_pending_bytes", Gauge, "Bytes of answers waiting to be written to connections.", One(|s, _| s.output_pending_bytes as f64)),
         ("doozer_memory_rss_bytes", Gauge, "Resident memory of the process.", One(|s, _| s.memory_rss_bytes as f64)),
         ("doozer_uptime_seconds", Gauge, "Seconds since the node started.", One(|s, _| s.uptime_s)),
         ("doozer_consensus_instances_in_flight", Gauge, "Paxos instances started and not yet learned.", One(|s, _| s.instances_in_flight as f64)),

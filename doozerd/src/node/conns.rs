@@ -1,14 +1,24 @@
 //! Client and web connections: a slab of sockets with their read and write
 //! buffers. Client frames are decoded here and handed to the replica as
 //! they arrive; answers are encoded into the write buffers once per loop
-//! iteration and flushed with one write per connection. A connection with
-//! too much output waiting is not read until it drains. Web connections
+//! iteration and flushed with one write per connection. Web connections
 //! serve one HTTP request each, or an event stream fed from the store.
+//!
+//! Memory and fairness (docs/behaviour.md, "Limits"): a connection is not
+//! read while what it caused and has not taken is too much — answers not
+//! yet written (the replica's queued ones included), writes in consensus —
+//! or, when the node as a whole holds too much unsent output, while it has
+//! more than a small share; one that takes nothing for a long time is
+//! closed. A store copy for a follower and an event stream's listing are
+//! produced a chunk at a time as the socket drains, never whole. Each
+//! connection gets a bounded share of work per loop iteration. A web
+//! connection must send its request head within a deadline.
 //!
 //! With `-tlscert`, a client connection carries a rustls session between
 //! its plaintext buffers and the socket ([`crate::tls`]); everything above
 //! the buffers (frames, output caps, pausing) is the same as for plain TCP.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,27 +29,50 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use prost::Message;
 
-use crate::replica::{ConnId, Input, Replica};
+use crate::replica::{ConnId, CopyJob, Input, Replica, MAX_WRITES_PER_CONN};
 use crate::store::{Rev, Store};
 use crate::tls;
 use crate::web;
 
-/// Most client and web connections open at once; more are refused.
-pub const MAX_CONNECTIONS: usize = 20_000;
-/// Above this many bytes of unsent responses a connection is not read
-/// from until it drains, so a client that never reads cannot grow memory.
+/// Above this many bytes of unsent answers a connection is not read from
+/// until it drains, so a client that never reads cannot grow memory.
 pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
-/// Above this many bytes of unsent output a connection is closed. Reading
-/// pauses at [`MAX_PENDING_OUTPUT`], but answers that need no request (a
-/// follower's stream of changes) keep coming; this bounds them. Room for a
-/// store copy of about 1.5 million 100-byte files.
-pub const MAX_UNSENT_OUTPUT: usize = 256 << 20;
+/// Above this many bytes of unsent output held by the whole node, only
+/// connections with less than [`FAIR_SHARE`] waiting are read: one client
+/// or many cannot make the node hold more than about this much.
+pub const NODE_OUTPUT_BUDGET: usize = 64 << 20;
+/// What a connection may have waiting when the node is over its budget.
+pub const FAIR_SHARE: usize = 64 << 10;
+/// Above this many bytes of unsent output a connection is closed: reading
+/// pauses well before, but answers that need no request (a follower's
+/// stream of changes, a WAIT stream) keep coming; this bounds them.
+pub const MAX_UNSENT_OUTPUT: usize = 64 << 20;
+/// A connection whose output has not shrunk for this long, while it has
+/// some, is closed: it does not read what it asked for.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A web connection must send its whole request head within this.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// An event stream more than this far behind is closed (its client
+/// reconnects and resumes from its last rev).
+const MAX_STREAM_BACKLOG: usize = 1 << 20;
 /// Bytes read from one socket per read call.
 pub(super) const READ_CHUNK: usize = 64 << 10;
 /// How often event streams get a keep-alive comment.
 const PING_INTERVAL: Duration = Duration::from_secs(15);
-/// Bytes read from one connection before the others get a turn.
+/// Bytes read from one connection per loop iteration before the others
+/// get a turn.
 const READ_BUDGET: usize = 1 << 20;
+/// Requests handled from one connection per loop iteration before the
+/// others get a turn.
+const FRAMES_PER_TURN: usize = 256;
+/// Time spent on one connection's requests per loop iteration before the
+/// others get a turn (a single expensive request still runs whole).
+const TIME_PER_TURN: Duration = Duration::from_millis(2);
+/// A copy or listing is topped up to this much waiting output at a time.
+const STREAM_CHUNK: usize = 256 << 10;
+/// Bytes written to one connection per loop iteration while a copy streams
+/// (more waits for the next iteration).
+const WRITE_PER_TURN: usize = 4 << 20;
 
 /// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +81,25 @@ pub(super) enum Kind {
     Client,
     /// HTTP for the web viewer.
     Web,
+}
+
+/// Why a connection is not read from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    /// Reading normally.
+    No,
+    /// It had its share of this iteration: next iteration.
+    Turn,
+    /// Too much waiting for it: once that drains.
+    Backlog,
+}
+
+/// A store copy being streamed to a follower, and the responses that come
+/// after it on that connection, held until the copy is out.
+struct Streaming {
+    job: CopyJob,
+    held: VecDeque<Response>,
+    held_bytes: usize,
 }
 
 struct Conn {
@@ -59,8 +111,7 @@ struct Conn {
     wbuf: BytesMut,
     /// WRITABLE interest is registered (output is waiting on the socket).
     want_write: bool,
-    /// Reading paused because too much output is waiting.
-    paused: bool,
+    pause: Pause,
     /// Close once the output is flushed (web responses, or the peer
     /// finished sending).
     close_after_flush: bool,
@@ -68,21 +119,35 @@ struct Conn {
     dead: bool,
     /// A web connection serving an event stream.
     events: Option<Box<web::EventStream>>,
+    /// A store copy being streamed (a follower).
+    copy: Option<Box<Streaming>>,
+    /// When the output last shrank, or was empty.
+    drained_at: Instant,
+    /// A web connection still reading its request head: by when it must
+    /// be complete.
+    head_deadline: Option<Instant>,
 }
 
 /// Every client and web connection of the node.
 pub(super) struct Conns {
     slab: Vec<Option<Conn>>,
     free: Vec<usize>,
-    open: usize,
-    /// Web connections open (pages and event streams).
+    /// Client connections open, and the most allowed.
+    clients: usize,
+    max_clients: usize,
+    /// Web connections open (pages and event streams), and the most.
     web_open: usize,
+    max_web: usize,
+    /// Bytes in every connection's write buffer.
+    out_bytes: usize,
     decoder: FrameDecoder,
     scratch: Vec<u8>,
     /// Connections with output to flush this iteration.
     dirty: Vec<usize>,
-    /// Connections not read from until their output drains.
+    /// Connections not read from now (see [`Pause`]).
     paused: Vec<usize>,
+    /// Connections with a copy or listing that did not fit this iteration.
+    more_output: Vec<usize>,
     /// Web connections with request bytes to look at.
     http_ready: Vec<usize>,
     /// Event-stream connections.
@@ -91,27 +156,41 @@ pub(super) struct Conns {
     streamed_rev: Rev,
     change_cache: web::ChangeCache,
     next_ping: Instant,
+    /// When connections are next checked for draining and head deadlines.
+    next_sweep: Instant,
     /// TLS on the client port (`-tlscert`).
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Conns {
-    /// No connections yet; event streams start at `head`.
-    pub(super) fn new(tls: Option<Arc<rustls::ServerConfig>>, head: Rev) -> Conns {
+    /// No connections yet; event streams start at `head`. `max_clients`
+    /// and `max_web` bound each kind of connection separately, so web
+    /// clients cannot take the descriptors clients need.
+    pub(super) fn new(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        head: Rev,
+        max_clients: usize,
+        max_web: usize,
+    ) -> Conns {
         Conns {
             slab: Vec::new(),
             free: Vec::new(),
-            open: 0,
+            clients: 0,
+            max_clients,
             web_open: 0,
+            max_web,
+            out_bytes: 0,
             decoder: FrameDecoder::default(),
             scratch: vec![0; READ_CHUNK],
             dirty: Vec::new(),
             paused: Vec::new(),
+            more_output: Vec::new(),
             http_ready: Vec::new(),
             streams: Vec::new(),
             streamed_rev: head,
             change_cache: web::ChangeCache::default(),
             next_ping: Instant::now() + PING_INTERVAL,
+            next_sweep: Instant::now() + Duration::from_secs(1),
             tls,
         }
     }
@@ -126,12 +205,21 @@ impl Conns {
         self.streams.len()
     }
 
-    /// When the next keep-alive ping is due, if any stream is open.
-    pub(super) fn ping_due(&self) -> Option<Instant> {
-        (!self.streams.is_empty()).then_some(self.next_ping)
+    /// Bytes of unsent output the node holds for its connections.
+    pub(super) fn out_bytes(&self) -> usize {
+        self.out_bytes
     }
 
-    /// Accepts every pending connection on `listener`.
+    /// When the loop must look at the connections again without an event:
+    /// the next ping, the next sweep.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let ping = (!self.streams.is_empty()).then_some(self.next_ping);
+        [ping, Some(self.next_sweep)].into_iter().flatten().min()
+    }
+
+    /// Accepts every pending connection on `listener`. Past the limit of
+    /// its kind, a connection is accepted and closed at once: refused, not
+    /// left hanging.
     pub(super) fn accept(
         &mut self,
         listener: &TcpListener,
@@ -152,8 +240,12 @@ impl Conns {
                     return;
                 }
             };
-            if self.open >= MAX_CONNECTIONS {
-                log::warn!("refusing connection from {peer}: {MAX_CONNECTIONS} connections open");
+            let (open, max) = match kind {
+                Kind::Client => (self.clients, self.max_clients),
+                Kind::Web => (self.web_open, self.max_web),
+            };
+            if open >= max {
+                log::warn!("refusing a {kind:?} connection from {peer}: {max} open");
                 continue; // dropping the stream closes it
             }
             let _ = stream.set_nodelay(true);
@@ -179,13 +271,14 @@ impl Conns {
                 continue;
             }
             log::debug!("connection {idx} from {peer}");
+            let now = Instant::now();
             match kind {
                 Kind::Client => {
+                    self.clients += 1;
                     let _ = replica.step(now_ms, Input::Connect(idx));
                 }
                 Kind::Web => self.web_open += 1,
             }
-            self.open += 1;
             self.slab[idx] = Some(Conn {
                 stream,
                 tls: session,
@@ -193,10 +286,13 @@ impl Conns {
                 rbuf: BytesMut::new(),
                 wbuf: BytesMut::new(),
                 want_write: false,
-                paused: false,
+                pause: Pause::No,
                 close_after_flush: false,
                 dead: false,
                 events: None,
+                copy: None,
+                drained_at: now,
+                head_deadline: (kind == Kind::Web).then(|| now + HEAD_TIMEOUT),
             });
         }
     }
@@ -209,14 +305,16 @@ impl Conns {
     /// Reads what is available on connection `i`, handing every complete
     /// frame to the replica as it arrives (so the read buffer stays about
     /// one frame long), until the socket is drained or the connection is
-    /// paused on output.
+    /// paused.
     pub(super) fn readable(&mut self, i: usize, replica: &mut Replica, now_ms: u64) {
         let mut budget = READ_BUDGET;
+        let started = Instant::now();
+        let mut frames = 0;
         loop {
             let Some(Some(conn)) = self.slab.get_mut(i) else {
                 return;
             };
-            if conn.paused || conn.dead || conn.close_after_flush {
+            if conn.pause != Pause::No || conn.dead || conn.close_after_flush {
                 break;
             }
             match tls::read_maybe(conn.tls.as_deref_mut(), &mut conn.stream, &mut self.scratch) {
@@ -225,22 +323,22 @@ impl Conns {
                 Ok(n) => {
                     conn.rbuf.extend_from_slice(&self.scratch[..n]);
                     budget = budget.saturating_sub(n);
-                    if budget == 0 {
-                        // Others get a turn; this one continues after the
-                        // next (non-blocking) poll.
-                        conn.paused = true;
-                        self.paused.push(i);
-                    }
                     match conn.kind {
-                        Kind::Client => self.handle_frames(i, replica, now_ms),
+                        Kind::Client => {
+                            self.handle_frames(i, replica, now_ms, started, &mut frames)
+                        }
                         Kind::Web => self.http_ready.push(i),
+                    }
+                    if budget == 0 {
+                        // Others get a turn; this one goes on next time.
+                        self.pause(i, Pause::Turn);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::InvalidData && conn.tls.is_some() => {
                     // Plain TCP or garbage on a TLS port: this client only.
-                    log::info!("connection {i}: closing: TLS: {e}");
+                    log::debug!("connection {i}: closing: TLS: {e}");
                     conn.dead = true;
                 }
                 Err(e) => {
@@ -252,34 +350,69 @@ impl Conns {
         self.dirty.push(i);
     }
 
+    /// Stops reading connection `i` for `why`.
+    fn pause(&mut self, i: usize, why: Pause) {
+        if let Some(Some(c)) = self.slab.get_mut(i) {
+            if c.pause == Pause::No {
+                self.paused.push(i);
+            }
+            c.pause = why;
+        }
+    }
+
+    /// Whether connection `i` has caused more than it may have waiting:
+    /// answers not yet written (queued in the replica or in its buffer),
+    /// writes in consensus, or more than a small share of output while
+    /// the node as a whole holds too much.
+    fn over_budget(&self, c: &Conn, i: usize, replica: &Replica) -> bool {
+        let b = replica.backlog(i);
+        let waiting = c.wbuf.len() + b.queued_bytes;
+        waiting > MAX_PENDING_OUTPUT
+            || b.writes >= MAX_WRITES_PER_CONN
+            || (self.out_bytes + replica.queued_total() > NODE_OUTPUT_BUDGET
+                && waiting > FAIR_SHARE)
+    }
+
     /// Hands every complete frame buffered on client connection `i` to
-    /// the replica.
-    fn handle_frames(&mut self, i: usize, replica: &mut Replica, now_ms: u64) {
+    /// the replica, until it is over budget or had its turn.
+    fn handle_frames(
+        &mut self,
+        i: usize,
+        replica: &mut Replica,
+        now_ms: u64,
+        started: Instant,
+        frames: &mut usize,
+    ) {
         loop {
+            let Some(Some(conn)) = self.slab.get(i) else {
+                return;
+            };
+            if self.over_budget(conn, i, replica) {
+                return self.pause(i, Pause::Backlog);
+            }
+            if *frames >= FRAMES_PER_TURN || started.elapsed() >= TIME_PER_TURN {
+                return self.pause(i, Pause::Turn);
+            }
             let Some(Some(conn)) = self.slab.get_mut(i) else {
                 return;
             };
-            if conn.wbuf.len() > MAX_PENDING_OUTPUT {
-                conn.paused = true;
-                self.paused.push(i);
-                return;
-            }
             let frame = match self.decoder.decode(&mut conn.rbuf) {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
                 Err(e) => {
-                    log::info!("connection {i}: closing: {e}");
+                    log::debug!("connection {i}: closing: {e}");
                     conn.dead = true;
                     return;
                 }
             };
+            *frames += 1;
             match Request::decode(frame) {
                 Ok(req) => {
                     let _ = replica.step(now_ms, Input::Request(i, req));
                 }
                 Err(e) => {
                     // Without a decodable tag there is nobody to answer.
-                    log::info!("connection {i}: closing: bad request: {e}");
+                    log::debug!("connection {i}: closing: bad request: {e}");
                     conn.dead = true;
                     return;
                 }
@@ -297,21 +430,26 @@ impl Conns {
             if conn.rbuf.is_empty() || conn.events.is_some() {
                 continue;
             }
+            let before = conn.wbuf.len();
             match web::respond(&conn.rbuf, store, stats) {
                 web::Outcome::NeedMore => {}
                 web::Outcome::Reply(bytes) => {
                     conn.wbuf.extend_from_slice(&bytes);
                     conn.rbuf.clear();
+                    conn.head_deadline = None;
                     conn.close_after_flush = true;
                 }
                 web::Outcome::Stream(stream, bytes) => {
                     log::debug!("connection {i}: event stream of {}", stream.dir());
                     conn.wbuf.unsplit(bytes);
                     conn.rbuf.clear();
+                    conn.head_deadline = None;
                     conn.events = Some(stream);
                     self.streams.push(i);
+                    self.more_output.push(i);
                 }
             }
+            self.out_bytes += conn.wbuf.len() - before;
             self.dirty.push(i);
         }
     }
@@ -334,48 +472,56 @@ impl Conns {
         }
         self.streamed_rev = head;
         self.change_cache.clear();
-        let slab = &mut self.slab;
-        let cache = &mut self.change_cache;
-        let dirty = &mut self.dirty;
-        self.streams.retain(|&i| {
-            let Some(Some(conn)) = slab.get_mut(i) else {
-                return false;
+        for i in self.streams.clone() {
+            let Some(Some(conn)) = self.slab.get_mut(i) else {
+                continue;
             };
-            let Some(stream) = conn.events.as_mut() else {
-                return false;
-            };
-            if conn.dead {
-                return false;
-            }
-            stream.catch_up(store, cache, &mut conn.wbuf);
+            let before = conn.wbuf.len();
             if ping {
                 conn.wbuf.extend_from_slice(web::PING);
             }
-            if conn.wbuf.len() > MAX_PENDING_OUTPUT {
-                log::info!("connection {i}: event stream too far behind; closing");
-                conn.dead = true;
+            if let Some(stream) = conn.events.as_mut() {
+                // A stream still listing goes on as it drains (flush).
+                let listing = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
+                if !listing && conn.wbuf.len() > MAX_STREAM_BACKLOG {
+                    log::debug!("connection {i}: event stream too far behind; closing");
+                    conn.dead = true;
+                }
             }
-            dirty.push(i);
-            true
-        });
+            self.out_bytes += conn.wbuf.len() - before;
+            self.dirty.push(i);
+        }
     }
 
-    /// Encodes `responses` into their connections' buffers (in order) and
-    /// flushes every connection with output.
+    /// Encodes `responses` into their connections' buffers (in order;
+    /// a follower's store copy goes out first, as its socket drains, and
+    /// what comes after it waits), and flushes every connection with
+    /// output.
     pub(super) fn answer(
         &mut self,
         responses: &mut Vec<(ConnId, Response)>,
+        copies: &mut Vec<(usize, CopyJob)>,
         registry: &Registry,
         replica: &mut Replica,
         now_ms: u64,
     ) {
+        let mut copies: VecDeque<(usize, CopyJob)> = copies.drain(..).collect();
+        let mut seen: std::collections::BTreeMap<ConnId, usize> = Default::default();
         for (conn_id, resp) in responses.drain(..) {
-            if let Some(Some(conn)) = self.slab.get_mut(conn_id) {
-                encode_frame(&resp, &mut conn.wbuf);
-                self.dirty.push(conn_id);
-            }
+            let n = seen.entry(conn_id).or_default();
+            self.start_copies(conn_id, *n, &mut copies);
+            *n += 1;
+            self.push(conn_id, resp);
+        }
+        for (conn_id, n) in seen {
+            self.start_copies(conn_id, n, &mut copies);
+        }
+        for (_, job) in copies {
+            let conn = job.conn;
+            self.start_copy(conn, job);
         }
         let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.append(&mut self.more_output);
         dirty.sort_unstable();
         dirty.dedup();
         for &i in &dirty {
@@ -385,67 +531,206 @@ impl Conns {
         self.dirty = dirty;
     }
 
-    /// Whether a paused connection may read again (its output drained).
-    fn can_resume(c: &Conn) -> bool {
-        c.paused && !c.dead && c.wbuf.len() <= MAX_PENDING_OUTPUT / 2
+    /// Starts the copies that come after the first `n` responses of `conn`.
+    fn start_copies(&mut self, conn: ConnId, n: usize, copies: &mut VecDeque<(usize, CopyJob)>) {
+        while let Some(k) = copies.iter().position(|(at, j)| j.conn == conn && *at == n) {
+            if let Some((_, job)) = copies.remove(k) {
+                self.start_copy(conn, job);
+            }
+        }
     }
 
-    /// True if some paused connection may read again, so the next poll
-    /// must not block.
-    pub(super) fn any_resumable(&self) -> bool {
-        self.paused
-            .iter()
-            .any(|&i| matches!(self.slab.get(i), Some(Some(c)) if Self::can_resume(c)))
+    fn start_copy(&mut self, conn_id: ConnId, job: CopyJob) {
+        if let Some(Some(conn)) = self.slab.get_mut(conn_id) {
+            conn.copy = Some(Box::new(Streaming {
+                job,
+                held: VecDeque::new(),
+                held_bytes: 0,
+            }));
+            self.more_output.push(conn_id);
+        }
     }
 
-    /// Lets paused connections whose output drained read again: frames
-    /// already buffered first, then the socket.
+    /// Encodes one response into its connection's buffer, or holds it
+    /// behind a copy in progress.
+    fn push(&mut self, conn_id: ConnId, resp: Response) {
+        let Some(Some(conn)) = self.slab.get_mut(conn_id) else {
+            return;
+        };
+        if let Some(copy) = conn.copy.as_mut() {
+            copy.held_bytes += resp.encoded_len();
+            copy.held.push_back(resp);
+            if copy.held_bytes > MAX_UNSENT_OUTPUT {
+                log::warn!("connection {conn_id}: changes piled up behind a store copy; closing");
+                conn.dead = true;
+            }
+            return;
+        }
+        let before = conn.wbuf.len();
+        encode_frame(&resp, &mut conn.wbuf);
+        self.out_bytes += conn.wbuf.len() - before;
+        self.dirty.push(conn_id);
+    }
+
+    /// Adds the next chunk of a copy or listing when the connection's
+    /// output is low. True if more of it is waiting.
+    fn top_up(&mut self, i: usize, store: &Store) -> bool {
+        let Some(Some(conn)) = self.slab.get_mut(i) else {
+            return false;
+        };
+        if conn.wbuf.len() >= STREAM_CHUNK {
+            return conn.copy.is_some() || conn.events.is_some();
+        }
+        let before = conn.wbuf.len();
+        let more = if let Some(copy) = conn.copy.as_mut() {
+            let mut chunk = Vec::new();
+            let done = copy.job.next_chunk(STREAM_CHUNK, &mut chunk);
+            for r in &chunk {
+                encode_frame(r, &mut conn.wbuf);
+            }
+            if done {
+                for r in &copy.held {
+                    encode_frame(r, &mut conn.wbuf);
+                }
+                conn.copy = None;
+            }
+            !done
+        } else if let Some(stream) = conn.events.as_mut() {
+            stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf)
+        } else {
+            false
+        };
+        self.out_bytes += conn.wbuf.len() - before;
+        more
+    }
+
+    /// Whether a paused connection may read again.
+    fn can_resume(&self, c: &Conn, i: usize, replica: &Replica) -> bool {
+        if c.dead {
+            return false;
+        }
+        match c.pause {
+            Pause::No | Pause::Turn => true,
+            Pause::Backlog => {
+                let b = replica.backlog(i);
+                let waiting = c.wbuf.len() + b.queued_bytes;
+                waiting <= MAX_PENDING_OUTPUT / 2
+                    && b.writes < MAX_WRITES_PER_CONN / 2
+                    && (self.out_bytes < NODE_OUTPUT_BUDGET / 2 || waiting <= FAIR_SHARE / 2)
+            }
+        }
+    }
+
+    /// True if some paused connection may read again, or a copy or
+    /// listing is waiting: the next poll must not block.
+    pub(super) fn any_ready(&self, replica: &Replica) -> bool {
+        !self.more_output.is_empty()
+            || self.paused.iter().any(
+                |&i| matches!(self.slab.get(i), Some(Some(c)) if self.can_resume(c, i, replica)),
+            )
+    }
+
+    /// Lets paused connections that may go on read again: frames already
+    /// buffered first, then the socket.
     pub(super) fn resume_paused(&mut self, replica: &mut Replica, now_ms: u64) {
         let mut resume = Vec::new();
-        let slab = &mut self.slab;
-        self.paused.retain(|&i| {
-            let Some(Some(c)) = slab.get_mut(i) else {
-                return false;
+        for i in std::mem::take(&mut self.paused) {
+            let go = match self.slab.get(i) {
+                Some(Some(c)) if !c.dead && c.pause != Pause::No => self.can_resume(c, i, replica),
+                _ => continue,
             };
-            if c.dead || !c.paused {
-                return false;
+            if go {
+                resume.push(i);
+            } else {
+                self.paused.push(i); // still backed up
             }
-            if !Self::can_resume(c) {
-                return true; // still backed up
-            }
-            c.paused = false;
-            resume.push(i);
-            false
-        });
+        }
         for i in resume {
-            let client = matches!(self.slab.get(i), Some(Some(c)) if c.kind == Kind::Client);
+            let client = match self.slab.get_mut(i) {
+                Some(Some(c)) => {
+                    c.pause = Pause::No;
+                    c.kind == Kind::Client
+                }
+                _ => continue,
+            };
             if client {
-                self.handle_frames(i, replica, now_ms);
+                let mut frames = 0;
+                self.handle_frames(i, replica, now_ms, Instant::now(), &mut frames);
             }
             self.readable(i, replica, now_ms);
         }
     }
 
+    /// Closes connections that do not take their output, and web
+    /// connections whose request head is late (once a second).
+    pub(super) fn sweep(&mut self, registry: &Registry, replica: &mut Replica, now_ms: u64) {
+        let now = Instant::now();
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + Duration::from_secs(1);
+        for i in 0..self.slab.len() {
+            let Some(Some(c)) = self.slab.get_mut(i) else {
+                continue;
+            };
+            let stuck = !c.wbuf.is_empty() && now.duration_since(c.drained_at) > DRAIN_TIMEOUT;
+            let late = c.head_deadline.is_some_and(|d| now >= d);
+            if stuck || late {
+                let why = if late {
+                    "no complete request head in time"
+                } else {
+                    "it does not read its answers"
+                };
+                log::debug!("connection {i}: closing: {why}");
+                c.dead = true;
+                self.close(i, registry, replica, now_ms);
+            }
+        }
+    }
+
     fn flush(&mut self, i: usize, registry: &Registry, replica: &mut Replica, now_ms: u64) {
+        let mut written = 0;
+        loop {
+            let more = self.top_up(i, replica.store());
+            let Some(Some(conn)) = self.slab.get_mut(i) else {
+                return;
+            };
+            let before = conn.wbuf.len();
+            if !conn.dead {
+                if let Err(e) =
+                    tls::write_maybe(conn.tls.as_deref_mut(), &mut conn.stream, &mut conn.wbuf)
+                {
+                    log::debug!("connection {i}: write: {e}");
+                    conn.dead = true;
+                }
+            }
+            let took = before - conn.wbuf.len();
+            self.out_bytes -= took;
+            written += took;
+            if took > 0 || conn.wbuf.is_empty() {
+                conn.drained_at = Instant::now();
+            }
+            // Go on with a copy or listing while the socket takes it, up
+            // to this connection's share of the iteration.
+            if !more || conn.dead || !conn.wbuf.is_empty() {
+                break;
+            }
+            if written >= WRITE_PER_TURN {
+                self.more_output.push(i);
+                break;
+            }
+        }
         let Some(Some(conn)) = self.slab.get_mut(i) else {
             return;
         };
-        if !conn.dead {
-            if let Err(e) =
-                tls::write_maybe(conn.tls.as_deref_mut(), &mut conn.stream, &mut conn.wbuf)
-            {
-                log::debug!("connection {i}: write: {e}");
-                conn.dead = true;
-            }
-        }
         let sealed_pending = conn.tls.as_ref().is_some_and(|t| t.wants_write());
-        if conn.wbuf.is_empty() && !sealed_pending && conn.close_after_flush {
+        let streaming = conn.copy.is_some();
+        if conn.wbuf.is_empty() && !sealed_pending && conn.close_after_flush && !streaming {
             conn.dead = true;
         }
         if conn.wbuf.len() > MAX_UNSENT_OUTPUT {
-            // Not reading while answers keep coming (a follower or a WAIT
-            // stream that stopped): memory must not grow without bound. A
-            // slave attaches again and resumes.
+            // Not reading while answers keep coming (a WAIT stream that
+            // stopped): memory must not grow without bound.
             log::warn!(
                 "connection {i}: {} bytes unsent; closing it",
                 conn.wbuf.len()
@@ -473,8 +758,10 @@ impl Conns {
     fn close(&mut self, i: usize, registry: &Registry, replica: &mut Replica, now_ms: u64) {
         if let Some(mut conn) = self.slab.get_mut(i).and_then(Option::take) {
             let _ = registry.deregister(&mut conn.stream);
+            self.out_bytes -= conn.wbuf.len();
             match conn.kind {
                 Kind::Client => {
+                    self.clients -= 1;
                     let _ = replica.step(now_ms, Input::Disconnect(i));
                 }
                 Kind::Web => self.web_open -= 1,
@@ -483,7 +770,6 @@ impl Conns {
                 self.streams.retain(|&s| s != i);
             }
             self.free.push(i);
-            self.open -= 1;
             log::debug!("connection {i} closed");
         }
     }

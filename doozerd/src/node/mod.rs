@@ -36,7 +36,7 @@ use crate::transport::PeerTransport;
 use conns::{Conns, Kind};
 use follow::Follower;
 
-pub use conns::{MAX_CONNECTIONS, MAX_PENDING_OUTPUT, MAX_UNSENT_OUTPUT};
+pub use conns::{MAX_PENDING_OUTPUT, MAX_UNSENT_OUTPUT, NODE_OUTPUT_BUDGET};
 pub use stats::{hostname, new_node_id};
 
 const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
@@ -144,12 +144,16 @@ impl Node {
                 Err(e) => return Err(e.into()),
             }
             let now = self.clock.now_ms();
+            // Peers first: a CAL's votes must not wait behind clients.
+            if events.iter().any(|ev| ev.token() == PEER_SOCKET) {
+                self.peer_readable(now);
+            }
             for ev in events.iter() {
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                 match ev.token() {
                     CLIENT_LISTENER => self.accept(Kind::Client, now),
                     WEB_LISTENER => self.accept(Kind::Web, now),
-                    PEER_SOCKET => self.peer_readable(now),
+                    PEER_SOCKET => {}
                     ATTACHED => self.follower.attached(&self.poll, &mut self.replica, now),
                     FOLLOW_STREAM if readable => {
                         self.follower.readable(&self.poll, &mut self.replica, now)
@@ -167,6 +171,8 @@ impl Node {
             }
             self.follower.read_more(&self.poll, &mut self.replica, now);
             self.conns.resume_paused(&mut self.replica, now);
+            self.conns
+                .sweep(self.poll.registry(), &mut self.replica, now);
             self.serve_http();
             self.replica.ready(now, &mut self.out);
             self.act_on_output(now);
@@ -206,6 +212,7 @@ impl Node {
         self.conns.feed_streams(self.replica.store());
         self.conns.answer(
             &mut self.out.responses,
+            &mut self.out.copies,
             self.poll.registry(),
             &mut self.replica,
             now,
@@ -247,6 +254,7 @@ impl Node {
             cluster: &self.cluster,
             web_clients: self.conns.web_open(),
             event_streams: self.conns.streams(),
+            output_pending_bytes: self.conns.out_bytes() + self.replica.queued_total(),
         };
         self.conns
             .serve_http(self.replica.store(), &|| sources.node_stats());
@@ -278,13 +286,13 @@ impl Node {
     /// can go on; until the replica's next deadline, the next ping, or the
     /// follower's next timer.
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.conns.any_resumable() {
+        if self.conns.any_ready(&self.replica) {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
         let consensus = self.deadline_ms.map(|ms| self.clock.at(ms));
         [
-            self.conns.ping_due(),
+            self.conns.deadline(),
             consensus,
             self.follower.deadline(),
             self.peers.warning_due(),

@@ -14,7 +14,7 @@ use mio::{Interest, Poll, Token, Waker};
 
 use super::conns::Conns;
 use super::follow::Follower;
-use super::stats::random_u64;
+use super::stats::{self, random_u64};
 use super::{Clock, Node, NodeError, ATTACHED, CLIENT_LISTENER, PEER_SOCKET, WEB_LISTENER};
 use crate::attach::{Attach, Followed};
 use crate::boot::{Boot, BootError, Plan, Registrar};
@@ -105,7 +105,13 @@ impl Node {
             Some(b) => Some(Registrar::spawn(b)?),
             None => None,
         };
-        let conns = Conns::new(tls.map(|t| t.server), replica.store().rev());
+        let (max_clients, max_web) = connection_limits();
+        let conns = Conns::new(
+            tls.map(|t| t.server),
+            replica.store().rev(),
+            max_clients,
+            max_web,
+        );
         Ok(Node {
             poll,
             clock,
@@ -123,6 +129,27 @@ impl Node {
             cluster: config.cluster_name.clone(),
         })
     }
+}
+
+/// Most client connections open at once, whatever the descriptors allow.
+pub const MAX_CLIENTS: usize = 20_000;
+/// Most web connections open at once.
+pub const MAX_WEB: usize = 4_096;
+/// Descriptors kept for everything but connections: listeners, the peer
+/// socket, the follow stream, attach and name-service connections, files.
+const RESERVED_FDS: usize = 64;
+
+/// How many client and web connections this process may have open: its
+/// descriptor limit (the soft one raised to the hard one first), less a
+/// reserve, split so web clients can never take the descriptors clients
+/// need (at most an eighth for the web).
+fn connection_limits() -> (usize, usize) {
+    let fds = stats::raise_fd_limit();
+    let usable = fds.saturating_sub(RESERVED_FDS).max(16);
+    let web = (usable / 8).clamp(8, MAX_WEB);
+    let clients = (usable - web.min(usable)).clamp(8, MAX_CLIENTS);
+    log::debug!("descriptor limit {fds}: up to {clients} client and {web} web connections");
+    (clients, web)
 }
 
 /// A TCP listener on `addr`, registered under `token`; `what` and `hint`

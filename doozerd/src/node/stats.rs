@@ -21,6 +21,7 @@ pub(super) struct Sources<'a> {
     pub cluster: &'a str,
     pub web_clients: usize,
     pub event_streams: usize,
+    pub output_pending_bytes: usize,
 }
 
 impl Sources<'_> {
@@ -55,6 +56,7 @@ impl Sources<'_> {
             divergences: s.divergences,
             learned_gaps: s.learned_gaps,
             kicks_proposed: s.kicks_proposed,
+            output_pending_bytes: self.output_pending_bytes as u64,
             peer_datagrams_dropped: transport.garbage_dropped,
             peer_datagrams_unauthenticated: transport.unauthenticated_dropped,
             peer_datagrams_send_dropped: transport.send_dropped,
@@ -113,4 +115,32 @@ pub fn hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit
+/// (a node serves many connections; the common default soft limit of
+/// 1,024 is far below what the hard limit allows), and returns the limit
+/// in force.
+pub(super) fn raise_fd_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `lim`, a valid,
+    // initialised rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1_024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
 }

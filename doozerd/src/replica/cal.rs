@@ -63,6 +63,7 @@ impl Replica {
             Some(id) => {
                 self.hold(pending.conn, pending.tag, None);
                 self.writes.insert(id, pending);
+                *self.writing.entry(pending.conn).or_default() += 1;
             }
             None => self.fail(pending.conn, pending.tag, ErrCode::Readonly, None),
         }
@@ -114,6 +115,9 @@ impl Replica {
                     self.members.kicks.retain(|_, k| *k != id);
                 }
                 let pending = id.and_then(|id| self.writes.remove(&id));
+                if let Some(p) = pending {
+                    self.write_done(p.conn);
+                }
                 self.apply_value(seqn, &v, pending);
             }
         }

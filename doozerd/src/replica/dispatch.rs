@@ -9,7 +9,9 @@
 
 use doozer_proto::{flags, ErrCode, Request, Response, Verb};
 
-use super::{ConnId, Pending, Replica, MAX_BODY_LEN};
+use super::{
+    ConnId, Pending, Replica, MAX_BODY_LEN, MAX_GLOB_WAIT_BYTES, MAX_WAITS, MAX_WAITS_PER_CONN,
+};
 use crate::store::{
     validate_path, Applied, At, Event, Glob, Mutation, ReadAt, Rev, Snapshot, StoreError, Value,
     WaitId, Woken,
@@ -118,18 +120,48 @@ impl Replica {
                 None
             }
             Err(ReadAt::Future) => {
-                self.park(conn, req.clone(), rev.unwrap_or_default());
+                // A parked read keeps only what it needs: not a value a
+                // client may have sent along with it.
+                let mut parked = req.clone();
+                parked.value = None;
+                self.park(conn, parked, rev.unwrap_or_default());
                 None
             }
         }
     }
 
-    /// Parks `req` until the store reaches `rev`, then handles it again.
+    /// Parks `req` until the store reaches `rev`, then handles it again
+    /// (refused when this connection or the node has too many waiting).
     pub(super) fn park(&mut self, conn: ConnId, req: Request, rev: Rev) {
+        if let Err(why) = self.room_for_a_wait(conn) {
+            return self.fail(conn, req.tag, ErrCode::Other, Some(why));
+        }
         let id = self.new_wait_id();
         self.store.wait_rev(id, rev);
         self.hold(conn, req.tag, Some(id));
         self.parked.insert(id, (conn, req));
+    }
+
+    /// Whether one more request of `conn` may wait (a WAIT, or a read at a
+    /// future rev): every waiting request costs memory, and every change
+    /// is matched against every glob, so both are bounded, per connection
+    /// and per node (docs/behaviour.md, "Limits").
+    fn room_for_a_wait(&self, conn: ConnId) -> Result<(), String> {
+        let mine = self.sessions.get(&conn).map_or(0, |s| s.waits.len());
+        if mine >= MAX_WAITS_PER_CONN {
+            return Err(format!(
+                "too many requests waiting on this connection: the limit is {MAX_WAITS_PER_CONN}"
+            ));
+        }
+        if self.store.waits_pending() >= MAX_WAITS
+            || self.store.glob_wait_bytes() >= MAX_GLOB_WAIT_BYTES
+        {
+            return Err(format!(
+                "too many requests waiting on this node: the limit is {MAX_WAITS} requests, \
+                 {MAX_GLOB_WAIT_BYTES} bytes of globs"
+            ));
+        }
+        Ok(())
     }
 
     /// Marks a request of `conn` as outstanding: its tag is in use until it
@@ -235,6 +267,10 @@ impl Replica {
         match self.store.wait(id, glob, from) {
             Ok(Some(event)) => self.reply_event(conn, tag, event),
             Ok(None) => {
+                if let Err(why) = self.room_for_a_wait(conn) {
+                    self.store.cancel(id);
+                    return self.fail(conn, tag, ErrCode::Other, Some(why));
+                }
                 self.hold(conn, tag, Some(id));
                 self.waits.insert(id, Pending { conn, tag });
             }
@@ -410,6 +446,11 @@ impl Replica {
         }
         // Tag 0 is the default of an absent tag; always echo one.
         resp.tag = Some(resp.tag.unwrap_or(0));
+        // What the event loop will hold for this connection (frame header
+        // included): it stops reading a connection with too much waiting.
+        let bytes = prost::Message::encoded_len(&resp) + 4;
+        *self.queued.entry(conn).or_default() += bytes;
+        self.queued_total += bytes;
         self.out.push((conn, resp));
     }
 }

@@ -41,6 +41,62 @@ pub enum FollowState {
     Following,
 }
 
+/// A copy of the store for one follower, as of one rev: the event loop
+/// takes its FILE responses a chunk at a time, as the follower's socket
+/// drains ([`CopyJob::next_chunk`]), then READY; the follower's later
+/// changes wait behind it. The snapshot is shared with the store, so a
+/// copy in progress costs little memory whatever the store's size.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    /// The follower's connection.
+    pub conn: ConnId,
+    tag: Option<i32>,
+    snap: crate::store::Snapshot,
+    /// The last file handed out: the next chunk starts after it.
+    after: Option<String>,
+}
+
+impl CopyJob {
+    /// Appends the next files of the copy to `out`, about `budget` bytes of
+    /// them, and READY after the last one; true once the copy is all out.
+    pub fn next_chunk(&mut self, budget: usize, out: &mut Vec<Response>) -> bool {
+        let all = crate::store::Glob::parse("/**").expect("a constant, valid glob");
+        let after = self.after.take();
+        let files = match after.as_deref() {
+            None => self.snap.walk_iter(&all),
+            Some(p) => self.snap.walk_after(&all, p),
+        };
+        let mut bytes = 0;
+        for f in files {
+            bytes += f.path.len() + f.body.len() + 32;
+            self.after = Some(f.path.clone());
+            out.push(Response {
+                tag: self.tag,
+                flags: Some(flags::FILE),
+                path: Some(f.path),
+                value: Some(f.body),
+                rev: Some(f.rev),
+                ..Default::default()
+            });
+            if bytes >= budget {
+                return false;
+            }
+        }
+        let mut ready = marker(self.tag, flags::READY, self.snap.rev());
+        ready.tag = Some(self.tag.unwrap_or(0));
+        out.push(ready);
+        true
+    }
+
+    /// Every response of the copy at once (tests and the simulator, which
+    /// deliver a copy whole).
+    pub fn all(mut self) -> Vec<Response> {
+        let mut out = Vec::new();
+        while !self.next_chunk(usize::MAX, &mut out) {}
+        out
+    }
+}
+
 /// A copy of a store being received.
 #[derive(Debug)]
 pub struct Incoming {
@@ -65,8 +121,11 @@ impl Replica {
     /// FOLLOW from `conn`: stream the store and every later change to it.
     pub(super) fn follow(&mut self, conn: ConnId, req: Request) {
         let tag = req.tag;
-        // Each new follower costs a copy of the store in output buffers.
-        if !self.followers.contains_key(&conn) && self.followers.len() >= MAX_FOLLOWERS {
+        if self.followers.contains_key(&conn) {
+            let detail = "this connection already follows this node".to_string();
+            return self.fail(conn, tag, ErrCode::Other, Some(detail));
+        }
+        if self.followers.len() >= MAX_FOLLOWERS {
             let detail = format!("too many followers: the limit is {MAX_FOLLOWERS}");
             return self.fail(conn, tag, ErrCode::Other, Some(detail));
         }
@@ -112,21 +171,16 @@ impl Replica {
             snapshot.seqn = Some(self.members.applied_seqn);
             snapshot.value = Some(encode_sets(&self.members.window_sets()));
             self.reply(conn, snapshot);
-            let all = crate::store::Glob::parse("/**").expect("a constant, valid glob");
-            for f in snap.walk_iter(&all) {
-                self.reply(
-                    conn,
-                    Response {
-                        tag,
-                        flags: Some(flags::FILE),
-                        path: Some(f.path),
-                        value: Some(f.body),
-                        rev: Some(f.rev),
-                        ..Default::default()
-                    },
-                );
-            }
-            self.reply(conn, marker(tag, flags::READY, head));
+            // The files and READY are streamed by the event loop as the
+            // follower's socket drains: a copy is never built whole.
+            let job = CopyJob {
+                conn,
+                tag,
+                snap,
+                after: None,
+            };
+            let before = self.out.iter().filter(|(c, _)| *c == conn).count();
+            self.copies.push((before, job));
         }
         self.followers.insert(conn, tag);
         log::info!("connection {conn} follows from rev {head}");

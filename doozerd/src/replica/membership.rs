@@ -455,6 +455,7 @@ impl Replica {
         let Some(mut p) = self.paxos.take() else {
             return;
         };
+        self.writing.clear();
         for (id, w) in std::mem::take(&mut self.writes) {
             self.untag(w);
             if p.withdraw(id) {

@@ -44,7 +44,7 @@ use doozer_proto::{Request, Response};
 use crate::cluster::NodeInfo;
 use crate::consensus::{NodeId, Paxos, ProposalId};
 use crate::store::{Store, WaitId};
-pub use follow::{FollowError, FollowState};
+pub use follow::{CopyJob, FollowError, FollowState};
 pub use membership::{ClusterConfig, RoleChange, SIDE_TAG_BASE};
 pub use session::{Grant, Secrets, Session};
 
@@ -54,6 +54,18 @@ pub use session::{Grant, Secrets, Session};
 /// anything is proposed. At least 32 KiB is required
 /// (docs/reference.md#limits).
 pub const MAX_BODY_LEN: usize = 48 << 10;
+
+/// Most requests of one connection waiting at once (WAITs and reads at a
+/// future rev); more are refused with `OTHER`.
+pub const MAX_WAITS_PER_CONN: usize = 1_000;
+/// Most requests waiting on the whole node.
+pub const MAX_WAITS: usize = 50_000;
+/// Most bytes of glob text waiting on the whole node (every change is
+/// matched against the waits under its path: this bounds that work).
+pub const MAX_GLOB_WAIT_BYTES: usize = 1 << 20;
+/// Most writes of one connection in consensus at once; the event loop
+/// stops reading the connection until some are answered.
+pub const MAX_WRITES_PER_CONN: usize = 1_024;
 
 /// Identifies a client connection (chosen by the event loop).
 pub type ConnId = usize;
@@ -118,6 +130,11 @@ pub struct Output {
     pub messages: Vec<(SocketAddr, PeerMsg)>,
     /// Answers to clients, in the order they were produced.
     pub responses: Vec<(ConnId, Response)>,
+    /// Copies of the store for followers, each with its place among the
+    /// `responses` of its connection (it comes after that many of them):
+    /// the loop streams it as the follower's socket drains, and holds what
+    /// comes after it on that connection until it is out.
+    pub copies: Vec<(usize, CopyJob)>,
     /// Requests this slave sends on its follow connection (a slot claim,
     /// catch-up NOPs).
     pub follow_requests: Vec<Request>,
@@ -134,16 +151,55 @@ pub struct Output {
 }
 
 impl Output {
+    /// Puts every copy's responses in its place among `responses`, whole
+    /// (tests and the simulator, which do not stream).
+    pub fn expand_copies(&mut self) {
+        let mut copies = std::mem::take(&mut self.copies);
+        let mut seen: BTreeMap<ConnId, usize> = BTreeMap::new();
+        let mut out = Vec::with_capacity(self.responses.len());
+        let mut place = |conn: ConnId, n: usize, out: &mut Vec<(ConnId, Response)>| {
+            while let Some(i) = copies.iter().position(|(at, j)| j.conn == conn && *at == n) {
+                let (_, job) = copies.remove(i);
+                out.extend(job.all().into_iter().map(|r| (conn, r)));
+            }
+        };
+        for (conn, resp) in std::mem::take(&mut self.responses) {
+            let n = seen.entry(conn).or_default();
+            place(conn, *n, &mut out);
+            *n += 1;
+            out.push((conn, resp));
+        }
+        for (conn, n) in seen {
+            place(conn, n, &mut out);
+        }
+        for (_, job) in copies {
+            let conn = job.conn;
+            out.extend(job.all().into_iter().map(|r| (conn, r)));
+        }
+        self.responses = out;
+    }
+
     /// Empties every field, keeping the allocations.
     pub fn clear(&mut self) {
         self.messages.clear();
         self.responses.clear();
+        self.copies.clear();
         self.follow_requests.clear();
         self.role_change = None;
         self.cals_left.clear();
         self.listed_cal = false;
         self.deadline_ms = None;
     }
+}
+
+/// What one connection has caused and not yet been given
+/// ([`Replica::backlog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Bytes of answers not yet handed to the event loop.
+    pub queued_bytes: usize,
+    /// Writes in consensus, not yet answered.
+    pub writes: usize,
 }
 
 /// A request waiting for the store to move.
@@ -168,6 +224,13 @@ pub struct Replica {
     sessions: BTreeMap<ConnId, Session>,
     /// Client writes proposed and not yet applied.
     writes: BTreeMap<ProposalId, Pending>,
+    /// How many of them each connection has.
+    writing: BTreeMap<ConnId, usize>,
+    /// Bytes of the answers in `out`, per connection (encoded), and in all.
+    queued: BTreeMap<ConnId, usize>,
+    queued_total: usize,
+    /// Copies for followers, with their place in `out`.
+    copies: Vec<(usize, CopyJob)>,
     /// Glob waits registered with the store.
     waits: BTreeMap<WaitId, Pending>,
     /// Reads parked until the store reaches their rev.
@@ -231,6 +294,10 @@ impl Replica {
             writable: true,
             sessions: BTreeMap::new(),
             writes: BTreeMap::new(),
+            writing: BTreeMap::new(),
+            queued: BTreeMap::new(),
+            queued_total: 0,
+            copies: Vec::new(),
             waits: BTreeMap::new(),
             parked: BTreeMap::new(),
             next_wait_id: 1,
@@ -363,6 +430,9 @@ impl Replica {
         }
         self.take_peer_messages(&mut out.messages);
         out.responses.append(&mut self.out);
+        out.copies.append(&mut self.copies);
+        self.queued.clear();
+        self.queued_total = 0;
         out.follow_requests
             .append(&mut self.members.follow_requests);
         if let Some(change) = self.members.role_change.take() {
@@ -372,6 +442,31 @@ impl Replica {
         out.listed_cal = self.is_cal() && self.listed_as_cal();
         self.deadline_ms = self.next_deadline_ms();
         out.deadline_ms = self.deadline_ms;
+    }
+
+    /// What connection `conn` has caused and not yet been given: bytes of
+    /// answers queued since the last output, and writes in consensus. The
+    /// event loop stops reading a connection with too much of either.
+    pub fn backlog(&self, conn: ConnId) -> Backlog {
+        Backlog {
+            queued_bytes: self.queued.get(&conn).copied().unwrap_or(0),
+            writes: self.writing.get(&conn).copied().unwrap_or(0),
+        }
+    }
+
+    /// Bytes of answers queued for every connection since the last output.
+    pub fn queued_total(&self) -> usize {
+        self.queued_total
+    }
+
+    /// One write of `conn` is answered (or forgotten).
+    pub(super) fn write_done(&mut self, conn: ConnId) {
+        if let Some(n) = self.writing.get_mut(&conn) {
+            *n -= 1;
+            if *n == 0 {
+                self.writing.remove(&conn);
+            }
+        }
     }
 
     /// A client request: answered, parked or proposed. A lone CAL decides
@@ -401,6 +496,11 @@ impl Replica {
             }
         }
         self.writes.retain(|_, p| p.conn != conn);
+        self.writing.remove(&conn);
+        if let Some(n) = self.queued.remove(&conn) {
+            self.queued_total -= n;
+        }
+        self.copies.retain(|(_, j)| j.conn != conn);
         self.out.retain(|(c, _)| *c != conn);
     }
 

@@ -43,6 +43,7 @@ impl Drive for Replica {
         let mut out = Output::default();
         let now = self.members.now_ms;
         self.ready(now, &mut out);
+        out.expand_copies();
         out
     }
 }
@@ -667,6 +668,7 @@ mod cluster {
                     }
                     let mut out = Output::default();
                     self.nodes[j].ready(self.now, &mut out);
+                    out.expand_copies();
                     for (conn, resp) in out.responses {
                         if conn == 1 {
                             self.answers[j].push(resp);

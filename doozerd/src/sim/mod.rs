@@ -367,6 +367,7 @@ impl World {
             return;
         };
         r.ready(now, &mut out);
+        out.expand_copies();
         let trace = r.take_trace();
         let id = self.nodes[i].id.clone();
         let fresh = trace.fresh_from;
