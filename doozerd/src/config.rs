@@ -55,6 +55,10 @@ pub struct Config {
     /// `-tlscert`, `-tlskey`, `-tlsca`: serve clients over TLS, and attach
     /// to members over TLS. `None`: plain TCP.
     pub tls: Option<Box<TlsFiles>>,
+    /// `-d`: the data directory (durable mode); `None`: memory only.
+    pub data_dir: Option<PathBuf>,
+    /// `-restore`: a backup to seed a new cluster from.
+    pub restore: Option<PathBuf>,
 }
 
 /// The PEM files of a node that serves TLS (read when the node starts).
@@ -102,6 +106,18 @@ fn options() -> getopts::Options {
         "URI",
     );
     o.optopt("c", "", "cluster name (default local)", "NAME");
+    o.optopt(
+        "d",
+        "",
+        "data directory: keep the store, votes and id on disk (default: memory only)",
+        "DIR",
+    );
+    o.optopt(
+        "",
+        "restore",
+        "seed a new cluster from this backup (made by doozer backup)",
+        "FILE",
+    );
     o.optopt(
         "w",
         "",
@@ -201,6 +217,7 @@ pub fn parse(
     let (rw_secret, ro_secret) = secrets(env)?;
     let secret_set = !rw_secret.is_empty() || !ro_secret.is_empty();
     let (web, web_off_for_secret) = web_addr(&m, listen, secret_set)?;
+    let (data_dir, restore) = durability(&m, &attach, boot.is_some())?;
 
     Ok(Command::Run(Box::new(Config {
         listen,
@@ -216,7 +233,39 @@ pub fn parse(
         fill_ms,
         boot,
         tls,
+        data_dir,
+        restore,
     })))
+}
+
+/// `-d` and `-restore`. A restore seeds a new cluster, so it never goes
+/// with `-a` or `-b` (which join one that runs).
+fn durability(
+    m: &getopts::Matches,
+    attach: &[SocketAddr],
+    boot: bool,
+) -> Result<(Option<PathBuf>, Option<PathBuf>), ConfigError> {
+    let path = |flag: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match m.opt_str(flag) {
+            Some(p) if p.is_empty() => Err(ConfigError(format!("-{flag}: want a path"))),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+            None => Ok(None),
+        }
+    };
+    let data_dir = path("d")?;
+    let restore = path("restore")?;
+    if restore.is_some() && !attach.is_empty() {
+        return Err(ConfigError(
+            "-restore seeds a new cluster: it cannot go with -a (never restore into a running cluster)"
+                .into(),
+        ));
+    }
+    if restore.is_some() && boot {
+        return Err(ConfigError(
+            "-restore seeds a new cluster: it cannot go with -b or DOOZER_BOOT_URI".into(),
+        ));
+    }
+    Ok((data_dir, restore))
 }
 
 /// `-a`, repeatable: the members to attach to (not this node itself).

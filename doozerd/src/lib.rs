@@ -31,6 +31,7 @@ pub mod node;
 pub mod replica;
 #[cfg(test)]
 mod sim;
+pub mod storage;
 pub mod store;
 pub mod tls;
 pub mod transport;

@@ -30,6 +30,7 @@ use super::ballot::Ballot;
 use super::calset::{CalSet, NodeId, Seqn};
 use super::instance::{Coordinator, Instance, Phase};
 use super::rng::SplitMix64;
+use crate::storage::Record;
 
 /// Identifies a value given to [`Paxos::propose`], so the caller can match
 /// it with the seqn it was learned at.
@@ -65,6 +66,11 @@ pub struct Config {
     /// A CAL not heard from for this long is reported silent to the
     /// others (`-timeout`): a majority of such reports kicks it.
     pub silent_ms: u64,
+    /// With a data directory: record what the acceptor promises and votes
+    /// and how far this node's own seqns were used
+    /// ([`Paxos::take_records`]), for the caller to make durable before
+    /// the messages that follow from them leave.
+    pub durable: bool,
 }
 
 impl Config {
@@ -82,6 +88,7 @@ impl Config {
             batch_bytes_max: 60_000,
             heartbeat_ms: 500,
             silent_ms: 60_000,
+            durable: false,
         }
     }
 }
@@ -237,6 +244,15 @@ pub struct Paxos {
     deferred: VecDeque<(NodeId, Item)>,
     learned_out: Vec<(Seqn, Bytes, Option<ProposalId>)>,
     stats: Stats,
+    /// What must be durable before the messages produced with it leave
+    /// (with `Config::durable`).
+    records: Vec<Record>,
+    /// Own seqns below this may have been nominated or skipped: a Floor
+    /// record says so on disk before any of them is used.
+    floor: Seqn,
+    /// Own seqns below this were maybe used before a restart: they are
+    /// settled through phase 1, never with round 0 or a skip.
+    revoke_below: Seqn,
     /// Left consensus ([`Paxos::retire`]): an acceptor and learner that
     /// keeps its promises and votes and answers what it knows, and
     /// proposes, coordinates and delivers nothing.
@@ -316,6 +332,9 @@ impl Paxos {
             deferred: VecDeque::new(),
             learned_out: Vec::new(),
             stats: Stats::default(),
+            records: Vec::new(),
+            floor: first,
+            revoke_below: 0,
             retired: false,
             #[cfg(test)]
             votes: Vec::new(),
@@ -374,6 +393,131 @@ impl Paxos {
     /// Whether [`Paxos::retire`] was called (and not undone).
     pub fn is_retired(&self) -> bool {
         self.retired
+    }
+
+    /// Drains what must be durable (with `Config::durable`): promises and
+    /// votes of this node's acceptor, and how far its own seqns were used.
+    /// The caller writes and syncs them before it sends any message taken
+    /// with or after them (docs/storage.md): a restarted acceptor must
+    /// never contradict what it said, and an owner never nominates twice
+    /// at round 0.
+    pub fn take_records(&mut self, out: &mut Vec<Record>) {
+        out.append(&mut self.records);
+    }
+
+    /// The acceptor state of seqns above `after`, and the floor of own
+    /// seqns, as records: what a fresh log must start with when the store
+    /// was replaced by a copy (the old log is deleted).
+    pub fn acceptor_records(&self, after: Seqn) -> Vec<Record> {
+        let mut out = Vec::new();
+        for (s, inst) in self.instances.range(after + 1..) {
+            let a = &inst.acceptor;
+            if let Some((b, v)) = &a.vote {
+                out.push(Record::Vote {
+                    seqn: *s,
+                    round: b.round,
+                    cal: b.cal,
+                    value: v.clone(),
+                });
+            }
+            if let Some(p) = a.promised {
+                if a.vote.as_ref().is_none_or(|(b, _)| p > *b) {
+                    out.push(Record::Promise {
+                        seqn: *s,
+                        round: p.round,
+                        cal: p.cal,
+                    });
+                }
+            }
+        }
+        out.push(Record::Floor {
+            seqn: self.floor.max(self.revoke_below),
+        });
+        out
+    }
+
+    /// Takes up, after a restart, the values of the seqns just before the
+    /// first one this node will deliver (oldest first, contiguous, ending
+    /// at `next_seqn() - 1`), so it can answer peers that lack them as it
+    /// could before it stopped.
+    pub fn restore_history(&mut self, values: impl IntoIterator<Item = (Seqn, Bytes)>) {
+        let mut expect = None;
+        for (s, v) in values {
+            if expect.is_some_and(|e| e != s) || s >= self.next_deliver {
+                // Not contiguous: keep only what follows the gap.
+                self.history.clear();
+                self.history_bytes = 0;
+            }
+            if s >= self.next_deliver {
+                break;
+            }
+            if self.history.is_empty() {
+                self.history_base = s;
+            }
+            self.history_bytes += v.len();
+            self.history.push_back(v);
+            expect = Some(s + 1);
+        }
+        if expect != Some(self.next_deliver) {
+            self.history.clear();
+            self.history_bytes = 0;
+            self.history_base = self.next_deliver;
+        }
+        while self.history.len() > self.cfg.history_max
+            || self.history_bytes > HISTORY_BYTES_MAX && self.history.len() > 1
+        {
+            if let Some(old) = self.history.pop_front() {
+                self.history_bytes -= old.len();
+            }
+            self.history_base += 1;
+        }
+    }
+
+    /// Takes up the acceptor state read back from disk after a restart:
+    /// the highest promise and vote of every seqn not yet delivered, and
+    /// the floor of own seqns. Own seqns below that floor may have been
+    /// nominated or skipped before: they are settled through phase 1
+    /// (which finds any value that may have been chosen), never reused.
+    pub fn restore<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>) {
+        for r in records {
+            match r {
+                Record::Promise { seqn, round, cal } if *seqn >= self.next_deliver => {
+                    let b = Ballot {
+                        round: *round,
+                        cal: *cal,
+                    };
+                    let inst = self.instances.entry(*seqn).or_default();
+                    inst.acceptor.promised = inst.acceptor.promised.max(Some(b));
+                    inst.max_round = inst.max_round.max(*round);
+                    self.active_end = self.active_end.max(seqn + 1);
+                }
+                Record::Vote {
+                    seqn,
+                    round,
+                    cal,
+                    value,
+                } if *seqn >= self.next_deliver => {
+                    let b = Ballot {
+                        round: *round,
+                        cal: *cal,
+                    };
+                    let inst = self.instances.entry(*seqn).or_default();
+                    let a = &mut inst.acceptor;
+                    if a.vote.as_ref().is_none_or(|(vb, _)| b >= *vb) {
+                        a.vote = Some((b, value.clone()));
+                    }
+                    a.promised = a.promised.max(Some(b));
+                    inst.max_round = inst.max_round.max(*round);
+                    self.active_end = self.active_end.max(seqn + 1);
+                }
+                Record::Floor { seqn } => {
+                    self.revoke_below = self.revoke_below.max(*seqn);
+                    self.floor = self.floor.max(*seqn);
+                }
+                _ => {}
+            }
+        }
+        self.after();
     }
 
     /// Takes part again from seqn `first` (the caller's store holds every
@@ -882,6 +1026,9 @@ impl Paxos {
             }
             if !self.retired {
                 self.deliver();
+                if self.revoke_below > self.next_deliver {
+                    self.revoke_restored();
+                }
             }
             // Mencius: own unused seqns below any seqn in use are skipped
             // (after queued values had their pick of them).
@@ -973,8 +1120,16 @@ impl Paxos {
             return; // not an acceptor of s
         }
         let b = Ballot { round, cal: idx };
+        let durable = self.cfg.durable;
         let inst = self.instances.entry(s).or_default();
         inst.max_round = inst.max_round.max(round);
+        if durable && inst.acceptor.promised.is_none_or(|p| p < b) {
+            self.records.push(Record::Promise {
+                seqn: s,
+                round,
+                cal: idx,
+            });
+        }
         let reply = match inst.acceptor.prepare(b) {
             Ok(vote) => Item::Promise(Promise {
                 seqn: s,
@@ -1074,12 +1229,21 @@ impl Paxos {
         #[cfg(test)]
         let voted = a.value.clone();
         let reply = if me.is_some() {
+            let record = self.cfg.durable.then(|| Record::Vote {
+                seqn: s,
+                round: b.round,
+                cal: b.cal,
+                value: a.value.clone(),
+            });
             match inst.acceptor.accept(b, a.value) {
-                Ok(()) => Some(Item::Vote(Vote {
-                    seqn: s,
-                    round: b.round,
-                    cal: b.cal,
-                })),
+                Ok(()) => {
+                    self.records.extend(record);
+                    Some(Item::Vote(Vote {
+                        seqn: s,
+                        round: b.round,
+                        cal: b.cal,
+                    }))
+                }
                 Err(p) => {
                     self.send(
                         &from,
@@ -1250,10 +1414,47 @@ impl Paxos {
     }
 
     /// Whether own seqn `s` is unused (never nominated, not decided).
+    /// A seqn voted in may hold a value this node nominated before a
+    /// restart (its `own` is gone then), and one below `revoke_below` may
+    /// have been nominated or skipped: only phase 1 may settle either.
     fn own_free(&self, s: Seqn) -> bool {
-        self.instances
-            .get(&s)
-            .is_none_or(|i| i.learned.is_none() && i.own.is_none() && i.coordinator.is_none())
+        s >= self.revoke_below
+            && self.instances.get(&s).is_none_or(|i| {
+                i.learned.is_none()
+                    && i.own.is_none()
+                    && i.coordinator.is_none()
+                    && i.acceptor.vote.is_none()
+            })
+    }
+
+    /// Before own seqn `s` is nominated or skipped: with a data directory,
+    /// a Floor record above it goes to disk first (in blocks of `alpha`,
+    /// so one record covers many seqns). After a restart, own seqns below
+    /// the floor are settled through phase 1.
+    fn cover_own(&mut self, s: Seqn) {
+        if self.cfg.durable && s >= self.floor {
+            self.floor = s + 1 + self.cfg.alpha;
+            self.records.push(Record::Floor { seqn: self.floor });
+        }
+    }
+
+    /// Starts phase 1 on own seqns of the window below `revoke_below` that
+    /// are neither decided nor being settled (after a restart).
+    fn revoke_restored(&mut self) {
+        let end = self.revoke_below.min(self.window_end());
+        let due: Vec<(Seqn, u32)> = (self.next_deliver..end)
+            .filter(|s| {
+                let mine = self
+                    .my_index(*s)
+                    .is_some_and(|i| self.cals(*s).is_some_and(|c| c.owner_index(*s) == i));
+                mine && self
+                    .instances
+                    .get(s)
+                    .is_none_or(|i| i.learned.is_none() && i.coordinator.is_none())
+            })
+            .map(|s| (s, 0))
+            .collect();
+        self.start_rounds(&due);
     }
 
     /// Nominates queued client values in this node's free seqns.
@@ -1298,6 +1499,7 @@ impl Paxos {
         let Some(cals) = self.cals(s).cloned() else {
             return;
         };
+        self.cover_own(s);
         let ballot = Ballot::reserved(&cals, s);
         let deadline = self.now_ms + self.round_timeout(0);
         let inst = self.instances.entry(s).or_default();
@@ -1344,6 +1546,7 @@ impl Paxos {
         let Some(cals) = self.cals(s).cloned() else {
             return;
         };
+        self.cover_own(s);
         self.stats.skips += 1;
         let nop = self.cfg.nop.clone();
         self.learn(s, nop);

@@ -188,6 +188,7 @@ fn replica_config(config: &Config, info: &NodeInfo) -> Result<ReplicaConfig, Nod
             seed: random_u64()?,
             ..ClusterConfig::default()
         },
+        durable: config.data_dir.is_some(),
     })
 }
 

@@ -17,6 +17,10 @@ use crate::store::{Mutation, Value};
 /// How long a CAL that cannot catch up through consensus (its peers no
 /// longer keep what it lacks) waits before it copies the store instead.
 const CATCH_UP_GIVE_UP_MS: u64 = 1_000;
+/// Least time between two answers to one unknown address.
+const STRANGER_ANSWER_MS: u64 = 500;
+/// Unknown addresses remembered for that.
+const STRANGERS_MAX: usize = 256;
 
 impl Replica {
     /// Becomes the only CAL of a new cluster and writes its files.
@@ -28,6 +32,7 @@ impl Replica {
         };
         self.members.sets.insert(0, me.clone());
         self.members.applied_seqn = 0;
+        self.replaced_store(0);
         self.paxos = Some(self.new_paxos(1, me, &[]));
         self.writable = true;
         self.members.next_pulse_ms = self.members.now_ms + self.members.cfg.pulse_ms;
@@ -118,6 +123,7 @@ impl Replica {
                 if let Some(p) = pending {
                     self.write_done(p.conn);
                 }
+                self.record_applied(seqn, value);
                 self.apply_value(seqn, &v, pending);
             }
         }
@@ -129,6 +135,7 @@ impl Replica {
     /// counts it as ignored).
     pub(super) fn peer_step(&mut self, from: SocketAddr, msg: PeerMsg) -> bool {
         if !self.members.sender_is(&msg.sender, from) {
+            self.answer_stranger(from, &msg);
             return false;
         }
         let id: NodeId = msg.sender.clone();
@@ -141,6 +148,50 @@ impl Replica {
         };
         p.step(&id, msg, now);
         true
+    }
+
+    /// A message from a node this one does not know (no node file has
+    /// its id and address): typically a CAL removed while it was away,
+    /// coming back (from a data directory, or a long pause) after every
+    /// node that knew its address restarted. Nothing of it is taken; but
+    /// if it asks about seqns this CAL learned long ago, a bare batch
+    /// tells it how far the log is and that nothing is kept for it, so it
+    /// copies the store and finds out what it is now. At most one such
+    /// answer per address per heartbeat.
+    fn answer_stranger(&mut self, from: SocketAddr, msg: &PeerMsg) {
+        let Some(p) = self.paxos.as_ref() else {
+            return;
+        };
+        let next = p.next_seqn();
+        let behind = msg.learned_upto < next
+            && (msg.accepts.iter().any(|a| a.seqn < next)
+                || msg
+                    .prepares
+                    .iter()
+                    .any(|x| x.seqns.iter().any(|s| *s < next))
+                || msg.fetch_from.is_some_and(|f| f < next));
+        if !behind || msg.sender.is_empty() {
+            return;
+        }
+        let now = self.members.now_ms;
+        let strangers = &mut self.members.strangers;
+        if strangers
+            .get(&from)
+            .is_some_and(|t| now < t + STRANGER_ANSWER_MS)
+        {
+            return;
+        }
+        if strangers.len() >= STRANGERS_MAX {
+            strangers.clear();
+        }
+        strangers.insert(from, now);
+        let bare = PeerMsg {
+            sender: self.members.id.clone(),
+            learned_upto: next,
+            oldest_kept: next,
+            ..Default::default()
+        };
+        self.members.direct_out.push((from, bare));
     }
 
     /// Compares CAL `from`'s store digest at `rev` with this store's at
@@ -198,6 +249,7 @@ impl Replica {
     /// Messages for a node whose address is unknown are dropped (and
     /// counted).
     pub(super) fn take_peer_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
+        out.append(&mut self.members.direct_out);
         let head = self.store.head();
         let (rev, digest) = (head.rev(), head.digest());
         for (to, mut msg) in std::mem::take(&mut self.members.peer_out) {

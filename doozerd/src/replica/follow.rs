@@ -322,6 +322,7 @@ impl Replica {
         let (files, seqn) = (c.files, c.seqn);
         log::info!("copied {files} files at rev {rev} (seqn {seqn}); following");
         self.after_copy(seqn, c.sets);
+        self.replaced_store(seqn);
         Ok(())
     }
 
@@ -361,6 +362,7 @@ impl Replica {
             )));
         }
         self.follow_state = FollowState::Following;
+        self.record_replayed(seqn, m, at.last);
         self.feed_followers(&applied.event, at);
         self.answer_woken(applied.woken);
         self.after_apply(&applied.event, at);

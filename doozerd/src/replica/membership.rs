@@ -96,6 +96,11 @@ pub(super) struct Membership {
     /// Nodes whose `/ctl/node/<id>` files were deleted (kicked).
     former: BTreeMap<NodeId, SocketAddr>,
     pub(super) peer_out: Vec<(NodeId, PeerMsg)>,
+    /// Messages to an address rather than a node (see
+    /// `Replica::answer_stranger`).
+    pub(super) direct_out: Vec<(SocketAddr, PeerMsg)>,
+    /// When each unknown address was last answered.
+    pub(super) strangers: BTreeMap<SocketAddr, u64>,
     pub(super) role_change: Option<RoleChange>,
     /// CALs that left the slots, until the node takes them.
     pub(super) cals_left: Vec<NodeId>,
@@ -145,6 +150,8 @@ impl Membership {
             addrs: BTreeMap::new(),
             former: BTreeMap::new(),
             peer_out: Vec::new(),
+            direct_out: Vec::new(),
+            strangers: BTreeMap::new(),
             role_change: None,
             cals_left: Vec::new(),
             follow_requests: Vec::new(),
@@ -192,10 +199,11 @@ impl Membership {
         }
     }
 
-    /// Keeps the sets the window needs at `seqn`: those of the last
-    /// `2 * alpha` seqns and the one before them.
-    fn prune(&mut self, seqn: u64) {
-        let keep_from = seqn.saturating_sub(2 * self.cfg.alpha);
+    /// Keeps the sets the window needs at `seqn`, and those a snapshot
+    /// as of seqn `oldest` (the store's oldest kept) needs: those of the
+    /// last `2 * alpha` seqns before either, and the one before them.
+    fn prune(&mut self, seqn: u64, oldest: u64) {
+        let keep_from = seqn.min(oldest).saturating_sub(2 * self.cfg.alpha);
         while let Some(second) = self.sets.keys().nth(1).copied() {
             if second > keep_from {
                 break;
@@ -207,9 +215,15 @@ impl Membership {
     /// The sets a copy made now must carry: the one deciding the next
     /// seqn and every later one (see [`Membership::cals_for`]).
     pub(super) fn window_sets(&self) -> Vec<(u64, CalSet)> {
-        let from = (self.applied_seqn + 1).saturating_sub(self.cfg.alpha);
+        self.window_sets_at(self.applied_seqn)
+    }
+
+    /// The sets a copy as of seqn `seqn` must carry (`seqn` at most the
+    /// applied one, and not older than what [`Membership::prune`] keeps).
+    pub(super) fn window_sets_at(&self, seqn: u64) -> Vec<(u64, CalSet)> {
+        let from = (seqn + 1).saturating_sub(self.cfg.alpha);
         let before = self.sets.range(..=from).next_back();
-        let after = self.sets.range(from + 1..);
+        let after = self.sets.range(from + 1..).take_while(|(s, _)| **s <= seqn);
         before
             .into_iter()
             .chain(after)
@@ -336,7 +350,8 @@ impl Replica {
             let addrs = cluster::node_addrs(self.store.head());
             self.members.set_addrs(addrs);
         }
-        self.members.prune(seqn);
+        let oldest = self.oldest_seqn();
+        self.members.prune(seqn, oldest);
         self.take_role(seqn);
     }
 
@@ -383,15 +398,21 @@ impl Replica {
     /// After a copy of the store as of seqn `seqn`, with the CAL sets of
     /// its window: start over from them.
     pub(super) fn after_copy(&mut self, seqn: u64, sets: Vec<(u64, CalSet)>) {
-        self.members.applied_seqn = seqn;
         self.members.catch_up_to = seqn;
+        self.load_members(seqn, sets);
+        // A node whose slot is in the copy may have to join right away:
+        // the cluster may be waiting for it.
+        self.take_role(seqn);
+    }
+
+    /// Takes the slots, addresses and CAL sets of a store put in place
+    /// whole as of seqn `seqn` (a copy, or a snapshot read back).
+    pub(super) fn load_members(&mut self, seqn: u64, sets: Vec<(u64, CalSet)>) {
+        self.members.applied_seqn = seqn;
         self.members.sets = sets.into_iter().collect();
         self.members.slots = cluster::slots(self.store.head());
         let addrs = cluster::node_addrs(self.store.head());
         self.members.set_addrs(addrs);
-        // A node whose slot is in the copy may have to join right away:
-        // the cluster may be waiting for it.
-        self.take_role(seqn);
     }
 
     /// The slave whose id is in the set of seqn `seqn + 1` takes part in
@@ -438,6 +459,7 @@ impl Replica {
         cfg.alpha = m.cfg.alpha;
         cfg.fill_ms = m.cfg.fill_ms;
         cfg.silent_ms = m.cfg.timeout_ms;
+        cfg.durable = self.durable;
         Paxos::joining(cfg, first, head, sets, m.now_ms, m.cfg.seed)
     }
 

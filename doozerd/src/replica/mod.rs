@@ -29,6 +29,7 @@
 
 mod cal;
 mod dispatch;
+mod durable;
 pub mod follow;
 mod listing;
 mod membership;
@@ -44,6 +45,7 @@ use doozer_proto::{Request, Response};
 use crate::cluster::NodeInfo;
 use crate::consensus::{NodeId, Paxos, ProposalId};
 use crate::store::{Store, WaitId};
+pub use durable::{RecoverError, Restored, SnapshotJob};
 pub use follow::{CopyJob, FollowError, FollowState};
 pub use membership::{ClusterConfig, RoleChange, SIDE_TAG_BASE};
 pub use session::{Grant, Secrets, Session};
@@ -148,6 +150,12 @@ pub struct Output {
     /// When to call [`Replica::ready`] again even without input (ms on
     /// the clock the loop passes in).
     pub deadline_ms: Option<u64>,
+    /// With a data directory: the store was replaced whole; this snapshot
+    /// and a new log go to disk before anything else of this output.
+    pub checkpoint: Option<SnapshotJob>,
+    /// With a data directory: what must be written and synced before any
+    /// message or answer of this output leaves (docs/storage.md).
+    pub persist: Vec<crate::storage::Record>,
 }
 
 impl Output {
@@ -189,6 +197,8 @@ impl Output {
         self.cals_left.clear();
         self.listed_cal = false;
         self.deadline_ms = None;
+        self.checkpoint = None;
+        self.persist.clear();
     }
 }
 
@@ -250,6 +260,18 @@ pub struct Replica {
     /// The store cannot be trusted (it diverged, or consensus skipped a
     /// seqn): copy it whole when attaching again, and serve nothing until.
     force_copy: bool,
+    /// With a data directory: records are made for the event loop to
+    /// write (see `durable.rs`).
+    durable: bool,
+    /// Records made since the last output.
+    persist: Vec<crate::storage::Record>,
+    /// Changes of the seqn being replayed from the follow stream.
+    replaying: Vec<crate::store::Mutation>,
+    /// A checkpoint to write before the next output's records.
+    checkpoint: Option<SnapshotJob>,
+    /// The rev and seqn the store was last replaced whole at (seeded,
+    /// copied, read back): the oldest point a snapshot can be as of.
+    base: (crate::store::Rev, u64),
     /// What the simulator's oracle watches: votes cast, values learned.
     #[cfg(test)]
     trace: Trace,
@@ -279,6 +301,9 @@ pub struct ReplicaConfig {
     pub history_revs: u64,
     /// Consensus timing.
     pub cluster: ClusterConfig,
+    /// Whether the node has a data directory (`-d`): outputs then carry
+    /// what must be durable.
+    pub durable: bool,
 }
 
 impl Replica {
@@ -309,6 +334,11 @@ impl Replica {
             follow_state: follow::FollowState::default(),
             deadline_ms: None,
             force_copy: false,
+            durable: config.durable,
+            persist: Vec::new(),
+            replaying: Vec::new(),
+            checkpoint: None,
+            base: (0, 0),
             #[cfg(test)]
             trace: Trace::default(),
         }
@@ -442,6 +472,7 @@ impl Replica {
         out.listed_cal = self.is_cal() && self.listed_as_cal();
         self.deadline_ms = self.next_deadline_ms();
         out.deadline_ms = self.deadline_ms;
+        self.take_durable(out);
     }
 
     /// What connection `conn` has caused and not yet been given: bytes of

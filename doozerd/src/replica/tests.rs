@@ -54,6 +54,7 @@ fn server_with(secrets: Secrets, hist: u64) -> Replica {
         secrets,
         history_revs: hist,
         cluster: Default::default(),
+        durable: false,
     });
     s.seed(
         "local",
@@ -295,6 +296,7 @@ fn slave_server(hist: u64) -> Replica {
         secrets: Secrets::default(),
         history_revs: hist,
         cluster: Default::default(),
+        durable: false,
     });
     s.start_following();
     s.connect(1);
@@ -574,6 +576,7 @@ mod cluster {
                 seed: id.len() as u64,
                 ..ClusterConfig::default()
             },
+            durable: false,
         }
     }
 

@@ -9,8 +9,14 @@
 //! while a link is cut, reset when a process dies), the attach handshake
 //! and re-attaching of a slave (`crate::node`'s follow lifecycle), pauses
 //! (SIGSTOP), crashes, and restarts as a new process with a new id (memory
-//! only: everything is lost). Time is simulated; a run is determined by its
-//! seed.
+//! only: everything is lost). With [`Timing::durable`] every node has a
+//! data directory: what an output asks to persist is on its disk before
+//! any of its messages or answers leave (the event loop's order), a crash
+//! keeps exactly that (a crash before an output's sync is a crash before
+//! the output), snapshots are taken now and then with the log behind them
+//! trimmed, and a restart recovers the same id from the disk
+//! ([`Replica::recover`]) — or, when the disk is lost too, starts a new id.
+//! Time is simulated; a run is determined by its seed.
 //!
 //! The [`oracle`] checks safety as the run goes: what was chosen (from the
 //! votes acceptors cast), what every node learned, what clients were told.
@@ -32,8 +38,11 @@ use crate::attach::{self, Resume};
 use crate::cluster::NodeInfo;
 use crate::consensus::SplitMix64;
 use crate::replica::{
-    ClusterConfig, ConnId, Input, Output, Replica, ReplicaConfig, RoleChange, Secrets,
+    ClusterConfig, ConnId, Input, Output, Replica, ReplicaConfig, Restored, RoleChange, Secrets,
+    SnapshotJob,
 };
+use crate::storage::Record;
+use crate::store::FileCopy;
 use oracle::Oracle;
 
 /// Timing of the simulated cluster (the flags of every node).
@@ -49,6 +58,8 @@ pub(crate) struct Timing {
     pub alpha: u64,
     /// `-hist`.
     pub history_revs: u64,
+    /// Every node has a data directory (`-d`).
+    pub durable: bool,
 }
 
 impl Default for Timing {
@@ -59,6 +70,7 @@ impl Default for Timing {
             fill_ms: 100,
             alpha: 50,
             history_revs: 2_000,
+            durable: false,
         }
     }
 }
@@ -151,6 +163,84 @@ pub(crate) struct Node {
     /// Times it stepped down / was promoted.
     pub demotions: u32,
     pub promotions: u32,
+    /// Its data directory, with `Timing::durable` (it outlives crashes).
+    pub disk: Disk,
+}
+
+/// What a node's data directory holds: the last snapshot and the log
+/// after it, each record synced.
+#[derive(Default, Clone)]
+pub(crate) struct Disk {
+    snapshot: Option<SnapshotJob>,
+    records: Vec<Record>,
+}
+
+impl Disk {
+    /// Takes one output's checkpoint and records, as the event loop
+    /// writes them before sending anything of it.
+    fn persist(&mut self, out: &mut Output) {
+        if let Some(job) = out.checkpoint.take() {
+            // The new log starts with the acceptor state; older segments
+            // and snapshots are deleted.
+            self.records = std::iter::once(Record::Checkpoint { seqn: job.seqn })
+                .chain(job.records.iter().cloned())
+                .collect();
+            self.snapshot = Some(job);
+        }
+        self.records.append(&mut out.persist);
+    }
+
+    /// A snapshot written in the background: the log behind it goes
+    /// (every record about a seqn it covers; the floor of own seqns is
+    /// kept, as a segment holding it is kept).
+    fn snapshot(&mut self, job: SnapshotJob) {
+        let s = job.seqn;
+        let floor = self
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Floor { seqn } => Some(*seqn),
+                _ => None,
+            })
+            .max();
+        self.records.retain(|r| match r {
+            Record::Promise { seqn, .. }
+            | Record::Vote { seqn, .. }
+            | Record::Applied { seqn, .. }
+            | Record::Replayed { seqn, .. }
+            | Record::Checkpoint { seqn } => *seqn > s,
+            Record::Floor { .. } => false,
+        });
+        if let Some(f) = floor {
+            self.records.insert(0, Record::Floor { seqn: f });
+        }
+        self.snapshot = Some(job);
+    }
+
+    /// The snapshot as recovery reads it back.
+    fn restored(&self) -> Option<Restored> {
+        let job = self.snapshot.as_ref()?;
+        let all = crate::store::Glob::parse("/**").expect("a valid glob");
+        let files = job
+            .tree
+            .walk_iter(&all)
+            .map(|f| FileCopy {
+                path: f.path,
+                body: f.body,
+                rev: f.rev,
+            })
+            .collect();
+        Some(Restored {
+            seqn: job.seqn,
+            rev: job.rev,
+            sets: job.sets.clone(),
+            files,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.records.is_empty()
+    }
 }
 
 /// Something due at a time.
@@ -258,6 +348,7 @@ impl World {
                 next_local: 1,
                 demotions: 0,
                 promotions: 0,
+                disk: Disk::default(),
             });
         }
         for i in 0..n {
@@ -271,28 +362,11 @@ impl World {
     fn boot(&mut self, i: usize) {
         let id = format!("N{}", self.next_id);
         self.next_id += 1;
-        let t = &self.timing;
-        let mut r = Replica::new(ReplicaConfig {
-            self_id: id.clone(),
-            secrets: Secrets::default(),
-            history_revs: t.history_revs,
-            cluster: ClusterConfig {
-                alpha: t.alpha,
-                fill_ms: t.fill_ms,
-                timeout_ms: t.timeout_ms,
-                pulse_ms: t.pulse_ms,
-                seed: self.rng.next_u64(),
-            },
-        });
+        let mut r = Replica::new(self.replica_config(&id));
         let _ = r.step(self.now, Input::FollowLost);
+        self.nodes[i].disk = Disk::default();
+        self.new_process(i, &id);
         let node = &mut self.nodes[i];
-        node.gen += 1;
-        node.id = id.clone();
-        node.paused = false;
-        node.follow = None;
-        node.deadline = None;
-        node.held.clear();
-        node.local.clear();
         if i == 0 && node.gen == 1 {
             r.seed(
                 "local",
@@ -309,6 +383,60 @@ impl World {
             node.reattach_at = Some(self.now);
         }
         node.replica = Some(r);
+        self.iterate(i);
+        self.wake_at(i, self.now);
+    }
+
+    /// The settings of a node with id `id`.
+    fn replica_config(&mut self, id: &str) -> ReplicaConfig {
+        let t = &self.timing;
+        ReplicaConfig {
+            self_id: id.to_string(),
+            secrets: Secrets::default(),
+            history_revs: t.history_revs,
+            cluster: ClusterConfig {
+                alpha: t.alpha,
+                fill_ms: t.fill_ms,
+                timeout_ms: t.timeout_ms,
+                pulse_ms: t.pulse_ms,
+                seed: self.rng.next_u64(),
+            },
+            durable: t.durable,
+        }
+    }
+
+    /// Slot `i` holds a new process with id `id` (nothing of the old one
+    /// runs).
+    fn new_process(&mut self, i: usize, id: &str) {
+        let node = &mut self.nodes[i];
+        node.gen += 1;
+        node.id = id.to_string();
+        node.paused = false;
+        node.follow = None;
+        node.deadline = None;
+        node.held.clear();
+        node.local.clear();
+    }
+
+    /// Starts the process in slot `i` again from its data directory: same
+    /// id, the store and acceptor state it had synced.
+    fn recover(&mut self, i: usize) {
+        let id = self.nodes[i].id.clone();
+        let config = self.replica_config(&id);
+        let disk = &self.nodes[i].disk;
+        let r = match Replica::recover(config, disk.restored(), &disk.records) {
+            Ok(r) => r,
+            Err(e) => {
+                self.oracle
+                    .violations
+                    .push(format!("{id} cannot recover from its disk: {e}"));
+                return;
+            }
+        };
+        self.new_process(i, &id);
+        self.trace_line(i, &format!("recovered, a CAL: {}", r.is_cal()));
+        self.nodes[i].reattach_at = (!r.is_cal()).then_some(self.now);
+        self.nodes[i].replica = Some(r);
         self.iterate(i);
         self.wake_at(i, self.now);
     }
@@ -390,6 +518,17 @@ impl World {
 
         for (seqn, value) in trace.learned {
             self.oracle.learned(&id, seqn, value);
+        }
+        // Persist, then send.
+        self.nodes[i].disk.persist(&mut out);
+        if self.timing.durable && self.rng.chance(0.01) {
+            if let Some(job) = self.nodes[i]
+                .replica
+                .as_ref()
+                .and_then(|r| r.snapshot_job())
+            {
+                self.nodes[i].disk.snapshot(job);
+            }
         }
         for (to, msg) in out.messages {
             let bytes: Bytes = msg.encode_to_vec().into();
@@ -1088,9 +1227,23 @@ impl World {
         }
     }
 
-    /// Starts a new process in slot `i` (new id, empty store): it
+    /// Starts a new process in slot `i`: from its data directory (same
+    /// id) when it has one, else a new id with an empty store, which
     /// attaches to the cluster as a slave.
     pub(crate) fn restart(&mut self, i: usize) {
+        if self.nodes[i].replica.is_some() {
+            self.crash(i);
+        }
+        if self.timing.durable && !self.nodes[i].disk.is_empty() {
+            self.recover(i);
+        } else {
+            self.boot(i);
+        }
+    }
+
+    /// Starts a new process in slot `i` whose data directory was lost:
+    /// a new id.
+    pub(crate) fn restart_lost_disk(&mut self, i: usize) {
         if self.nodes[i].replica.is_some() {
             self.crash(i);
         }

@@ -574,7 +574,8 @@ fn empty_slot(w: &mut World, rng: &mut crate::consensus::SplitMix64) -> Option<S
 fn inject(w: &mut World, rng: &mut crate::consensus::SplitMix64, log: &mut Vec<String>) {
     let n = w.nodes.len();
     let pick = |rng: &mut crate::consensus::SplitMix64| rng.below(n as u64) as usize;
-    let what = rng.below(12);
+    let durable = w.timing.durable;
+    let what = rng.below(if durable { 14 } else { 12 });
     let i = pick(rng);
     let j = pick(rng);
     let line = match what {
@@ -613,7 +614,9 @@ fn inject(w: &mut World, rng: &mut crate::consensus::SplitMix64, log: &mut Vec<S
             }
         }
         7 => {
-            if may_crash(w, i) {
+            // With data directories any process may crash: it comes back
+            // with its id and what it had synced.
+            if (durable && w.nodes[i].replica.is_some()) || may_crash(w, i) {
                 w.crash(i);
                 format!("crash {i}")
             } else {
@@ -627,6 +630,25 @@ fn inject(w: &mut World, rng: &mut crate::consensus::SplitMix64, log: &mut Vec<S
             } else {
                 return;
             }
+        }
+        12 => {
+            // A data directory lost: the node comes back as a new id, so
+            // its old id's state is gone, as in a crash without one.
+            if may_crash(w, i) {
+                w.restart_lost_disk(i);
+                format!("restart {i} with its disk lost, as {}", w.nodes[i].id)
+            } else {
+                return;
+            }
+        }
+        13 => {
+            // Power cut: every process at once.
+            for k in 0..n {
+                if w.nodes[k].replica.is_some() {
+                    w.crash(k);
+                }
+            }
+            "crash every node".to_string()
         }
         9 => match add_slot(w, rng) {
             Some(line) => line,
@@ -644,18 +666,29 @@ fn inject(w: &mut World, rng: &mut crate::consensus::SplitMix64, log: &mut Vec<S
     log.push(format!("{:7} {line}", w.now));
 }
 
-/// One randomized run; `Err` describes what went wrong, with the faults.
-fn run_seed(seed: u64) -> Result<(), String> {
-    let mut rng = crate::consensus::SplitMix64::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 11);
-    let cals = 1 + rng.below(5) as usize;
-    let spares = rng.below(3) as usize;
+/// The flags of a randomized run; half the runs have data directories.
+fn random_timing(rng: &mut crate::consensus::SplitMix64) -> Timing {
     let timing = Timing {
         timeout_ms: [2_000, 3_000, 5_000][rng.below(3) as usize],
         pulse_ms: [500, 1_000][rng.below(2) as usize],
         fill_ms: 30 + rng.below(120),
         alpha: [50, 50, 20, 7][rng.below(4) as usize],
         history_revs: [2_000, 50][rng.below(2) as usize],
+        durable: false,
     };
+    // Drawn last, so memory-only runs are the ones their seed always gave.
+    Timing {
+        durable: rng.chance(0.5),
+        ..timing
+    }
+}
+
+/// One randomized run; `Err` describes what went wrong, with the faults.
+fn run_seed(seed: u64) -> Result<(), String> {
+    let mut rng = crate::consensus::SplitMix64::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 11);
+    let cals = 1 + rng.below(5) as usize;
+    let spares = rng.below(3) as usize;
+    let timing = random_timing(&mut rng);
     let mut w = form(seed, cals, spares, timing);
     w.dup = [0.0, 0.02][rng.below(2) as usize];
     w.delay_max_ms = 1 + rng.below(20);
@@ -693,6 +726,9 @@ fn run_seed(seed: u64) -> Result<(), String> {
     w.dup = 0.0;
     for i in 0..w.nodes.len() {
         w.resume(i);
+        if w.timing.durable && w.nodes[i].replica.is_none() {
+            w.restart(i);
+        }
     }
     log.push(format!("{:7} all healed", w.now));
     if !w.run_until_true(RECOVER_MS, healed) {

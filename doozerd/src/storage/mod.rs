@@ -1,0 +1,5 @@
+//! With `-d DIR`: what a node keeps on disk (docs/storage.md).
+
+mod record;
+
+pub use record::{Meta, Record};
