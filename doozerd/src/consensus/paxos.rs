@@ -363,6 +363,10 @@ impl Paxos {
     /// chosen, but they are never proposed again.
     pub fn retire(&mut self) {
         self.retired = true;
+        // Values delivered that the caller has not taken (it left while
+        // applying earlier ones): its store gets them from the node it
+        // follows now, and a rejoin starts after them.
+        self.learned_out.clear();
         self.queue.clear();
         self.skip_backlog.clear();
         for inst in self.instances.values_mut() {

@@ -573,6 +573,37 @@ fn invalid_peer_messages_are_counted_and_ignored() {
 }
 
 #[test]
+fn values_not_taken_before_retiring_are_not_delivered_after_a_rejoin() {
+    // A lone CAL decides at once; the caller leaves consensus before it
+    // takes those values (it stepped down while applying earlier ones).
+    let one = CalSet::new(ids(1)).unwrap();
+    let mut px = Paxos::new(
+        Config::new("n0", Bytes::from_static(NOP)),
+        1,
+        one.clone(),
+        0,
+        1,
+    );
+    px.propose(Bytes::from_static(b"a"));
+    px.propose(Bytes::from_static(b"b"));
+    px.retire();
+    assert!(
+        px.ready().learned.is_empty(),
+        "a retired node delivers nothing"
+    );
+    // Its store caught up to seqn 9 by following; it takes part again.
+    px.rejoin(10, one.clone(), &[], 5);
+    px.propose(Bytes::from_static(b"c"));
+    let learned: Vec<_> = px
+        .ready()
+        .learned
+        .into_iter()
+        .map(|(s, v, _)| (s, v))
+        .collect();
+    assert_eq!(learned, [(10, Bytes::from_static(b"c"))]);
+}
+
+#[test]
 fn value_filled_with_nop_is_proposed_again_and_learned_once() {
     // n1 is cut off while it nominates; the others fill its seqn with NOP;
     // after the heal n1 learns the NOP and re-proposes its value.
