@@ -179,12 +179,27 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
 }
 
 fn set(c: &Client, path: &str, rev: i64) -> Result<(), Failure> {
-    let mut body = Vec::new();
-    io::stdin()
-        .read_to_end(&mut body)
-        .map_err(|e| Failure::Other(format!("reading stdin: {e}")))?;
+    let body = read_body(io::stdin().lock())?;
     let new_rev = c.set(path, rev, body)?;
     print(format!("{new_rev}\n").as_bytes())
+}
+
+/// The body of a SET from `input`: at most [`doozer::MAX_BODY_LEN`] bytes.
+/// Reading stops one byte past the limit, so a huge input is refused with
+/// the node's own words without being read whole (or sent).
+fn read_body(input: impl Read) -> Result<Vec<u8>, Failure> {
+    let limit = doozer::MAX_BODY_LEN;
+    let mut body = Vec::new();
+    input
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Failure::Other(format!("reading stdin: {e}")))?;
+    if body.len() > limit {
+        return Err(Failure::Other(format!(
+            "value too large: more than {limit} bytes on stdin; the limit is {limit} bytes"
+        )));
+    }
+    Ok(body)
 }
 
 fn stat(c: &Client, path: &str, rev: Option<i64>) -> Result<(), Failure> {
@@ -369,6 +384,23 @@ mod tests {
                 "rev"
             ])),
             2
+        );
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused_after_one_byte_more() {
+        let limit = doozer::MAX_BODY_LEN;
+        let at_limit = vec![b'x'; limit];
+        assert_eq!(read_body(&at_limit[..]).ok(), Some(at_limit.clone()));
+        // An endless input: only limit + 1 bytes are read.
+        let e = read_body(io::repeat(b'y')).expect_err("endless stdin");
+        let (status, msg) = report(&e);
+        assert_eq!(status, 2);
+        assert_eq!(
+            msg.as_deref(),
+            Some(
+                "Error: value too large: more than 49152 bytes on stdin; the limit is 49152 bytes"
+            )
         );
     }
 

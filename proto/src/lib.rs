@@ -18,6 +18,13 @@ pub mod peer;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 
+/// The largest body a SET may carry, in bytes (48 KiB;
+/// docs/reference.md#limits). Every change travels to the other CALs in one
+/// peer datagram with its path, so a node refuses a larger SET with `OTHER`
+/// `value too large: ...` before proposing it, and the `doozer` command
+/// stops reading its standard input one byte past it.
+pub const MAX_BODY_LEN: usize = 48 << 10;
+
 /// Special revision values on the wire (docs/reference.md#special-rev-values).
 pub mod rev {
     /// A missing file (no such file); also "create only if absent" in a write.
