@@ -185,12 +185,7 @@ pub fn parse(
     let attach = attach_addrs(&m, listen)?;
     let boot = boot_uri(&m, env)?;
 
-    let cluster_name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
-    if !doozer_proto::ctl::valid_cluster_name(&cluster_name) {
-        return Err(ConfigError(format!(
-            "-c {cluster_name:?}: a cluster name is one or more of A-Z a-z 0-9 . -"
-        )));
-    }
+    let cluster_name = cluster_name(&m)?;
 
     let history_revs = history(&m)?;
 
@@ -262,6 +257,26 @@ fn boot_uri(
         )));
     }
     Ok(Some(uri))
+}
+
+/// `-c`: the cluster name, one component of the paths it is registered
+/// under in a name service, so of bounded length.
+fn cluster_name(m: &getopts::Matches) -> Result<String, ConfigError> {
+    use doozer_proto::ctl::{valid_cluster_name, MAX_CLUSTER_NAME_LEN};
+    let name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
+    if name.len() > MAX_CLUSTER_NAME_LEN {
+        return Err(ConfigError(format!(
+            "-c: a cluster name is at most {MAX_CLUSTER_NAME_LEN} bytes, not {} \
+             (it is part of the paths /ctl/ns/NAME/ID and /ctl/boot/NAME)",
+            name.len()
+        )));
+    }
+    if !valid_cluster_name(&name) {
+        return Err(ConfigError(format!(
+            "-c {name:?}: a cluster name is one or more of A-Z a-z 0-9 . - (not . or ..)"
+        )));
+    }
+    Ok(name)
 }
 
 /// `-hist`: revisions of history kept.
@@ -500,6 +515,23 @@ mod tests {
         assert!(
             run(&["-c", ".."]).is_err(),
             "a cluster name is one path component"
+        );
+    }
+
+    #[test]
+    fn a_cluster_name_is_short_enough_for_the_name_service_paths() {
+        let longest = "n".repeat(doozer_proto::ctl::MAX_CLUSTER_NAME_LEN);
+        assert_eq!(config(&["-c", &longest]).cluster_name, longest);
+        let e = run(&["-c", &"n".repeat(60_000)]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "-c: a cluster name is at most 255 bytes, not 60000 \
+             (it is part of the paths /ctl/ns/NAME/ID and /ctl/boot/NAME)"
+        );
+        let e = run(&["-c", "a b"]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "-c \"a b\": a cluster name is one or more of A-Z a-z 0-9 . - (not . or ..)"
         );
     }
 
