@@ -182,6 +182,27 @@ pub enum ErrCode {
     Noent = 22,
 }
 
+impl Verb {
+    /// The verb's name, as in the `.proto` (`GET`, `SET`, ...; `FOLLOW` for
+    /// the internal verb).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Set => "SET",
+            Verb::Del => "DEL",
+            Verb::Rev => "REV",
+            Verb::Wait => "WAIT",
+            Verb::Nop => "NOP",
+            Verb::Walk => "WALK",
+            Verb::Getdir => "GETDIR",
+            Verb::Stat => "STAT",
+            Verb::Self_ => "SELF",
+            Verb::Access => "ACCESS",
+            Verb::Follow => "FOLLOW",
+        }
+    }
+}
+
 impl ErrCode {
     /// The wire name of the code, as in the `.proto` (`REV_MISMATCH`, ...).
     pub fn wire_name(self) -> &'static str {
@@ -271,6 +292,27 @@ mod tests {
         assert_eq!(req.tag, Some(3));
         assert_eq!(req.verb, Some(42));
         assert!(Verb::try_from(42).is_err());
+    }
+
+    #[test]
+    fn verbs_have_their_proto_names() {
+        let all = [
+            (Verb::Get, "GET"),
+            (Verb::Set, "SET"),
+            (Verb::Del, "DEL"),
+            (Verb::Rev, "REV"),
+            (Verb::Wait, "WAIT"),
+            (Verb::Nop, "NOP"),
+            (Verb::Walk, "WALK"),
+            (Verb::Getdir, "GETDIR"),
+            (Verb::Stat, "STAT"),
+            (Verb::Self_, "SELF"),
+            (Verb::Access, "ACCESS"),
+            (Verb::Follow, "FOLLOW"),
+        ];
+        for (verb, name) in all {
+            assert_eq!(verb.wire_name(), name);
+        }
     }
 
     #[test]

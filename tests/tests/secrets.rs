@@ -172,3 +172,36 @@ fn cli_sends_the_secret_from_the_uri() {
     assert_ok(&admin.access(RW.as_bytes()));
     assert_eq!(admin.must_get("/cli/f"), (b"body".to_vec(), rev));
 }
+
+/// A secret that no output may show.
+const HUSH: &str = "Hush-Secret.9";
+
+/// Asserts `out` failed with `code` and shows `HUSH` nowhere.
+fn assert_hidden(out: &CmdOutput, code: i32, what: &str) {
+    assert_eq!(out.code, code, "{what}: {out:?}");
+    assert!(!out.stderr.is_empty(), "{what}: says why");
+    assert!(!out.stderr.contains(HUSH), "{what}: {}", out.stderr);
+    assert!(!out.out().contains(HUSH), "{what}: {}", out.out());
+}
+
+#[test]
+fn a_slave_with_another_secret_is_refused_in_words() {
+    // The member's ACCESS answer, shown by verb and code name, never as
+    // Rust's Debug text (`Some(Access) : OTHER`), and no secret in it.
+    let d = Doozerd::builder().env("DOOZER_RWSECRET", RW).start();
+    let l = format!("127.0.0.1:{}", free_port());
+    let out = doozerd_run_env(
+        &["-l", &l, "-w", "false", "-a", &d.addr().to_string()],
+        &[("DOOZER_RWSECRET", HUSH)],
+    );
+    assert_hidden(&out, 1, "refused slave");
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "doozerd: cannot attach to the cluster: {}: ACCESS: OTHER: permission denied \
+             (is this node's DOOZER_RWSECRET the cluster's?)",
+            d.addr()
+        )
+    );
+    assert!(!out.stderr.contains(RW), "{}", out.stderr);
+}
