@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 
+use doozer::uri::redact;
 use doozer::{Client, Error, Request, Verb};
 
 use crate::failure::{report, Failure};
@@ -76,7 +77,7 @@ fn print(bytes: &[u8]) -> Result<(), Failure> {
 
 fn parse_rev(s: &str, what: &str) -> Result<i64, Failure> {
     s.parse()
-        .map_err(|_| Failure::Usage(format!("bad {what} {s:?}: want a number")))
+        .map_err(|_| Failure::Usage(format!("bad {what} {:?}: want a number", redact(s))))
 }
 
 /// Applies parsed global options onto `g` (later ones override).
@@ -136,12 +137,12 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
                 [] => print(help::USAGE.as_bytes()),
                 [c] => match help::command_help(c) {
                     Some(h) => print(h.as_bytes()),
-                    None => Err(Failure::Usage(format!("no such command {c:?}"))),
+                    None => Err(Failure::Usage(format!("no such command {:?}", redact(c)))),
                 },
                 _ => Err(Failure::Usage("help takes at most one command".into())),
             }
         }
-        _ => return Err(Failure::Usage(format!("unknown command {cmd:?}"))),
+        _ => return Err(Failure::Usage(format!("unknown command {:?}", redact(cmd)))),
     };
     if a.len() != nargs {
         let usage = help::command_help(cmd)
@@ -174,7 +175,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         ("touch", _) => touch(&c, &a[0], g.rev),
         ("nop", _) => c.nop().map(drop).map_err(Failure::from),
         ("self", _) => print(format!("{}\n", c.self_id()?).as_bytes()),
-        _ => Err(Failure::Usage(format!("unknown command {cmd:?}"))),
+        _ => Err(Failure::Usage(format!("unknown command {:?}", redact(cmd)))),
     }
 }
 

@@ -54,8 +54,8 @@ pub enum AttachError {
     },
 }
 
-/// What attaching needs to know.
-#[derive(Debug, Clone)]
+/// What attaching needs to know. Its `Debug` form hides the secret.
+#[derive(Clone)]
 pub struct Attach {
     /// The cluster name (`-c`).
     pub cluster: String,
@@ -66,6 +66,20 @@ pub struct Attach {
     /// TLS to members (`-tlsca`), when the cluster serves TLS; a member's
     /// certificate must name the IP address it is attached at.
     pub tls: Option<doozer::TlsClient>,
+}
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attach")
+            .field("cluster", &self.cluster)
+            .field("info", &self.info)
+            .field(
+                "secret",
+                &crate::replica::session::shown_secret(&self.secret),
+            )
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// Fewest events a resume digest covers.
@@ -391,7 +405,6 @@ fn refusal(verb: Option<i32>, path: Option<&str>, code: i32, detail: Option<Stri
     }
     what
 }
-
 
 /// The members a slave can follow after losing its own: every CAL's
 /// address from the copied `/ctl` files (except this node's), then the

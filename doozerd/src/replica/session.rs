@@ -9,12 +9,31 @@ use subtle::ConstantTimeEq;
 use crate::store::WaitId;
 
 /// The secrets (docs/reference.md#secrets-and-access): `DOOZER_RWSECRET` and `DOOZER_ROSECRET`.
-#[derive(Debug, Clone, Default)]
+/// Its `Debug` form says only whether each is set.
+#[derive(Clone, Default)]
 pub struct Secrets {
     /// Grants read and write.
     pub rw: Bytes,
     /// Grants read only.
     pub ro: Bytes,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("rw", &shown_secret(&self.rw))
+            .field("ro", &shown_secret(&self.ro))
+            .finish()
+    }
+}
+
+/// How a secret is shown: whether it is set, never its bytes.
+pub fn shown_secret(secret: &[u8]) -> &'static str {
+    if secret.is_empty() {
+        "(unset)"
+    } else {
+        doozer::uri::HIDDEN
+    }
 }
 
 /// What a connection may do.
@@ -136,6 +155,13 @@ mod tests {
             })
         );
         assert_eq!(s.grant(b"r"), None);
+    }
+
+    #[test]
+    fn debug_hides_the_secrets() {
+        let shown = format!("{:?}", secrets("rw-HUSH", ""));
+        assert!(!shown.contains("HUSH"), "{shown}");
+        assert_eq!(shown, "Secrets { rw: \"<hidden>\", ro: \"(unset)\" }");
     }
 
     #[test]
