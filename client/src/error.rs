@@ -63,7 +63,7 @@ pub enum Error {
     )]
     UnknownCluster(String),
     /// A cluster name that cannot be a path component.
-    #[error("bad cluster name {0:?}: want one or more of A-Z a-z 0-9 . -")]
+    #[error("{}", bad_cluster_name(.0))]
     BadClusterName(String),
 }
 
@@ -135,6 +135,17 @@ pub fn code_text(code: ErrCode) -> &'static str {
     }
 }
 
+fn bad_cluster_name(name: &str) -> String {
+    let max = doozer_proto::ctl::MAX_CLUSTER_NAME_LEN;
+    if name.len() > max {
+        return format!(
+            "bad cluster name ({} bytes): a cluster name is at most {max} bytes",
+            name.len()
+        );
+    }
+    format!("bad cluster name {name:?}: want one to {max} of A-Z a-z 0-9 . -")
+}
+
 fn server_text(code: ErrCode, detail: Option<&str>) -> String {
     match (code, detail) {
         // The Go client turns OTHER into an error made of the detail alone.
@@ -196,6 +207,16 @@ mod tests {
         let e = Error::from_wire(ErrCode::Noent as i32, Some("/x".into()));
         assert_eq!(e.to_string(), "no such file or directory: /x");
         assert_eq!(Error::Timeout.to_string(), "timeout");
+        let e = Error::BadClusterName("a b".into());
+        assert_eq!(
+            e.to_string(),
+            "bad cluster name \"a b\": want one to 255 of A-Z a-z 0-9 . -"
+        );
+        let e = Error::BadClusterName("n".repeat(60_000));
+        assert_eq!(
+            e.to_string(),
+            "bad cluster name (60000 bytes): a cluster name is at most 255 bytes"
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub mod tls;
 pub mod uri;
 
 pub use client::{Client, LinearizableRead, Watch};
-pub use doozer_proto::{ctl, flags, rev, ErrCode, Request, Response, Verb};
+pub use doozer_proto::{ctl, flags, rev, ErrCode, Request, Response, Verb, MAX_BODY_LEN};
 pub use error::{Error, Result};
 pub use event::{Event, Stat};
 pub use pipeline::Pipeline;

@@ -43,10 +43,32 @@ impl fmt::Debug for TlsClient {
     }
 }
 
+/// The largest PEM file (CA certificates, a certificate chain, a private
+/// key) read: 1 MiB, far more than any real one.
+pub const MAX_PEM_FILE_LEN: u64 = 1 << 20;
+
+/// Reads the PEM file at `path`, refusing one larger than
+/// [`MAX_PEM_FILE_LEN`]: reading stops one byte past the limit, so a
+/// mistaken `/dev/zero` or a huge file is an error, not a hang.
+pub fn read_pem_file(path: &Path) -> io::Result<Vec<u8>> {
+    let mut pem = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_PEM_FILE_LEN + 1)
+        .read_to_end(&mut pem)?;
+    if pem.len() as u64 > MAX_PEM_FILE_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_PEM_FILE_LEN} bytes, the limit for a PEM file"),
+        ));
+    }
+    Ok(pem)
+}
+
 impl TlsClient {
-    /// Trusts the CA certificates in the PEM file at `path`.
+    /// Trusts the CA certificates in the PEM file at `path` (at most
+    /// [`MAX_PEM_FILE_LEN`] bytes).
     pub fn from_ca_file(path: &Path) -> Result<TlsClient> {
-        let pem = std::fs::read(path)
+        let pem = read_pem_file(path)
             .map_err(|e| Error::Tls(format!("cannot read CA file {}: {e}", path.display())))?;
         TlsClient::from_ca_pem(&pem)
             .map_err(|e| Error::Tls(format!("CA file {}: {}", path.display(), tls_text(&e))))
@@ -261,5 +283,17 @@ mod tests {
         assert!(e.to_string().contains("no CERTIFICATE"), "{e}");
         let e = TlsClient::from_ca_file(Path::new("/nonexistent/ca.pem")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn an_endless_or_huge_pem_file_is_refused() {
+        // /dev/zero never ends: reading stops one byte past the limit.
+        let e = TlsClient::from_ca_file(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "TLS: cannot read CA file /dev/zero: larger than 1048576 bytes, the limit for a PEM file"
+        );
+        let e = read_pem_file(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }

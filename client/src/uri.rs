@@ -11,6 +11,19 @@
 //! assert_eq!(u.addrs, ["10.0.0.1:8046", "10.0.0.2:9000"]);
 //! assert_eq!(u.secret.as_deref(), Some(&b"s3cret"[..]));
 //! ```
+//!
+//! A secret is never shown: `Display` and `Debug` of a [`DoozerUri`] put
+//! [`HIDDEN`] in its place, errors never echo a value that may be one, and
+//! [`redact`] does the same for the text of a URI, even a malformed one,
+//! wherever it must be shown.
+//!
+//! ```
+//! let u: doozer::DoozerUri = "doozer:?ca=h&sk=s3cret".parse().unwrap();
+//! assert_eq!(u.to_string(), "doozer:?ca=h:8046&sk=<hidden>");
+//! let e = "doozer:?sk=s3cret".parse::<doozer::DoozerUri>().unwrap_err();
+//! assert!(!e.to_string().contains("s3cret"));
+//! assert_eq!(doozer::uri::redact("dozer:?sk=s3cret"), "dozer:?sk=<hidden>");
+//! ```
 
 use std::fmt;
 use std::path::PathBuf;
@@ -19,8 +32,11 @@ use std::str::FromStr;
 /// The port used when a `ca=` address has none.
 pub const DEFAULT_PORT: u16 = 8046;
 
-/// A parsed doozer URI.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What a shown URI has in place of a secret.
+pub const HIDDEN: &str = "<hidden>";
+
+/// A parsed doozer URI. Its `Display` and `Debug` hide the secret.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct DoozerUri {
     /// Cluster addresses (`ca=`), each `host:port`, in the order given.
     pub addrs: Vec<String>,
@@ -33,26 +49,39 @@ pub struct DoozerUri {
     pub tls_ca: Option<PathBuf>,
 }
 
-/// Why a string is not a usable doozer URI.
+/// Why a string is not a usable doozer URI. No error holds the text of a
+/// parameter's value that may be a secret: the URI is shown through
+/// [`redact`], a parameter by its name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UriError {
-    /// The string does not start with `doozer:?`.
+    /// The string does not start with `doozer:?` (the text, redacted).
     #[error("bad URI {0:?}: want doozer:?ca=HOST:PORT")]
     Scheme(String),
-    /// Neither `ca=` nor `cn=` was given.
+    /// Neither `ca=` nor `cn=` was given (the text, redacted).
     #[error("bad URI {0:?}: no ca= address or cn= name")]
     NoAddress(String),
-    /// A parameter other than `ca`, `cn`, `sk`, `tlsca`.
+    /// A parameter other than `ca`, `cn`, `sk`, `tlsca` (its name).
     #[error("bad URI: unknown parameter {0:?} (want ca, cn, sk or tlsca)")]
     UnknownParam(String),
+    /// An unknown parameter after `sk=`: its name is not shown, since it
+    /// may be the rest of a secret holding an unescaped `&`.
+    #[error(
+        "bad URI: an unknown parameter after sk= (not shown: it may be part of the secret; write & in a secret as %26)"
+    )]
+    UnknownAfterSecret,
+    /// A part of the query that is not `name=value`, so neither a name nor
+    /// a value can be told apart in it (it is not shown).
+    #[error("bad URI: a part of the query is not NAME=VALUE (want ca, cn, sk or tlsca)")]
+    NotAParam,
     /// A parameter without `=value`, or with an empty value.
     #[error("bad URI: parameter {0:?} needs a value")]
     EmptyValue(String),
     /// `cn`, `sk` or `tlsca` given twice.
     #[error("bad URI: parameter {0:?} given more than once")]
     Repeated(String),
-    /// A malformed `%XX` escape.
-    #[error("bad URI: bad escape in {0:?}")]
+    /// A malformed `%XX` escape, in the value of the named parameter (or
+    /// in a parameter's name, when that is all there is to name).
+    #[error("bad URI: bad %-escape in {0}")]
     BadEscape(String),
     /// A `ca` that is not `host[:port]`.
     #[error("bad URI: bad address {0:?} (want HOST:PORT)")]
@@ -66,8 +95,20 @@ impl FromStr for DoozerUri {
     }
 }
 
+impl fmt::Debug for DoozerUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DoozerUri")
+            .field("addrs", &self.addrs)
+            .field("cluster", &self.cluster)
+            .field("secret", &self.secret.as_ref().map(|_| HIDDEN))
+            .field("tls_ca", &self.tls_ca)
+            .finish()
+    }
+}
+
 impl fmt::Display for DoozerUri {
-    /// Prints the URI back, without the secret (so it is safe to log).
+    /// Prints the URI back with [`HIDDEN`] for the secret (so it is safe
+    /// to log; it is not meant to be parsed again).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "doozer:?")?;
         let mut sep = "";
@@ -79,6 +120,10 @@ impl fmt::Display for DoozerUri {
             write!(f, "{sep}cn={cn}")?;
             sep = "&";
         }
+        if self.secret.is_some() {
+            write!(f, "{sep}sk={HIDDEN}")?;
+            sep = "&";
+        }
         if let Some(ca) = &self.tls_ca {
             write!(f, "{sep}tlsca={}", escape(&ca.to_string_lossy()))?;
         }
@@ -86,54 +131,120 @@ impl fmt::Display for DoozerUri {
     }
 }
 
+/// The parameters whose values are shown: addresses, a cluster name and
+/// the name of a CA file. Every other value (`sk`, or anything misspelt)
+/// may be a secret.
+const SHOWN: [&str; 3] = ["ca", "cn", "tlsca"];
+
+/// `text`, a URI or what was meant to be one, safe to show: the value of
+/// every parameter but `ca`, `cn` and `tlsca` is replaced by [`HIDDEN`],
+/// and so is any part of the query that is not `name=value` (it may be a
+/// piece of a secret with an unescaped `&`). Text before a `?` that has no
+/// `=` or `&` before it is kept (`doozer:?`, `http://host?`); without
+/// such a `?`, the whole text is taken as a query. Text without any `?`,
+/// `=` or `&` holds no parameter and is kept (`127.0.0.1:8046`).
+pub fn redact(text: &str) -> String {
+    if !text.contains(['?', '=', '&']) {
+        return text.to_string();
+    }
+    let start = match text.find('?') {
+        Some(q) if !text[..q].contains(['=', '&']) => q + 1,
+        _ => 0,
+    };
+    let (prefix, query) = text.split_at(start);
+    // Once a value was hidden, a part that is not a known parameter may be
+    // the rest of it (an unescaped `&` in a secret): all of it is hidden.
+    let mut after_hidden = false;
+    let mut parts = Vec::new();
+    for part in query.split('&') {
+        let shown = match part.split_once('=') {
+            Some((key, _)) if SHOWN.contains(&key_name(key).as_str()) => part.to_string(),
+            Some((key, _)) if !after_hidden || is_known(key) => format!("{key}={HIDDEN}"),
+            None if part.is_empty() || is_known(part) => part.to_string(),
+            _ => HIDDEN.to_string(),
+        };
+        after_hidden |= shown.ends_with(HIDDEN);
+        parts.push(shown);
+    }
+    format!("{prefix}{}", parts.join("&"))
+}
+
+/// A parameter's name as the parser reads it (escapes decoded; a bad one
+/// gives a name that matches nothing).
+fn key_name(raw: &str) -> String {
+    unescape(raw).map_or_else(String::new, |k| String::from_utf8_lossy(&k).into_owned())
+}
+
+/// Whether `raw` names one of the parameters.
+fn is_known(raw: &str) -> bool {
+    matches!(key_name(raw).as_str(), "ca" | "cn" | "sk" | "tlsca")
+}
+
 /// Parses a doozer URI (see the [module docs](self)).
 pub fn parse(s: &str) -> Result<DoozerUri, UriError> {
     let query = s
         .strip_prefix("doozer:?")
         .or_else(|| s.strip_prefix("doozer:").filter(|q| q.is_empty()))
-        .ok_or_else(|| UriError::Scheme(s.to_string()))?;
+        .ok_or_else(|| UriError::Scheme(redact(s)))?;
     let mut uri = DoozerUri::default();
     for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, raw) = part
-            .split_once('=')
-            .ok_or_else(|| UriError::EmptyValue(part.to_string()))?;
-        let key = String::from_utf8_lossy(&unescape(key)?).into_owned();
-        let value = unescape(raw)?;
+        let Some((raw_key, raw)) = part.split_once('=') else {
+            return Err(if is_known(part) {
+                UriError::EmptyValue(key_name(part))
+            } else {
+                UriError::NotAParam
+            });
+        };
+        let key = unescape(raw_key)
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
+            .ok_or_else(|| UriError::BadEscape("a parameter name".into()))?;
+        let value =
+            unescape(raw).ok_or_else(|| UriError::BadEscape(format!("parameter {key:?}")))?;
         if value.is_empty() {
             return Err(UriError::EmptyValue(key));
         }
-        match key.as_str() {
-            "ca" => {
-                let text = String::from_utf8(value).map_err(|_| UriError::BadAddr(raw.into()))?;
-                uri.addrs.push(normalize_addr(&text)?);
-            }
-            "cn" => {
-                if uri.cluster.is_some() {
-                    return Err(UriError::Repeated(key));
-                }
-                let text = String::from_utf8(value).map_err(|_| UriError::BadEscape(raw.into()))?;
-                uri.cluster = Some(text);
-            }
-            "sk" => {
-                if uri.secret.is_some() {
-                    return Err(UriError::Repeated(key));
-                }
-                uri.secret = Some(value);
-            }
-            "tlsca" => {
-                if uri.tls_ca.is_some() {
-                    return Err(UriError::Repeated(key));
-                }
-                use std::os::unix::ffi::OsStringExt;
-                uri.tls_ca = Some(PathBuf::from(std::ffi::OsString::from_vec(value)));
-            }
-            _ => return Err(UriError::UnknownParam(key)),
-        }
+        take_param(&mut uri, key, value, raw).map_err(|e| match e {
+            UriError::UnknownParam(_) if uri.secret.is_some() => UriError::UnknownAfterSecret,
+            e => e,
+        })?;
     }
     if uri.addrs.is_empty() && uri.cluster.is_none() {
-        return Err(UriError::NoAddress(s.to_string()));
+        return Err(UriError::NoAddress(redact(s)));
     }
     Ok(uri)
+}
+
+/// Puts parameter `key` (its value decoded, and `raw` as written) in `uri`.
+fn take_param(uri: &mut DoozerUri, key: String, value: Vec<u8>, raw: &str) -> Result<(), UriError> {
+    match key.as_str() {
+        "ca" => {
+            let text = String::from_utf8(value).map_err(|_| UriError::BadAddr(raw.into()))?;
+            uri.addrs.push(normalize_addr(&text)?);
+        }
+        "cn" => {
+            if uri.cluster.is_some() {
+                return Err(UriError::Repeated(key));
+            }
+            let text = String::from_utf8(value)
+                .map_err(|_| UriError::BadEscape(format!("parameter {key:?}")))?;
+            uri.cluster = Some(text);
+        }
+        "sk" => {
+            if uri.secret.is_some() {
+                return Err(UriError::Repeated(key));
+            }
+            uri.secret = Some(value);
+        }
+        "tlsca" => {
+            if uri.tls_ca.is_some() {
+                return Err(UriError::Repeated(key));
+            }
+            use std::os::unix::ffi::OsStringExt;
+            uri.tls_ca = Some(PathBuf::from(std::ffi::OsString::from_vec(value)));
+        }
+        _ => return Err(UriError::UnknownParam(key)),
+    }
+    Ok(())
 }
 
 /// `host` → `host:8046`; `[v6]` → `[v6]:8046`; a bare IPv6 address gets
@@ -181,8 +292,9 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// Query-string unescaping: `%XX` and `+` for space.
-fn unescape(s: &str) -> Result<Vec<u8>, UriError> {
+/// Query-string unescaping: `%XX` and `+` for space; `None` for a bad
+/// escape.
+fn unescape(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -192,8 +304,7 @@ fn unescape(s: &str) -> Result<Vec<u8>, UriError> {
                 let hex = b
                     .get(i + 1..i + 3)
                     .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| UriError::BadEscape(s.to_string()))?;
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())?;
                 out.push(hex);
                 i += 3;
             }
@@ -207,7 +318,7 @@ fn unescape(s: &str) -> Result<Vec<u8>, UriError> {
             }
         }
     }
-    Ok(out)
+    Some(out)
 }
 
 #[cfg(test)]
@@ -279,7 +390,10 @@ mod tests {
         assert_eq!(u.tls_ca, Some(PathBuf::from("/a b/c&d.pem")));
         assert_eq!(parse("doozer:?ca=h").unwrap().tls_ca, None);
         // printed back (it is no secret) and parsed again to the same
-        assert_eq!(u.to_string(), "doozer:?ca=h:8046&tlsca=/a%20b/c%26d.pem");
+        assert_eq!(
+            u.to_string(),
+            "doozer:?ca=h:8046&sk=<hidden>&tlsca=/a%20b/c%26d.pem"
+        );
         assert_eq!(parse(&u.to_string()).unwrap().tls_ca, u.tls_ca);
         assert!(matches!(
             parse("doozer:?ca=h&tlsca=a&tlsca=b"),
@@ -299,8 +413,74 @@ mod tests {
     }
 
     #[test]
-    fn display_hides_the_secret() {
+    fn display_and_debug_hide_the_secret() {
         let u = parse("doozer:?ca=h&sk=secret&cn=c").unwrap();
-        assert_eq!(u.to_string(), "doozer:?ca=h:8046&cn=c");
+        assert_eq!(u.to_string(), "doozer:?ca=h:8046&cn=c&sk=<hidden>");
+        let debug = format!("{u:?}");
+        assert!(!debug.contains("secret\""), "{debug}");
+        assert!(debug.contains("<hidden>"), "{debug}");
+        assert_eq!(
+            parse("doozer:?ca=h").unwrap().to_string(),
+            "doozer:?ca=h:8046"
+        );
+    }
+
+    #[test]
+    fn errors_never_show_a_secret() {
+        // Every way a URI holding a secret can be malformed; "HUSH" is
+        // the secret (or a piece of it).
+        for text in [
+            "doozer:?sk=HUSH",
+            "doozer:?sk=HUSH&tlsca=/ca.pem",
+            "dozer:?ca=h&sk=HUSH",
+            "ca=h&sk=HUSH",
+            "sk=HUSH?x",
+            "http://h?sk=HUSH",
+            "doozer:?ca=h&sk=HUSH&sk=HUSH",
+            "doozer:?ca=h&sk=HU%zzSH",
+            "doozer:?ca=h&s%6B=HUSH&x=1",
+            "doozer:?ca=h&sk=a&HUSH",
+            "doozer:?ca=h&sk=a&HUSH=b",
+            "doozer:?ca=h&Sk=HUSH",
+            "doozer:?ca=h&secret=HUSH",
+            "doozer:?ca=h&sk%zz=HUSH",
+            "doozer:?ca=h&sk=HUSH&ca=bad:port",
+            "doozer:?ca=h&sk=HUSH&cn=%ff",
+        ] {
+            let e = parse(text).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("HUSH"), "{text}: {shown}");
+        }
+    }
+
+    #[test]
+    fn redact_hides_every_value_that_may_be_a_secret() {
+        let cases = [
+            ("doozer:?ca=h:1&sk=HUSH", "doozer:?ca=h:1&sk=<hidden>"),
+            ("doozer:?sk=HUSH&cn=prod", "doozer:?sk=<hidden>&cn=prod"),
+            (
+                "doozer:?tlsca=/ca.pem&s%6B=HUSH",
+                "doozer:?tlsca=/ca.pem&s%6B=<hidden>",
+            ),
+            ("ca=h&sk=HUSH", "ca=h&sk=<hidden>"),
+            ("sk=HU?SH", "sk=<hidden>"),
+            ("http://h?sk=HUSH#x", "http://h?sk=<hidden>"),
+            (
+                "doozer:?ca=h&sk=a&HUSH",
+                "doozer:?ca=h&sk=<hidden>&<hidden>",
+            ),
+            (
+                "doozer:?ca=h&sk=a&HUSH=b&cn=x",
+                "doozer:?ca=h&sk=<hidden>&<hidden>&cn=x",
+            ),
+            ("doozer:?tls=1&sk=a", "doozer:?tls=<hidden>&sk=<hidden>"),
+            ("doozer:?ca&sk", "doozer:?ca&sk"),
+            ("127.0.0.1:8046", "127.0.0.1:8046"),
+            ("http://h?HUSH", "http://h?<hidden>"),
+            ("", ""),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact(text), want, "{text}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 
+use doozer::uri::redact;
 use doozer::{Client, Error, Request, Verb};
 
 use crate::failure::{report, Failure};
@@ -76,7 +77,7 @@ fn print(bytes: &[u8]) -> Result<(), Failure> {
 
 fn parse_rev(s: &str, what: &str) -> Result<i64, Failure> {
     s.parse()
-        .map_err(|_| Failure::Usage(format!("bad {what} {s:?}: want a number")))
+        .map_err(|_| Failure::Usage(format!("bad {what} {:?}: want a number", redact(s))))
 }
 
 /// Applies parsed global options onto `g` (later ones override).
@@ -136,12 +137,12 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
                 [] => print(help::USAGE.as_bytes()),
                 [c] => match help::command_help(c) {
                     Some(h) => print(h.as_bytes()),
-                    None => Err(Failure::Usage(format!("no such command {c:?}"))),
+                    None => Err(Failure::Usage(format!("no such command {:?}", redact(c)))),
                 },
                 _ => Err(Failure::Usage("help takes at most one command".into())),
             }
         }
-        _ => return Err(Failure::Usage(format!("unknown command {cmd:?}"))),
+        _ => return Err(Failure::Usage(format!("unknown command {:?}", redact(cmd)))),
     };
     if a.len() != nargs {
         let usage = help::command_help(cmd)
@@ -174,17 +175,32 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         ("touch", _) => touch(&c, &a[0], g.rev),
         ("nop", _) => c.nop().map(drop).map_err(Failure::from),
         ("self", _) => print(format!("{}\n", c.self_id()?).as_bytes()),
-        _ => Err(Failure::Usage(format!("unknown command {cmd:?}"))),
+        _ => Err(Failure::Usage(format!("unknown command {:?}", redact(cmd)))),
     }
 }
 
 fn set(c: &Client, path: &str, rev: i64) -> Result<(), Failure> {
-    let mut body = Vec::new();
-    io::stdin()
-        .read_to_end(&mut body)
-        .map_err(|e| Failure::Other(format!("reading stdin: {e}")))?;
+    let body = read_body(io::stdin().lock())?;
     let new_rev = c.set(path, rev, body)?;
     print(format!("{new_rev}\n").as_bytes())
+}
+
+/// The body of a SET from `input`: at most [`doozer::MAX_BODY_LEN`] bytes.
+/// Reading stops one byte past the limit, so a huge input is refused with
+/// the node's own words without being read whole (or sent).
+fn read_body(input: impl Read) -> Result<Vec<u8>, Failure> {
+    let limit = doozer::MAX_BODY_LEN;
+    let mut body = Vec::new();
+    input
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Failure::Other(format!("reading stdin: {e}")))?;
+    if body.len() > limit {
+        return Err(Failure::Other(format!(
+            "value too large: more than {limit} bytes on stdin; the limit is {limit} bytes"
+        )));
+    }
+    Ok(body)
 }
 
 fn stat(c: &Client, path: &str, rev: Option<i64>) -> Result<(), Failure> {
@@ -369,6 +385,23 @@ mod tests {
                 "rev"
             ])),
             2
+        );
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused_after_one_byte_more() {
+        let limit = doozer::MAX_BODY_LEN;
+        let at_limit = vec![b'x'; limit];
+        assert_eq!(read_body(&at_limit[..]).ok(), Some(at_limit.clone()));
+        // An endless input: only limit + 1 bytes are read.
+        let e = read_body(io::repeat(b'y')).expect_err("endless stdin");
+        let (status, msg) = report(&e);
+        assert_eq!(status, 2);
+        assert_eq!(
+            msg.as_deref(),
+            Some(
+                "Error: value too large: more than 49152 bytes on stdin; the limit is 49152 bytes"
+            )
         );
     }
 

@@ -61,10 +61,12 @@ pub fn parse(args: &[String], specs: &[Spec], stop_at_arg: bool) -> Result<Parse
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
         };
-        let spec = specs
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| format!("flag provided but not defined: -{name}"))?;
+        let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
+            format!(
+                "flag provided but not defined: -{}",
+                doozer::uri::redact(name)
+            )
+        })?;
         let value = if spec.takes_value {
             match inline {
                 Some(v) => v,
@@ -80,7 +82,10 @@ pub fn parse(args: &[String], specs: &[Spec], stop_at_arg: bool) -> Result<Parse
             match inline.as_deref() {
                 None | Some("true") | Some("1") | Some("t") => "true".to_string(),
                 Some("false") | Some("0") | Some("f") => "false".to_string(),
-                Some(v) => return Err(format!("invalid boolean value {v:?} for -{name}")),
+                Some(v) => {
+                    let v = doozer::uri::redact(v);
+                    return Err(format!("invalid boolean value {v:?} for -{name}"));
+                }
             }
         };
         out.values.insert(spec.name, value);

@@ -23,7 +23,9 @@ fn main() -> ExitCode {
         match a.into_string() {
             Ok(a) => args.push(a),
             Err(a) => {
-                eprintln!("doozer: argument {a:?} is not valid UTF-8");
+                // Shown lossily, and without any secret it may hold.
+                let shown = doozer::uri::redact(&a.to_string_lossy());
+                eprintln!("doozer: argument {shown:?} is not valid UTF-8");
                 eprintln!("Run 'doozer -h' for usage.");
                 return ExitCode::from(127);
             }

@@ -54,8 +54,8 @@ pub enum AttachError {
     },
 }
 
-/// What attaching needs to know.
-#[derive(Debug, Clone)]
+/// What attaching needs to know. Its `Debug` form hides the secret.
+#[derive(Clone)]
 pub struct Attach {
     /// The cluster name (`-c`).
     pub cluster: String,
@@ -66,6 +66,20 @@ pub struct Attach {
     /// TLS to members (`-tlsca`), when the cluster serves TLS; a member's
     /// certificate must name the IP address it is attached at.
     pub tls: Option<doozer::TlsClient>,
+}
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attach")
+            .field("cluster", &self.cluster)
+            .field("info", &self.info)
+            .field(
+                "secret",
+                &crate::replica::session::shown_secret(&self.secret),
+            )
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// Fewest events a resume digest covers.
@@ -359,16 +373,37 @@ fn call(p: &mut Pipeline, addr: SocketAddr, req: Req) -> Result<Response, Attach
             continue;
         }
         if let Some(code) = resp.err_code {
-            let name = ErrCode::try_from(code).map_or("unknown error", ErrCode::wire_name);
-            let detail = resp.err_detail.unwrap_or_default();
-            let verb = verb.and_then(|v| Verb::try_from(v).ok());
             return Err(AttachError::Refused {
                 addr,
-                what: format!("{verb:?} {}: {name} {detail}", path.unwrap_or_default()),
+                what: refusal(verb, path.as_deref(), code, resp.err_detail),
             });
         }
         return Ok(resp);
     }
+}
+
+/// What a member's error answer to one request says, in words: the verb
+/// by name, the path if any, the code's name and the detail
+/// (`ACCESS: OTHER: permission denied`, `SET /ctl/node/X/addr: READONLY`);
+/// a refused ACCESS adds what that most likely means.
+fn refusal(verb: Option<i32>, path: Option<&str>, code: i32, detail: Option<String>) -> String {
+    let verb = verb.and_then(|v| Verb::try_from(v).ok());
+    let mut what = verb.map_or("request", Verb::wire_name).to_string();
+    if let Some(p) = path {
+        what.push(' ');
+        what.push_str(p);
+    }
+    match ErrCode::try_from(code) {
+        Ok(c) => what.push_str(&format!(": {}", c.wire_name())),
+        Err(_) => what.push_str(&format!(": error code {code}")),
+    }
+    if let Some(d) = detail.filter(|d| !d.is_empty()) {
+        what.push_str(&format!(": {d}"));
+    }
+    if verb == Some(Verb::Access) {
+        what.push_str(" (is this node's DOOZER_RWSECRET the cluster's?)");
+    }
+    what
 }
 
 /// The members a slave can follow after losing its own: every CAL's
@@ -400,4 +435,32 @@ pub fn candidates(server: &Replica, self_id: &str, attach: &[SocketAddr]) -> Vec
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_verb_and_the_code_in_words() {
+        let other = ErrCode::Other as i32;
+        let denied = Some("permission denied".to_string());
+        assert_eq!(
+            refusal(Some(Verb::Access as i32), None, other, denied),
+            "ACCESS: OTHER: permission denied (is this node's DOOZER_RWSECRET the cluster's?)"
+        );
+        assert_eq!(
+            refusal(
+                Some(Verb::Set as i32),
+                Some("/ctl/node/X/addr"),
+                ErrCode::Readonly as i32,
+                None
+            ),
+            "SET /ctl/node/X/addr: READONLY"
+        );
+        assert_eq!(
+            refusal(Some(77), Some("/x"), 55, Some(String::new())),
+            "request /x: error code 55"
+        );
+    }
 }

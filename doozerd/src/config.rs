@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use doozer::uri::redact;
 
 /// Default client/peer listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8046";
@@ -20,8 +21,9 @@ pub const DEFAULT_HISTORY_REVS: u64 = 2000;
 /// Largest `-hist` accepted: a bound on memory, far above any real use.
 pub const MAX_HISTORY_REVS: u64 = 10_000_000;
 
-/// Everything doozerd needs to start, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything doozerd needs to start, validated. Its `Debug` form hides
+/// the secrets.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// `-l`: client (TCP) and peer address.
     pub listen: SocketAddr,
@@ -59,6 +61,27 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// `-restore`: a backup to seed a new cluster from.
     pub restore: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::replica::session::shown_secret;
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("web", &self.web)
+            .field("cluster_name", &self.cluster_name)
+            .field("history_revs", &self.history_revs)
+            .field("rw_secret", &shown_secret(&self.rw_secret))
+            .field("ro_secret", &shown_secret(&self.ro_secret))
+            .field("web_off_for_secret", &self.web_off_for_secret)
+            .field("attach", &self.attach)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("pulse_ms", &self.pulse_ms)
+            .field("fill_ms", &self.fill_ms)
+            .field("boot", &self.boot)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// The PEM files of a node that serves TLS (read when the node starts).
@@ -179,7 +202,7 @@ pub fn parse(
 ) -> Result<Command, ConfigError> {
     let m = options()
         .parse(args)
-        .map_err(|e| ConfigError(format!("{e} (see doozerd -h)")))?;
+        .map_err(|e| ConfigError(format!("{} (see doozerd -h)", redact(&e.to_string()))))?;
     if m.opt_present("h") {
         return Ok(Command::Help(usage()));
     }
@@ -188,25 +211,21 @@ pub fn parse(
     }
     if let Some(extra) = m.free.first() {
         return Err(ConfigError(format!(
-            "unexpected argument {extra:?} (doozerd takes only flags; see doozerd -h)"
+            "unexpected argument {} (doozerd takes only flags; see doozerd -h)",
+            shown(extra)
         )));
     }
 
     let tls = tls_files(&m)?;
 
     let listen_text = m.opt_str("l").unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let listen =
-        resolve(&listen_text).map_err(|e| ConfigError(format!("-l {listen_text:?}: {e}")))?;
+    let listen = resolve(&listen_text)
+        .map_err(|e| ConfigError(format!("-l {}: {e}", shown(&listen_text))))?;
 
     let attach = attach_addrs(&m, listen)?;
     let boot = boot_uri(&m, env)?;
 
-    let cluster_name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
-    if !doozer_proto::ctl::valid_cluster_name(&cluster_name) {
-        return Err(ConfigError(format!(
-            "-c {cluster_name:?}: a cluster name is one or more of A-Z a-z 0-9 . -"
-        )));
-    }
+    let cluster_name = cluster_name(&m)?;
 
     let history_revs = history(&m)?;
 
@@ -272,10 +291,10 @@ fn durability(
 fn attach_addrs(m: &getopts::Matches, listen: SocketAddr) -> Result<Vec<SocketAddr>, ConfigError> {
     let mut attach = Vec::new();
     for a in m.opt_strs("a") {
-        let addr = resolve(&a).map_err(|e| ConfigError(format!("-a {a:?}: {e}")))?;
+        let addr = resolve(&a).map_err(|e| ConfigError(format!("-a {}: {e}", shown(&a))))?;
         if addr == listen {
             return Err(ConfigError(format!(
-                "-a {a}: that is this node's own -l address"
+                "-a {addr}: that is this node's own -l address"
             )));
         }
         attach.push(addr);
@@ -313,6 +332,27 @@ fn boot_uri(
     Ok(Some(uri))
 }
 
+/// `-c`: the cluster name, one component of the paths it is registered
+/// under in a name service, so of bounded length.
+fn cluster_name(m: &getopts::Matches) -> Result<String, ConfigError> {
+    use doozer_proto::ctl::{valid_cluster_name, MAX_CLUSTER_NAME_LEN};
+    let name = m.opt_str("c").unwrap_or_else(|| "local".to_string());
+    if name.len() > MAX_CLUSTER_NAME_LEN {
+        return Err(ConfigError(format!(
+            "-c: a cluster name is at most {MAX_CLUSTER_NAME_LEN} bytes, not {} \
+             (it is part of the paths /ctl/ns/NAME/ID and /ctl/boot/NAME)",
+            name.len()
+        )));
+    }
+    if !valid_cluster_name(&name) {
+        return Err(ConfigError(format!(
+            "-c {}: a cluster name is one or more of A-Z a-z 0-9 . - (not . or ..)",
+            shown(&name)
+        )));
+    }
+    Ok(name)
+}
+
 /// `-hist`: revisions of history kept.
 fn history(m: &getopts::Matches) -> Result<u64, ConfigError> {
     match m.opt_str("hist") {
@@ -320,7 +360,8 @@ fn history(m: &getopts::Matches) -> Result<u64, ConfigError> {
         Some(s) => match s.parse::<u64>() {
             Ok(n) if (1..=MAX_HISTORY_REVS).contains(&n) => Ok(n),
             _ => Err(ConfigError(format!(
-                "-hist {s:?}: want a whole number from 1 to {MAX_HISTORY_REVS}"
+                "-hist {}: want a whole number from 1 to {MAX_HISTORY_REVS}",
+                shown(&s)
             ))),
         },
     }
@@ -356,7 +397,9 @@ fn web_addr(
     let web_text = m.opt_str("w");
     let web_wanted = match web_text.as_deref() {
         Some("false") => None,
-        Some(text) => Some(resolve(text).map_err(|e| ConfigError(format!("-w {text:?}: {e}")))?),
+        Some(text) => {
+            Some(resolve(text).map_err(|e| ConfigError(format!("-w {}: {e}", shown(text))))?)
+        }
         None => Some(SocketAddr::new(listen.ip(), DEFAULT_WEB_PORT)),
     };
     if let Some(w) = web_wanted {
@@ -420,11 +463,19 @@ fn seconds(
     match ms {
         Some(ms) if ms >= min as f64 && ms <= max as f64 => Ok(ms as u64),
         _ => Err(ConfigError(format!(
-            "-{flag} {text:?}: want seconds from {} to {}",
+            "-{flag} {}: want seconds from {} to {}",
+            shown(&text),
             min as f64 / 1000.0,
             max as f64 / 1000.0
         ))),
     }
+}
+
+/// A value from the command line as an error shows it: quoted, and
+/// without any secret it may hold (a URI given where an address was
+/// wanted, say).
+fn shown(text: &str) -> String {
+    format!("{:?}", redact(text))
 }
 
 /// Resolves `HOST:PORT` to one address (DNS happens here, before the loop).
@@ -542,14 +593,74 @@ mod tests {
             let e = run(&["-b", bad]).unwrap_err();
             assert!(e.0.starts_with("-b"), "{bad}: {e}");
         }
-        for bad in ["doozer:?cn=ns&sk=hush", "doozer:?ca=h&sk=hush&x=1"] {
+        for bad in [
+            "doozer:?cn=ns&sk=hush",
+            "doozer:?ca=h&sk=hush&x=1",
+            "doozer:?sk=hush",
+            "dozer:?ca=127.0.0.1:1&sk=hush",
+            "doozer:?ca=127.0.0.1:1&sk=hu%zzsh",
+            "doozer:?ca=127.0.0.1:1&sk=a&hush",
+        ] {
             let e = run(&["-b", bad]).unwrap_err();
             assert!(!e.0.contains("hush"), "the secret is not echoed: {e}");
+            // The same from the environment.
+            let env = |k: &str| (k == "DOOZER_BOOT_URI").then(|| bad.into());
+            let e = parse(&[], &env).unwrap_err();
+            assert!(e.0.starts_with("DOOZER_BOOT_URI"), "{e}");
+            assert!(!e.0.contains("hush"), "the secret is not echoed: {e}");
+        }
+        // A URI given where an address is wanted, or as an argument.
+        for args in [
+            &["-a", "doozer:?ca=127.0.0.1:1&sk=hush"][..],
+            &["-l", "doozer:?sk=hush"],
+            &["-w", "doozer:?sk=hush"],
+            &["doozer:?ca=127.0.0.1:1&sk=hush"],
+            &["-hist", "sk=hush"],
+            &["-nosuch=doozer:?sk=hush"],
+        ] {
+            let e = run(args).unwrap_err();
+            assert!(
+                !e.0.contains("hush"),
+                "{args:?}: the secret is not echoed: {e}"
+            );
         }
         assert!(
             run(&["-c", ".."]).is_err(),
             "a cluster name is one path component"
         );
+    }
+
+    #[test]
+    fn a_cluster_name_is_short_enough_for_the_name_service_paths() {
+        let longest = "n".repeat(doozer_proto::ctl::MAX_CLUSTER_NAME_LEN);
+        assert_eq!(config(&["-c", &longest]).cluster_name, longest);
+        let e = run(&["-c", &"n".repeat(60_000)]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "-c: a cluster name is at most 255 bytes, not 60000 \
+             (it is part of the paths /ctl/ns/NAME/ID and /ctl/boot/NAME)"
+        );
+        let e = run(&["-c", "a b"]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "-c \"a b\": a cluster name is one or more of A-Z a-z 0-9 . - (not . or ..)"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_secrets() {
+        let env = |k: &str| match k {
+            "DOOZER_RWSECRET" => Some("rw-hush".into()),
+            "DOOZER_ROSECRET" => Some("ro-hush".into()),
+            _ => None,
+        };
+        let args: Vec<String> = ["-b", "doozer:?ca=127.0.0.1:1&sk=ns-hush"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let shown = format!("{:?}", parse(&args, &env));
+        assert!(shown.contains("rw_secret: \"<hidden>\""), "{shown}");
+        assert!(!shown.contains("hush"), "{shown}");
     }
 
     #[test]

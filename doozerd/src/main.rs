@@ -15,7 +15,9 @@ fn main() -> ExitCode {
         match a.into_string() {
             Ok(a) => args.push(a),
             Err(a) => {
-                eprintln!("doozerd: argument {a:?} is not valid UTF-8");
+                // Shown lossily, and without any secret it may hold.
+                let shown = doozer::uri::redact(&a.to_string_lossy());
+                eprintln!("doozerd: argument {shown:?} is not valid UTF-8");
                 return ExitCode::from(2);
             }
         }

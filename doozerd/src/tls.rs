@@ -53,7 +53,7 @@ impl NodeTls {
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     let shown = |p: &Path| p.display().to_string();
     let read = |flag: &str, p: &Path| {
-        std::fs::read(p).map_err(|e| format!("-{flag} {}: cannot read: {e}", shown(p)))
+        doozer::tls::read_pem_file(p).map_err(|e| format!("-{flag} {}: cannot read: {e}", shown(p)))
     };
     let cert_pem = read("tlscert", cert)?;
     let key_pem = read("tlskey", key)?;

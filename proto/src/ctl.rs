@@ -135,11 +135,19 @@ pub fn touches(path: &str, dir: &str) -> bool {
     path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/')
 }
 
-/// Whether `name` can name a cluster (`-c`, `cn=`): one or more of
-/// `A-Z a-z 0-9 . -`, and not `.` or `..`, so it is one path component
-/// everywhere ([`ns_dir`], [`boot_record`]).
+/// The longest cluster name, in bytes. A name is one component of
+/// `/ctl/ns/<name>/<id>` and `/ctl/boot/<name>`, which a node writes in the
+/// name service (and, as a seed, in its own store); paths are at most
+/// 4,096 bytes (docs/reference.md#paths), so a longer name would make
+/// those writes fail. 255 leaves room for any node id.
+pub const MAX_CLUSTER_NAME_LEN: usize = 255;
+
+/// Whether `name` can name a cluster (`-c`, `cn=`): one to
+/// [`MAX_CLUSTER_NAME_LEN`] of `A-Z a-z 0-9 . -`, and not `.` or `..`, so
+/// it is one path component everywhere ([`ns_dir`], [`boot_record`]).
 pub fn valid_cluster_name(name: &str) -> bool {
     !name.is_empty()
+        && name.len() <= MAX_CLUSTER_NAME_LEN
         && name != "."
         && name != ".."
         && name
@@ -338,5 +346,8 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "é", "*"] {
             assert!(!valid_cluster_name(bad), "{bad:?}");
         }
+        let longest = "n".repeat(MAX_CLUSTER_NAME_LEN);
+        assert!(valid_cluster_name(&longest));
+        assert!(!valid_cluster_name(&format!("{longest}n")));
     }
 }

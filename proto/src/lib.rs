@@ -18,6 +18,13 @@ pub mod peer;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 
+/// The largest body a SET may carry, in bytes (48 KiB;
+/// docs/reference.md#limits). Every change travels to the other CALs in one
+/// peer datagram with its path, so a node refuses a larger SET with `OTHER`
+/// `value too large: ...` before proposing it, and the `doozer` command
+/// stops reading its standard input one byte past it.
+pub const MAX_BODY_LEN: usize = 48 << 10;
+
 /// Special revision values on the wire (docs/reference.md#special-rev-values).
 pub mod rev {
     /// A missing file (no such file); also "create only if absent" in a write.
@@ -175,6 +182,27 @@ pub enum ErrCode {
     Noent = 22,
 }
 
+impl Verb {
+    /// The verb's name, as in the `.proto` (`GET`, `SET`, ...; `FOLLOW` for
+    /// the internal verb).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Set => "SET",
+            Verb::Del => "DEL",
+            Verb::Rev => "REV",
+            Verb::Wait => "WAIT",
+            Verb::Nop => "NOP",
+            Verb::Walk => "WALK",
+            Verb::Getdir => "GETDIR",
+            Verb::Stat => "STAT",
+            Verb::Self_ => "SELF",
+            Verb::Access => "ACCESS",
+            Verb::Follow => "FOLLOW",
+        }
+    }
+}
+
 impl ErrCode {
     /// The wire name of the code, as in the `.proto` (`REV_MISMATCH`, ...).
     pub fn wire_name(self) -> &'static str {
@@ -264,6 +292,27 @@ mod tests {
         assert_eq!(req.tag, Some(3));
         assert_eq!(req.verb, Some(42));
         assert!(Verb::try_from(42).is_err());
+    }
+
+    #[test]
+    fn verbs_have_their_proto_names() {
+        let all = [
+            (Verb::Get, "GET"),
+            (Verb::Set, "SET"),
+            (Verb::Del, "DEL"),
+            (Verb::Rev, "REV"),
+            (Verb::Wait, "WAIT"),
+            (Verb::Nop, "NOP"),
+            (Verb::Walk, "WALK"),
+            (Verb::Getdir, "GETDIR"),
+            (Verb::Stat, "STAT"),
+            (Verb::Self_, "SELF"),
+            (Verb::Access, "ACCESS"),
+            (Verb::Follow, "FOLLOW"),
+        ];
+        for (verb, name) in all {
+            assert_eq!(verb.wire_name(), name);
+        }
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct Cluster {
     secret: Option<String>,
     /// TLS files every node serves with, if the cluster serves TLS.
     tls: Option<TlsFiles>,
+    /// Whether every node serves the web viewer, each on a free port
+    /// ([`Doozerd::web`]).
+    web: bool,
     /// When set, every node gets its own loopback address and group id
     /// from it, so that links between nodes can be cut.
     net: Option<Net>,
@@ -220,11 +223,11 @@ impl Cluster {
     /// [`Cluster::seed`], every node (this one and later ones) on its own
     /// [`Host`](crate::nemesis::Host) of `net`.
     pub fn seed_on(net: &Net, args: &[&str]) -> Cluster {
-        Cluster::seed_full(args, None, None, Some(net))
+        Cluster::seed_full(args, None, None, Some(net), false)
     }
 
     fn seed_with(args: &[&str], secret: Option<&str>, tls: Option<&TlsFiles>) -> Cluster {
-        Cluster::seed_full(args, secret, tls, None)
+        Cluster::seed_full(args, secret, tls, None, false)
     }
 
     fn seed_full(
@@ -232,6 +235,7 @@ impl Cluster {
         secret: Option<&str>,
         tls: Option<&TlsFiles>,
         net: Option<&Net>,
+        web: bool,
     ) -> Cluster {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut all = vec!["-hist".to_string(), HIST.to_string()];
@@ -243,6 +247,7 @@ impl Cluster {
             secret: secret.map(str::to_string),
             tls: tls.cloned(),
             net: net.cloned(),
+            web,
         };
         let d = c.builder().args(all).start();
         let id = node_id(&d);
@@ -268,6 +273,11 @@ impl Cluster {
             }
             None => b,
         };
+        let b = if self.web {
+            b.web(&format!("127.0.0.1:{}", crate::free_port()))
+        } else {
+            b
+        };
         match &self.tls {
             Some(t) => b.tls(t),
             None => b,
@@ -291,6 +301,7 @@ impl Cluster {
             secret: None,
             tls: None,
             net: None,
+            web: false,
         }
     }
 
@@ -341,6 +352,12 @@ impl Cluster {
     /// `secret` when given.
     pub fn start_with_secret(cals: usize, args: &[&str], secret: Option<&str>) -> Cluster {
         Cluster::grow(Cluster::seed_with_secret(args, secret), cals)
+    }
+
+    /// [`Cluster::start`], every node serving the web viewer (so its
+    /// `/$stats.json` and `/$metrics`) on a free port of its own.
+    pub fn start_with_web(cals: usize) -> Cluster {
+        Cluster::grow(Cluster::seed_full(&[], None, None, None, true), cals)
     }
 
     /// [`Cluster::start`], every node on its own

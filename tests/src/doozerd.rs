@@ -177,6 +177,7 @@ impl DoozerdBuilder {
             exited: None,
             tls: self.tls.as_ref().map(|t| (t.clone(), t.client())),
             gid: self.gid,
+            web: self.web.as_deref().and_then(|w| w.parse().ok()),
         })
     }
 }
@@ -196,6 +197,8 @@ pub struct Doozerd {
     tls: Option<(TlsFiles, doozer::TlsClient)>,
     /// The group id it runs with, when the builder set one.
     gid: Option<u32>,
+    /// The web viewer's address, when it was started with one.
+    web: Option<SocketAddr>,
 }
 
 impl Doozerd {
@@ -253,6 +256,12 @@ impl Doozerd {
             None => format!("doozer:?ca={}", self.addr),
             Some((t, _)) => format!("doozer:?ca={}&tlsca={}", self.addr, t.ca.display()),
         }
+    }
+
+    /// The web viewer's address (`-w`), when the node was started with one
+    /// ([`DoozerdBuilder::web`]).
+    pub fn web(&self) -> Option<SocketAddr> {
+        self.web
     }
 
     /// The TLS files the node serves with, if any.

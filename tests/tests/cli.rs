@@ -407,3 +407,58 @@ fn watch_into_a_closed_pipe_ends_quietly() {
     stderr.read_to_string(&mut err).unwrap();
     assert_eq!(err, "", "watch complained about the closed pipe");
 }
+
+#[test]
+fn stdin_over_the_value_limit_is_refused_without_reading_it_all() {
+    // docs/behaviour.md#doozer-command: the CLI reads at most the body
+    // limit plus one byte, and refuses more with the node's own words
+    // (it used to send it whole, and got "connection reset" above the
+    // frame limit).
+    let d = Doozerd::start(&[]);
+    let limit = doozer::MAX_BODY_LEN;
+    let want = "Error: value too large: more than 49152 bytes on stdin; the limit is 49152 bytes";
+    let rev = parse_rev(&doozer(&d, &["add", "/at-limit"], &vec![b'x'; limit]));
+    assert_eq!(d.raw().must_get("/at-limit"), (vec![b'x'; limit], rev));
+    for len in [limit + 1, (1 << 20) + (4 << 10) + 1] {
+        let out = doozer(&d, &["set", "/big", "-1"], &vec![b'y'; len]);
+        out.expect_code(2);
+        assert_eq!(out.stderr.trim_end(), want, "{len} bytes");
+        assert!(out.stdout.is_empty());
+    }
+    // stdin that never ends: refused all the same.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        Command::new(doozer_bin())
+            .env_remove("DOOZER_BOOT_URI")
+            .env("DOOZER_URI", d.uri())
+            .args(["add", "/endless"])
+            .stdin(std::fs::File::open("/dev/zero").expect("/dev/zero"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn doozer"),
+    );
+    let status = poll_until(CMD_DEADLINE, "doozer add from /dev/zero to end", || {
+        child.0.try_wait().expect("wait")
+    });
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(stderr.trim_end(), want);
+    // Nothing was written.
+    let mut c = d.raw();
+    assert_eq!(c.must_get("/big"), (vec![], 0));
+    assert_eq!(c.must_get("/endless"), (vec![], 0));
+}

@@ -92,6 +92,16 @@ fn bad_values_are_one_line_errors() {
         let line = assert_one_line_error(&doozerd_run(&full), 2);
         assert!(line.contains(mention), "{args:?}: {line}");
     }
+    // a cluster name too long for the name-service paths it is part of
+    // (`/ctl/ns/NAME/ID`, at most 4096 bytes): refused, not accepted with
+    // writes that fail later
+    let long = "n".repeat(60_000);
+    let line = assert_one_line_error(&doozerd_run(&["-l", &l, "-w", "false", "-c", &long]), 2);
+    assert_eq!(
+        line,
+        "doozerd: -c: a cluster name is at most 255 bytes, not 60000 \
+         (it is part of the paths /ctl/ns/NAME/ID and /ctl/boot/NAME)"
+    );
     // a flag without its value
     assert_one_line_error(&doozerd_run(&["-w", "false", "-l"]), 2);
     // a stray argument

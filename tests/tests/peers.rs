@@ -13,13 +13,19 @@
 //! (docs/reference.md#secrets-and-access, src/config.rs), so the count is
 //! read where an operator sees it then: the node's rate-limited warning,
 //! which carries the running total.
+//!
+//! Without a secret, a client may register a node of its own and send
+//! from its address: that node is no CAL, so what it says about any seqn
+//! (here, Learned values) is ignored, on the CAL it targets and so
+//! everywhere.
 
 use std::net::{SocketAddr, UdpSocket};
 
 use bytes::Bytes;
 use doozer_proto::peer::{Accept, Learned, PeerMsg, Vote};
+use doozer_tests::browser::http_get;
 use doozer_tests::cluster::{get_at, Cluster, CLUSTER_DEADLINE};
-use doozer_tests::poll_until;
+use doozer_tests::{poll_until, prometheus};
 use doozerd::store::Mutation;
 use doozerd::transport::{pack, PeerKey};
 use prost::Message;
@@ -184,6 +190,123 @@ fn with_a_secret_only_members_holding_it_take_part_in_consensus() {
     let after = c.set(1, "/after", 0, b"y");
     for i in 0..3 {
         assert_eq!(get_at(c.d(i), "/after", after).0, b"y");
+    }
+    c.assert_consistent(&[]);
+}
+
+/// What node `web`'s `/$metrics` counts of `kind` (`learned`, ...) in the
+/// peer batches it received.
+fn received(web: SocketAddr, kind: &str) -> f64 {
+    let text = http_get(web, "/$metrics").text();
+    let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
+    m.value("doozer_peer_messages_received_total", &[("kind", kind)])
+        .unwrap_or(0.0)
+}
+
+/// Node `web`'s consensus counters from `/$stats.json`.
+fn consensus_stats(web: SocketAddr) -> serde_json::Value {
+    http_get(web, "/$stats.json").json()["consensus"].clone()
+}
+
+#[test]
+fn without_a_secret_a_node_that_is_no_cal_cannot_teach_values() {
+    // docs/security.md: every consensus message, Learned values included,
+    // counts only from a CAL of its seqn. Without a secret any client may
+    // write, so it can register a node of its own: EVIL, at the address
+    // of a UDP socket it holds. Its batches then pass the address check
+    // (they come from EVIL's address) but EVIL is in no CAL set.
+    let mut c = Cluster::start_with_web(3);
+    let before = c.set(0, "/before", 0, b"x");
+    let evil = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let evil_addr = evil.local_addr().expect("addr");
+    let reg = c.set(
+        0,
+        "/ctl/node/EVIL/addr",
+        0,
+        evil_addr.to_string().as_bytes(),
+    );
+    let target = 1;
+    let web = c.d(target).web().expect("the web viewer is on");
+    // The attacked CAL knows EVIL's address before anything is sent.
+    assert_eq!(
+        get_at(c.d(target), "/ctl/node/EVIL/addr", reg).0,
+        evil_addr.to_string().as_bytes()
+    );
+    let ignored_before = consensus_stats(web)["messages_ignored"].clone();
+    let learned_before = received(web, "learned");
+
+    // Learned values for every seqn around the head, the next undecided
+    // ones included (a seqn takes at least one rev, so seqns <= revs).
+    let head = c.writer(target).rev().max(1) as u64;
+    let seqns = head.saturating_sub(300).max(1)..head + 100;
+    let mut m = PeerMsg {
+        sender: "EVIL".into(),
+        ..Default::default()
+    };
+    for seqn in seqns.clone() {
+        let value = Mutation::Set {
+            path: format!("/forged/learned/{seqn}"),
+            rev: -1,
+            body: Bytes::from_static(b"forged"),
+        }
+        .encode();
+        m.learned.push(Learned { seqn, value });
+    }
+    let forged = m.learned.len() as f64;
+    let datagrams = pack([Bytes::from(m.encode_to_vec())]);
+    assert_eq!(datagrams.len(), 1, "one datagram");
+    evil.send_to(&datagrams[0], c.d(target).addr())
+        .expect("send");
+    // The batch reached consensus as EVIL's: its Learned parts are counted
+    // as received, and the message was not dropped as from an unknown
+    // sender.
+    poll_until(CLUSTER_DEADLINE, "the forged batch to be received", || {
+        (received(web, "learned") >= learned_before + forged).then_some(())
+    });
+    assert_eq!(consensus_stats(web)["messages_ignored"], ignored_before);
+
+    // Consensus moves past every forged seqn, so anything taken would be
+    // applied by now.
+    let client = doozer::Client::connect(&c.uri(target)).expect("connect");
+    let mut rev = head;
+    while rev < seqns.end + 5 {
+        rev = client.nop().expect("nop") as u64;
+    }
+    let rev = rev as i64;
+    let walk = |i: usize| -> Vec<(String, i64, Bytes)> {
+        doozer::Client::connect(&c.uri(i))
+            .expect("connect")
+            .walk_all("/**", Some(rev))
+            .expect("walk")
+            .into_iter()
+            .map(|e| (e.path, e.rev, e.body))
+            .collect()
+    };
+    let base = walk(target);
+    assert!(
+        base.iter()
+            .any(|(p, r, b)| p == "/before" && *r == before && b.as_ref() == b"x"),
+        "{base:?}"
+    );
+    let applied: Vec<_> = base
+        .iter()
+        .filter(|(p, ..)| p.starts_with("/forged"))
+        .collect();
+    assert!(applied.is_empty(), "forged values applied: {applied:?}");
+    for i in [0, 2] {
+        assert_eq!(
+            walk(i),
+            base,
+            "node {i} differs from node {target} at rev {rev}"
+        );
+    }
+    // No node's store diverged meanwhile (a forged value applied on one
+    // CAL alone would have made it differ from the others, and copy the
+    // store again).
+    for i in 0..3 {
+        let s = consensus_stats(c.d(i).web().expect("web"));
+        assert_eq!(s["divergences"], 0, "node {i}: {s}");
+        assert_eq!(s["learned_gaps"], 0, "node {i}: {s}");
     }
     c.assert_consistent(&[]);
 }

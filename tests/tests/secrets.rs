@@ -172,3 +172,134 @@ fn cli_sends_the_secret_from_the_uri() {
     assert_ok(&admin.access(RW.as_bytes()));
     assert_eq!(admin.must_get("/cli/f"), (b"body".to_vec(), rev));
 }
+
+/// A secret that no output may show.
+const HUSH: &str = "Hush-Secret.9";
+
+/// Asserts `out` failed with `code` and shows `HUSH` nowhere.
+fn assert_hidden(out: &CmdOutput, code: i32, what: &str) {
+    assert_eq!(out.code, code, "{what}: {out:?}");
+    assert!(!out.stderr.is_empty(), "{what}: says why");
+    assert!(!out.stderr.contains(HUSH), "{what}: {}", out.stderr);
+    assert!(!out.out().contains(HUSH), "{what}: {}", out.out());
+}
+
+#[test]
+fn the_cli_never_prints_a_secret() {
+    // docs/behaviour.md#doozer-command: a URI is shown with its secret
+    // replaced, malformed or not, from -a, -b or the environment.
+    let d = both_secrets();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let live = d.addr();
+    for uri in [
+        format!("doozer:?sk={HUSH}"),
+        format!("dozer:?ca={live}&sk={HUSH}"),
+        format!("ca={live}&sk={HUSH}"),
+        format!("doozer:?ca={live}&sk={HUSH}&sk={HUSH}"),
+        format!("doozer:?ca={live}&sk=a&{HUSH}"),
+        format!("doozer:?ca={live}&sk=a&{HUSH}=b"),
+        format!("doozer:?ca={live}&secret={HUSH}"),
+        format!("doozer:?ca={live}&sk=%zz{HUSH}"),
+        format!("doozer:?ca={dead}&sk={HUSH}"),
+        format!("doozer:?ca={live}&sk={HUSH}"), // a wrong secret
+        format!("doozer:?cn=prod&sk={HUSH}"),
+    ] {
+        let out = doozer_with(&[], &["-a", &uri, "get", "/x"], b"");
+        assert_hidden(&out, 2, &format!("-a {uri}"));
+        let out = doozer_with(&[("DOOZER_URI", &uri)], &["get", "/x"], b"");
+        assert_hidden(&out, 2, &format!("DOOZER_URI={uri}"));
+    }
+    // The issue's case, word for word: the error names no secret.
+    let out = doozer_with(
+        &[],
+        &["-a", &format!("doozer:?sk={HUSH}"), "get", "/x"],
+        b"",
+    );
+    assert_eq!(
+        out.stderr.trim_end(),
+        "Error: bad URI \"doozer:?sk=<hidden>\": no ca= address or cn= name"
+    );
+    // A name service URI with a secret, malformed or unreachable.
+    for boot in [
+        format!("doozer:?sk={HUSH}"),
+        format!("doozer:?ca={dead}&sk={HUSH}"),
+    ] {
+        let args = ["-a", "doozer:?cn=prod", "-b", &boot, "get", "/x"];
+        assert_hidden(&doozer_with(&[], &args, b""), 2, &format!("-b {boot}"));
+        let env = [("DOOZER_BOOT_URI", boot.as_str())];
+        let out = doozer_with(&env, &["-a", "doozer:?cn=prod", "get", "/x"], b"");
+        assert_hidden(&out, 2, &format!("DOOZER_BOOT_URI={boot}"));
+    }
+    // A URI where a command or an argument was wanted (a forgotten -a).
+    let uri = format!("doozer:?ca={live}&sk={HUSH}");
+    assert_hidden(&doozer_with(&[], &[&uri, "get", "/x"], b""), 127, "command");
+    assert_hidden(&doozer_with(&[], &["help", &uri], b""), 127, "help");
+    assert_hidden(&doozer_with(&[], &["set", "/x", &uri], b""), 127, "rev");
+    let flag = format!("-h={uri}");
+    assert_hidden(&doozer_with(&[], &[&flag, "rev"], b""), 127, "-h=");
+    let flag = format!("-{uri}");
+    assert_hidden(&doozer_with(&[], &[&flag, "rev"], b""), 127, "-URI");
+    let out = doozer_with(&[], &["-a", &d.uri(), "bench", &uri], b"");
+    assert_hidden(&out, 127, "bench argument");
+    let out = doozer_with(&[], &["-a", &format!("doozer:?sk={HUSH}"), "bench"], b"");
+    assert_hidden(&out, 2, "bench -a");
+}
+
+#[test]
+fn doozerd_never_prints_a_secret() {
+    let l = format!("127.0.0.1:{}", free_port());
+    let dead = format!("127.0.0.1:{}", free_port());
+    let base = ["-l", l.as_str(), "-w", "false"];
+    // -b and DOOZER_BOOT_URI, malformed: a bad command line (exit 2).
+    for boot in [
+        format!("doozer:?sk={HUSH}"),
+        format!("dozer:?ca={dead}&sk={HUSH}"),
+        format!("doozer:?ca={dead}&sk={HUSH}&x=1"),
+        format!("doozer:?cn=ns&sk={HUSH}"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(["-b", boot.as_str()]);
+        assert_hidden(&doozerd_run(&args), 2, &format!("-b {boot}"));
+        let out = doozerd_run_env(&base, &[("DOOZER_BOOT_URI", boot.as_str())]);
+        assert_hidden(&out, 2, &format!("DOOZER_BOOT_URI={boot}"));
+    }
+    // A name service nobody answers at: the node cannot start (exit 1),
+    // and shows the URI with its secret hidden.
+    let boot = format!("doozer:?ca={dead}&sk={HUSH}");
+    let out = doozerd_run_env(&base, &[("DOOZER_BOOT_URI", boot.as_str())]);
+    assert_hidden(&out, 1, "unreachable name service");
+    assert!(
+        out.stderr
+            .contains(&format!("-b doozer:?ca={dead}&sk=<hidden>")),
+        "{}",
+        out.stderr
+    );
+    // A URI given where an address or nothing was wanted.
+    for extra in [vec!["-a", boot.as_str()], vec![boot.as_str()]] {
+        let mut args = base.to_vec();
+        args.extend(extra.iter().copied());
+        assert_hidden(&doozerd_run(&args), 2, &format!("{extra:?}"));
+    }
+}
+
+#[test]
+fn a_slave_with_another_secret_is_refused_in_words() {
+    // The member's ACCESS answer, shown by verb and code name, never as
+    // Rust's Debug text (`Some(Access) : OTHER`), and no secret in it.
+    let d = Doozerd::builder().env("DOOZER_RWSECRET", RW).start();
+    let l = format!("127.0.0.1:{}", free_port());
+    let out = doozerd_run_env(
+        &["-l", &l, "-w", "false", "-a", &d.addr().to_string()],
+        &[("DOOZER_RWSECRET", HUSH)],
+    );
+    assert_hidden(&out, 1, "refused slave");
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "doozerd: cannot attach to the cluster: {}: ACCESS: OTHER: permission denied \
+             (is this node's DOOZER_RWSECRET the cluster's?)",
+            d.addr()
+        )
+    );
+    assert!(!out.stderr.contains(RW), "{}", out.stderr);
+}

@@ -173,6 +173,14 @@ fn a_certificate_from_another_ca_is_a_clear_error() {
             out.stderr
         );
     }
+    // A tlsca= that never ends is refused after 1 MiB, not read forever.
+    let uri = format!("doozer:?ca={}&tlsca=/dev/zero", d.addr());
+    let out = doozer_with(&[], &["-a", &uri, "rev"], b"");
+    out.expect_code(2);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "Error: TLS: cannot read CA file /dev/zero: larger than 1048576 bytes, the limit for a PEM file"
+    );
 
     // The name checked is the host of ca=: the certificate names 127.0.0.1
     // and localhost, not 127.0.0.2 (which also reaches this node).
@@ -299,6 +307,23 @@ fn tls_flag_errors_are_one_line_at_start_up() {
             vec!["-tlscert", &cert, "-tlskey", &other_key, "-tlsca", &ca],
             1,
             &other_key,
+        ),
+        // files that never end, or are too large: read up to 1 MiB and
+        // refused (it used to read /dev/zero forever)
+        (
+            vec!["-tlscert", "/dev/zero", "-tlskey", &key, "-tlsca", &ca],
+            1,
+            "-tlscert /dev/zero: cannot read: larger than 1048576 bytes",
+        ),
+        (
+            vec!["-tlscert", &cert, "-tlskey", "/dev/zero", "-tlsca", &ca],
+            1,
+            "-tlskey /dev/zero: cannot read: larger than 1048576 bytes",
+        ),
+        (
+            vec!["-tlscert", &cert, "-tlskey", &key, "-tlsca", "/dev/zero"],
+            1,
+            "-tlsca: TLS: cannot read CA file /dev/zero: larger than 1048576 bytes",
         ),
     ];
     for (extra, code, names) in cases {

@@ -141,7 +141,8 @@ pub(super) fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
     let p = flags::parse(args, SPECS, false).map_err(|e| Failure::Usage(format!("bench: {e}")))?;
     if let Some(extra) = p.args.first() {
         return Err(Failure::Usage(format!(
-            "bench: unexpected argument {extra:?}"
+            "bench: unexpected argument {:?}",
+            doozer::uri::redact(extra)
         )));
     }
     let op = match p.get("op").unwrap_or("set") {

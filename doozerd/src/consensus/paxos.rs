@@ -177,7 +177,8 @@ enum Item {
 }
 
 impl Item {
-    /// The seqn the item is about, if it needs that seqn's CAL set.
+    /// The seqn the item is about, if it needs that seqn's CAL set: every
+    /// item but a fetch request is taken only from a CAL of its seqn.
     fn seqn_needing_cals(&self) -> Option<Seqn> {
         match self {
             Item::Prepare { seqn, .. } | Item::Skip(seqn) => Some(*seqn),
@@ -185,7 +186,18 @@ impl Item {
             Item::Accept(a) => Some(a.seqn),
             Item::Vote(v) => Some(v.seqn),
             Item::Reject(r) => Some(r.seqn),
-            Item::Learned(_) | Item::Fetch(_) => None,
+            Item::Learned(l) => Some(l.seqn),
+            Item::Fetch(_) => None,
+        }
+    }
+
+    /// Bytes of values the item holds (what deferring it costs).
+    fn value_bytes(&self) -> usize {
+        match self {
+            Item::Promise(p) => p.vote_value.as_ref().map_or(0, Bytes::len),
+            Item::Accept(a) => a.value.len(),
+            Item::Learned(l) => l.value.len(),
+            _ => 0,
         }
     }
 }
@@ -242,6 +254,8 @@ pub struct Paxos {
     local: VecDeque<Item>,
     /// Items for seqns beyond the known window, handled when it grows.
     deferred: VecDeque<(NodeId, Item)>,
+    /// Bytes of values held in `deferred`.
+    deferred_bytes: usize,
     learned_out: Vec<(Seqn, Bytes, Option<ProposalId>)>,
     stats: Stats,
     /// What must be durable before the messages produced with it leave
@@ -290,6 +304,9 @@ struct Report {
 
 /// Items kept for seqns beyond the window (per alpha of window).
 const DEFERRED_PER_ALPHA: usize = 64;
+/// Most bytes of values those items hold: learned values a far-behind
+/// node fetched (at most [`FETCH_BYTES_MAX`] per answer) fit many times.
+const DEFERRED_BYTES_MAX: usize = 16 << 20;
 /// Most bytes of delivered values kept for stragglers: with large values,
 /// fewer than `history_max` of them (memory stays bounded).
 const HISTORY_BYTES_MAX: usize = 32 << 20;
@@ -330,6 +347,7 @@ impl Paxos {
             skip_backlog: BTreeMap::new(),
             local: VecDeque::new(),
             deferred: VecDeque::new(),
+            deferred_bytes: 0,
             learned_out: Vec::new(),
             stats: Stats::default(),
             records: Vec::new(),
@@ -382,6 +400,10 @@ impl Paxos {
     /// chosen, but they are never proposed again.
     pub fn retire(&mut self) {
         self.retired = true;
+        // Values delivered that the caller has not taken (it left while
+        // applying earlier ones): its store gets them from the node it
+        // follows now, and a rejoin starts after them.
+        self.learned_out.clear();
         self.queue.clear();
         self.skip_backlog.clear();
         for inst in self.instances.values_mut() {
@@ -551,6 +573,7 @@ impl Paxos {
         self.fetch_quiet_until_ms = 0;
         self.local.clear();
         self.deferred.clear();
+        self.deferred_bytes = 0;
         self.update_peers();
         self.after();
     }
@@ -702,12 +725,18 @@ impl Paxos {
         let end = self.window_end();
         let mut keep = VecDeque::new();
         let deferred = std::mem::take(&mut self.deferred);
+        self.deferred_bytes = 0;
         for (from, item) in deferred {
             match item.seqn_needing_cals() {
-                Some(t) if t >= end => keep.push_back((from, item)),
+                Some(t) if t >= end => {
+                    self.deferred_bytes += item.value_bytes();
+                    keep.push_back((from, item));
+                }
                 _ => self.handle(&from, item),
             }
         }
+        // Anything handled above deferred meanwhile is counted already.
+        keep.append(&mut self.deferred);
         self.deferred = keep;
         self.after();
     }
@@ -960,6 +989,11 @@ impl Paxos {
         self.cal_sets.get(&s)
     }
 
+    /// Whether `id` is a CAL of seqn `s` (whose set is known).
+    fn is_cal_of(&self, id: &str, s: Seqn) -> bool {
+        self.cals(s).is_some_and(|c| c.index_of(id).is_some())
+    }
+
     fn my_index(&self, s: Seqn) -> Option<u32> {
         self.cals(s)?.index_of(&self.cfg.id)
     }
@@ -1066,16 +1100,18 @@ impl Paxos {
                 self.stats.too_far_ahead += 1;
                 return;
             }
-            self.active_end = self.active_end.max(s + 1);
             if s >= self.window_end() {
-                let cap = DEFERRED_PER_ALPHA * self.cfg.alpha as usize;
-                if self.deferred.len() < cap {
-                    self.deferred.push_back((from.to_owned(), item));
-                } else {
-                    self.stats.too_far_ahead += 1;
-                }
+                self.defer(from, s, item);
                 return;
             }
+            // Only a CAL of the seqn speaks about it: a node that is no
+            // CAL of it (a stranger that registered an address, say) is
+            // ignored before anything it says counts.
+            if !self.is_cal_of(from, s) {
+                self.stats.invalid += 1;
+                return;
+            }
+            self.active_end = self.active_end.max(s + 1);
         }
         match item {
             Item::Prepare { round, seqn } => self.on_prepare(from, round, seqn),
@@ -1087,6 +1123,25 @@ impl Paxos {
             Item::Skip(s) => self.on_skip(from, s),
             Item::Fetch(_) => {}
         }
+    }
+
+    /// Keeps `item` about seqn `s`, beyond the known window, until the
+    /// window grows to it ([`Paxos::set_cals`]), when its sender is checked
+    /// against that seqn's CAL set: so a node far behind still takes the
+    /// values it fetched, once it knows who decides them. An item from a
+    /// CAL of the window already shows that seqns up to `s` are in use.
+    fn defer(&mut self, from: &str, s: Seqn, item: Item) {
+        if from == self.cfg.id || self.peers.iter().any(|p| p == from) {
+            self.active_end = self.active_end.max(s + 1);
+        }
+        let cap = DEFERRED_PER_ALPHA * self.cfg.alpha as usize;
+        let bytes = item.value_bytes();
+        if self.deferred.len() >= cap || self.deferred_bytes + bytes > DEFERRED_BYTES_MAX {
+            self.stats.too_far_ahead += 1;
+            return;
+        }
+        self.deferred_bytes += bytes;
+        self.deferred.push_back((from.to_owned(), item));
     }
 
     /// The CAL set of `s` and the index of `from` in it, or count invalid.
@@ -1318,12 +1373,10 @@ impl Paxos {
         }
     }
 
+    /// A value decided at `l.seqn`, from a CAL of that seqn (checked in
+    /// [`Paxos::handle`], like every item about a seqn).
     fn on_learned(&mut self, l: Learned) {
         let s = l.seqn;
-        if s < self.next_deliver || s >= self.next_deliver + self.ahead_max() {
-            return;
-        }
-        self.active_end = self.active_end.max(s + 1);
         self.advance_own(s + 1);
         if !self.is_learned(s) {
             self.learn(s, l.value);
@@ -1693,12 +1746,15 @@ impl Paxos {
     }
 
     /// The CAL heard from lately that learned furthest beyond this node
-    /// and still keeps what it lacks, if any.
+    /// and still keeps what it lacks, if any; one of the CALs of the next
+    /// seqn when its set is known, since only their values count there.
     fn best_peer_ahead(&self) -> Option<(&NodeId, Seqn)> {
         let next = self.next_deliver;
+        let decides_next = |p: &str| self.cals(next).is_none_or(|c| c.index_of(p).is_some());
         self.reports
             .iter()
             .filter(|(p, r)| r.upto > next && r.oldest_kept <= next && self.fresh(p))
+            .filter(|(p, _)| decides_next(p))
             .max_by_key(|(_, r)| r.upto)
             .map(|(p, r)| (p, r.upto))
     }

@@ -20,7 +20,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use bytes::Bytes;
-use doozer_proto::peer::{Accept, PeerMsg, Prepare, Vote};
+use doozer_proto::peer::{Accept, Learned, PeerMsg, Prepare, Vote};
 
 use super::*;
 
@@ -570,6 +570,123 @@ fn invalid_peer_messages_are_counted_and_ignored() {
     assert!(rd.messages.iter().all(|(_, m)| m.votes.is_empty()));
     assert!(px.stats().invalid >= 3, "{:?}", px.stats());
     assert!(px.stats().too_far_ahead >= 2);
+}
+
+/// A batch from a peer teaching the values `learned` (seqn, value).
+fn learned_msg(learned: &[(Seqn, &'static [u8])]) -> PeerMsg {
+    PeerMsg {
+        learned: learned
+            .iter()
+            .map(|(seqn, v)| Learned {
+                seqn: *seqn,
+                value: Bytes::from_static(v),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_learned_value_counts_only_from_a_cal_of_its_seqn() {
+    let cals = CalSet::new(ids(3)).unwrap();
+    let mut px = Paxos::new(Config::new("n0", Bytes::from_static(NOP)), 1, cals, 0, 1);
+    // A node that is no CAL (it only registered an address) teaches seqn 1.
+    px.step("evil", learned_msg(&[(1, b"forged")]), 1);
+    assert!(
+        px.ready().learned.is_empty(),
+        "a stranger's value is ignored"
+    );
+    assert_eq!(px.stats().invalid, 1);
+    // A CAL of seqn 1 teaches it: learned.
+    px.step("n1", learned_msg(&[(1, b"real")]), 2);
+    let learned: Vec<_> = px
+        .ready()
+        .learned
+        .into_iter()
+        .map(|(s, v, _)| (s, v))
+        .collect();
+    assert_eq!(learned, [(1, Bytes::from_static(b"real"))]);
+    assert_eq!(px.stats().invalid, 1);
+}
+
+#[test]
+fn learned_values_beyond_the_window_wait_for_their_cal_set() {
+    // alpha 2: seqns 1 and 2 are known; 3 and 4 are decided by the sets
+    // as of seqns 1 and 2, known once those are applied. n2 (under test)
+    // owns seqn 2, n0 seqn 3, n1 seqn 4.
+    let first = CalSet::new(ids(3)).unwrap();
+    let mut cfg = Config::new("n2", Bytes::from_static(NOP));
+    cfg.alpha = 2;
+    let mut px = Paxos::new(cfg, 1, first.clone(), 0, 1);
+    // n3, a CAL from seqn 4 on, and a stranger teach seqns 3 and 4; then
+    // n1 answers a fetch with seqns 1 to 4.
+    px.step("n3", learned_msg(&[(3, b"x3"), (4, b"x4")]), 1);
+    px.step("evil", learned_msg(&[(3, b"e3"), (4, b"e4")]), 1);
+    px.step(
+        "n1",
+        learned_msg(&[(1, b"a"), (2, NOP), (3, b"c"), (4, b"d")]),
+        1,
+    );
+    assert_eq!(px.ready().learned.len(), 2, "seqns 1 and 2, in the window");
+    assert_eq!(
+        px.stats().invalid,
+        0,
+        "nothing beyond the window judged yet"
+    );
+    // Seqn 1 applied: the set of seqn 3 is the same three CALs.
+    px.set_cals(1, first);
+    // Seqn 2 applied: n0 left and n3 and n4 came, for seqn 4 on (owned
+    // by n1, the first of four).
+    let later = CalSet::new(vec!["n1".into(), "n2".into(), "n3".into(), "n4".into()]).unwrap();
+    px.set_cals(2, later);
+    let learned: Vec<_> = px
+        .ready()
+        .learned
+        .into_iter()
+        .map(|(s, v, _)| (s, v))
+        .collect();
+    // Seqn 3 from n1 (n3's came first but n3 is no CAL of seqn 3); seqn 4
+    // from n3, a CAL of it whose batch came first.
+    assert_eq!(
+        learned,
+        [
+            (3, Bytes::from_static(b"c")),
+            (4, Bytes::from_static(b"x4"))
+        ]
+    );
+    // n3 for seqn 3, and the stranger for both.
+    assert_eq!(px.stats().invalid, 3, "{:?}", px.stats());
+}
+
+#[test]
+fn values_not_taken_before_retiring_are_not_delivered_after_a_rejoin() {
+    // A lone CAL decides at once; the caller leaves consensus before it
+    // takes those values (it stepped down while applying earlier ones).
+    let one = CalSet::new(ids(1)).unwrap();
+    let mut px = Paxos::new(
+        Config::new("n0", Bytes::from_static(NOP)),
+        1,
+        one.clone(),
+        0,
+        1,
+    );
+    px.propose(Bytes::from_static(b"a"));
+    px.propose(Bytes::from_static(b"b"));
+    px.retire();
+    assert!(
+        px.ready().learned.is_empty(),
+        "a retired node delivers nothing"
+    );
+    // Its store caught up to seqn 9 by following; it takes part again.
+    px.rejoin(10, one.clone(), &[], 5);
+    px.propose(Bytes::from_static(b"c"));
+    let learned: Vec<_> = px
+        .ready()
+        .learned
+        .into_iter()
+        .map(|(s, v, _)| (s, v))
+        .collect();
+    assert_eq!(learned, [(10, Bytes::from_static(b"c"))]);
 }
 
 #[test]

@@ -69,7 +69,7 @@ pub enum NodeError {
     /// Booting through the name service (`-b`) failed.
     #[error("cannot boot through the name service -b {uri}: {why}")]
     Boot {
-        /// The name service's URI, without its secret.
+        /// The name service's URI, its secret hidden.
         uri: String,
         /// What went wrong.
         why: String,

@@ -55,7 +55,7 @@ pub use session::{Grant, Secrets, Session};
 /// (up to 4 KiB) and the Paxos fields, so a larger body is refused before
 /// anything is proposed. At least 32 KiB is required
 /// (docs/reference.md#limits).
-pub const MAX_BODY_LEN: usize = 48 << 10;
+pub const MAX_BODY_LEN: usize = doozer_proto::MAX_BODY_LEN;
 
 /// Most requests of one connection waiting at once (WAITs and reads at a
 /// future rev); more are refused with `OTHER`.

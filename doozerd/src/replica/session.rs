@@ -9,12 +9,31 @@ use subtle::ConstantTimeEq;
 use crate::store::WaitId;
 
 /// The secrets (docs/reference.md#secrets-and-access): `DOOZER_RWSECRET` and `DOOZER_ROSECRET`.
-#[derive(Debug, Clone, Default)]
+/// Its `Debug` form says only whether each is set.
+#[derive(Clone, Default)]
 pub struct Secrets {
     /// Grants read and write.
     pub rw: Bytes,
     /// Grants read only.
     pub ro: Bytes,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("rw", &shown_secret(&self.rw))
+            .field("ro", &shown_secret(&self.ro))
+            .finish()
+    }
+}
+
+/// How a secret is shown: whether it is set, never its bytes.
+pub fn shown_secret(secret: &[u8]) -> &'static str {
+    if secret.is_empty() {
+        "(unset)"
+    } else {
+        doozer::uri::HIDDEN
+    }
 }
 
 /// What a connection may do.
@@ -78,6 +97,24 @@ impl Session {
             ..Default::default()
         }
     }
+
+    /// ACCESS with `secret`: the connection's grant becomes that secret's.
+    /// A secret that is neither (false: the caller answers "permission
+    /// denied") takes the connection back to the grant of the empty
+    /// secret, as when it connected: a wrong secret never keeps a grant an
+    /// earlier right one gave.
+    pub fn access(&mut self, secrets: &Secrets, secret: &[u8]) -> bool {
+        match secrets.grant(secret) {
+            Some(grant) => {
+                self.grant = grant;
+                true
+            }
+            None => {
+                self.grant = secrets.grant(b"").unwrap_or_default();
+                false
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +173,44 @@ mod tests {
             })
         );
         assert_eq!(s.grant(b"r"), None);
+    }
+
+    #[test]
+    fn a_wrong_secret_after_a_right_one_drops_the_grant() {
+        let none = Grant::default();
+        let read = Grant {
+            read: true,
+            write: false,
+        };
+        let all = Grant {
+            read: true,
+            write: true,
+        };
+        // Both secrets set: back to no grant at all.
+        let s = secrets("rw", "ro");
+        let mut c = Session::new(&s);
+        assert!(c.access(&s, b"rw"));
+        assert_eq!(c.grant, all);
+        assert!(!c.access(&s, b"nope"));
+        assert_eq!(c.grant, none);
+        assert!(c.access(&s, b"ro"));
+        assert_eq!(c.grant, read);
+        assert!(!c.access(&s, b"rw "));
+        assert_eq!(c.grant, none);
+        // Only the rw secret set: back to reading, as a new connection.
+        let s = secrets("rw", "");
+        let mut c = Session::new(&s);
+        assert!(c.access(&s, b"rw"));
+        assert_eq!(c.grant, all);
+        assert!(!c.access(&s, b"wrong"));
+        assert_eq!(c.grant, read);
+    }
+
+    #[test]
+    fn debug_hides_the_secrets() {
+        let shown = format!("{:?}", secrets("rw-HUSH", ""));
+        assert!(!shown.contains("HUSH"), "{shown}");
+        assert_eq!(shown, "Secrets { rw: \"<hidden>\", ro: \"(unset)\" }");
     }
 
     #[test]
