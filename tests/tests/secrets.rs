@@ -115,6 +115,22 @@ fn a_wrong_secret_is_permission_denied() {
     assert_ok(&c.access(RO.as_bytes()));
     assert_denied(&c.access(b"nope"));
     assert_denied(&c.set("/x", -1, b"x"));
+    // nor keep them: the grant goes back to the empty secret's, which
+    // with both secrets set is none (docs/reference.md#secrets-and-access)
+    assert_denied(&c.get("/ctl/name", None));
+    assert_ok(&c.access(RW.as_bytes()));
+    assert_eq!(c.must_get("/ctl/name").0, b"local");
+    assert_denied(&c.access(b"RW"));
+    assert_denied(&c.get("/ctl/name", None));
+    assert_denied(&c.set("/x", -1, b"x"));
+    // with only the rw secret set, back to reading
+    let d = Doozerd::builder().env("DOOZER_RWSECRET", RW).start();
+    let mut c = d.raw();
+    assert_ok(&c.access(RW.as_bytes()));
+    c.must_set("/w", 0, b"w");
+    assert_denied(&c.access(b"nope"));
+    assert_denied(&c.set("/w", -1, b"again"));
+    assert_eq!(c.must_get("/w").0, b"w");
 }
 
 #[test]

@@ -86,25 +86,25 @@ impl Replica {
         let Some(secret) = req.value else {
             return self.fail(conn, req.tag, ErrCode::MissingArg, Some("value".into()));
         };
-        match self.secrets.grant(&secret) {
-            Some(grant) => {
-                if let Some(s) = self.sessions.get_mut(&conn) {
-                    s.grant = grant;
-                }
-                self.reply(
-                    conn,
-                    Response {
-                        tag: req.tag,
-                        ..Default::default()
-                    },
-                );
-            }
-            None => self.fail(
+        // A wrong secret takes the grant back to the empty secret's.
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if session.access(&self.secrets, &secret) {
+            self.reply(
+                conn,
+                Response {
+                    tag: req.tag,
+                    ..Default::default()
+                },
+            );
+        } else {
+            self.fail(
                 conn,
                 req.tag,
                 ErrCode::Other,
                 Some("permission denied".into()),
-            ),
+            );
         }
     }
 
@@ -283,8 +283,18 @@ impl Replica {
         let m = match verb {
             Verb::Nop => Mutation::Nop,
             _ => {
-                let (Some(path), Some(rev)) = (req.path, req.rev) else {
-                    return self.fail(conn, tag, ErrCode::MissingArg, Some("path and rev".into()));
+                let missing = |field: &str| Some(field.to_string());
+                let (path, rev) = match (req.path, req.rev) {
+                    (Some(path), Some(rev)) => (path, rev),
+                    (Some(_), None) => {
+                        return self.fail(conn, tag, ErrCode::MissingArg, missing("rev"))
+                    }
+                    (None, Some(_)) => {
+                        return self.fail(conn, tag, ErrCode::MissingArg, missing("path"))
+                    }
+                    (None, None) => {
+                        return self.fail(conn, tag, ErrCode::MissingArg, missing("path and rev"))
+                    }
                 };
                 if let Err(e) = validate_path(&path) {
                     return self.store_error(conn, tag, e, &path);
