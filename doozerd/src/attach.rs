@@ -406,11 +406,13 @@ fn refusal(verb: Option<i32>, path: Option<&str>, code: i32, detail: Option<Stri
     what
 }
 
-/// The members a slave can follow after losing its own: every CAL's
-/// address from the copied `/ctl` files (except this node's), then the
-/// `-a` addresses.
+/// The members a slave can follow after losing its own: the CALs of the
+/// seqn it needs next, every CAL's address from the copied `/ctl` files
+/// (except this node's), then the `-a` addresses.
 pub fn candidates(server: &Replica, self_id: &str, attach: &[SocketAddr]) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
+    // The CALs of the next seqn first: they hold what this node lacks,
+    // even if they already left the slots.
+    let mut out = server.next_cal_addrs();
     if let Ok(snap) = server.store().snapshot(None) {
         if let Ok(slots) = snap.dir_names(ctl::CAL_DIR) {
             for slot in slots {
@@ -423,7 +425,9 @@ pub fn candidates(server: &Replica, self_id: &str, attach: &[SocketAddr]) -> Vec
                 }
                 if let Ok((addr, _)) = snap.get(&ctl::node_file(&id, NodeFile::Addr)) {
                     if let Ok(addr) = String::from_utf8_lossy(&addr).parse() {
-                        out.push(addr);
+                        if !out.contains(&addr) {
+                            out.push(addr);
+                        }
                     }
                 }
             }

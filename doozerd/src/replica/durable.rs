@@ -306,6 +306,7 @@ impl Replica {
                 p.retire();
                 p.restore(records);
                 self.retired = Some(p);
+                self.members.left_after = Some(applied);
             }
             log::info!(
                 "restarted as a slave at rev {}: attaching again",

@@ -129,13 +129,6 @@ impl Replica {
             let detail = format!("too many followers: the limit is {MAX_FOLLOWERS}");
             return self.fail(conn, tag, ErrCode::Other, Some(detail));
         }
-        if self.paxos.is_none() {
-            // Slaves follow CALs: a slave's stream would carry no change
-            // it has not seen itself, and could even follow its follower.
-            let why = "this node is not a CAL: attach to a CAL".to_string();
-            return self.fail(conn, tag, ErrCode::Readonly, Some(why));
-        }
-        self.hold(conn, tag, None);
         let head = self.store.rev();
         let resume = req.rev.unwrap_or(0);
         // Resume only if the follower's recent history is this node's too:
@@ -150,6 +143,17 @@ impl Replica {
         let in_history = same_history
             && resume <= head
             && (resume == head || self.store.event(resume + 1).is_some());
+        // Slaves follow CALs: a slave's stream would carry no change it
+        // has not seen itself, and could even follow its follower. A node
+        // that left consensus still streams the seqns it was a CAL of to a
+        // follower that lacks them: it may be the only one that has them.
+        let lacks_ours =
+            |last: u64| in_history && self.store.at(resume).is_some_and(|at| at.seqn < last);
+        if self.paxos.is_none() && !self.members.left_after.is_some_and(lacks_ours) {
+            let why = "this node is not a CAL: attach to a CAL".to_string();
+            return self.fail(conn, tag, ErrCode::Readonly, Some(why));
+        }
+        self.hold(conn, tag, None);
         if in_history {
             // READY says how far this node is: the follower replays up to
             // there before it may join consensus (it would not know, while
@@ -171,19 +175,32 @@ impl Replica {
             snapshot.seqn = Some(self.members.applied_seqn);
             snapshot.value = Some(encode_sets(&self.members.window_sets()));
             self.reply(conn, snapshot);
-            // The files and READY are streamed by the event loop as the
-            // follower's socket drains: a copy is never built whole.
-            let job = CopyJob {
-                conn,
-                tag,
-                snap,
-                after: None,
-            };
-            let before = self.out.iter().filter(|(c, _)| *c == conn).count();
-            self.copies.push((before, job));
+            self.stream_copy(conn, tag, snap);
         }
         self.followers.insert(conn, tag);
         log::info!("connection {conn} follows from rev {head}");
+    }
+
+    /// BACKUP from `conn`: the tree at the head rev, streamed (any node,
+    /// CAL or slave; a read).
+    pub(super) fn backup(&mut self, conn: ConnId, tag: Option<i32>) {
+        let snap = self.store.head().clone();
+        self.reply(conn, marker(tag, flags::SNAPSHOT, snap.rev()));
+        self.stream_copy(conn, tag, snap);
+    }
+
+    /// Has the files of `snap` and READY streamed to `conn` after what was
+    /// answered so far: by the event loop as the socket drains, so a copy
+    /// is never built whole.
+    fn stream_copy(&mut self, conn: ConnId, tag: Option<i32>, snap: crate::store::Snapshot) {
+        let job = CopyJob {
+            conn,
+            tag,
+            snap,
+            after: None,
+        };
+        let before = self.out.iter().filter(|(c, _)| *c == conn).count();
+        self.copies.push((before, job));
     }
 
     /// Sends `event`, just applied as change `at` of the log, to every

@@ -118,6 +118,11 @@ pub(super) struct Membership {
     pub(super) kicks: BTreeMap<NodeId, ProposalId>,
     /// Since when this CAL cannot catch up through consensus.
     pub(super) stuck_since_ms: Option<u64>,
+    /// The last seqn this node was a CAL of, after it left consensus: it
+    /// may be the only node that learned the seqns before (docs/cluster.md,
+    /// "Leaving the CAL set"), so it still streams them to a follower that
+    /// lacks them.
+    pub(super) left_after: Option<u64>,
     /// Values proposed (client writes and the node's own).
     pub(super) proposals: u64,
     /// Learned values that did not decode (applied as NOP).
@@ -169,6 +174,7 @@ impl Membership {
             kicks_proposed: 0,
             digest_views: BTreeMap::new(),
             divergences: 0,
+            left_after: None,
         }
     }
 
@@ -257,6 +263,19 @@ impl Membership {
         self.addrs.get(id).or_else(|| self.former.get(id)).copied()
     }
 
+    /// The addresses of the CALs of the seqn after the last applied one
+    /// (not this node): the nodes that can stream what this node lacks
+    /// next. They may have left the slots already (the set of a seqn is
+    /// decided `alpha` seqns before).
+    pub(super) fn next_cal_addrs(&self) -> Vec<SocketAddr> {
+        self.cals_for(self.applied_seqn + 1)
+            .into_iter()
+            .flat_map(|c| c.iter())
+            .filter(|id| **id != self.id)
+            .filter_map(|id| self.addr_of(id))
+            .collect()
+    }
+
     /// Whether a datagram from `addr` that says it comes from `id` may be
     /// taken as `id`'s: that node (current or former) has that address.
     /// Two ids may share an address (a node restarted under a new id): the
@@ -301,6 +320,12 @@ impl Replica {
         self.retired
             .as_ref()
             .is_some_and(|p| self.members.applied_seqn < p.next_seqn())
+    }
+
+    /// Where to attach first: the CALs of the seqn after the last one
+    /// applied here (see `Membership::next_cal_addrs`).
+    pub fn next_cal_addrs(&self) -> Vec<SocketAddr> {
+        self.members.next_cal_addrs()
     }
 
     /// This node's id.
@@ -443,6 +468,7 @@ impl Replica {
             }
         };
         self.paxos = Some(paxos);
+        self.members.left_after = None;
         self.follow_state = super::FollowState::Idle;
         self.writable = true;
         self.members.claim = None;
@@ -490,6 +516,7 @@ impl Replica {
         }
         p.retire();
         self.retired = Some(p);
+        self.members.left_after = Some(seqn);
         self.writable = false;
         self.members.peer_out.clear();
         self.members.kicks.clear();

@@ -199,6 +199,20 @@ impl Oracle {
         }
     }
 
+    /// The seqns where the log's CAL set changes, with the new set, and
+    /// the last seqn the oracle applied: what a failure report shows.
+    pub(crate) fn set_changes(&self) -> (Vec<(u64, Vec<NodeId>)>, u64) {
+        let mut changes = Vec::new();
+        let mut last: Option<&CalSet> = None;
+        for (s, set) in &self.sets {
+            if last != Some(set) {
+                changes.push((*s, set.iter().cloned().collect()));
+                last = Some(set);
+            }
+        }
+        (changes, self.applied)
+    }
+
     /// The CAL set the log gives seqn `s`, if known yet.
     pub(crate) fn set_of(&self, s: u64) -> Option<&CalSet> {
         self.sets.get(&s)

@@ -33,7 +33,10 @@ pub(super) fn form(seed: u64, cals: usize, spares: usize, timing: Timing) -> Wor
 
 /// One line per node, for failure messages.
 pub(super) fn describe(w: &World) -> String {
-    (0..w.nodes.len())
+    let (changes, applied) = w.oracle.set_changes();
+    let sets =
+        format!("  the log's CAL sets (from seqn): {changes:?}; applied up to seqn {applied}\n");
+    sets + &(0..w.nodes.len())
         .map(|i| {
             let n = &w.nodes[i];
             let window = n
