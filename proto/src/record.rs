@@ -53,6 +53,9 @@ pub mod kind {
     pub const FLOOR: u8 = 36;
     /// Log: the store was replaced by a snapshot (a copy).
     pub const CHECKPOINT: u8 = 37;
+    /// Log: changes this node applied as its follow stream carried them
+    /// (a slave): not the bytes consensus decided.
+    pub const REPLAYED: u8 = 38;
 }
 
 /// Why a record cannot be read. Each names the byte offset where the
