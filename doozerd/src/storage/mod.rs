@@ -23,10 +23,12 @@
 //!
 //! Modules: [`record`] (what the log holds, as data), `log` (segments,
 //! appending), `recover` (reading back), `snapshot` (images in DIR),
-//! `files` (names, atomic writes, the lock).
+//! `files` (names, atomic writes, the lock), `jobs` (the replica's
+//! snapshot jobs and restored snapshots, to and from images).
 
 mod error;
 mod files;
+mod jobs;
 mod log;
 pub mod record;
 mod recover;
@@ -77,6 +79,8 @@ pub struct Recovered {
     /// The newest snapshot: its header (rev, seqn, CAL sets) and every
     /// file, checked.
     pub snapshot: Option<(ImageHeader, Vec<ImageFile>)>,
+    /// The file the snapshot was read from (for errors about it).
+    pub snapshot_file: Option<PathBuf>,
     /// The log, in order, from every segment: every acceptor record
     /// (Promise, Vote, Floor) and Checkpoint as written, and exactly the
     /// applied records (Applied or Replayed) to replay on top of the
@@ -266,6 +270,7 @@ impl DataDir {
         let recovered = Recovered {
             meta,
             snapshot,
+            snapshot_file: snaps.last().map(|(_, p)| p.clone()),
             records,
             torn,
         };

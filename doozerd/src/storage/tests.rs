@@ -856,3 +856,58 @@ fn image_errors_from_the_snapshot_name_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_replica_job_comes_back_as_it_restores() {
+    use crate::consensus::CalSet;
+    use crate::replica::SnapshotJob;
+    let t = TempDir::new("job");
+    let mut d = fresh(t.path());
+    let store = store_with(20, 3);
+    let set = CalSet::new(vec!["node1".into(), "node2".into()]).unwrap();
+    let job = SnapshotJob {
+        seqn: 30,
+        rev: store.rev(),
+        sets: vec![(1, set.clone())],
+        tree: store.head().clone(),
+        records: vec![Record::Floor { seqn: 31 }],
+    };
+    d.checkpoint_job(&job).unwrap();
+    drop(d);
+    let (_, mut r) = reopen(t.path());
+    assert_eq!(r.snapshot.as_ref().unwrap().0.cluster, "test");
+    let restored = r.take_restored().unwrap().unwrap();
+    assert_eq!((restored.seqn, restored.rev), (30, store.rev()));
+    assert_eq!(restored.sets, vec![(1, set)]);
+    let want = store
+        .head()
+        .walk_all(&crate::store::Glob::parse("/**").unwrap());
+    assert_eq!(restored.files.len(), want.len());
+    assert!(restored
+        .files
+        .iter()
+        .zip(&want)
+        .all(|(f, w)| f.path == w.path && f.rev == w.rev && f.body == w.body));
+    assert_eq!(
+        r.records,
+        vec![Record::Checkpoint { seqn: 30 }, Record::Floor { seqn: 31 }]
+    );
+    assert!(r.take_restored().unwrap().is_none(), "taken once");
+}
+
+#[test]
+fn a_cal_set_the_replica_cannot_use_names_the_snapshot() {
+    let t = TempDir::new("job-bad-set");
+    let mut d = fresh(t.path());
+    let store = store_with(1, 1);
+    let mut h = header(5, store.rev());
+    h.sets = vec![(1, (0..65).map(|i| format!("n{i:02}")).collect())];
+    d.checkpoint(h, store.head(), &[]).unwrap();
+    drop(d);
+    let (_, mut r) = reopen(t.path());
+    let err = r.take_restored().unwrap_err();
+    assert!(
+        matches!(&err, StorageError::BadRecord { file, offset: 0, .. } if *file == snapshot_file(t.path(), 5)),
+        "{err}"
+    );
+}
