@@ -8,6 +8,8 @@
 //!   consensus while a CAL, membership, client sessions, follow streams),
 //!   pure: fed by `Replica::step`, drained once per loop by
 //!   `Replica::ready`.
+//! - [`storage`]: the data directory (`-d`): log segments, snapshots,
+//!   recovery; the only code that touches DIR.
 //! - [`node`]: the single-threaded `mio` event loop: moves bytes and time
 //!   between the sockets and the replica.
 //! - [`boot`]: booting through a name service (`-b`) and keeping this

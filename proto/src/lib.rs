@@ -8,13 +8,19 @@
 //! - [`ctl`]: the paths of the `/ctl` tree, built and parsed in one place.
 //! - [`frame`]: the 4-byte big-endian length framing, with a size limit that
 //!   is checked before anything is allocated.
+//! - [`record`]: the checksummed records every file doozer writes is made
+//!   of (docs/storage.md).
+//! - [`image`]: images, a copy of the whole tree at one rev: the snapshots
+//!   of a data directory and backups.
 //!
 //! Special revision values shared by the server, the client and the store
 //! live in [`rev`].
 
 pub mod ctl;
 pub mod frame;
+pub mod image;
 pub mod peer;
+pub mod record;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 
