@@ -338,6 +338,29 @@ impl Client {
         }
     }
 
+    /// A consistent copy of the whole tree at one rev (BACKUP), from the
+    /// node this client is connected to, CAL or slave, while writes go on:
+    /// see [`Backup`]. Not retried (the caller starts again).
+    pub fn backup(&self) -> Result<Backup> {
+        let conn = self.conn()?;
+        let rx = conn.stream(req(Verb::Backup))?;
+        let first = match rx.recv() {
+            Ok(r) => r.map_err(Error::from).and_then(Error::check)?,
+            Err(_) => return Err(Error::ConnectionClosed("no answer to BACKUP".into())),
+        };
+        let snapshot = first.flags.unwrap_or_default() & doozer_proto::flags::SNAPSHOT != 0;
+        let Some(rev) = first.rev.filter(|_| snapshot) else {
+            return Err(Error::Protocol("BACKUP answered without its rev".into()));
+        };
+        Ok(Backup {
+            rx,
+            _conn: conn,
+            rev,
+            files: 0,
+            ended: false,
+        })
+    }
+
     /// The `offset`-th file (0-based) matching `glob`, in sorted depth-first
     /// order. Past the end: a server error with code `RANGE`.
     pub fn walk(&self, glob: &str, rev: Option<i64>, offset: i32) -> Result<Event> {
@@ -466,6 +489,77 @@ impl Client {
 /// Every change matching a glob, from a revision on: WAIT(glob, rev), then
 /// rev = event.rev + 1, forever. Made by [`Client::watch`].
 ///
+/// A consistent copy of the whole tree at one rev, read file by file
+/// ([`Client::backup`]): an iterator over the files (as [`Event`]s with
+/// their revs and bodies, in depth-first order), which ends after the last
+/// one. An error (the connection broke) is yielded once, then the iterator
+/// ends: a copy cut short is never taken for a whole one.
+pub struct Backup {
+    rx: crossbeam_channel::Receiver<crate::conn::Reply>,
+    /// Kept so the stream's connection lives as long as the copy.
+    _conn: Arc<Conn>,
+    rev: i64,
+    files: u64,
+    ended: bool,
+}
+
+impl Backup {
+    /// The rev the copy is as of: every file's rev is at most this.
+    pub fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    /// Files read so far.
+    pub fn files(&self) -> u64 {
+        self.files
+    }
+}
+
+impl Iterator for Backup {
+    type Item = Result<Event>;
+    fn next(&mut self) -> Option<Result<Event>> {
+        if self.ended {
+            return None;
+        }
+        let resp = match self.rx.recv() {
+            Ok(Ok(r)) => r,
+            Ok(Err(closed)) => {
+                self.ended = true;
+                return Some(Err(closed.into()));
+            }
+            Err(_) => {
+                self.ended = true;
+                return Some(Err(Error::ConnectionClosed(
+                    "the backup stream ended before its last file".into(),
+                )));
+            }
+        };
+        let resp = match Error::check(resp) {
+            Ok(r) => r,
+            Err(e) => {
+                self.ended = true;
+                return Some(Err(e));
+            }
+        };
+        let f = resp.flags.unwrap_or_default();
+        if f & doozer_proto::flags::READY != 0 {
+            self.ended = true;
+            if resp.rev != Some(self.rev) {
+                let why = format!("backup ended at rev {:?}, begun at {}", resp.rev, self.rev);
+                return Some(Err(Error::Protocol(why)));
+            }
+            return None;
+        }
+        if f & doozer_proto::flags::FILE == 0 {
+            self.ended = true;
+            let why = format!("unexpected response in a backup (flags {f})");
+            return Some(Err(Error::Protocol(why)));
+        }
+        self.files += 1;
+        Some(Ok(Event::from_response(resp)))
+    }
+}
+
 /// Each WAIT is retried once on a fresh connection (like every read); if
 /// it still fails the error is yielded and the iterator ends, so a loop
 /// over it cannot spin on a dead cluster.

@@ -31,14 +31,17 @@ use prost::Message;
 use crate::error::{Error, Result};
 use crate::tls::{self, TlsClient};
 
+/// Responses of a stream buffered before the reader waits for its consumer.
+const STREAM_BUFFER: usize = 1024;
+
 /// A TLS session shared by a connection's writers and its reader.
 type Session = Arc<Mutex<rustls::ClientConnection>>;
 
-type Reply = std::result::Result<Response, Closed>;
+pub(crate) type Reply = std::result::Result<Response, Closed>;
 
 /// Why the connection ended; cloned to every waiting caller.
 #[derive(Debug, Clone)]
-enum Closed {
+pub(crate) enum Closed {
     Eof,
     Io(String),
     Protocol(String),
@@ -63,7 +66,15 @@ struct Pending {
     /// reserved until its response arrives, since the server still holds it
     /// and would answer TAG_IN_USE if we reused it.
     waiters: HashMap<i32, Option<Sender<Reply>>>,
+    /// Tags answered by a stream of responses (BACKUP), until one that
+    /// ends it ([`ends_stream`]).
+    streams: std::collections::HashSet<i32>,
     closed: Option<Closed>,
+}
+
+/// Whether `r` is the last response of a stream: READY, or an error.
+fn ends_stream(r: &Response) -> bool {
+    r.err_code.is_some() || r.flags.is_some_and(|f| f & doozer_proto::flags::READY != 0)
 }
 
 impl Pending {
@@ -71,6 +82,7 @@ impl Pending {
         if self.closed.is_none() {
             self.closed = Some(why.clone());
         }
+        self.streams.clear();
         for (_, w) in self.waiters.drain() {
             if let Some(w) = w {
                 let _ = w.send(Err(why.clone()));
@@ -160,17 +172,46 @@ impl Conn {
                 });
             }
         }
+        self.write(&buf)?;
+        Ok(tickets)
+    }
+
+    /// Sends `req`, whose answer is a stream of responses (BACKUP), and
+    /// returns the receiving end: responses in order, the last one READY
+    /// or an error. The channel is bounded, so a slow consumer slows the
+    /// node down rather than filling this process's memory.
+    pub(crate) fn stream(&self, mut req: Request) -> Result<Receiver<Reply>> {
+        let mut buf = BytesMut::new();
+        let rx = {
+            let mut p = self.pending.lock();
+            if let Some(why) = &p.closed {
+                return Err(why.clone().into());
+            }
+            let tag = free_tag(&mut p)?;
+            let (tx, rx) = crossbeam_channel::bounded(STREAM_BUFFER);
+            p.waiters.insert(tag, Some(tx));
+            p.streams.insert(tag);
+            req.tag = Some(tag);
+            encode_frame(&req, &mut buf);
+            rx
+        };
+        self.write(&buf)?;
+        Ok(rx)
+    }
+
+    /// Writes `buf` (sealed, with TLS); a failure closes the connection.
+    fn write(&self, buf: &[u8]) -> Result<()> {
         let mut w = self.writer.lock();
         let written = match &self.tls {
-            None => w.write_all(&buf),
-            Some(session) => seal(session, &buf).and_then(|out| w.write_all(&out)),
+            None => w.write_all(buf),
+            Some(session) => seal(session, buf).and_then(|out| w.write_all(&out)),
         };
         if let Err(e) = written {
             let _ = w.shutdown(Shutdown::Both);
             self.pending.lock().close(Closed::Io(e.to_string()));
             return Err(Error::ConnectionClosed(e.to_string()));
         }
-        Ok(tickets)
+        Ok(())
     }
 
     /// Sends one request and waits for its response (until `deadline`).
@@ -345,6 +386,21 @@ fn dispatch(
             return Err(Closed::Protocol("response without a tag".into()));
         };
         let mut p = pending.lock();
+        if p.streams.contains(&tag) {
+            let w = if ends_stream(&resp) {
+                p.streams.remove(&tag);
+                p.waiters.remove(&tag).flatten()
+            } else {
+                p.waiters.get(&tag).cloned().flatten()
+            };
+            // Sent without the lock: the channel may be full (a slow
+            // consumer), and other callers must not wait for it.
+            drop(p);
+            if let Some(w) = w {
+                let _ = w.send(Ok(resp));
+            }
+            continue;
+        }
         // A tag we never sent is ignored rather than fatal: it harms no
         // one waiting.
         if let Some(Some(w)) = p.waiters.remove(&tag) {

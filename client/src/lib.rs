@@ -62,7 +62,7 @@ pub mod pipeline;
 pub mod tls;
 pub mod uri;
 
-pub use client::{Client, LinearizableRead, Watch};
+pub use client::{Backup, Client, LinearizableRead, Watch};
 pub use doozer_proto::{ctl, flags, rev, ErrCode, Request, Response, Verb, MAX_BODY_LEN};
 pub use error::{Error, Result};
 pub use event::{Event, Stat};

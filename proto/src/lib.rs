@@ -156,6 +156,12 @@ pub enum Verb {
     /// SNAPSHOT, FILE..., READY) or just READY, then every change as a
     /// WAIT-style event, until the connection closes.
     Follow = 200,
+    /// A consistent copy of the whole tree at one rev, from any node (a
+    /// read): SNAPSHOT (its rev), FILE... in depth-first order, then READY
+    /// (its rev again), all with the request's tag; the tag is free again
+    /// after READY. What `doozer backup` writes to an image
+    /// (docs/storage.md).
+    Backup = 201,
 }
 
 /// Error codes of the client protocol.
@@ -205,6 +211,7 @@ impl Verb {
             Verb::Self_ => "SELF",
             Verb::Access => "ACCESS",
             Verb::Follow => "FOLLOW",
+            Verb::Backup => "BACKUP",
         }
     }
 }
@@ -315,6 +322,7 @@ mod tests {
             (Verb::Self_, "SELF"),
             (Verb::Access, "ACCESS"),
             (Verb::Follow, "FOLLOW"),
+            (Verb::Backup, "BACKUP"),
         ];
         for (verb, name) in all {
             assert_eq!(verb.wire_name(), name);

@@ -94,12 +94,19 @@ enum Pause {
     Backlog,
 }
 
-/// A store copy being streamed to a follower, and the responses that come
-/// after it on that connection, held until the copy is out.
+/// A store copy being streamed (to a follower, or a backup), and what
+/// comes after it on that connection, held until the copy is out.
 struct Streaming {
     job: CopyJob,
-    held: VecDeque<Response>,
+    held: VecDeque<Held>,
     held_bytes: usize,
+}
+
+/// What waits behind a copy: answers, and further copies (BACKUPs
+/// pipelined on one connection), in order.
+enum Held {
+    Answer(Response),
+    Copy(CopyJob),
 }
 
 struct Conn {
@@ -542,11 +549,16 @@ impl Conns {
 
     fn start_copy(&mut self, conn_id: ConnId, job: CopyJob) {
         if let Some(Some(conn)) = self.slab.get_mut(conn_id) {
-            conn.copy = Some(Box::new(Streaming {
-                job,
-                held: VecDeque::new(),
-                held_bytes: 0,
-            }));
+            match conn.copy.as_mut() {
+                Some(copy) => copy.held.push_back(Held::Copy(job)),
+                None => {
+                    conn.copy = Some(Box::new(Streaming {
+                        job,
+                        held: VecDeque::new(),
+                        held_bytes: 0,
+                    }))
+                }
+            }
             self.more_output.push(conn_id);
         }
     }
@@ -559,7 +571,7 @@ impl Conns {
         };
         if let Some(copy) = conn.copy.as_mut() {
             copy.held_bytes += resp.encoded_len();
-            copy.held.push_back(resp);
+            copy.held.push_back(Held::Answer(resp));
             if copy.held_bytes > MAX_UNSENT_OUTPUT {
                 log::warn!("connection {conn_id}: changes piled up behind a store copy; closing");
                 conn.dead = true;
@@ -589,12 +601,34 @@ impl Conns {
                 encode_frame(r, &mut conn.wbuf);
             }
             if done {
-                for r in &copy.held {
-                    encode_frame(r, &mut conn.wbuf);
+                // What waited goes out, up to the next copy, which starts.
+                let mut rest = std::mem::take(&mut copy.held);
+                let mut next = None;
+                while let Some(h) = rest.pop_front() {
+                    match h {
+                        Held::Answer(r) => encode_frame(&r, &mut conn.wbuf),
+                        Held::Copy(job) => {
+                            next = Some(job);
+                            break;
+                        }
+                    }
                 }
-                conn.copy = None;
+                conn.copy = next.map(|job| {
+                    let held_bytes = rest
+                        .iter()
+                        .map(|h| match h {
+                            Held::Answer(r) => r.encoded_len(),
+                            Held::Copy(_) => 0,
+                        })
+                        .sum();
+                    Box::new(Streaming {
+                        job,
+                        held: rest,
+                        held_bytes,
+                    })
+                });
             }
-            !done
+            conn.copy.is_some()
         } else if let Some(stream) = conn.events.as_mut() {
             stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf)
         } else {

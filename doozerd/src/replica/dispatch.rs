@@ -79,6 +79,7 @@ impl Replica {
             Verb::Wait => self.wait(conn, req),
             Verb::Set | Verb::Del | Verb::Nop => self.write(conn, verb, req),
             Verb::Follow => self.follow(conn, req),
+            Verb::Backup => self.backup(conn, tag),
         }
     }
 

@@ -940,3 +940,42 @@ mod cluster {
         net.assert_same_stores();
     }
 }
+
+#[test]
+fn backup_streams_the_tree_at_one_rev_from_a_cal_or_a_slave() {
+    let mut cal = server_with(Secrets::default(), 100);
+    for i in 0..6 {
+        one(&mut cal, set(1, &format!("/b/{i}"), -1, &i.to_string()));
+    }
+    let mut slave = slave_server(100);
+    cal.connect(2);
+    cal.handle(
+        2,
+        Request {
+            rev: Some(0),
+            ..req(9, Verb::Follow)
+        },
+    );
+    pump(&mut cal, 2, &mut slave);
+    for node in [&mut cal, &mut slave] {
+        let head = node.store().rev();
+        let out = call(node, 1, req(7, Verb::Backup));
+        let (first, rest) = out.split_first().expect("an answer");
+        assert_eq!(first.flags, Some(doozer_proto::flags::SNAPSHOT));
+        assert_eq!(first.rev, Some(head));
+        let (last, files) = rest.split_last().expect("READY");
+        assert_eq!(last.flags, Some(doozer_proto::flags::READY));
+        assert_eq!(last.rev, Some(head));
+        let got: Vec<(String, i64)> = files
+            .iter()
+            .map(|r| (r.path.clone().unwrap(), r.rev.unwrap()))
+            .collect();
+        let want: Vec<(String, i64)> = walk_all(node)
+            .into_iter()
+            .map(|e| (e.path, e.rev))
+            .collect();
+        assert_eq!(got, want);
+        assert!(got.iter().any(|(p, _)| p == "/b/5"));
+        assert!(files.iter().all(|r| r.tag == Some(7)));
+    }
+}
