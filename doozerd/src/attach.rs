@@ -406,6 +406,34 @@ fn refusal(verb: Option<i32>, path: Option<&str>, code: i32, detail: Option<Stri
     what
 }
 
+/// Members whose stream broke or who refused to be followed, least
+/// recently first: attaching tries every other candidate before them, and
+/// them in turn, so two refusing members cannot keep a slave from a third
+/// that would serve it.
+#[derive(Debug, Clone, Default)]
+pub struct LostMembers(Vec<SocketAddr>);
+
+/// Members remembered by [`LostMembers`].
+const LOST_MEMBERS_MAX: usize = 64;
+
+impl LostMembers {
+    /// `addr` was just lost.
+    pub fn note(&mut self, addr: SocketAddr) {
+        self.0.retain(|a| *a != addr);
+        if self.0.len() >= LOST_MEMBERS_MAX {
+            self.0.remove(0);
+        }
+        self.0.push(addr);
+    }
+
+    /// Orders `candidates`: never lost first (in their order), then the
+    /// lost ones, lost longest ago first.
+    pub fn order(&self, candidates: &mut [SocketAddr]) {
+        // Stable: the others keep their order.
+        candidates.sort_by_key(|a| self.0.iter().position(|l| l == a).map_or(0, |i| i + 1));
+    }
+}
+
 /// The members a slave can follow after losing its own: the CALs of the
 /// seqn it needs next, every CAL's address from the copied `/ctl` files
 /// (except this node's), then the `-a` addresses.

@@ -93,8 +93,8 @@ pub(super) struct Follower {
     attach_addrs: Vec<SocketAddr>,
     /// A stream silent this long is given up (a few pulses).
     idle: Duration,
-    /// The member whose stream broke last: tried last.
-    lost_member: Option<SocketAddr>,
+    /// Members whose stream broke or who refused: tried last, in turn.
+    lost_members: attach::LostMembers,
     attach: Attach,
     /// When to try attaching again after losing the followed node.
     reattach_at: Option<Instant>,
@@ -129,7 +129,7 @@ impl Follower {
             conn,
             attach_addrs,
             idle: FOLLOW_IDLE_MIN.max(Duration::from_millis(pulse_ms) * 5),
-            lost_member: None,
+            lost_members: attach::LostMembers::default(),
             attach,
             reattach_at: None,
             reattach_failures: 0,
@@ -222,11 +222,9 @@ impl Follower {
     /// it came from last.
     pub(super) fn broken(&mut self, poll: &Poll, replica: &mut Replica, now_ms: u64, why: &str) {
         log::warn!("lost the followed node ({why}); attaching again");
-        self.lost_member = self
-            .conn
-            .as_ref()
-            .and_then(|f| f.stream.peer_addr().ok())
-            .map(|a| SocketAddr::new(a.ip(), a.port()));
+        if let Some(a) = self.conn.as_ref().and_then(|f| f.stream.peer_addr().ok()) {
+            self.lost_members.note(SocketAddr::new(a.ip(), a.port()));
+        }
         self.drop_stream(poll);
         let _ = replica.step(now_ms, Input::FollowLost);
         self.reattach_at = Some(Instant::now());
@@ -290,10 +288,7 @@ impl Follower {
         }
         self.reattach_at = None;
         let mut candidates = attach::candidates(replica, &self.attach.info.id, &self.attach_addrs);
-        if let Some(lost) = self.lost_member {
-            // Stable: the others keep their order.
-            candidates.sort_by_key(|a| *a == lost);
-        }
+        self.lost_members.order(&mut candidates);
         let resume = attach::Resume::of(replica);
         let attach = self.attach.clone();
         let waker = Arc::clone(&self.waker);

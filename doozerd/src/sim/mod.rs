@@ -150,7 +150,7 @@ pub(crate) struct Node {
     seeds: Vec<SocketAddr>,
     follow: Option<Follow>,
     reattach_at: Option<u64>,
-    lost_member: Option<SocketAddr>,
+    lost_members: attach::LostMembers,
     /// The replica's deadline as of its last output.
     deadline: Option<u64>,
     /// The earliest wake-up scheduled.
@@ -340,7 +340,7 @@ impl World {
                 seeds,
                 follow: None,
                 reattach_at: None,
-                lost_member: None,
+                lost_members: attach::LostMembers::default(),
                 deadline: None,
                 wake_at: None,
                 held: Vec::new(),
@@ -663,9 +663,7 @@ impl World {
             return;
         };
         let mut candidates = attach::candidates(r, &self.nodes[i].id, &self.nodes[i].seeds);
-        if let Some(lost) = self.nodes[i].lost_member {
-            candidates.sort_by_key(|a| *a == lost);
-        }
+        self.nodes[i].lost_members.order(&mut candidates);
         let resume = Resume::of(r);
         self.nodes[i].follow = Some(Follow {
             conn: 0,
@@ -827,7 +825,9 @@ impl World {
     fn follow_broken(&mut self, i: usize, why: &str) {
         self.trace_line(i, &format!("lost the followed node ({why})"));
         let member = self.nodes[i].follow.as_ref().map(|f| f.member);
-        self.nodes[i].lost_member = member.and_then(|m| self.nodes.get(m)).map(|n| n.addr);
+        if let Some(a) = member.and_then(|m| self.nodes.get(m)).map(|n| n.addr) {
+            self.nodes[i].lost_members.note(a);
+        }
         self.drop_follow(i);
         if let Some(r) = self.nodes[i].replica.as_mut() {
             let _ = r.step(self.now, Input::FollowLost);
