@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         }
     };
     let info = NodeInfo {
-        id: id.clone(),
+        id,
         addr: config.listen.to_string(),
         hostname: node::hostname(),
         version: doozerd::VERSION.to_string(),
@@ -63,8 +63,9 @@ fn main() -> ExitCode {
         }
     };
     log::info!(
-        "doozerd {} node {id} of cluster {:?}; clients and peers on {}",
+        "doozerd {} node {} of cluster {:?}; clients and peers on {}",
         doozerd::VERSION,
+        node.id(),
         config.cluster_name,
         config.listen
     );

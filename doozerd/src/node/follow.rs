@@ -230,6 +230,12 @@ impl Follower {
         self.reattach_at = Some(Instant::now());
     }
 
+    /// Attaches from the loop as soon as it runs (a slave restarted from
+    /// its data directory).
+    pub(super) fn attach_soon(&mut self) {
+        self.reattach_at = Some(Instant::now());
+    }
+
     /// A promoted slave stops following; a demoted CAL attaches again.
     pub(super) fn promoted(&mut self, poll: &Poll) {
         log::info!("promoted to CAL; no longer following");

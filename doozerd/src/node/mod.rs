@@ -18,6 +18,7 @@
 //! - `stats`: the figures of the stats page and metrics; ids, host name.
 
 mod conns;
+mod disk;
 mod follow;
 mod startup;
 mod stats;
@@ -77,6 +78,9 @@ pub enum NodeError {
     /// The TLS files could not be used.
     #[error("{0}")]
     Tls(String),
+    /// The data directory (`-d`) cannot be used.
+    #[error("data directory: {0}")]
+    DataDir(String),
 }
 
 /// Consensus time: milliseconds since the node started.
@@ -117,6 +121,8 @@ pub struct Node {
     out: Output,
     /// The replica's deadline of the last output.
     deadline_ms: Option<u64>,
+    /// The data directory (`-d`), if any.
+    disk: Option<disk::Disk>,
     conns: Conns,
     follower: Follower,
     /// Keeps this node's name-service entry (`-b`), if any.
@@ -128,6 +134,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// This node's id (from its data directory, when it has one).
+    pub fn id(&self) -> &str {
+        &self.node_id
+    }
+
     /// The bound client address (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -155,7 +166,9 @@ impl Node {
                     WEB_LISTENER => self.accept(Kind::Web, now),
                     PEER_SOCKET => {}
                     ATTACHED => self.follower.attached(&self.poll, &mut self.replica, now),
-                    FOLLOW_STREAM if readable => {
+                    // With the disk failing, the stream waits: what it
+                    // brings could not be made durable.
+                    FOLLOW_STREAM if readable && !self.disk_failing() => {
                         self.follower.readable(&self.poll, &mut self.replica, now)
                     }
                     FOLLOW_STREAM => {}
@@ -169,7 +182,9 @@ impl Node {
                     }
                 }
             }
-            self.follower.read_more(&self.poll, &mut self.replica, now);
+            if !self.disk_failing() {
+                self.follower.read_more(&self.poll, &mut self.replica, now);
+            }
             self.conns.resume_paused(&mut self.replica, now);
             self.conns
                 .sweep(self.poll.registry(), &mut self.replica, now);
@@ -184,6 +199,11 @@ impl Node {
     /// out), then the role, the name service, the follow connection, the
     /// event streams, and the answers.
     fn act_on_output(&mut self, now: u64) {
+        // Durable first: nothing of this output leaves before what it
+        // depends on is on disk.
+        if let Some(d) = self.disk.as_mut() {
+            d.persist(&mut self.out, &mut self.replica);
+        }
         for (to, msg) in self.out.messages.drain(..) {
             use prost::Message;
             if let Err(e) = self.peers.queue(to, msg.encode_to_vec().into()) {
@@ -218,6 +238,9 @@ impl Node {
             now,
         );
         self.deadline_ms = self.out.deadline_ms;
+        if let Some(d) = self.disk.as_mut() {
+            d.snapshots(&self.replica);
+        }
         self.out.clear();
         self.out.follow_requests = requests; // keeps the allocation
         self.out.follow_requests.clear();
@@ -241,6 +264,11 @@ impl Node {
         self.peers.recv(|from, bytes| {
             let _ = replica.step(now, Input::Peer(from, bytes));
         });
+    }
+
+    /// Whether the data directory's writes are failing now.
+    fn disk_failing(&self) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.failing())
     }
 
     /// Answers the web requests read this iteration.
@@ -296,6 +324,7 @@ impl Node {
             consensus,
             self.follower.deadline(),
             self.peers.warning_due(),
+            self.disk.as_ref().and_then(|d| d.deadline()),
         ]
         .into_iter()
         .flatten()

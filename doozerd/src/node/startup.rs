@@ -6,6 +6,7 @@
 //! started together.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Poll, Token, Waker};
 
 use super::conns::Conns;
+use super::disk::Disk;
 use super::follow::Follower;
 use super::stats::{self, random_u64};
 use super::{Clock, Node, NodeError, ATTACHED, CLIENT_LISTENER, PEER_SOCKET, WEB_LISTENER};
@@ -21,6 +23,7 @@ use crate::boot::{Boot, BootError, Plan, Registrar};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::replica::{ClusterConfig, Output, Replica, ReplicaConfig, Secrets};
+use crate::storage::{DataDir, Meta, Opened, Recovered, StorageError};
 use crate::tls::NodeTls;
 use crate::transport::{PeerKey, PeerTransport};
 
@@ -29,12 +32,13 @@ const LISTEN_HINT: &str = "pick another with -l ADDR";
 impl Node {
     /// Binds the listeners and joins a cluster (attaching, booting through
     /// the name service, or seeding a new one); does not serve yet.
-    pub fn start(config: &Config, info: NodeInfo) -> Result<Node, NodeError> {
+    pub fn start(config: &Config, mut info: NodeInfo) -> Result<Node, NodeError> {
         // Files are read before anything is bound or attached.
         let tls = match &config.tls {
             Some(files) => Some(NodeTls::load(files).map_err(NodeError::Tls)?),
             None => None,
         };
+        let (mut replica, disk, restarted) = replica_and_disk(config, &mut info)?;
         let poll = Poll::new()?;
         let listener = listen(
             &poll,
@@ -67,7 +71,6 @@ impl Node {
                 "pick another with -w ADDR, or turn the viewer off with -w false",
             )?),
         };
-        let mut replica = Replica::new(replica_config(config, &info)?);
         let attach = Attach {
             cluster: config.cluster_name.clone(),
             info: info.clone(),
@@ -81,19 +84,18 @@ impl Node {
             info: info.clone(),
         });
         let clock = Clock::start();
-        let (followed, attach_addrs) = join(config, &attach, boot.as_ref(), &mut replica)?;
-        match &followed {
-            None => log::info!(
-                "seeded a new cluster {:?}; the only CAL",
-                config.cluster_name
-            ),
-            Some(_) => log::info!(
-                "attached to cluster {:?} at rev {}; a slave",
-                config.cluster_name,
-                replica.store().rev()
-            ),
+        let (followed, attach_addrs) = if restarted {
+            // Back from the data directory: a CAL goes on at once; a slave
+            // attaches again from the loop (to the CALs its store names,
+            // then -a), without blocking start-up.
+            (None, config.attach.clone())
+        } else {
+            join(config, &attach, boot.as_ref(), &mut replica)?
+        };
+        if !restarted {
+            log_joined(config, followed.is_some(), &replica);
         }
-        let follower = Follower::new(
+        let mut follower = Follower::new(
             &poll,
             followed,
             attach_addrs,
@@ -101,6 +103,9 @@ impl Node {
             waker,
             config.pulse_ms,
         )?;
+        if restarted && !replica.is_cal() {
+            follower.attach_soon();
+        }
         let registrar = match boot {
             Some(b) => Some(Registrar::spawn(b)?),
             None => None,
@@ -121,6 +126,7 @@ impl Node {
             replica,
             out: Output::default(),
             deadline_ms: None,
+            disk,
             conns,
             follower,
             registrar,
@@ -129,6 +135,119 @@ impl Node {
             cluster: config.cluster_name.clone(),
         })
     }
+}
+
+/// Says how this node joined: seeded, or attached.
+fn log_joined(config: &Config, attached: bool, replica: &Replica) {
+    match attached {
+        false => log::info!(
+            "seeded a new cluster {:?}; the only CAL",
+            config.cluster_name
+        ),
+        true => log::info!(
+            "attached to cluster {:?} at rev {}; a slave",
+            config.cluster_name,
+            replica.store().rev()
+        ),
+    }
+}
+
+/// The replica, and the data directory with `-d` (which says who this
+/// node is, and may hold a store); true if the replica came back from it
+/// (a restart: no joining).
+fn replica_and_disk(
+    config: &Config,
+    info: &mut NodeInfo,
+) -> Result<(Replica, Option<Disk>, bool), NodeError> {
+    let Some(dir) = &config.data_dir else {
+        return Ok((Replica::new(replica_config(config, info)?), None, false));
+    };
+    let (dir, recovered) = open_data_dir(dir, config, info)?;
+    let cfg = replica_config(config, info)?;
+    let (replica, restarted) = recover(config, cfg, recovered)?;
+    Ok((replica, Some(Disk::new(dir)), restarted))
+}
+
+/// Opens `-d DIR`: a fresh directory becomes this node's (its id, the
+/// cluster's name); an existing one gives this node its id back, and is
+/// refused if it belongs to another cluster or `-restore` would seed over
+/// its store.
+fn open_data_dir(
+    dir: &Path,
+    config: &Config,
+    info: &mut NodeInfo,
+) -> Result<(DataDir, Option<Recovered>), NodeError> {
+    let err = |e: StorageError| NodeError::DataDir(e.to_string());
+    match DataDir::open(dir).map_err(err)? {
+        Opened::Fresh(fresh) => {
+            let meta = Meta {
+                id: info.id.clone(),
+                cluster: config.cluster_name.clone(),
+            };
+            log::info!("data directory {}: new, node {}", dir.display(), meta.id);
+            Ok((fresh.init(&meta).map_err(err)?, None))
+        }
+        Opened::Existing(data, recovered) => {
+            let meta = data.meta().clone();
+            if meta.cluster != config.cluster_name {
+                return Err(NodeError::DataDir(format!(
+                    "{} belongs to cluster {:?}, not -c {:?}",
+                    dir.display(),
+                    meta.cluster,
+                    config.cluster_name
+                )));
+            }
+            let holds_store = recovered.snapshot.is_some() || !recovered.records.is_empty();
+            if holds_store && config.restore.is_some() {
+                return Err(NodeError::DataDir(format!(
+                    "{} already holds a store: -restore seeds a new cluster into an empty                      directory only",
+                    dir.display()
+                )));
+            }
+            if let Some(torn) = &recovered.torn {
+                log::warn!(
+                    "data directory: a record torn by a crash cut off at the end of {}: \
+                     offset {}, {} bytes dropped (never synced, so never acknowledged)",
+                    torn.file.display(),
+                    torn.offset,
+                    torn.bytes_dropped
+                );
+            }
+            info.id = meta.id;
+            Ok((data, Some(recovered)))
+        }
+    }
+}
+
+/// The replica as the data directory left it; true if it holds a store
+/// (a restart), false if the node must join as a new one would.
+fn recover(
+    config: &Config,
+    cfg: ReplicaConfig,
+    recovered: Option<Recovered>,
+) -> Result<(Replica, bool), NodeError> {
+    let Some(mut rec) = recovered else {
+        return Ok((Replica::new(cfg), false));
+    };
+    let dir = config
+        .data_dir
+        .as_deref()
+        .unwrap_or(Path::new(""))
+        .display();
+    let restored = rec
+        .take_restored()
+        .map_err(|e| NodeError::DataDir(e.to_string()))?;
+    let restarted = restored.is_some() || !rec.records.is_empty();
+    let replica = Replica::recover(cfg, restored, &rec.records)
+        .map_err(|e| NodeError::DataDir(format!("{dir}: {e}")))?;
+    if restarted {
+        log::info!(
+            "data directory {dir}: store back at rev {} ({} records after the snapshot)",
+            replica.store().rev(),
+            rec.records.len()
+        );
+    }
+    Ok((replica, restarted))
 }
 
 /// Most client connections open at once, whatever the descriptors allow.

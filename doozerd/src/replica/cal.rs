@@ -138,6 +138,9 @@ impl Replica {
             self.answer_stranger(from, &msg);
             return false;
         }
+        if self.disk_error.is_some() {
+            return false; // consensus stands still (see set_disk_error)
+        }
         let id: NodeId = msg.sender.clone();
         self.compare_digest(&id, msg.digest_rev, msg.digest);
         let now = self.members.now_ms;

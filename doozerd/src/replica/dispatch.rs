@@ -51,6 +51,13 @@ impl Replica {
         if is_write && !self.writable {
             return self.fail(conn, tag, ErrCode::Readonly, None);
         }
+        if let Some(why) = self.disk_error.as_ref().filter(|_| is_write) {
+            let detail = match why.starts_with("disk: ") {
+                true => why.clone(),
+                false => format!("disk: {why}"),
+            };
+            return self.fail(conn, tag, ErrCode::Other, Some(detail));
+        }
         match verb {
             Verb::Access => self.access(conn, req),
             Verb::Rev => {

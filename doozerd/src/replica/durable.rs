@@ -103,6 +103,20 @@ impl Replica {
         }
     }
 
+    /// The data directory cannot be written (`Some(why)`, an error the
+    /// event loop got), or can again (`None`). Meanwhile consensus stands
+    /// still (no vote, promise or decision is made that could not be
+    /// persisted; peer messages are ignored), writes are answered `OTHER`
+    /// with the detail `disk: why`, and reads are served.
+    pub fn set_disk_error(&mut self, why: Option<String>) {
+        self.disk_error = why;
+    }
+
+    /// The data directory's failure, while its writes fail.
+    pub fn disk_error(&self) -> Option<&str> {
+        self.disk_error.as_deref()
+    }
+
     /// Seqn `seqn` was applied with `value` (durable mode: recorded).
     pub(super) fn record_applied(&mut self, seqn: u64, value: Bytes) {
         if self.durable {

@@ -265,6 +265,10 @@ pub struct Replica {
     durable: bool,
     /// Records made since the last output.
     persist: Vec<crate::storage::Record>,
+    /// The data directory's last write failed (why): consensus is frozen
+    /// and writes are refused until a write succeeds again
+    /// ([`Replica::set_disk_error`]).
+    disk_error: Option<String>,
     /// Changes of the seqn being replayed from the follow stream.
     replaying: Vec<crate::store::Mutation>,
     /// A checkpoint to write before the next output's records.
@@ -336,6 +340,7 @@ impl Replica {
             force_copy: false,
             durable: config.durable,
             persist: Vec::new(),
+            disk_error: None,
             replaying: Vec::new(),
             checkpoint: None,
             base: (0, 0),
@@ -451,12 +456,18 @@ impl Replica {
         self.set_now(now_ms);
         // Votes before the store applies what was learned: an acceptor's
         // votes lead in the output, whatever applying produces follows.
-        self.queue_peer_messages();
-        self.pump();
-        // The deadline of the last output: inputs handled since may have
-        // moved it earlier, which makes that output's deadline due now.
-        if self.deadline_ms.is_some_and(|t| t <= now_ms) {
-            self.tick();
+        // With the disk failing, consensus stands still: nothing it
+        // would vote, learn or propose could be made durable (its clock
+        // counts the gap as time it did not run, not as peers' silence).
+        if self.disk_error.is_none() {
+            self.queue_peer_messages();
+            self.pump();
+            // The deadline of the last output: inputs handled since may
+            // have moved it earlier, which makes that output's deadline
+            // due now.
+            if self.deadline_ms.is_some_and(|t| t <= now_ms) {
+                self.tick();
+            }
         }
         self.take_peer_messages(&mut out.messages);
         out.responses.append(&mut self.out);
