@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use doozer_tests::cluster::{node_id, Cluster, State, CLUSTER_DEADLINE, HIST};
+use doozer_tests::cluster::{call_timeout, node_id, Cluster, State, CLUSTER_DEADLINE, HIST};
 use doozer_tests::*;
 
 /// Starts a node on `port` with `-d dir` and `args`.
@@ -326,4 +326,106 @@ fn a_dir_in_use_another_cluster_and_damage_are_refused_a_torn_tail_is_cut() {
         "{}",
         bad.stderr
     );
+}
+
+/// A tmpfs mounted for one test, unmounted (with everything in it) on
+/// drop, also when the test fails.
+struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = TempDir::new("durable-full");
+        let path = dir.path().to_str().expect("utf-8").to_string();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", &path])
+            .output()
+            .expect("run mount (the tests run as root)");
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk: writes are answered OTHER "disk: ..." and nothing
+/// unpersisted is acknowledged; reads are served; once space is free
+/// again, writes succeed, and everything acknowledged survives a restart.
+#[test]
+fn a_full_disk_refuses_writes_serves_reads_and_recovers() {
+    let fs = Tmpfs::mount("8m");
+    let dir = fs.dir.path().join("data");
+    let mut d = start(None, &dir, &[]);
+    let port = d.port();
+    let c = client(&d);
+    c.set("/before", 0, "kept").expect("set");
+    // Fill the file system up to a few KiB, with a file the test can
+    // delete later.
+    let filler = fs.dir.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![7u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    // Writes until one is refused. A write whose changes were decided
+    // when the disk filled waits for the disk (it is not acknowledged
+    // before its records are durable): given up on after a while, its
+    // outcome unknown, and the next one goes on a fresh connection.
+    let body = vec![b'x'; 40 << 10];
+    let mut acked = Vec::new();
+    let mut refused = None;
+    let mut conn = d.raw();
+    for i in 0..400 {
+        let set = req(Verb::Set)
+            .path(&format!("/full/{i}"))
+            .rev(0)
+            .value(&body[..]);
+        match call_timeout(&mut conn, set, Duration::from_secs(3)) {
+            None => conn = d.raw(),
+            Some(r) if err_of(&r).is_none() => acked.push((i, r.rev.expect("rev"))),
+            Some(r) => {
+                refused = Some((err_of(&r), r.err_detail.unwrap_or_default()));
+                break;
+            }
+        }
+    }
+    let (code, detail) = refused.expect("a write refused once the disk is full");
+    assert_eq!(code, Some(ErrCode::Other), "{detail}");
+    assert!(detail.starts_with("disk: "), "{detail}");
+    assert!(detail.contains("No space left"), "{detail}");
+    // Reads are served meanwhile.
+    let (b, _) = c
+        .get("/before", None)
+        .expect("a read while the disk is full");
+    assert_eq!(&b[..], b"kept");
+    assert!(d
+        .stderr()
+        .contains("consensus stops and writes are refused"));
+    std::fs::remove_file(&filler).expect("free the space");
+    let rev = poll_until(CLUSTER_DEADLINE, "writes to succeed again", || {
+        c.set("/after-full", 0, "ok").ok()
+    });
+    assert!(
+        d.stderr().contains("writes succeed again"),
+        "{}",
+        d.stderr()
+    );
+    drop(c);
+    d.kill();
+    let d = start(Some(port), &dir, &[]);
+    let c = client(&d);
+    for (i, r) in &acked {
+        let (b, at) = c.get(&format!("/full/{i}"), None).expect("get");
+        assert_eq!((b.len(), at), (body.len(), *r), "/full/{i}");
+    }
+    assert_eq!(c.get("/after-full", None).expect("get").1, rev);
 }

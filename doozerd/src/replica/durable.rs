@@ -320,7 +320,7 @@ impl Replica {
                 p.retire();
                 p.restore(records);
                 self.retired = Some(p);
-                self.members.left_after = Some(applied);
+                self.members.left_at_rev = Some(self.store.rev());
             }
             log::info!(
                 "restarted as a slave at rev {}: attaching again",

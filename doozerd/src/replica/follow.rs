@@ -145,11 +145,11 @@ impl Replica {
             && (resume == head || self.store.event(resume + 1).is_some());
         // Slaves follow CALs: a slave's stream would carry no change it
         // has not seen itself, and could even follow its follower. A node
-        // that left consensus still streams the seqns it was a CAL of to a
-        // follower that lacks them: it may be the only one that has them.
-        let lacks_ours =
-            |last: u64| in_history && self.store.at(resume).is_some_and(|at| at.seqn < last);
-        if self.paxos.is_none() && !self.members.left_after.is_some_and(lacks_ours) {
+        // that left consensus still serves a follower that lacks what it
+        // had when it left (by resuming, or a copy): it may be the only
+        // node that learned its last seqns.
+        let lacks_ours = |left_rev: Rev| resume < left_rev;
+        if self.paxos.is_none() && !self.members.left_at_rev.is_some_and(lacks_ours) {
             let why = "this node is not a CAL: attach to a CAL".to_string();
             return self.fail(conn, tag, ErrCode::Readonly, Some(why));
         }

@@ -118,11 +118,10 @@ pub(super) struct Membership {
     pub(super) kicks: BTreeMap<NodeId, ProposalId>,
     /// Since when this CAL cannot catch up through consensus.
     pub(super) stuck_since_ms: Option<u64>,
-    /// The last seqn this node was a CAL of, after it left consensus: it
-    /// may be the only node that learned the seqns before (docs/cluster.md,
-    /// "Leaving the CAL set"), so it still streams them to a follower that
-    /// lacks them.
-    pub(super) left_after: Option<u64>,
+    /// The store's rev when this node left consensus: it may be the only
+    /// node that learned its last seqns (docs/cluster.md, "Leaving
+    /// consensus and rejoining"), so it still serves a follower behind it.
+    pub(super) left_at_rev: Option<crate::store::Rev>,
     /// Values proposed (client writes and the node's own).
     pub(super) proposals: u64,
     /// Learned values that did not decode (applied as NOP).
@@ -174,7 +173,7 @@ impl Membership {
             kicks_proposed: 0,
             digest_views: BTreeMap::new(),
             divergences: 0,
-            left_after: None,
+            left_at_rev: None,
         }
     }
 
@@ -468,7 +467,7 @@ impl Replica {
             }
         };
         self.paxos = Some(paxos);
-        self.members.left_after = None;
+        self.members.left_at_rev = None;
         self.follow_state = super::FollowState::Idle;
         self.writable = true;
         self.members.claim = None;
@@ -516,7 +515,7 @@ impl Replica {
         }
         p.retire();
         self.retired = Some(p);
-        self.members.left_after = Some(seqn);
+        self.members.left_at_rev = Some(self.store.rev());
         self.writable = false;
         self.members.peer_out.clear();
         self.members.kicks.clear();

@@ -482,7 +482,9 @@ impl Replica {
         out.cals_left.append(&mut self.members.cals_left);
         out.listed_cal = self.is_cal() && self.listed_as_cal();
         self.deadline_ms = self.next_deadline_ms();
-        out.deadline_ms = self.deadline_ms;
+        // Standing still, consensus has nothing due: the event loop's
+        // retry of the disk drives it (a past deadline would spin).
+        out.deadline_ms = self.deadline_ms.filter(|_| self.disk_error.is_none());
         self.take_durable(out);
     }
 
