@@ -15,10 +15,12 @@
 //!   on output, web requests and event streams.
 //! - `follow`: a slave's stream from the node it follows, and attaching
 //!   again when it breaks (without blocking the loop).
+//! - `restore`: reading the backup of `-restore` before start-up.
 //! - `stats`: the figures of the stats page and metrics; ids, host name.
 
 mod conns;
 mod follow;
+mod restore;
 mod startup;
 mod stats;
 
@@ -77,6 +79,14 @@ pub enum NodeError {
     /// The TLS files could not be used.
     #[error("{0}")]
     Tls(String),
+    /// The backup of `-restore` cannot be read or restored.
+    #[error("cannot restore from {file}: {why}")]
+    Restore {
+        /// The backup file.
+        file: String,
+        /// What is wrong, with the byte offset for damage.
+        why: String,
+    },
 }
 
 /// Consensus time: milliseconds since the node started.

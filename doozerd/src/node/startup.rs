@@ -14,13 +14,14 @@ use mio::{Interest, Poll, Token, Waker};
 
 use super::conns::Conns;
 use super::follow::Follower;
+use super::restore;
 use super::stats::{self, random_u64};
 use super::{Clock, Node, NodeError, ATTACHED, CLIENT_LISTENER, PEER_SOCKET, WEB_LISTENER};
 use crate::attach::{Attach, Followed};
 use crate::boot::{Boot, BootError, Plan, Registrar};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
-use crate::replica::{ClusterConfig, Output, Replica, ReplicaConfig, Secrets};
+use crate::replica::{BackupTree, ClusterConfig, Output, Replica, ReplicaConfig, Secrets};
 use crate::tls::NodeTls;
 use crate::transport::{PeerKey, PeerTransport};
 
@@ -33,6 +34,13 @@ impl Node {
         // Files are read before anything is bound or attached.
         let tls = match &config.tls {
             Some(files) => Some(NodeTls::load(files).map_err(NodeError::Tls)?),
+            None => None,
+        };
+        // lead: -d — with -restore, refuse a DIR that already holds a
+        // store here, before the backup is read (SPEC §8).
+        // A backup is read and checked whole before anything is bound.
+        let restored = match &config.restore {
+            Some(file) => Some(restore::read_backup(file, &config.cluster_name)?),
             None => None,
         };
         let poll = Poll::new()?;
@@ -81,7 +89,8 @@ impl Node {
             info: info.clone(),
         });
         let clock = Clock::start();
-        let (followed, attach_addrs) = join(config, &attach, boot.as_ref(), &mut replica)?;
+        let (followed, attach_addrs) =
+            join(config, &attach, boot.as_ref(), &mut replica, restored)?;
         match &followed {
             None => log::info!(
                 "seeded a new cluster {:?}; the only CAL",
@@ -197,7 +206,8 @@ fn replica_config(config: &Config, info: &NodeInfo) -> Result<ReplicaConfig, Nod
 /// the seed serves.
 const BOOT_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Joins a cluster at start-up: attaches to `-a` (if given), else boots
+/// Joins a cluster at start-up: seeds a new cluster from a backup (if
+/// `-restore` gave one), else attaches to `-a` (if given), else boots
 /// through the name service (if given), else seeds a new cluster. Returns
 /// the stream to follow (`None`: this node seeded) and the members to
 /// re-attach to later.
@@ -206,7 +216,13 @@ fn join(
     attach: &Attach,
     boot: Option<&Boot>,
     replica: &mut Replica,
+    restored: Option<BackupTree>,
 ) -> Result<(Option<Followed>, Vec<SocketAddr>), NodeError> {
+    if let Some(tree) = restored {
+        // The flags refuse -restore with -a or -b: always a new cluster.
+        replica.seed_restored(&config.cluster_name, &attach.info, tree);
+        return Ok((None, Vec::new()));
+    }
     if !config.attach.is_empty() {
         replica.start_following();
         match attach.first_of(&config.attach, replica) {
