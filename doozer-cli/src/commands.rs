@@ -130,7 +130,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
     let a = &p.args;
     let nargs = match cmd.as_str() {
         "rev" | "nop" | "self" => 0,
-        "add" | "get" | "stat" | "find" | "wait" | "watch" | "touch" => 1,
+        "add" | "get" | "stat" | "find" | "wait" | "watch" | "touch" | "backup" => 1,
         "set" | "del" => 2,
         "help" => {
             return match a.as_slice() {
@@ -175,6 +175,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         ("touch", _) => touch(&c, &a[0], g.rev),
         ("nop", _) => c.nop().map(drop).map_err(Failure::from),
         ("self", _) => print(format!("{}\n", c.self_id()?).as_bytes()),
+        ("backup", _) => crate::backup::run(&c, &a[0]),
         _ => Err(Failure::Usage(format!("unknown command {:?}", redact(cmd)))),
     }
 }
@@ -347,6 +348,8 @@ mod tests {
             vec!["-a", a, "-r", "x", "rev"],
             vec!["-a", a],
             vec!["-a", a, "help", "frob"],
+            vec!["-a", a, "backup"],
+            vec!["-a", a, "backup", "f", "g"],
         ] {
             assert_eq!(run(&strs(&args)), 127, "{args:?}");
         }
@@ -365,7 +368,7 @@ mod tests {
         }
         for c in [
             "add", "set", "get", "del", "rev", "stat", "find", "wait", "watch", "touch", "nop",
-            "self", "help", "bench",
+            "self", "backup", "help", "bench",
         ] {
             assert!(help::command_help(c).is_some(), "{c}");
             assert!(help::USAGE.contains(c), "{c}");
