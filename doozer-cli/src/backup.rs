@@ -17,6 +17,7 @@ use doozer_proto::ctl;
 use doozer_proto::image::{ImageHeader, ImageKind, ImageWriter};
 
 use crate::failure::Failure;
+use crate::globals::Globals;
 
 /// What a finished backup holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,15 +27,17 @@ struct Summary {
     bytes: u64,
 }
 
-/// Runs `doozer backup TARGET` (a path, or `-` for stdout).
-pub fn run(c: &Client, target: &str) -> Result<(), Failure> {
+/// Runs `doozer backup TARGET` (a path, or `-` for stdout) against the
+/// cluster of `g`.
+pub fn run(g: &Globals, target: &str) -> Result<(), Failure> {
     let (summary, dest) = if target == "-" {
+        let c = g.connect()?;
         let out = io::stdout().lock();
-        let (s, mut out) = write_image(c, BufWriter::new(out), "stdout")?;
+        let (s, mut out) = write_image(&c, BufWriter::new(out), "stdout")?;
         out.flush().map_err(|e| write_failed("stdout", e))?;
         (s, "stdout".to_string())
     } else {
-        (to_file(c, Path::new(target))?, target.to_string())
+        (to_file(g, Path::new(target))?, target.to_string())
     };
     eprintln!(
         "backup of rev {}: {} files, {} bytes written to {dest}",
@@ -59,7 +62,7 @@ impl Drop for TempFile {
 
 /// Writes the backup to `FILE.tmp`, syncs it, renames it to `file` and
 /// syncs the directory.
-fn to_file(c: &Client, file: &Path) -> Result<Summary, Failure> {
+fn to_file(g: &Globals, file: &Path) -> Result<Summary, Failure> {
     let mut tmp_name = file.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let mut tmp = TempFile {
@@ -71,7 +74,8 @@ fn to_file(c: &Client, file: &Path) -> Result<Summary, Failure> {
     // once.
     let f = File::create(&tmp.path)
         .map_err(|e| Failure::Other(format!("cannot create {shown}: {e}")))?;
-    let (summary, w) = write_image(c, BufWriter::new(f), &shown)?;
+    let c = g.connect()?;
+    let (summary, w) = write_image(&c, BufWriter::new(f), &shown)?;
     let f = w
         .into_inner()
         .map_err(|e| write_failed(&shown, e.into_error()))?;

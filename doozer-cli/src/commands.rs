@@ -158,6 +158,10 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         "set" | "del" => Some(parse_rev(&a[1], "REV")?),
         _ => None,
     };
+    if cmd == "backup" {
+        // Makes its file before connecting.
+        return crate::backup::run(&g, &a[0]);
+    }
     let c = g.connect()?;
     match (cmd.as_str(), rev_arg) {
         ("add", _) => set(&c, &a[0], 0),
@@ -175,7 +179,6 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         ("touch", _) => touch(&c, &a[0], g.rev),
         ("nop", _) => c.nop().map(drop).map_err(Failure::from),
         ("self", _) => print(format!("{}\n", c.self_id()?).as_bytes()),
-        ("backup", _) => crate::backup::run(&c, &a[0]),
         _ => Err(Failure::Usage(format!("unknown command {:?}", redact(cmd)))),
     }
 }
