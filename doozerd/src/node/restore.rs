@@ -112,7 +112,7 @@ mod tests {
         let dir = d.0.as_path();
         std::fs::create_dir_all(dir).unwrap();
         let good = write(
-            &dir,
+            dir,
             "good",
             ImageKind::Backup,
             &[("/a", 3), ("/ctl/name", 1)],
@@ -121,7 +121,7 @@ mod tests {
         assert_eq!((t.rev(), t.files(), t.skipped()), (9, 1, 1));
 
         // A file the store cannot hold (a file below a file): its offset.
-        let bad = write(&dir, "bad", ImageKind::Backup, &[("/a", 3), ("/a/b", 4)]);
+        let bad = write(dir, "bad", ImageKind::Backup, &[("/a", 3), ("/a/b", 4)]);
         let data = std::fs::read(&bad).unwrap();
         let second = doozer_proto::record::Records::new(&data[..])
             .nth(2)
@@ -140,7 +140,7 @@ mod tests {
         assert!(err(&bad).starts_with(&format!("cannot restore from {shown}: ")));
         assert!(err(&bad).contains("at byte"), "{}", err(&bad));
 
-        let snap = write(&dir, "snap", ImageKind::Snapshot, &[]);
+        let snap = write(dir, "snap", ImageKind::Snapshot, &[]);
         assert!(err(&snap).contains("not a backup"), "{}", err(&snap));
         let missing = dir.join("missing");
         assert!(err(&missing).contains("open: "), "{}", err(&missing));
