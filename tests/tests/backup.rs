@@ -206,6 +206,9 @@ fn restore_and_check(file: &Path, rev: i64, files: &[File], old_ids: &[String]) 
     for (p, r, _) in all.iter().filter(|f| f.0.starts_with("/ctl/")) {
         assert!(*r > rev, "{p} at rev {r}, not after the backup's {rev}");
     }
+    // No history before the backup's rev (docs/storage.md).
+    let r = conn.get("/ctl/name", Some(rev - 1));
+    assert_eq!(err_of(&r), Some(ErrCode::TooLate), "{r:?}");
     let next = conn.must_set("/after/restore", 0, b"new");
     assert!(
         next > rev,
