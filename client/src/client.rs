@@ -486,14 +486,12 @@ impl Client {
     }
 }
 
-/// Every change matching a glob, from a revision on: WAIT(glob, rev), then
-/// rev = event.rev + 1, forever. Made by [`Client::watch`].
-///
 /// A consistent copy of the whole tree at one rev, read file by file
 /// ([`Client::backup`]): an iterator over the files (as [`Event`]s with
 /// their revs and bodies, in depth-first order), which ends after the last
 /// one. An error (the connection broke) is yielded once, then the iterator
 /// ends: a copy cut short is never taken for a whole one.
+/// Its rev is [`Backup::at_rev`] (not `rev`, which an iterator has).
 pub struct Backup {
     rx: crossbeam_channel::Receiver<crate::conn::Reply>,
     /// Kept so the stream's connection lives as long as the copy.
@@ -505,7 +503,7 @@ pub struct Backup {
 
 impl Backup {
     /// The rev the copy is as of: every file's rev is at most this.
-    pub fn rev(&self) -> i64 {
+    pub fn at_rev(&self) -> i64 {
         self.rev
     }
 
@@ -560,6 +558,9 @@ impl Iterator for Backup {
     }
 }
 
+/// Every change matching a glob, from a revision on: WAIT(glob, rev), then
+/// rev = event.rev + 1, forever. Made by [`Client::watch`].
+///
 /// Each WAIT is retried once on a fresh connection (like every read); if
 /// it still fails the error is yielded and the iterator ends, so a loop
 /// over it cannot spin on a dead cluster.

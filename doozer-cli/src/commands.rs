@@ -130,7 +130,7 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
     let a = &p.args;
     let nargs = match cmd.as_str() {
         "rev" | "nop" | "self" => 0,
-        "add" | "get" | "stat" | "find" | "wait" | "watch" | "touch" => 1,
+        "add" | "get" | "stat" | "find" | "wait" | "watch" | "touch" | "backup" => 1,
         "set" | "del" => 2,
         "help" => {
             return match a.as_slice() {
@@ -158,6 +158,10 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         "set" | "del" => Some(parse_rev(&a[1], "REV")?),
         _ => None,
     };
+    if cmd == "backup" {
+        // Makes its file before connecting.
+        return crate::backup::run(&g, &a[0]);
+    }
     let c = g.connect()?;
     match (cmd.as_str(), rev_arg) {
         ("add", _) => set(&c, &a[0], 0),
@@ -347,6 +351,8 @@ mod tests {
             vec!["-a", a, "-r", "x", "rev"],
             vec!["-a", a],
             vec!["-a", a, "help", "frob"],
+            vec!["-a", a, "backup"],
+            vec!["-a", a, "backup", "f", "g"],
         ] {
             assert_eq!(run(&strs(&args)), 127, "{args:?}");
         }
@@ -365,7 +371,7 @@ mod tests {
         }
         for c in [
             "add", "set", "get", "del", "rev", "stat", "find", "wait", "watch", "touch", "nop",
-            "self", "help", "bench",
+            "self", "backup", "help", "bench",
         ] {
             assert!(help::command_help(c).is_some(), "{c}");
             assert!(help::USAGE.contains(c), "{c}");

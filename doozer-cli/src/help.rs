@@ -30,6 +30,7 @@ Commands:
   touch PATH      rewrite a file with its own body (creates it if absent)
   nop             run one consensus round
   self            print the node's id
+  backup FILE     write a consistent copy of the whole tree to FILE (- for stdout)
   bench [opts]    load-test a node and report throughput and latency
   help COMMAND    detailed help for COMMAND
 
@@ -160,6 +161,22 @@ Prints nothing.
 Usage: doozer self
 
 Prints the id of the node connected to.
+",
+    ),
+    (
+        "backup",
+        "\
+Usage: doozer backup FILE
+
+Writes a consistent copy of the whole tree at one revision (every file
+with its body and revision, and the revision itself) to FILE, as a
+versioned, checksummed backup image, while writes go on. Any node serves
+it, CAL or slave. The image is written to FILE.tmp, synced, and renamed
+to FILE, so a failed backup never leaves a partial image under FILE's
+name. With FILE '-', the image is written to stdout. Prints to stderr a
+one-line summary: the revision, files and bytes.
+
+Restore it into a new cluster with 'doozerd -restore FILE'.
 ",
     ),
     (

@@ -5,6 +5,7 @@
 //! stderr), 127 usage error. A closed stdout (`doozer watch | head -1`)
 //! ends the command quietly with status 0.
 
+mod backup;
 mod bench;
 mod commands;
 mod failure;

@@ -562,6 +562,13 @@ impl<R: Read> ImageReader<R> {
         self.files
     }
 
+    /// The byte offset of the next record: before [`ImageReader::next_file`],
+    /// where the file it returns starts (to name it in an error of the
+    /// caller's own).
+    pub fn offset(&self) -> u64 {
+        self.records.offset()
+    }
+
     fn file(&mut self, rec: &OwnedRecord) -> Result<ImageFile, ImageError> {
         let f: ImageFile = decode(rec, "file")?;
         if let Some(why) = file_problem(&f.path, f.rev, self.rev, self.prev.as_deref()) {

@@ -15,11 +15,13 @@
 //!   on output, web requests and event streams.
 //! - `follow`: a slave's stream from the node it follows, and attaching
 //!   again when it breaks (without blocking the loop).
+//! - `restore`: reading the backup of `-restore` before start-up.
 //! - `stats`: the figures of the stats page and metrics; ids, host name.
 
 mod conns;
 mod disk;
 mod follow;
+mod restore;
 mod startup;
 mod stats;
 
@@ -81,6 +83,14 @@ pub enum NodeError {
     /// The data directory (`-d`) cannot be used.
     #[error("data directory: {0}")]
     DataDir(String),
+    /// The backup of `-restore` cannot be read or restored.
+    #[error("cannot restore from {file}: {why}")]
+    Restore {
+        /// The backup file.
+        file: String,
+        /// What is wrong, with the byte offset for damage.
+        why: String,
+    },
 }
 
 /// Consensus time: milliseconds since the node started.

@@ -16,13 +16,14 @@ use mio::{Interest, Poll, Token, Waker};
 use super::conns::Conns;
 use super::disk::Disk;
 use super::follow::Follower;
+use super::restore;
 use super::stats::{self, random_u64};
 use super::{Clock, Node, NodeError, ATTACHED, CLIENT_LISTENER, PEER_SOCKET, WEB_LISTENER};
 use crate::attach::{Attach, Followed};
 use crate::boot::{Boot, BootError, Plan, Registrar};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
-use crate::replica::{ClusterConfig, Output, Replica, ReplicaConfig, Secrets};
+use crate::replica::{BackupTree, ClusterConfig, Output, Replica, ReplicaConfig, Secrets};
 use crate::storage::{DataDir, Meta, Opened, Recovered, StorageError};
 use crate::tls::NodeTls;
 use crate::transport::{PeerKey, PeerTransport};
@@ -38,7 +39,13 @@ impl Node {
             Some(files) => Some(NodeTls::load(files).map_err(NodeError::Tls)?),
             None => None,
         };
+        // The data directory first: it refuses -restore over a store.
         let (mut replica, disk, restarted) = replica_and_disk(config, &mut info)?;
+        // A backup is read and checked whole before anything is bound.
+        let restored = match &config.restore {
+            Some(file) => Some(restore::read_backup(file, &config.cluster_name)?),
+            None => None,
+        };
         let poll = Poll::new()?;
         let listener = listen(
             &poll,
@@ -90,7 +97,7 @@ impl Node {
             // then -a), without blocking start-up.
             (None, config.attach.clone())
         } else {
-            join(config, &attach, boot.as_ref(), &mut replica)?
+            join(config, &attach, boot.as_ref(), &mut replica, restored)?
         };
         if !restarted {
             log_joined(config, followed.is_some(), &replica);
@@ -316,7 +323,8 @@ fn replica_config(config: &Config, info: &NodeInfo) -> Result<ReplicaConfig, Nod
 /// the seed serves.
 const BOOT_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Joins a cluster at start-up: attaches to `-a` (if given), else boots
+/// Joins a cluster at start-up: seeds a new cluster from a backup (if
+/// `-restore` gave one), else attaches to `-a` (if given), else boots
 /// through the name service (if given), else seeds a new cluster. Returns
 /// the stream to follow (`None`: this node seeded) and the members to
 /// re-attach to later.
@@ -325,7 +333,13 @@ fn join(
     attach: &Attach,
     boot: Option<&Boot>,
     replica: &mut Replica,
+    restored: Option<BackupTree>,
 ) -> Result<(Option<Followed>, Vec<SocketAddr>), NodeError> {
+    if let Some(tree) = restored {
+        // The flags refuse -restore with -a or -b: always a new cluster.
+        replica.seed_restored(&config.cluster_name, &attach.info, tree);
+        return Ok((None, Vec::new()));
+    }
     if !config.attach.is_empty() {
         replica.start_following();
         match attach.first_of(&config.attach, replica) {

@@ -33,6 +33,7 @@ mod durable;
 pub mod follow;
 mod listing;
 mod membership;
+mod restore;
 pub mod session;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ use crate::store::{Store, WaitId};
 pub use durable::{RecoverError, Restored, SnapshotJob};
 pub use follow::{CopyJob, FollowError, FollowState};
 pub use membership::{ClusterConfig, RoleChange, SIDE_TAG_BASE};
+pub use restore::BackupTree;
 pub use session::{Grant, Secrets, Session};
 
 /// Largest file body a SET may write. Every change travels to the other

@@ -117,6 +117,13 @@ fn round_trip_of_a_backup() {
     let (h, got) = read_all(&data).unwrap();
     assert_eq!(h, header);
     assert_eq!(got, files);
+    // offset() names where each file's record starts.
+    let starts: Vec<u64> = Records::new(&data[..]).map(|r| r.unwrap().offset).collect();
+    let (mut r, _) = ImageReader::open(&data[..]).unwrap();
+    for start in &starts[1..=files.len()] {
+        assert_eq!(r.offset(), *start);
+        r.next_file().unwrap().unwrap();
+    }
 }
 
 #[test]
