@@ -429,3 +429,48 @@ fn a_full_disk_refuses_writes_serves_reads_and_recovers() {
     }
     assert_eq!(c.get("/after-full", None).expect("get").1, rev);
 }
+
+/// `-restore` into an empty DIR seeds a durable cluster: after a restart
+/// on the DIR alone, the restored files are there at their revs. Into a
+/// DIR that holds a store, `-restore` is refused.
+#[test]
+fn restore_into_a_data_directory_persists_and_never_overwrites_a_store() {
+    let src = Doozerd::start(&[]);
+    let c = client(&src);
+    let mut files = Vec::new();
+    for i in 0..10 {
+        let p = format!("/keep/{i}");
+        files.push((p.clone(), c.set(&p, 0, format!("b{i}")).expect("set")));
+    }
+    let tmp = TempDir::new("durable-restore");
+    let image = tmp.path().join("backup.img");
+    let image_s = image.to_str().expect("utf-8");
+    doozer(&src, &["backup", image_s], b"").expect_code(0);
+    let dir = tmp.path().join("data");
+    let mut d = start(None, &dir, &["-restore", image_s]);
+    let port = d.port();
+    d.kill();
+    let d = start(Some(port), &dir, &[]);
+    let c = client(&d);
+    for (p, rev) in &files {
+        assert_eq!(c.get(p, None).expect("get").1, *rev, "{p}");
+    }
+    drop(c);
+    let d_s = dir.to_str().expect("utf-8");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = doozerd_run(&["-l", &listen, "-w", "false", "-d", d_s, "-restore", image_s]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("in use by another doozerd"),
+        "{}",
+        out.stderr
+    );
+    drop(d);
+    let out = doozerd_run(&["-l", &listen, "-w", "false", "-d", d_s, "-restore", image_s]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("already holds a store"),
+        "{}",
+        out.stderr
+    );
+}
