@@ -85,9 +85,9 @@ fn a_killed_single_node_keeps_every_acknowledged_write() {
     assert!(d.stderr().contains("store back at rev"), "{}", d.stderr());
 }
 
-/// Writes `/w/<n>` (a new file each) through `uri` until stopped; every
+/// Writes `/w/<k>/<n>` (a new file each) through `uri` until stopped; every
 /// acknowledged write is recorded as (path, rev).
-fn writer(uri: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<(String, i64)>>>) {
+fn writer(uri: String, k: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<(String, i64)>>>) {
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let Ok(c) = doozer::Client::connect(&uri) else {
@@ -96,7 +96,7 @@ fn writer(uri: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<(String, i64)
         };
         while !stop.load(Ordering::SeqCst) {
             n += 1;
-            let path = format!("/w/{n}");
+            let path = format!("/w/{k}/{n}");
             match c.set(&path, 0, format!("{n}")) {
                 Ok(rev) => acked.lock().unwrap().push((path, rev)),
                 Err(e) if e.is_connection_error() => break,
@@ -158,11 +158,14 @@ fn three_cals_all_killed_under_writes_lose_nothing() {
     let ids: Vec<String> = (0..3).map(|i| dc.c.id(i).to_string()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let uri = dc.c.uri_all();
-    let w = {
-        let (stop, acked) = (stop.clone(), acked.clone());
-        thread::spawn(move || writer(uri, stop, acked))
-    };
+    // Several clients, one on each node.
+    let writers: Vec<_> = (0..3)
+        .map(|k| {
+            let uri = dc.c.uri(k);
+            let (stop, acked) = (stop.clone(), acked.clone());
+            thread::spawn(move || writer(uri, k, stop, acked))
+        })
+        .collect();
     poll_until(CLUSTER_DEADLINE, "200 acknowledged writes", || {
         (acked.lock().unwrap().len() >= 200).then_some(())
     });
@@ -170,7 +173,9 @@ fn three_cals_all_killed_under_writes_lose_nothing() {
         dc.c.kill(i);
     }
     stop.store(true, Ordering::SeqCst);
-    w.join().expect("writer");
+    for w in writers {
+        w.join().expect("writer");
+    }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 200);
     for i in 0..3 {
@@ -191,7 +196,8 @@ fn three_cals_all_killed_under_writes_lose_nothing() {
         for (path, rev) in &acked {
             let (body, at) = c.get(path, Some(after)).expect("get");
             assert_eq!(at, *rev, "node {i}: {path} at its acknowledged rev");
-            assert_eq!(body, path.trim_start_matches("/w/").as_bytes());
+            let n = path.rsplit('/').next().expect("a name");
+            assert_eq!(body, n.as_bytes());
         }
     }
     dc.c.assert_consistent(&[]);
