@@ -54,7 +54,7 @@ use log::Log;
 use snapshot::SnapshotJob;
 
 /// A snapshot is due once the log grew by at least this much since the
-/// last one (or twice the last snapshot's size, if more): small stores
+/// last one (or the last snapshot's size, if more): small stores
 /// are not rewritten for every few changes, and the log never holds more
 /// than a few times the store.
 pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 1 << 20;
@@ -300,10 +300,11 @@ impl DataDir {
 
     /// Whether a snapshot should be started: none is being written, and
     /// the log grew since the last by at least
-    /// max([`SNAPSHOT_MIN_LOG_BYTES`], twice the last snapshot's size).
+    /// max([`SNAPSHOT_MIN_LOG_BYTES`], the last snapshot's size): a
+    /// restart replays at most about a snapshot's worth of log.
     pub fn snapshot_due(&self) -> bool {
         let last = self.snapshots.last().map_or(0, |(_, bytes)| *bytes);
-        self.job.is_none() && self.log.written() >= SNAPSHOT_MIN_LOG_BYTES.max(2 * last)
+        self.job.is_none() && self.log.written() >= SNAPSHOT_MIN_LOG_BYTES.max(last)
     }
 
     /// Starts writing a snapshot of `tree` (the store as of `header.rev`

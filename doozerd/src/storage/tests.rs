@@ -828,7 +828,7 @@ fn the_directory_stays_a_few_times_the_store() {
         "{writes} writes over {FILES} files of {BODY} bytes: the directory held at most {most} bytes, {:.1} x a snapshot",
         most as f64 / snap as f64
     );
-    // A snapshot, the log up to twice a snapshot (the policy), the
+    // A snapshot, the log up to a snapshot's size (the policy), the
     // segment holding the last snapshot's seqn, one batch.
     assert!(
         most < 4 * snap + 2 * SEGMENT_BYTES,
