@@ -76,9 +76,13 @@ fn main() -> ExitCode {
         }
         None => {}
     }
-    if let Err(e) = node.run() {
-        log::error!("{e}");
-        return ExitCode::from(1);
+    match node.run() {
+        Ok(node::Exit::Clean) => ExitCode::SUCCESS,
+        // As a shell reports a process ended by that signal.
+        Ok(node::Exit::Signal(sig)) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
     }
-    ExitCode::SUCCESS
 }

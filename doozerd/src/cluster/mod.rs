@@ -148,6 +148,16 @@ pub struct NodeInfo {
     pub version: String,
 }
 
+/// A CAL leaving gracefully empties its own slot, conditionally on the
+/// slot's rev: a slot taken over meanwhile is not touched.
+pub fn leave_mutation(slot: &Slot) -> Mutation {
+    Mutation::Set {
+        path: slot.path.clone(),
+        rev: slot.rev,
+        body: Bytes::new(),
+    }
+}
+
 fn clobber(path: String, body: impl Into<Bytes>) -> Mutation {
     Mutation::Set {
         path,

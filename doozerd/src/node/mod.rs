@@ -21,6 +21,7 @@
 mod conns;
 mod disk;
 mod follow;
+mod leave;
 mod restore;
 mod startup;
 mod stats;
@@ -40,6 +41,7 @@ use conns::{Conns, Kind};
 use follow::Follower;
 
 pub use conns::{MAX_PENDING_OUTPUT, MAX_UNSENT_OUTPUT, NODE_OUTPUT_BUDGET};
+pub use leave::{Exit, LEAVE_WAIT};
 pub use stats::{hostname, new_node_id};
 
 const CLIENT_LISTENER: Token = Token(usize::MAX - 1);
@@ -47,6 +49,7 @@ const WEB_LISTENER: Token = Token(usize::MAX - 2);
 const PEER_SOCKET: Token = Token(usize::MAX - 3);
 const FOLLOW_STREAM: Token = Token(usize::MAX - 4);
 const ATTACHED: Token = Token(usize::MAX - 5);
+const SIGNALS: Token = Token(usize::MAX - 6);
 
 /// A start-up failure, reported as one line.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +136,8 @@ pub struct Node {
     deadline_ms: Option<u64>,
     /// The data directory (`-d`), if any.
     disk: Option<disk::Disk>,
+    /// SIGTERM and SIGINT, and leaving gracefully.
+    leave: leave::Leave,
     conns: Conns,
     follower: Follower,
     /// Keeps this node's name-service entry (`-b`), if any.
@@ -154,8 +159,9 @@ impl Node {
         self.listener.local_addr()
     }
 
-    /// Serves forever (returns only if the poll itself fails).
-    pub fn run(&mut self) -> Result<(), NodeError> {
+    /// Serves until SIGTERM or SIGINT (see `node/leave.rs`); returns how
+    /// it ended, or an error if the poll itself fails.
+    pub fn run(&mut self) -> Result<Exit, NodeError> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
@@ -175,6 +181,11 @@ impl Node {
                     CLIENT_LISTENER => self.accept(Kind::Client, now),
                     WEB_LISTENER => self.accept(Kind::Web, now),
                     PEER_SOCKET => {}
+                    SIGNALS => {
+                        if let Some(exit) = self.leave.signalled(&mut self.replica) {
+                            return Ok(exit);
+                        }
+                    }
                     ATTACHED => self.follower.attached(&self.poll, &mut self.replica, now),
                     // With the disk failing, the stream waits: what it
                     // brings could not be made durable.
@@ -201,6 +212,9 @@ impl Node {
             self.serve_http();
             self.replica.ready(now, &mut self.out);
             self.act_on_output(now);
+            if let Some(exit) = self.leave.done(&self.replica) {
+                return Ok(exit);
+            }
         }
     }
 
@@ -335,6 +349,7 @@ impl Node {
             self.follower.deadline(),
             self.peers.warning_due(),
             self.disk.as_ref().and_then(|d| d.deadline()),
+            self.leave.deadline(),
         ]
         .into_iter()
         .flatten()

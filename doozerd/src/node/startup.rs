@@ -124,6 +124,8 @@ impl Node {
             max_clients,
             max_web,
         );
+        // From here on SIGTERM and SIGINT are events of the loop.
+        let leave = super::leave::Leave::new(&poll, super::SIGNALS)?;
         Ok(Node {
             poll,
             clock,
@@ -134,6 +136,7 @@ impl Node {
             out: Output::default(),
             deadline_ms: None,
             disk,
+            leave,
             conns,
             follower,
             registrar,

@@ -327,6 +327,45 @@ impl Replica {
         self.members.next_cal_addrs()
     }
 
+    /// Starts leaving consensus gracefully (SIGTERM on a CAL, see
+    /// docs/cluster.md "Leaving gracefully"): proposes emptying this
+    /// node's CAL slot, so the others need not wait `-timeout` to kick
+    /// it. False if there is nothing to wait for: not a CAL, in no slot,
+    /// or the only CAL (nobody would be left to decide anything).
+    pub fn leave(&mut self) -> bool {
+        if self.paxos.is_none() || self.is_lone_cal() {
+            return false;
+        }
+        let me = &self.members.id;
+        let Some(slot) = self.members.slots.iter().find(|s| s.id == *me).cloned() else {
+            return false;
+        };
+        log::info!("leaving: emptying {}", slot.path);
+        self.propose(cluster::leave_mutation(&slot));
+        if !self.others_are_a_majority() {
+            // The others cannot decide the seqns this node still belongs
+            // to without it: move them past quickly (an idle cluster
+            // would take up to alpha pulses).
+            for _ in 0..self.members.cfg.alpha {
+                self.propose(crate::store::Mutation::Nop);
+            }
+        }
+        true
+    }
+
+    /// Whether the CALs of the next seqn other than this node are a
+    /// majority of that seqn's set: if this node stops, they can still
+    /// decide it (a set of three or more; not a set of two).
+    pub fn others_are_a_majority(&self) -> bool {
+        let me = &self.members.id;
+        self.members
+            .cals_for(self.members.applied_seqn + 1)
+            .is_some_and(|c| {
+                let others = c.iter().filter(|id| *id != me).count();
+                2 * others > c.len()
+            })
+    }
+
     /// This node's id.
     pub fn id(&self) -> &str {
         &self.members.id
@@ -341,7 +380,7 @@ impl Replica {
 
     /// Whether this node's id fills a CAL slot as of its store's head (it
     /// may not take part in consensus yet, or any more).
-    pub(super) fn listed_as_cal(&self) -> bool {
+    pub fn listed_as_cal(&self) -> bool {
         self.members
             .cals()
             .is_some_and(|c| c.index_of(&self.members.id).is_some())
