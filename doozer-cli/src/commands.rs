@@ -9,6 +9,7 @@ use crate::failure::{report, Failure};
 use crate::flags::{self, Spec};
 use crate::globals::Globals;
 use crate::help;
+use crate::status;
 
 /// The URI used when neither `-a` nor `$DOOZER_URI` is given.
 pub const DEFAULT_URI: &str = "doozer:?ca=127.0.0.1:8046";
@@ -42,6 +43,18 @@ const GLOBAL: &[Spec] = &[
     Spec {
         name: "v",
         takes_value: false,
+    },
+];
+
+/// The options of `status`, besides the global ones.
+const STATUS: &[Spec] = &[
+    Spec {
+        name: "json",
+        takes_value: false,
+    },
+    Spec {
+        name: "lag",
+        takes_value: true,
     },
 ];
 
@@ -122,6 +135,9 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
     if cmd == "bench" {
         return crate::bench::run(&g, rest);
     }
+    if cmd == "status" {
+        return status(&mut g, rest);
+    }
     // Shell commands also take the global options after the command name.
     let p = flags::parse(rest, GLOBAL, false).map_err(Failure::Usage)?;
     if apply_globals(&p, &mut g)? {
@@ -181,6 +197,35 @@ fn dispatch(args: &[String]) -> Result<(), Failure> {
         ("self", _) => print(format!("{}\n", c.self_id()?).as_bytes()),
         _ => Err(Failure::Usage(format!("unknown command {:?}", redact(cmd)))),
     }
+}
+
+/// `doozer status`: the global options and its own, after the command
+/// name; usage errors before connecting.
+fn status(g: &mut Globals, args: &[String]) -> Result<(), Failure> {
+    let specs: Vec<Spec> = GLOBAL.iter().chain(STATUS).copied().collect();
+    let p = flags::parse(args, &specs, false).map_err(Failure::Usage)?;
+    let help = help::command_help("status").unwrap_or(help::USAGE);
+    if apply_globals(&p, g)? {
+        return print(help.as_bytes());
+    }
+    if !p.args.is_empty() {
+        let usage = help.lines().next().unwrap_or("");
+        return Err(Failure::Usage(format!(
+            "status: wrong number of arguments ({usage})"
+        )));
+    }
+    let max_lag = match p.get("lag") {
+        None => status::DEFAULT_MAX_LAG,
+        Some(v) => v.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(|| {
+            Failure::Usage(format!("bad -lag {:?}: want a number of revs", redact(v)))
+        })?,
+    };
+    let opts = status::Options {
+        json: p.is_set("json"),
+        max_lag,
+        timeout: g.timeout.unwrap_or(status::DEFAULT_TIMEOUT),
+    };
+    status::run(g, opts)
 }
 
 fn set(c: &Client, path: &str, rev: i64) -> Result<(), Failure> {
@@ -353,6 +398,11 @@ mod tests {
             vec!["-a", a, "help", "frob"],
             vec!["-a", a, "backup"],
             vec!["-a", a, "backup", "f", "g"],
+            vec!["-a", a, "status", "extra"],
+            vec!["-a", a, "status", "-lag", "x"],
+            vec!["-a", a, "status", "-lag", "-1"],
+            vec!["-a", a, "status", "-frob"],
+            vec!["-a", a, "-json", "status"],
         ] {
             assert_eq!(run(&strs(&args)), 127, "{args:?}");
         }
@@ -366,12 +416,13 @@ mod tests {
             vec!["-v"],
             vec!["help"],
             vec!["help", "watch"],
+            vec!["status", "-h"],
         ] {
             assert_eq!(run(&strs(&args)), 0, "{args:?}");
         }
         for c in [
             "add", "set", "get", "del", "rev", "stat", "find", "wait", "watch", "touch", "nop",
-            "self", "backup", "help", "bench",
+            "self", "backup", "status", "help", "bench",
         ] {
             assert!(help::command_help(c).is_some(), "{c}");
             assert!(help::USAGE.contains(c), "{c}");
@@ -381,6 +432,7 @@ mod tests {
     #[test]
     fn unreachable_cluster_or_name_service_is_exit_2() {
         assert_eq!(run(&strs(&["-a", "doozer:?ca=127.0.0.1:1", "rev"])), 2);
+        assert_eq!(run(&strs(&["-a", "doozer:?ca=127.0.0.1:1", "status"])), 2);
         assert_eq!(run(&strs(&["-a", "doozer:?cn=x", "rev"])), 2);
         assert_eq!(
             run(&strs(&[

@@ -18,6 +18,9 @@ pub enum Failure {
     Other(String),
     /// stdout was closed by the reader: stop quietly.
     BrokenPipe,
+    /// `doozer status` found the cluster unhealthy: one line per reason,
+    /// status 2.
+    Unhealthy(Vec<String>),
 }
 
 impl From<Error> for Failure {
@@ -51,6 +54,16 @@ pub fn report(f: &Failure) -> (u8, Option<String>) {
             Some(format!("Error: {e}")),
         ),
         Failure::Other(msg) => (2, Some(format!("Error: {msg}"))),
+        Failure::Unhealthy(reasons) => (
+            2,
+            Some(
+                reasons
+                    .iter()
+                    .map(|r| format!("unhealthy: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        ),
     }
 }
 
@@ -80,5 +93,8 @@ mod tests {
         assert_eq!(msg.as_deref(), Some("No such file or directory: /x"));
         let (_, msg) = report(&Failure::Doozer(Error::Timeout));
         assert_eq!(msg.as_deref(), Some("Error: timeout"));
+        let (status, msg) = report(&Failure::Unhealthy(vec!["a".into(), "b".into()]));
+        assert_eq!(status, 2);
+        assert_eq!(msg.as_deref(), Some("unhealthy: a\nunhealthy: b"));
     }
 }

@@ -13,7 +13,8 @@ Global options (single or double dash):
   -a URI       cluster to talk to (default $DOOZER_URI, or doozer:?ca=127.0.0.1:8046)
   -b URI       name service URI (default $DOOZER_BOOT_URI)
   -r REV       revision to read at / wait from
-  -t DURATION  give up waiting after DURATION (e.g. 500ms, 10s, 1m30s)
+  -t DURATION  give up waiting after DURATION (e.g. 500ms, 10s, 1m30s);
+               for status, how long each node has to answer (default 1s)
   -h           print this help
   -v           print the version
 
@@ -31,6 +32,7 @@ Commands:
   nop             run one consensus round
   self            print the node's id
   backup FILE     write a consistent copy of the whole tree to FILE (- for stdout)
+  status [-json]  the cluster's health: every node, its role and lag; exit 2 if unhealthy
   bench [opts]    load-test a node and report throughput and latency
   help COMMAND    detailed help for COMMAND
 
@@ -177,6 +179,34 @@ name. With FILE '-', the image is written to stdout. Prints to stderr a
 one-line summary: the revision, files and bytes.
 
 Restore it into a new cluster with 'doozerd -restore FILE'.
+",
+    ),
+    (
+        "status",
+        "\
+Usage: doozer [-t DURATION] status [-json] [-lag N]
+
+Prints the cluster's health, as seen from the node of -a: the cluster
+name; the head rev; every node with its id, address, host, role (CAL slot
+N, or slave), writable, version, rev and lag behind the head, and whether
+it answered and how fast; the free CAL slots; whether a majority of the
+CALs answered; with -b (or $DOOZER_BOOT_URI), the cluster's entries in
+that name service.
+
+The CAL slots and the nodes are read from /ctl at one rev. Then every node
+is asked for its rev directly at its address (with the TLS and secret of
+-a), all at once, each within -t (default 1s). The head is the highest
+rev seen; a node's lag is the head minus its rev.
+
+Options:
+  -json   print the same as one JSON object (fields: see docs/reference.md)
+  -lag N  a CAL more than N revs behind the head is unhealthy (default 1000)
+
+Exit status 0 when healthy. 2 when not, with one line on stderr for each
+reason ('unhealthy: ...'): no majority of the CALs answers; a CAL did not
+answer; a CAL lags more than -lag revs; a free CAL slot that no answering
+slave can take. The table (or JSON) is printed either way. Other errors
+(the cluster cannot be reached or read) are 'Error: ...', exit status 2.
 ",
     ),
     (

@@ -13,6 +13,7 @@ mod flags;
 mod globals;
 mod help;
 mod hist;
+mod status;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,194 @@
+//! The verdict and the output of `doozer status` on made-up views (the
+//! real-process tests are in tests/tests/status.rs).
+
+use std::time::Duration;
+
+use super::render::{clean, js};
+use super::*;
+
+fn node(id: &str, slot: Option<&str>, answer: Answer) -> Node {
+    Node {
+        addr: Some(format!("127.0.0.1:{}", 8046 + id.len())),
+        hostname: Some("h".into()),
+        version: Some("0.1.0".into()),
+        writable: Some(slot.is_some()),
+        applied: Some(9),
+        applied_rev: Some(10),
+        slot: slot.map(str::to_string),
+        answer,
+        ..Node::new(id)
+    }
+}
+
+fn yes(rev: i64) -> Answer {
+    Answer::Yes {
+        rev,
+        took: Duration::from_micros(1500),
+    }
+}
+
+fn no(why: &str) -> Answer {
+    Answer::No(why.into())
+}
+
+fn snap(slots: &[(&str, Option<&str>)], nodes: Vec<Node>) -> Snapshot {
+    Snapshot {
+        cluster: "test".into(),
+        rev: 100,
+        via: Some("127.0.0.1:8046".into()),
+        slots: slots
+            .iter()
+            .map(|(s, id)| (s.to_string(), id.map(str::to_string)))
+            .collect(),
+        nodes,
+    }
+}
+
+fn three_cals(answers: [Answer; 3]) -> Vec<Node> {
+    let [a, b, c] = answers;
+    vec![
+        node("A", Some("0"), a),
+        node("BB", Some("1"), b),
+        node("CCC", Some("2"), c),
+    ]
+}
+
+const SLOTS: &[(&str, Option<&str>)] = &[("0", Some("A")), ("1", Some("BB")), ("2", Some("CCC"))];
+
+#[test]
+fn every_cal_answering_is_healthy_and_the_head_is_the_highest_rev() {
+    let mut nodes = three_cals([yes(101), yes(103), yes(100)]);
+    nodes.push(node("S", None, yes(90)));
+    let r = Report::assess(snap(SLOTS, nodes), None, 1000);
+    assert_eq!(r.problems, Vec::<String>::new());
+    assert_eq!(
+        (r.head, r.cals, r.cals_answered, r.majority),
+        (103, 3, 3, true)
+    );
+    let lags: Vec<Option<i64>> = r.snap.nodes.iter().map(|n| n.lag(r.head)).collect();
+    assert_eq!(lags, [Some(2), Some(0), Some(3), Some(13)]);
+    let text = text_of(&r);
+    assert!(text.contains("head rev 103 (read at rev 100 from 127.0.0.1:8046)"));
+    assert!(text.contains("CAL slot 1"), "{text}");
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("S ") && l.contains("slave")));
+    assert!(text.ends_with("healthy\n"), "{text}");
+}
+
+fn text_of(r: &Report) -> String {
+    render::text(r)
+}
+
+#[test]
+fn a_silent_cal_is_named_and_the_majority_still_counts() {
+    let nodes = three_cals([yes(100), yes(100), no("connection refused")]);
+    let r = Report::assess(snap(SLOTS, nodes), None, 1000);
+    assert_eq!(
+        r.problems,
+        ["CAL CCC (slot 2, 127.0.0.1:8049) did not answer: connection refused"]
+    );
+    assert_eq!((r.cals_answered, r.majority), (2, true));
+    assert!(text_of(&r).contains("CALs answering: 2 of 3 (a majority)"));
+}
+
+#[test]
+fn without_a_majority_every_silent_cal_and_the_majority_are_reasons() {
+    let nodes = three_cals([yes(100), no("x"), no("y")]);
+    let r = Report::assess(snap(SLOTS, nodes), None, 1000);
+    assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+    assert_eq!(r.problems[0], "no majority of CALs answers: 1 of 3");
+    assert!(!r.majority);
+}
+
+#[test]
+fn a_cal_too_far_behind_is_a_reason_a_slave_is_not() {
+    let mut nodes = three_cals([yes(2000), yes(2000), yes(999)]);
+    nodes.push(node("S", None, yes(1)));
+    let r = Report::assess(snap(SLOTS, nodes.clone()), None, 1000);
+    assert_eq!(
+        r.problems,
+        ["CAL CCC (slot 2, 127.0.0.1:8049) is 1001 revs behind the head 2000 (more than 1000)"]
+    );
+    let r = Report::assess(snap(SLOTS, nodes), None, 1001);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+}
+
+#[test]
+fn free_slots_need_answering_slaves() {
+    let slots = [("0", Some("A")), ("1", None), ("10", None), ("2", None)];
+    let only_cal = || vec![node("A", Some("0"), yes(100))];
+    let r = Report::assess(snap(&slots, only_cal()), None, 1000);
+    assert_eq!(
+        r.problems,
+        [
+            "CAL slot 1 is free and no slave answers to take it",
+            "CAL slot 10 is free and no slave answers to take it",
+            "CAL slot 2 is free and no slave answers to take it",
+        ]
+    );
+    // A slave that does not answer cannot take a slot either.
+    let mut nodes = only_cal();
+    nodes.push(node("S", None, no("refused")));
+    nodes.push(node("T", None, yes(100)));
+    let r = Report::assess(snap(&slots, nodes), None, 1000);
+    assert_eq!(
+        r.problems,
+        ["CAL slots 1, 10, 2 are free and only 1 slave answers to take them"]
+    );
+    let mut nodes = only_cal();
+    for id in ["S", "T", "U"] {
+        nodes.push(node(id, None, yes(100)));
+    }
+    let r = Report::assess(snap(&slots, nodes), None, 1000);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert!(text_of(&r).contains("free CAL slots: 1, 10, 2\n"));
+}
+
+#[test]
+fn slots_sort_numerically() {
+    let mut names = vec!["10", "x", "2", "1", "a"];
+    names.sort_by(|a, b| slot_order(a, b));
+    assert_eq!(names, ["1", "2", "10", "a", "x"]);
+}
+
+#[test]
+fn json_strings_are_escaped() {
+    assert_eq!(js("a\"b\\c\nd\u{1}é"), r#""a\"b\\c\nd\u0001é""#);
+    assert_eq!(clean("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+}
+
+#[test]
+fn json_has_every_field() {
+    let mut nodes = three_cals([yes(100), yes(100), no("refused \"now\"")]);
+    nodes.push(Node {
+        hostname: Some("evil\n\"host".into()),
+        ..node("S", None, yes(99))
+    });
+    let ns = NsView {
+        entries: vec![("A".into(), "127.0.0.1:8047".into())],
+        boot: Some("A".into()),
+        error: None,
+    };
+    let r = Report::assess(snap(SLOTS, nodes), Some(ns), 1000);
+    let j = render::json(&r);
+    assert!(j.ends_with("}\n") && !j.trim_end().contains('\n'), "{j}");
+    for want in [
+        r#"{"cluster":"test","head":100,"rev":100,"via":"127.0.0.1:8046","healthy":false,"#,
+        r#""cals":3,"cals_answered":2,"majority":true,"free_slots":[],"slaves_answered":1,"#,
+        r#""max_lag":1000,"slots":[{"slot":"0","node":"A"},"#,
+        r#"{"id":"A","addr":"127.0.0.1:8047","hostname":"h","version":"0.1.0","role":"cal","slot":"0","writable":true,"applied":9,"applied_rev":10,"answered":true,"rev":100,"lag":0,"ms":1.500,"error":null}"#,
+        r#""answered":false,"rev":null,"lag":null,"ms":null,"error":"refused \"now\""}"#,
+        r#""hostname":"evil\n\"host","#,
+        r#""role":"slave","slot":null,"writable":false,"#,
+        r#""ns":{"entries":[{"id":"A","addr":"127.0.0.1:8047"}],"boot":"A","error":null}}"#,
+    ] {
+        assert!(j.contains(want), "{want}\nnot in\n{j}");
+    }
+    let t = text_of(&r);
+    assert!(t.contains("evil\\n\"host"), "{t}");
+    assert!(
+        t.contains("name service: test's CALs: A=127.0.0.1:8047\n"),
+        "{t}"
+    );
+}
