@@ -15,6 +15,12 @@
 //! would fail with a rev mismatch, a clobbering one would overwrite a newer
 //! value). A write that fails with a connection error may or may not have
 //! happened; read the file to find out.
+//!
+//! # Writes through a slave
+//!
+//! A write refused with `READONLY` (the node is a slave) is sent again to
+//! a CAL of the same cluster, whose connection is then kept for later
+//! writes; reads stay on the node they go to. See [`crate::cal`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +71,9 @@ struct Inner {
     /// TLS to every node, when the URI has `tlsca=`.
     tls: Option<TlsClient>,
     state: Mutex<State>,
+    /// The CAL writes go to since one was refused with `READONLY`
+    /// ([`crate::cal`]); kept once closed, for its address.
+    cal: Mutex<Option<Arc<Conn>>>,
 }
 
 struct State {
@@ -80,6 +89,14 @@ impl std::fmt::Debug for Client {
             .field("addrs", &self.inner.addrs)
             .finish_non_exhaustive()
     }
+}
+
+/// True for the writes: SET, DEL and NOP.
+fn is_write(verb: Option<i32>) -> bool {
+    matches!(
+        verb.and_then(|v| Verb::try_from(v).ok()),
+        Some(Verb::Set | Verb::Del | Verb::Nop)
+    )
 }
 
 /// True for verbs that are safe to send twice.
@@ -145,6 +162,7 @@ impl Client {
                     index: 0,
                     secret: uri.secret.clone(),
                 }),
+                cal: Mutex::new(None),
             }),
         };
         c.conn()?;
@@ -160,10 +178,20 @@ impl Client {
             .map(|c| c.addr().to_string())
     }
 
+    /// The address of the CAL this client sends its writes to, when a
+    /// write was refused with `READONLY` and sent there instead
+    /// ([`crate::cal`]), while that connection is open; `None` while writes
+    /// go to the node of [`Client::current_addr`].
+    pub fn write_addr(&self) -> Option<String> {
+        self.cal()
+            .filter(|c| !c.is_closed())
+            .map(|c| c.addr().to_string())
+    }
+
     /// The live connection, connecting (or reconnecting) if needed. Holds
     /// the state lock while connecting so concurrent callers don't race to
     /// open several connections.
-    fn conn(&self) -> Result<Arc<Conn>> {
+    pub(crate) fn conn(&self) -> Result<Arc<Conn>> {
         let mut st = self.inner.state.lock();
         let start = match &st.conn {
             Some(c) if !c.is_closed() => return Ok(c.clone()),
@@ -176,45 +204,67 @@ impl Client {
         let mut last_err = None;
         for i in 0..n {
             let index = (start + i) % n;
-            let addr = &self.inner.addrs[index];
-            let conn = match Conn::connect(addr, self.inner.tls.as_ref()) {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    last_err = Some(Error::Connect {
-                        addr: addr.clone(),
-                        source: e,
-                    });
-                    continue;
+            match self.open(&self.inner.addrs[index], st.secret.as_deref()) {
+                Ok(conn) => {
+                    st.index = index;
+                    st.conn = Some(conn.clone());
+                    return Ok(conn);
                 }
-            };
-            if let Some(secret) = &st.secret {
-                let mut r = req(Verb::Access);
-                r.value = Some(Bytes::copy_from_slice(secret));
-                match conn.call(r, None).and_then(Error::check) {
-                    Ok(_) => {}
-                    Err(e) if e.is_connection_error() => {
-                        last_err = Some(e);
-                        continue;
-                    }
-                    // A refused secret will be refused everywhere.
-                    Err(e) => return Err(e),
-                }
+                Err(e) if e.is_connection_error() => last_err = Some(e),
+                // A refused secret will be refused everywhere.
+                Err(e) => return Err(e),
             }
-            st.index = index;
-            st.conn = Some(conn.clone());
-            return Ok(conn);
         }
         Err(last_err.unwrap_or_else(|| Error::ConnectionClosed("no address to connect to".into())))
     }
 
+    /// A new connection to `addr`, with this client's TLS, that presented
+    /// `secret` (ACCESS) if there is one.
+    fn open(&self, addr: &str, secret: Option<&[u8]>) -> Result<Arc<Conn>> {
+        let conn =
+            Conn::connect(addr, self.inner.tls.as_ref()).map_err(|source| Error::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        if let Some(secret) = secret {
+            let mut r = req(Verb::Access);
+            r.value = Some(Bytes::copy_from_slice(secret));
+            conn.call(r, None).and_then(Error::check)?;
+        }
+        Ok(Arc::new(conn))
+    }
+
+    /// A new connection to `addr` with this client's TLS and secret, as
+    /// to the URI's own addresses.
+    pub(crate) fn open_with_secret(&self, addr: &str) -> Result<Arc<Conn>> {
+        let secret = self.inner.state.lock().secret.clone();
+        self.open(addr, secret.as_deref())
+    }
+
+    /// The connection to the CAL writes go to, open or closed (`None`
+    /// before any write was refused with `READONLY`, and after
+    /// [`Client::access`]).
+    pub(crate) fn cal(&self) -> Option<Arc<Conn>> {
+        self.inner.cal.lock().clone()
+    }
+
+    /// Sends later writes to `conn`.
+    pub(crate) fn keep_cal(&self, conn: Arc<Conn>) {
+        *self.inner.cal.lock() = Some(conn);
+    }
+
     /// Sends `r` and returns the raw response, error fields included (only
     /// transport failures are `Err`). Reads are retried once on a fresh
-    /// connection; the tag is assigned by the client.
+    /// connection; a write refused with `READONLY` is sent to a CAL
+    /// ([`crate::cal`]); the tag is assigned by the client.
     pub fn call(&self, r: Request) -> Result<Response> {
         self.call_until(r, None)
     }
 
     fn call_until(&self, r: Request, deadline: Option<Instant>) -> Result<Response> {
+        if is_write(r.verb) {
+            return self.write(r, deadline);
+        }
         let retry = is_read(r.verb);
         let first = self.conn().and_then(|c| c.call(r.clone(), deadline));
         match first {
@@ -226,8 +276,9 @@ impl Client {
     }
 
     /// Sends all `reqs` at once (one write, pipelined) and returns their
-    /// raw responses in order. Not retried: use it for reads at a fixed rev
-    /// and retry the whole batch if needed.
+    /// raw responses in order. Not retried, and writes in it are not sent
+    /// to a CAL: use it for reads at a fixed rev and retry the whole batch
+    /// if needed.
     pub fn call_many(&self, reqs: Vec<Request>) -> Result<Vec<Response>> {
         let tickets = self.conn()?.start(reqs)?;
         tickets.into_iter().map(|t| t.wait(None)).collect()
@@ -474,7 +525,9 @@ impl Client {
     }
 
     /// Presents a secret. On success it is remembered and sent again after
-    /// every reconnect.
+    /// every reconnect. A CAL connection kept for writes ([`crate::cal`])
+    /// is let go: the next write starts again where reads go, with this
+    /// secret.
     pub fn access(&self, secret: &[u8]) -> Result<()> {
         let mut r = req(Verb::Access);
         r.value = Some(Bytes::copy_from_slice(secret));
@@ -482,6 +535,7 @@ impl Client {
         let conn = self.conn()?;
         conn.call(r, None).and_then(Error::check)?;
         self.inner.state.lock().secret = Some(secret.to_vec());
+        *self.inner.cal.lock() = None;
         Ok(())
     }
 }

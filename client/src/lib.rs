@@ -8,6 +8,8 @@
 //! - [`uri`]: parsing of `doozer:?ca=HOST:PORT&ca=...&sk=SECRET` URIs.
 //! - [`ns`]: the name service, where `cn=NAME` finds a cluster's CALs
 //!   ([`Client::connect_via`]).
+//! - [`cal`]: writes through a slave: a write refused with `READONLY` goes
+//!   to a CAL of the cluster ([`Client::cals`], [`Client::write_addr`]).
 //! - [`tls`]: TLS to nodes serving it (`tlsca=PATH` in the URI): the
 //!   trusted CAs ([`TlsClient`]) and a plain-or-TLS blocking [`Stream`].
 //! - [`Error`] ([`error`]): every server error code, plus transport errors.
@@ -52,6 +54,7 @@
 //! # }
 //! ```
 
+pub mod cal;
 pub mod client;
 mod conn;
 pub mod duration;
@@ -62,6 +65,7 @@ pub mod pipeline;
 pub mod tls;
 pub mod uri;
 
+pub use cal::Cal;
 pub use client::{Backup, Client, LinearizableRead, Watch};
 pub use doozer_proto::{ctl, flags, rev, ErrCode, Request, Response, Verb, MAX_BODY_LEN};
 pub use error::{Error, Result};

@@ -228,7 +228,11 @@ connections: C requests in flight over K connections. When -a names
 several nodes (doozer:?ca=A&ca=B&ca=C), connection i goes to node i mod N
 (with -k 8 over three nodes: 3, 3 and 2 connections) and the report adds
 each node's share; watchers are spread the same way, while the watch and
-sse writer uses the first node.
+sse writer uses the first node. Writes (-op set, the prefill, the watch
+and sse writer) go to the CALs: a node of -a that is a slave (it refuses
+writes) is replaced for them by its cluster's CALs, as the client library
+finds them for a write a slave refused. So -a naming slaves loads the
+slaves with reads and the CALs with writes.
 
 Options:
   -op get|set|watch|sse  what to do (default set)

@@ -110,10 +110,11 @@ fn rev_of(p: &mut Pipeline) -> Result<i64, Error> {
 }
 
 /// Watch mode and SSE mode: `followers` connections follow the changes
-/// under `dir` (the closure opens one) while one writer writes there at a
-/// fixed rate; reports how long each write took to reach every follower.
-pub(super) fn follow_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
-    let mut w = t.open(0)?;
+/// under `dir` (the closure opens one) on the nodes of `t` while one
+/// writer writes there at a fixed rate, on the first node of `writes`;
+/// reports how long each write took to reach every follower.
+pub(super) fn follow_bench(t: &Target, writes: &Target, o: &Opts) -> Result<(), Failure> {
+    let mut w = writes.open(0)?;
     let from = rev_of(&mut w)? + 1;
     let web = o.web.clone().unwrap_or_else(|| default_web(t.addr(0)));
     let events_path = format!("/$events{SSE_DIR}/");

@@ -22,12 +22,13 @@ fn key_path(layout: Layout, i: u64) -> String {
 }
 
 /// Get/set mode: prefills the keys if asked (always for `-op get`), then
-/// drives the load and prints the report.
-pub(super) fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
+/// drives the load and prints the report. Reads go to `reads`, writes
+/// (the prefill, set mode) to `writes`.
+pub(super) fn load_bench(reads: &Target, writes: &Target, o: &Opts) -> Result<(), Failure> {
     let value = Bytes::from(vec![b'x'; o.size]);
     let layout = o.layout;
     if o.prefill || o.op == Op::Get {
-        prefill(t, o, &value)?;
+        prefill(writes, o, &value)?;
     }
     let keys = o.keys;
     let op = o.op;
@@ -52,7 +53,11 @@ pub(super) fn load_bench(t: &Target, o: &Opts) -> Result<(), Failure> {
             None => Some(Instant::now() + o.duration),
         },
     };
-    let label = if op == Op::Get { "get" } else { "set" };
+    let (label, t) = if op == Op::Get {
+        ("get", reads)
+    } else {
+        ("set", writes)
+    };
     let driven = drive(t, o.conns, o.inflight, limit, &make, label)?;
     report(t, o, label, driven)
 }

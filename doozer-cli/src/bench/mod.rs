@@ -2,7 +2,10 @@
 //!
 //! GET/SET mode keeps C requests in flight over K raw [`doozer::Pipeline`]
 //! connections, one thread each, spread round-robin over every `ca=`
-//! address of `-a` (connection i goes to address i mod N); every response
+//! address of `-a` (connection i goes to address i mod N); writes (set
+//! mode, the prefill, the watch and SSE writer) go to the CALs among them,
+//! a slave's place taken by its cluster's CALs ([`Target::for_writes`]),
+//! so reads can load slaves while writes load CALs; every response
 //! immediately releases its tag for the next request, and a burst of
 //! responses is answered with one write. Watch mode measures how fast changes reach many watchers (WAITs
 //! over the client protocol), SSE mode how fast they reach many event
@@ -47,8 +50,15 @@ pub fn run(g: &Globals, args: &[String]) -> Result<(), Failure> {
             None => None,
         },
     };
+    let writes = target.for_writes(&uri)?;
+    if writes.addrs != target.addrs {
+        eprintln!(
+            "bench: writes go to the CALs {} (-a names a node that is not a CAL)",
+            writes.addrs.join(", ")
+        );
+    }
     match o.op {
-        Op::Watch | Op::Sse => follow_bench(&target, &o),
-        Op::Get | Op::Set => load_bench(&target, &o),
+        Op::Watch | Op::Sse => follow_bench(&target, &writes, &o),
+        Op::Get | Op::Set => load_bench(&target, &writes, &o),
     }
 }
