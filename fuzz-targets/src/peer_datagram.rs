@@ -1,0 +1,219 @@
+//! Peer datagrams into a CAL of a three-CAL cluster, as the event loop
+//! hands them over: the transport's unpacking
+//! ([`transport::unpack`](doozerd::transport::unpack), with or without a
+//! [`PeerKey`]), `Replica::step(Input::Peer)` for each message, then
+//! `Replica::ready`. The node under test, A, seeded the cluster and wrote
+//! B and C into the CAL slots itself; B and C are the fuzzer.
+//!
+//! Input: one byte of set-up (window, history; with `0x80` the cluster
+//! has a secret and datagrams are sealed), then operations:
+//!
+//! | op % 8 | what                                                          |
+//! |--------|---------------------------------------------------------------|
+//! | 0      | a datagram of `n: u16` raw bytes from a sender; with a secret, sealed by the harness for a known sender |
+//! | 1      | the same, never sealed (with a secret: a forgery)             |
+//! | 2, 3   | one message built around A's next seqn (`peer_msg`), in an envelope, from a sender |
+//! | 4      | a client write on A (a SET or a NOP), so A proposes           |
+//! | 5      | the clock moves on `ms: u16`, then the loop runs              |
+//! | 6      | the loop sleeps to its deadline and runs                      |
+//! | 7      | the loop runs                                                 |
+//!
+//! Senders (next byte % 4): B, C, a stranger, A's own address.
+//! Invariants: those of every output (see `Node::ready`), and every peer
+//! message A sends fits one datagram.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use doozer_proto::peer::PeerMsg;
+use doozer_proto::{Request, Verb};
+use doozerd::replica::{Input as Step, Secrets};
+use doozerd::transport::{self, PeerKey, MAX_MESSAGE_LEN};
+use prost::Message;
+
+use crate::cluster::{config, request, set, Node, SELF_ADDR, SELF_ID};
+use crate::input::Input;
+
+/// The other CALs, by id, with their addresses.
+pub const PEERS: [(&str, &str); 2] = [("B", "127.0.0.1:8047"), ("C", "127.0.0.1:8048")];
+/// An address that is no node's.
+const STRANGER: &str = "127.0.0.1:9999";
+/// The cluster's secret when it has one.
+const SECRET: &[u8] = b"fuzz";
+
+/// A and what the harness needs to talk to it.
+struct Harness {
+    node: Node,
+    key: Option<PeerKey>,
+    me: SocketAddr,
+    next_tag: i32,
+}
+
+/// The `peer_datagram` target.
+pub fn run(data: &[u8]) {
+    let mut input = Input::new(data);
+    let setup = input.byte();
+    let mut h = Harness::new(setup);
+    while let Some(op) = input.next_byte() {
+        h.step(op, &mut input);
+    }
+    h.ready();
+}
+
+/// Parses one of the harness's constant addresses.
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("a constant, valid address")
+}
+
+impl Harness {
+    /// A seeded node that made B and C CALs and decided the rest of its
+    /// lone window, so what comes next needs B or C.
+    fn new(setup: u8) -> Harness {
+        let secret = setup & 0x80 != 0;
+        let secrets = Secrets {
+            rw: if secret {
+                Bytes::from_static(SECRET)
+            } else {
+                Bytes::new()
+            },
+            ro: Bytes::new(),
+        };
+        let config = config(SELF_ID, setup & 0x7f, secrets);
+        let alpha = config.cluster.alpha;
+        let mut node = Node::seeded(config);
+        node.connect(0);
+        if secret {
+            let access = Request {
+                value: Some(Bytes::from_static(SECRET)),
+                ..request(0, Verb::Access)
+            };
+            node.request(0, access);
+        }
+        for (n, (id, a)) in (1..).zip(PEERS) {
+            node.request(0, set(2 * n, &format!("/ctl/node/{id}/addr"), a));
+            node.request(0, set(2 * n + 1, &format!("/ctl/cal/{n}"), id));
+            node.ready();
+        }
+        for tag in 10..10 + alpha as i32 {
+            node.request(0, request(tag, Verb::Nop));
+            node.ready();
+        }
+        node.responses.clear();
+        Harness {
+            node,
+            key: PeerKey::from_secret(if secret { SECRET } else { b"" }),
+            me: addr(SELF_ADDR),
+            next_tag: 1000,
+        }
+    }
+
+    /// One operation.
+    fn step(&mut self, op: u8, input: &mut Input) {
+        match op % 8 {
+            0 | 1 => {
+                let from = self.sender(input);
+                let bytes = input.long_bytes();
+                let datagram = match &self.key {
+                    Some(key) if op % 8 == 0 && from.port() != 9999 => {
+                        key.seal(from, self.me, bytes)
+                    }
+                    _ => bytes.to_vec(),
+                };
+                self.receive(from, &datagram);
+            }
+            2 | 3 => {
+                let from = self.sender(input);
+                let base = self.node.replica.store().rev() as u64 + 1;
+                let msg = crate::peer_msg::build(input, base).encode_to_vec();
+                for envelope in transport::pack([Bytes::from(msg)]) {
+                    let datagram = match &self.key {
+                        Some(key) => key.seal(from, self.me, &envelope),
+                        None => envelope,
+                    };
+                    self.receive(from, &datagram);
+                }
+            }
+            4 => {
+                self.next_tag = self.next_tag.wrapping_add(1);
+                let req = match input.byte() % 4 {
+                    0 => request(self.next_tag, Verb::Nop),
+                    n => set(self.next_tag, &format!("/k{n}"), "v"),
+                };
+                self.node.request(0, req);
+            }
+            5 => {
+                self.node.advance(u64::from(input.u16()));
+                self.ready();
+            }
+            6 => {
+                let messages = self.node.wake();
+                check_messages(&messages);
+            }
+            _ => self.ready(),
+        }
+    }
+
+    /// A sender: B, C, a stranger or A itself.
+    fn sender(&self, input: &mut Input) -> SocketAddr {
+        match input.byte() % 4 {
+            0 => addr(PEERS[0].1),
+            1 => addr(PEERS[1].1),
+            2 => addr(STRANGER),
+            _ => self.me,
+        }
+    }
+
+    /// A datagram from `from`, unpacked as the transport does; each
+    /// message is stepped.
+    fn receive(&mut self, from: SocketAddr, datagram: &[u8]) {
+        let Ok(msgs) = transport::unpack(self.key.as_ref(), from, self.me, datagram) else {
+            return;
+        };
+        for msg in msgs {
+            self.node.step(Step::Peer(from, msg));
+        }
+    }
+
+    /// One loop iteration, checked.
+    fn ready(&mut self) {
+        let messages = self.node.ready();
+        check_messages(&messages);
+    }
+}
+
+/// Every message sent fits a datagram.
+fn check_messages(messages: &[(SocketAddr, PeerMsg)]) {
+    for (to, msg) in messages {
+        let len = msg.encoded_len();
+        assert!(
+            len <= MAX_MESSAGE_LEN,
+            "a message of {len} bytes for {to}: no datagram carries it"
+        );
+    }
+}
+
+/// Inputs to start from: B and C vote for A's pending seqns, accept and
+/// learn values, skip, fetch; a client writes; time passes.
+pub fn seeds() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for setup in [0x01, 0x82] {
+        let mut s = vec![setup];
+        for offset in [0u8, 1, 2, 0xfe, 0xff] {
+            // op 2 from B (0) and C (1): one part, a Vote (3) for the
+            // seqn at `offset` from the next, round 0, by CAL 0 (A).
+            s.extend([2, 0, 0, 0, 3, offset, 0, 0]);
+            s.extend([2, 1, 0, 0, 3, offset, 0, 0]);
+            s.push(7);
+        }
+        // an Accept (2) from B for its seqn, a Learned (5), a skip (6), a
+        // fetch (7), a Prepare (0) of round 1
+        s.extend([2, 0, 0, 0, 2, 1, 0, 2]);
+        s.extend([3, 1, 0, 0, 5, 0, 2]);
+        s.extend([2, 0, 0, 0, 6, 1]);
+        s.extend([2, 1, 0, 0, 7, 0x80]);
+        s.extend([2, 0, 0, 0, 0, 1, 0, 0]);
+        s.extend([4, 1, 7, 5, 0x10, 0, 6, 6]);
+        out.push(s);
+    }
+    out
+}
