@@ -2,6 +2,7 @@
 //! event loop holds it (the replica, the clock, the client connections'
 //! read buffers) and the invariants every [`Output`] must meet.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
@@ -110,8 +111,8 @@ impl Node {
 
     /// Accepts connection `conn` (if it is not open).
     pub fn connect(&mut self, conn: ConnId) {
-        if !self.conns.contains_key(&conn) {
-            self.conns.insert(conn, Conn::default());
+        if let Entry::Vacant(e) = self.conns.entry(conn) {
+            e.insert(Conn::default());
             self.step(Input::Connect(conn));
         }
     }

@@ -164,7 +164,7 @@ impl Harness {
             flags: Some(*input.pick(FLAGS)),
             rev: Some(rev.saturating_add(i64::from(input.byte() as i8))),
             path: Some(input.pick(PATHS).to_string()),
-            value: Some(Bytes::from_static(*input.pick(BODIES))),
+            value: Some(Bytes::from_static(input.pick::<&[u8]>(BODIES))),
             ..Default::default()
         }
     }

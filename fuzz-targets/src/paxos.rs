@@ -23,6 +23,7 @@
 use bytes::Bytes;
 use doozer_proto::peer::PeerMsg;
 use doozerd::consensus::{CalSet, Config, NodeId, Paxos};
+use doozerd::store::Mutation;
 use prost::Message;
 
 use crate::input::Input;
@@ -60,7 +61,8 @@ impl Harness {
         let size = if setup & 0x80 != 0 { 5 } else { 3 };
         let ids: Vec<NodeId> = IDS[..size].iter().map(|s| s.to_string()).collect();
         let cals = CalSet::new(ids).expect("distinct, non-empty ids");
-        let mut cfg = Config::new(ME, Bytes::from_static(b"nop:"));
+        // The fill NOP of the replica: the empty value.
+        let mut cfg = Config::new(ME, Bytes::new());
         cfg.alpha = [50, 5, 2, 1][usize::from(setup & 3)];
         Harness {
             paxos: Paxos::new(cfg, 1, cals.clone(), 0, u64::from(setup)),
@@ -82,7 +84,7 @@ impl Harness {
             }
             1..=4 => {
                 let from = *input.pick(&IDS);
-                let msg = crate::peer_msg::build(input, self.next);
+                let msg = crate::peer_msg::build(input, self.next, from);
                 self.paxos.step(from, msg, self.now_ms);
             }
             5 => match input.byte() {
@@ -95,8 +97,8 @@ impl Harness {
                 _ => {
                     // Unique bytes, as the replica's own values are.
                     self.proposals += 1;
-                    let value = format!("-1:/p={}", self.proposals);
-                    self.paxos.propose(Bytes::from(value));
+                    let value = Mutation::tagged_nop(&format!("A.{}", self.proposals));
+                    self.paxos.propose(value);
                 }
             },
             6 => {
@@ -130,19 +132,26 @@ impl Harness {
 /// Inputs to start from: A proposes, B and C vote, accept, learn, skip,
 /// fetch and prepare; time passes; the set changes.
 pub fn seeds() -> Vec<Vec<u8>> {
+    // One built message (op 1) from B (1) or C (2), with the right id (0),
+    // all seqns learned below the next (0), one part (0), then the part.
+    let msg = |from: u8, part: &[u8]| {
+        let mut m = vec![1, from, 0, 0, 0];
+        m.extend_from_slice(part);
+        m
+    };
     let mut out = Vec::new();
     for setup in [0x01, 0x82] {
         let mut s = vec![setup, 5, 0, 5, 0];
         for offset in [0u8, 1, 2, 3] {
-            // from B (1) and C (2): one Vote (3) at `offset`, round 0, CAL 0
-            s.extend([1, 1, 0, 0, 3, offset, 0, 0]);
-            s.extend([1, 2, 0, 0, 3, offset, 0, 0]);
+            // a Vote (3) at `offset`, round 0, by CAL 0 (A)
+            s.extend(msg(1, &[3, offset, 0, 0]));
+            s.extend(msg(2, &[3, offset, 0, 0]));
         }
-        s.extend([2, 1, 0, 0, 2, 1, 0, 2]);
-        s.extend([3, 2, 0, 0, 5, 0, 2]);
-        s.extend([4, 1, 0, 0, 6, 1]);
-        s.extend([1, 2, 0, 0, 7, 0x80]);
-        s.extend([2, 1, 0, 0, 0, 1, 0, 0]);
+        s.extend(msg(1, &[2, 1, 0, 2])); // Accept
+        s.extend(msg(2, &[5, 0, 2])); // Learned
+        s.extend(msg(1, &[6, 1])); // skip
+        s.extend(msg(2, &[7, 0x80])); // fetch
+        s.extend(msg(1, &[0, 1, 0, 0])); // Prepare
         s.extend([5, 0x83, 6, 0x10, 0, 7, 7]);
         out.push(s);
     }

@@ -110,21 +110,11 @@ impl Harness {
     /// One operation.
     fn step(&mut self, op: u8, input: &mut Input) {
         match op % 8 {
-            0 | 1 => {
-                let from = self.sender(input);
-                let bytes = input.long_bytes();
-                let datagram = match &self.key {
-                    Some(key) if op % 8 == 0 && from.port() != 9999 => {
-                        key.seal(from, self.me, bytes)
-                    }
-                    _ => bytes.to_vec(),
-                };
-                self.receive(from, &datagram);
-            }
+            0 => self.raw(input, true),
+            1 => self.raw(input, false),
             2 | 3 => {
-                let from = self.sender(input);
-                let base = self.node.replica.store().rev() as u64 + 1;
-                let msg = crate::peer_msg::build(input, base).encode_to_vec();
+                let (from, id) = self.sender(input);
+                let msg = crate::peer_msg::build(input, self.next_seqn(), id).encode_to_vec();
                 for envelope in transport::pack([Bytes::from(msg)]) {
                     let datagram = match &self.key {
                         Some(key) => key.seal(from, self.me, &envelope),
@@ -153,14 +143,32 @@ impl Harness {
         }
     }
 
-    /// A sender: B, C, a stranger or A itself.
-    fn sender(&self, input: &mut Input) -> SocketAddr {
+    /// A datagram of raw bytes from a sender; with a key and `seal`, sealed
+    /// for a known sender (a stranger's is never sealed).
+    fn raw(&mut self, input: &mut Input, seal: bool) {
+        let (from, id) = self.sender(input);
+        let bytes = input.long_bytes();
+        let datagram = match &self.key {
+            Some(key) if seal && id != "X" => key.seal(from, self.me, bytes),
+            _ => bytes.to_vec(),
+        };
+        self.receive(from, &datagram);
+    }
+
+    /// A sender, with the id it gives: B, C, a stranger or A itself.
+    fn sender(&self, input: &mut Input) -> (SocketAddr, &'static str) {
         match input.byte() % 4 {
-            0 => addr(PEERS[0].1),
-            1 => addr(PEERS[1].1),
-            2 => addr(STRANGER),
-            _ => self.me,
+            0 => (addr(PEERS[0].1), PEERS[0].0),
+            1 => (addr(PEERS[1].1), PEERS[1].0),
+            2 => (addr(STRANGER), "X"),
+            _ => (self.me, SELF_ID),
         }
+    }
+
+    /// The seqn after the one that made A's head.
+    fn next_seqn(&self) -> u64 {
+        let store = self.node.replica.store();
+        store.at(store.rev()).map_or(1, |at| at.seqn + 1)
     }
 
     /// A datagram from `from`, unpacked as the transport does; each
@@ -193,25 +201,35 @@ fn check_messages(messages: &[(SocketAddr, PeerMsg)]) {
 }
 
 /// Inputs to start from: B and C vote for A's pending seqns, accept and
-/// learn values, skip, fetch; a client writes; time passes.
+/// learn values, skip, fetch, prepare, report silent CALs and digests; a
+/// client writes; time passes.
 pub fn seeds() -> Vec<Vec<u8>> {
+    // One message (op 2) from B (0) or C (1), with the right id (0), all
+    // seqns learned below the next (0), one part (0), then the part.
+    let msg = |from: u8, part: &[u8]| {
+        let mut m = vec![2, from, 0, 0, 0];
+        m.extend_from_slice(part);
+        m
+    };
     let mut out = Vec::new();
     for setup in [0x01, 0x82] {
         let mut s = vec![setup];
-        for offset in [0u8, 1, 2, 0xfe, 0xff] {
-            // op 2 from B (0) and C (1): one part, a Vote (3) for the
-            // seqn at `offset` from the next, round 0, by CAL 0 (A).
-            s.extend([2, 0, 0, 0, 3, offset, 0, 0]);
-            s.extend([2, 1, 0, 0, 3, offset, 0, 0]);
+        for offset in [0u8, 1, 2, 3, 4, 5, 0xfe] {
+            // a skip (6) of the seqn at `offset` (B's and C's own seqns
+            // among them), a Vote (3) for it at round 0 by CAL 0 (A)
+            s.extend(msg(0, &[6, offset]));
+            s.extend(msg(1, &[6, offset]));
+            s.extend(msg(0, &[3, offset, 0, 0]));
+            s.extend(msg(1, &[3, offset, 0, 0]));
             s.push(7);
         }
-        // an Accept (2) from B for its seqn, a Learned (5), a skip (6), a
-        // fetch (7), a Prepare (0) of round 1
-        s.extend([2, 0, 0, 0, 2, 1, 0, 2]);
-        s.extend([3, 1, 0, 0, 5, 0, 2]);
-        s.extend([2, 0, 0, 0, 6, 1]);
-        s.extend([2, 1, 0, 0, 7, 0x80]);
-        s.extend([2, 0, 0, 0, 0, 1, 0, 0]);
+        s.extend(msg(0, &[2, 1, 0, 2])); // Accept: seqn +1, round 0, a value
+        s.extend(msg(1, &[5, 0, 1])); // Learned
+        s.extend(msg(0, &[6, 1])); // skip
+        s.extend(msg(1, &[7, 0x80])); // fetch from far below
+        s.extend(msg(0, &[0, 1, 0, 0])); // Prepare, round 1, one seqn
+        s.extend(msg(0, &[8, 0, 2, 1, 2])); // oldest kept; B and C silent
+        s.extend(msg(1, &[9, 0xff, 0, 0, 0, 0, 0, 0, 0, 1])); // a digest
         s.extend([4, 1, 7, 5, 0x10, 0, 6, 6]);
         out.push(s);
     }

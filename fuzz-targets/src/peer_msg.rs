@@ -4,28 +4,69 @@
 //! that it drops at once. Raw encoded messages reach the decoder through
 //! the other operations of each target.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use doozer_proto::peer::{Accept, Learned, PeerMsg, Prepare, Promise, Reject, Vote};
+use doozerd::store::{Guard, Mutation, Value};
 
 use crate::input::Input;
 
-/// Values worth agreeing on: NOPs, a plain write, and writes to `/ctl`
-/// that change the CAL set or addresses (add D, empty a slot, remove the
-/// receiver), and bytes that are no mutation at all.
-const VALUES: &[&[u8]] = &[
-    b"nop:",
-    b"nop:B.1",
-    b"-1:/a=b",
-    b"0:/a=c",
-    b"-1:/a",
-    b"-1:/ctl/node/D/addr=127.0.0.1:8049",
-    b"-1:/ctl/cal/3=D",
-    b"-1:/ctl/cal/2=",
-    b"-1:/ctl/cal/0=",
-    b"-1:/ctl/cal/1=C",
-    b"-1:/ctl/node/B/addr=127.0.0.1:8046",
-    b"not a mutation",
-];
+/// Values worth agreeing on: NOPs, plain writes, writes to `/ctl` that
+/// change the CAL set or addresses (add D, empty a slot, remove the
+/// receiver), a guarded and an expired value, and bytes that are no value.
+fn values() -> &'static [Bytes] {
+    static VALUES: OnceLock<Vec<Bytes>> = OnceLock::new();
+    VALUES.get_or_init(|| {
+        let set = |path: &str, body: &str| Mutation::Set {
+            path: path.into(),
+            rev: -1,
+            body: Bytes::from(body.to_owned()),
+        };
+        let del = |path: &str| Mutation::Del {
+            path: path.into(),
+            rev: -1,
+        };
+        let mut out: Vec<Bytes> = [
+            Mutation::Nop,
+            set("/a", "b"),
+            del("/a"),
+            set("/ctl/node/D/addr", "127.0.0.1:8049"),
+            set("/ctl/cal/3", "D"),
+            set("/ctl/cal/2", ""),
+            set("/ctl/cal/0", ""),
+            set("/ctl/cal/1", "C"),
+            set("/ctl/node/B/addr", "127.0.0.1:8046"),
+            del("/ctl/node/B"),
+        ]
+        .iter()
+        .map(Mutation::encode)
+        .collect();
+        out.push(Bytes::new());
+        out.push(Mutation::tagged_nop("B.1"));
+        out.push(
+            Value {
+                changes: vec![set("/ctl/cal/1", ""), del("/ctl/node/B/addr")],
+                guard: Some(Guard {
+                    path: "/ctl/cal/1".into(),
+                    rev: 0,
+                }),
+                ..Value::default()
+            }
+            .encode(),
+        );
+        out.push(
+            Value {
+                changes: vec![set("/x", "y")],
+                expires_after: Some(3),
+                ..Value::default()
+            }
+            .encode(),
+        );
+        out.push(Bytes::from_static(b"\x0a\x02not a value"));
+        out
+    })
+}
 
 /// A seqn near `base`: up to 128 below or 127 above (clamped at 0), or
 /// with `0xff` far beyond.
@@ -44,12 +85,17 @@ fn round(input: &mut Input) -> u64 {
     }
 }
 
-/// A value: one of [`VALUES`], or (for `0xff`) bytes from the input.
+/// A value: one of [`values`], or (for `0xff`) bytes from the input.
 fn value(input: &mut Input) -> Bytes {
     match input.byte() {
         0xff => Bytes::copy_from_slice(input.short_bytes()),
-        b => Bytes::from_static(VALUES[usize::from(b) % VALUES.len()]),
+        b => input_pick(values(), b),
     }
+}
+
+/// `items[b % len]`.
+fn input_pick(items: &[Bytes], b: u8) -> Bytes {
+    items[usize::from(b) % items.len()].clone()
 }
 
 /// A CAL index: mostly one of the first four.
@@ -60,10 +106,16 @@ fn cal(input: &mut Input) -> u32 {
     }
 }
 
-/// A batch of one to four parts around `base`.
-pub fn build(input: &mut Input, base: u64) -> PeerMsg {
+/// A batch of one to four parts around `base`, from `sender` (the id a
+/// correct sender writes; with a first byte of `0xff`, another).
+pub fn build(input: &mut Input, base: u64, sender: &str) -> PeerMsg {
+    let sender = match input.byte() {
+        0xff => String::from_utf8_lossy(input.short_bytes()).into_owned(),
+        _ => sender.to_owned(),
+    };
     let mut m = PeerMsg {
         learned_upto: seqn(input, base),
+        sender,
         ..Default::default()
     };
     for _ in 0..=input.byte() % 4 {
@@ -74,7 +126,7 @@ pub fn build(input: &mut Input, base: u64) -> PeerMsg {
 
 /// Adds one part, of the kind the next byte says.
 fn add_part(m: &mut PeerMsg, input: &mut Input, base: u64) {
-    match input.byte() % 8 {
+    match input.byte() % 10 {
         0 => {
             let round = round(input);
             let seqns = (0..=input.byte() % 3).map(|_| seqn(input, base)).collect();
@@ -111,6 +163,19 @@ fn add_part(m: &mut PeerMsg, input: &mut Input, base: u64) {
             value: value(input),
         }),
         6 => m.skips.push(seqn(input, base)),
-        _ => m.fetch_from = Some(seqn(input, base)),
+        7 => m.fetch_from = Some(seqn(input, base)),
+        8 => {
+            // The sender holds values from here on; it finds these silent.
+            m.oldest_kept = seqn(input, base);
+            let ids = ["A", "B", "C", "D"];
+            m.silent = (0..input.byte() % 3)
+                .map(|_| ids[usize::from(input.byte()) % ids.len()].to_string())
+                .collect();
+        }
+        _ => {
+            // A digest of the sender's store at a rev near the receiver's.
+            m.digest_rev = (base as i64).saturating_add(i64::from(input.byte() as i8));
+            m.digest = input.u64();
+        }
     }
 }
