@@ -111,7 +111,11 @@ impl Harness {
         assert_eq!(self.store.rev(), first + applied.len() as i64 - 1);
         for (i, a) in applied.iter().enumerate() {
             assert_eq!(a.event.rev, first + i as i64);
-            assert_eq!(self.store.event(a.event.rev), Some(&a.event));
+            match self.store.event(a.event.rev) {
+                Some(e) => assert_eq!(e, &a.event),
+                // A short history drops the first changes of a long value.
+                None => assert!(a.event.rev < self.store.oldest_rev(), "{:?}", a.event),
+            }
             check_woken(&a.event, &a.woken, &mut self.globs);
         }
         self.seqn += 1;

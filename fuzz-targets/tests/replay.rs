@@ -46,9 +46,11 @@ fn every_corpus_and_regression_input_passes() {
     let fuzz = fuzz_dir();
     let mut total = 0;
     for (name, target) in doozer_fuzz::TARGETS {
+        let start = std::time::Instant::now();
         let corpus = replay_dir(name, *target, &fuzz.join("corpus").join(name));
         let regressions = replay_dir(name, *target, &fuzz.join("regressions").join(name));
-        eprintln!("{name}: {corpus} corpus inputs, {regressions} regressions");
+        let took = start.elapsed();
+        eprintln!("{name}: {corpus} corpus inputs, {regressions} regressions in {took:.1?}");
         total += corpus + regressions;
     }
     assert!(total > 0, "no inputs under {}", fuzz.display());
