@@ -265,6 +265,11 @@ fn normalize_addr(a: &str) -> Result<String, UriError> {
             p => (format!("[{h}]"), Some(p.strip_prefix(':').ok_or_else(bad)?)),
         }
     } else if a.matches(':').count() > 1 {
+        // A bare IPv6 address; a bracket in it would make the bracketed
+        // form read back as another host and port.
+        if a.contains(['[', ']']) {
+            return Err(bad());
+        }
         (format!("[{a}]"), None)
     } else {
         match a.split_once(':') {
@@ -373,6 +378,10 @@ mod tests {
             ("doozer:?ca=h:0", |e| matches!(e, BadAddr(_))),
             ("doozer:?ca=:80", |e| matches!(e, BadAddr(_))),
             ("doozer:?ca=[::1", |e| matches!(e, BadAddr(_))),
+            // Found by the uri fuzz target: brackets inside a bare IPv6
+            // address (fuzz/regressions/uri/).
+            ("doozer:?ca=h]:9:1", |e| matches!(e, BadAddr(_))),
+            ("doozer:?ca=::[1", |e| matches!(e, BadAddr(_))),
             ("doozer:?ca=h&sk=%zz", |e| matches!(e, BadEscape(_))),
             ("doozer:?ca=h&sk=%4", |e| matches!(e, BadEscape(_))),
             ("doozer:?ca=h&cn=a&cn=b", |e| matches!(e, Repeated(_))),
