@@ -6,41 +6,72 @@
 //! Input: the text (invalid UTF-8 is replaced, as a lossy `OsString`
 //! conversion would).
 //!
-//! Invariants: a URI prints back (its `Display`, what logs show) without
-//! its secret, and that text parses to the same URI without the secret;
-//! an error's text does not show the secret either. A duration that
-//! parses is not negative and prints back to the same duration.
+//! Invariants: a URI prints back (its `Display` and `Debug`, what logs
+//! show) the same whatever its secret is, and that text parses to the
+//! same URI with `<hidden>` for the secret; an error's text, and
+//! [`doozer::uri::redact`] of any text, do not show a value that may be a
+//! secret (below). A duration that parses is not negative and prints back
+//! to the same duration.
 
+use doozer::uri::{redact, HIDDEN};
 use doozer::DoozerUri;
 
 /// The `uri` target.
 pub fn run(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     check_uri(&text);
+    check_redact(&text);
     check_duration(&text);
 }
 
-/// The values of the `sk` parameters of `text` as written (still escaped),
-/// with the text around each (the rest of the URI), for the secrecy
-/// checks. Keys are unescaped as the parser does (`s%6B=` is `sk=`).
+/// The parameters whose values are shown (docs/security.md): every other
+/// value may be a secret.
+const SHOWN: [&str; 3] = ["ca", "cn", "tlsca"];
+
+/// The values of `text` that may be secrets, as written (still escaped),
+/// each with the text around it (the rest of the URI), for the secrecy
+/// checks. The query is what follows the first `?` (all of `text` if it
+/// has none, or an `=` or `&` comes before it: `doozer:?`, `http://h?`
+/// are no parameters), its parts are split at `&`; a part's key is
+/// unescaped as
+/// the parser does (`s%6B=` is `sk=`). A possible secret is the value of
+/// a part whose key is not one of [`SHOWN`], and, after such a value, a
+/// whole part that is not a parameter (the rest of a secret with an
+/// unescaped `&`).
 fn secrets(text: &str) -> Vec<(&str, String)> {
+    let start = match text.find('?') {
+        Some(q) if !text[..q].contains(['=', '&']) => q + 1,
+        _ => 0,
+    };
     let mut out = Vec::new();
-    let mut start = 0;
-    for part in text.split(['&', '?']) {
-        let end = start + part.len();
-        if let Some((key, value)) = part.split_once('=') {
-            let key = unescape(key);
-            if key == "sk" {
-                let rest = format!("{}{}", &text[..start], &text[end..]);
-                out.push((value, rest));
+    let mut at = start;
+    let mut after_secret = false;
+    for part in text[start..].split('&') {
+        let end = at + part.len();
+        let rest = format!("{}{}", &text[..at], &text[end..]);
+        match part.split_once('=') {
+            Some((key, value)) if !SHOWN.contains(&unescape(key).as_str()) => {
+                if !after_secret || is_param(key) {
+                    out.push((value, rest));
+                } else {
+                    out.push((part, rest));
+                }
+                after_secret = true;
             }
+            None if after_secret && !is_param(part) => out.push((part, rest)),
+            _ => {}
         }
-        start = end + 1;
+        at = end + 1;
     }
     out
 }
 
-/// `%XX` and `+` unescaped, loosely (for finding keys only).
+/// Whether `key` names a parameter of a doozer URI.
+fn is_param(key: &str) -> bool {
+    matches!(unescape(key).as_str(), "ca" | "cn" | "sk" | "tlsca")
+}
+
+/// `%XX` and `+` unescaped, loosely (a bad escape is kept as written).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::new();
@@ -68,43 +99,67 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// What the parser's errors show in place of a secret.
-const REDACTED: &str = "=(secret)";
-
-/// Whether `shown` reveals a secret of `text`: a secret value (of a few
-/// bytes at least, and not also written elsewhere in the URI) appears in
-/// it, once the placeholders are taken out.
+/// Whether `shown` reveals a possible secret of `text`: such a value (of
+/// a few bytes at least, and not also written elsewhere in the URI)
+/// appears in it, as written or unescaped, once the placeholders are
+/// taken out.
 fn reveals(text: &str, shown: &str) -> Option<String> {
-    let shown = shown.replace(REDACTED, "=");
-    secrets(text)
-        .into_iter()
-        .find(|(value, rest)| value.len() >= 4 && !rest.contains(value) && shown.contains(value))
-        .map(|(value, _)| value.to_string())
+    let shown = shown.replace(HIDDEN, "\u{1}");
+    secrets(text).into_iter().find_map(|(value, rest)| {
+        let plain = unescape(value);
+        [value.to_string(), plain]
+            .into_iter()
+            .find(|v| v.len() >= 4 && !rest.contains(v.as_str()) && shown.contains(v.as_str()))
+    })
 }
 
 fn check_uri(text: &str) {
     match text.parse::<DoozerUri>() {
         Ok(uri) => {
+            // What is shown does not depend on the secret at all.
             let shown = uri.to_string();
-            if let Some(secret) = reveals(text, &shown) {
-                panic!("{shown:?} shows the secret {secret:?} of {text:?}");
-            }
-            assert!(!shown.contains("sk="), "{shown:?} has a secret parameter");
+            let debug = format!("{uri:?}");
+            let other = DoozerUri {
+                secret: uri.secret.as_ref().map(|s| {
+                    let mut s = s.clone();
+                    s.push(b'!');
+                    s
+                }),
+                ..uri.clone()
+            };
+            assert_eq!(
+                shown,
+                other.to_string(),
+                "{text:?}: Display shows the secret"
+            );
+            assert_eq!(
+                debug,
+                format!("{other:?}"),
+                "{text:?}: Debug shows the secret"
+            );
             let back: DoozerUri = shown.parse().unwrap_or_else(|e| {
                 panic!("{shown:?}, printed from {text:?}, does not parse: {e}")
             });
             let want = DoozerUri {
-                secret: None,
+                secret: uri.secret.as_ref().map(|_| HIDDEN.as_bytes().to_vec()),
                 ..uri
             };
             assert_eq!(back, want, "{text:?} printed as {shown:?}");
         }
         Err(e) => {
-            let shown = e.to_string();
+            let shown = format!("{e} {e:?}");
             if let Some(secret) = reveals(text, &shown) {
                 panic!("the error {shown:?} shows the secret {secret:?} of {text:?}");
             }
         }
+    }
+}
+
+/// `redact`, which shows any text that may hold a secret, hides it.
+fn check_redact(text: &str) {
+    let shown = redact(text);
+    if let Some(secret) = reveals(text, &shown) {
+        panic!("redact shows {shown:?}, with the secret {secret:?} of {text:?}");
     }
 }
 
@@ -131,4 +186,32 @@ pub fn seeds() -> Vec<Vec<u8>> {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oracle_tells_secrets_from_shown_values() {
+        let leak = |text, shown| reveals(text, shown);
+        assert_eq!(
+            leak("doozer:?ca=h&sk=HUSH", "x HUSH y"),
+            Some("HUSH".into())
+        );
+        assert_eq!(leak("doozer:?s%6B=HU%53H", "HUSH"), Some("HUSH".into()));
+        assert_eq!(leak("doozer:?ca=h&Sk=HUSH", "HUSH"), Some("HUSH".into()));
+        assert_eq!(leak("doozer:?sk=a&HUSH=b", "HUSH=b"), Some("HUSH=b".into()));
+        assert_eq!(leak("ca=h&sk=HUSH", "HUSH"), Some("HUSH".into()));
+        // Shown values, placeholders, short values, values written twice.
+        assert_eq!(leak("doozer:?ca=HUSH:x", "HUSH:x"), None);
+        assert_eq!(leak("doozer:?cn=HUSH%zz", "HUSH%zz"), None);
+        assert_eq!(leak("doozer:?sk=hidden", "sk=<hidden>"), None);
+        assert_eq!(leak("doozer:?sk=abc", "abc"), None);
+        assert_eq!(leak("doozer:?cn=HUSH&sk=HUSH", "cn=HUSH"), None);
+        // The text itself shows it; redact does not.
+        let text = "doozer:?ca=h&sk=HUSH";
+        assert!(reveals(text, text).is_some());
+        assert_eq!(reveals(text, &redact(text)), None);
+    }
 }
