@@ -35,9 +35,15 @@ pub mod uri;
 
 pub mod cluster;
 
+/// A target's body: runs one input, panics on a bug.
+pub type Target = fn(&[u8]);
+
+/// A target's seeds: the inputs it starts from.
+pub type Seeds = fn() -> Vec<Vec<u8>>;
+
 /// Every target, by the name of its file in `fuzz/fuzz_targets/` and of
 /// its corpus directory in `fuzz/corpus/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("client_frames", client_frames::run),
     ("peer_datagram", peer_datagram::run),
     ("paxos", paxos::run),
@@ -50,7 +56,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 
 /// Inputs to start fuzzing each target from, by target name (written
 /// out by `examples/seeds.rs`; replayed by `tests/replay.rs`).
-pub const SEEDS: &[(&str, fn() -> Vec<Vec<u8>>)] = &[
+pub const SEEDS: &[(&str, Seeds)] = &[
     ("client_frames", client_frames::seeds),
     ("peer_datagram", peer_datagram::seeds),
     ("paxos", paxos::seeds),

@@ -26,7 +26,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `target` over every file of `dir`; returns how many ran.
-fn replay_dir(name: &str, target: fn(&[u8]), dir: &Path) -> usize {
+fn replay_dir(name: &str, target: doozer_fuzz::Target, dir: &Path) -> usize {
     let inputs = files(dir);
     for path in &inputs {
         let data = match std::fs::read(path) {
