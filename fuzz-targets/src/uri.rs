@@ -29,15 +29,14 @@ pub fn run(data: &[u8]) {
 const SHOWN: [&str; 3] = ["ca", "cn", "tlsca"];
 
 /// The values of `text` that may be secrets, as written (still escaped),
-/// each with the text around it (the rest of the URI), for the secrecy
-/// checks. The query is what follows the first `?` (all of `text` if it
-/// has none, or an `=` or `&` comes before it: `doozer:?`, `http://h?`
-/// are no parameters), its parts are split at `&`; a part's key is
-/// unescaped as
-/// the parser does (`s%6B=` is `sk=`). A possible secret is the value of
-/// a part whose key is not one of [`SHOWN`], and, after such a value, a
-/// whole part that is not a parameter (the rest of a secret with an
-/// unescaped `&`).
+/// each with the text around it (the URI with a placeholder in place of
+/// the value), for the secrecy checks. The query is what follows the
+/// first `?` (all of `text` if it has none, or an `=` or `&` comes before
+/// it: `doozer:?`, `http://h?` are no parameters), its parts are split at
+/// `&`; a part's key is unescaped as the parser does (`s%6B=` is `sk=`).
+/// A possible secret is the value of a part whose key is not one of
+/// [`SHOWN`], and, after such a value, a whole part that is not a
+/// parameter (the rest of a secret with an unescaped `&`).
 fn secrets(text: &str) -> Vec<(&str, String)> {
     let start = match text.find('?') {
         Some(q) if !text[..q].contains(['=', '&']) => q + 1,
@@ -46,25 +45,29 @@ fn secrets(text: &str) -> Vec<(&str, String)> {
     let mut out = Vec::new();
     let mut at = start;
     let mut after_secret = false;
+    // `text` with `text[from..to]` replaced by the placeholder.
+    let around = |from: usize, to: usize| format!("{}{PLACEHOLDER}{}", &text[..from], &text[to..]);
     for part in text[start..].split('&') {
         let end = at + part.len();
-        let rest = format!("{}{}", &text[..at], &text[end..]);
         match part.split_once('=') {
             Some((key, value)) if !SHOWN.contains(&unescape(key).as_str()) => {
                 if !after_secret || is_param(key) {
-                    out.push((value, rest));
+                    out.push((value, around(end - value.len(), end)));
                 } else {
-                    out.push((part, rest));
+                    out.push((part, around(at, end)));
                 }
                 after_secret = true;
             }
-            None if after_secret && !is_param(part) => out.push((part, rest)),
+            None if after_secret && !is_param(part) => out.push((part, around(at, end))),
             _ => {}
         }
         at = end + 1;
     }
     out
 }
+
+/// What stands for a hidden value when texts are compared.
+const PLACEHOLDER: &str = "\u{1}";
 
 /// Whether `key` names a parameter of a doozer URI.
 fn is_param(key: &str) -> bool {
@@ -100,16 +103,21 @@ fn unescape(s: &str) -> String {
 }
 
 /// Whether `shown` reveals a possible secret of `text`: such a value (of
-/// a few bytes at least, and not also written elsewhere in the URI)
-/// appears in it, as written or unescaped, once the placeholders are
-/// taken out.
+/// a few bytes at least) appears in it, as written or unescaped, once
+/// [`HIDDEN`] is taken for the placeholder, and it does not appear in the
+/// text around it (the URI with the placeholder for it: a value also
+/// written elsewhere, or made of the text next to it, is not revealed).
 fn reveals(text: &str, shown: &str) -> Option<String> {
-    let shown = shown.replace(HIDDEN, "\u{1}");
-    secrets(text).into_iter().find_map(|(value, rest)| {
+    let shown = shown.replace(HIDDEN, PLACEHOLDER);
+    secrets(text).into_iter().find_map(|(value, around)| {
         let plain = unescape(value);
-        [value.to_string(), plain]
-            .into_iter()
-            .find(|v| v.len() >= 4 && !rest.contains(v.as_str()) && shown.contains(v.as_str()))
+        let around_plain = unescape(&around);
+        [value.to_string(), plain].into_iter().find(|v| {
+            v.len() >= 4
+                && shown.contains(v.as_str())
+                && !around.contains(v.as_str())
+                && !around_plain.contains(v.as_str())
+        })
     })
 }
 
@@ -209,6 +217,10 @@ mod tests {
         assert_eq!(leak("doozer:?sk=hidden", "sk=<hidden>"), None);
         assert_eq!(leak("doozer:?sk=abc", "abc"), None);
         assert_eq!(leak("doozer:?cn=HUSH&sk=HUSH", "cn=HUSH"), None);
+        // Found by the fuzzer: a value made of the text before it is
+        // shown by what is around it.
+        let text = "do\u{c}:rdooqerw:?zcn=o\u{c}:rdooqerw:?zcn=";
+        assert_eq!(reveals(text, &redact(text)), None);
         // The text itself shows it; redact does not.
         let text = "doozer:?ca=h&sk=HUSH";
         assert!(reveals(text, text).is_some());
