@@ -5,7 +5,8 @@
 //! close, and time passes, as the input says.
 //!
 //! Input: one byte of set-up (the window, the history, whether the node
-//! has secrets), then operations, each a byte and its arguments:
+//! has a data directory, whether it has secrets), then operations, each a
+//! byte and its arguments:
 //!
 //! | op % 8 | what                                                         |
 //! |--------|--------------------------------------------------------------|
@@ -14,10 +15,12 @@
 //! | 2, 3   | connection `b % 4` reads `n: u8` raw bytes                   |
 //! | 4, 5   | connection `b % 4` reads one frame of `n: u16` bytes         |
 //! | 6      | the clock moves on `ms: u16`, then the loop runs             |
-//! | 7      | the loop runs (or, with `op & 8`, sleeps to its deadline)    |
+//! | 7      | the loop runs (with `op & 8`, it sleeps to its deadline; with `op & 0x30 == 0x30` and a data directory, the node restarts from it, and connection 0 opens) |
 //!
 //! Invariants: see `Node::ready` (answers go to open connections, carry
-//! a tag the connection sent, fit a frame; the store never goes back).
+//! a tag the connection sent, fit a frame; the store never goes back)
+//! and `Node::restart` (the store recovered from the data directory is
+//! the store the node had).
 
 use bytes::Bytes;
 use doozerd::replica::Secrets;
@@ -73,6 +76,9 @@ fn step(node: &mut Node, op: u8, input: &mut Input) {
             node.advance(ms);
             node.ready();
         }
+        _ if op & 0x30 == 0x30 && node.restart() => {
+            node.connect(0);
+        }
         _ if op & 8 != 0 => {
             node.wake();
         }
@@ -83,7 +89,8 @@ fn step(node: &mut Node, op: u8, input: &mut Input) {
 }
 
 /// Inputs to start fuzzing from: every verb, framed, on one connection,
-/// with time passing; and pipelined on two connections with a close.
+/// with time passing; pipelined on two connections with a close; and on
+/// a node with a data directory (set-up 9), restarting after each.
 pub fn seeds() -> Vec<Vec<u8>> {
     use crate::cluster::{request, set};
     use doozer_proto::Verb;
@@ -131,5 +138,10 @@ pub fn seeds() -> Vec<Vec<u8>> {
         two.extend(frame(1, r));
     }
     two.extend([1, 1, 7, 6, 0x10, 0, 15]);
-    vec![one, two]
+    let mut durable = vec![9];
+    for r in &requests {
+        durable.extend(frame(0, r));
+        durable.extend([6, 0, 100, 0x37]);
+    }
+    vec![one, two, durable]
 }

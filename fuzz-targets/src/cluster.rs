@@ -1,6 +1,7 @@
 //! What the targets that drive a whole [`Replica`] share: a node as the
 //! event loop holds it (the replica, the clock, the client connections'
-//! read buffers) and the invariants every [`Output`] must meet.
+//! read buffers, in durable mode its data directory) and the invariants
+//! every [`Output`] and every restart must meet.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -10,7 +11,11 @@ use bytes::{Bytes, BytesMut};
 use doozer_proto::peer::PeerMsg;
 use doozer_proto::{FrameDecoder, Request, Response, Verb, MAX_FRAME_LEN};
 use doozerd::cluster::NodeInfo;
-use doozerd::replica::{ClusterConfig, ConnId, Input, Output, Replica, ReplicaConfig, Secrets};
+use doozerd::replica::{
+    ClusterConfig, ConnId, Input, Output, Replica, ReplicaConfig, Secrets, SnapshotJob,
+};
+use doozerd::storage::Record;
+use doozerd::store::{Glob, Store};
 use prost::Message;
 
 /// The id of the node under test.
@@ -28,10 +33,38 @@ struct Conn {
     tags: HashSet<i32>,
 }
 
+/// What a node's data directory holds, as the event loop writes it: the
+/// last checkpoint (a snapshot of the store) and every record after it,
+/// each written before anything else of the output that made it. (No
+/// background snapshot trims the log: the simulator does that.)
+#[derive(Debug, Default)]
+struct Disk {
+    snapshot: Option<SnapshotJob>,
+    records: Vec<Record>,
+}
+
+impl Disk {
+    /// Writes one output's checkpoint and records.
+    fn write(&mut self, out: &mut Output) {
+        if let Some(job) = out.checkpoint.take() {
+            // A new log starts with the acceptor state still needed.
+            self.records = std::iter::once(Record::Checkpoint { seqn: job.seqn })
+                .chain(job.records.iter().cloned())
+                .collect();
+            self.snapshot = Some(job);
+        }
+        self.records.append(&mut out.persist);
+    }
+}
+
 /// A replica, its clock and its client connections.
 pub struct Node {
     /// The replica under test.
     pub replica: Replica,
+    /// Its configuration, to recover it with.
+    config: ReplicaConfig,
+    /// Its data directory, in durable mode.
+    disk: Option<Disk>,
     /// The clock, in ms.
     pub now_ms: u64,
     conns: HashMap<ConnId, Conn>,
@@ -75,10 +108,13 @@ pub fn node_info(id: &str, addr: &str) -> NodeInfo {
 }
 
 impl Node {
-    /// A node around `replica`, with no connection yet.
-    pub fn new(replica: Replica) -> Node {
+    /// A node with a new replica (an empty store), with no connection
+    /// yet.
+    pub fn new(config: ReplicaConfig) -> Node {
         Node {
-            replica,
+            replica: Replica::new(config.clone()),
+            disk: config.durable.then(Disk::default),
+            config,
             now_ms: 0,
             conns: HashMap::new(),
             out: Output::default(),
@@ -90,11 +126,36 @@ impl Node {
 
     /// A node that seeded a one-node cluster named `local`.
     pub fn seeded(config: ReplicaConfig) -> Node {
-        let mut replica = Replica::new(config);
-        replica.seed("local", &node_info(SELF_ID, SELF_ADDR));
-        let mut node = Node::new(replica);
+        let mut node = Node::new(config);
+        node.replica.seed("local", &node_info(SELF_ID, SELF_ADDR));
         node.ready();
         node
+    }
+
+    /// In durable mode, the process dies after one more loop iteration
+    /// (its output written) and starts again from its data directory;
+    /// returns whether it did. The replica recovered from the disk must
+    /// hold the very store it had; every connection is gone.
+    pub fn restart(&mut self) -> bool {
+        if self.disk.is_none() {
+            return false;
+        }
+        self.ready();
+        let disk = self.disk.as_ref().expect("durable mode");
+        let restored = disk.snapshot.as_ref().map(SnapshotJob::restored);
+        let replica = Replica::recover(self.config.clone(), restored, &disk.records)
+            .unwrap_or_else(|e| panic!("cannot recover from its own disk: {e}"));
+        let (before, after) = (self.replica.store(), replica.store());
+        assert_eq!(after.rev(), before.rev(), "recovered at another rev");
+        assert!(
+            files(after) == files(before),
+            "recovered another tree at rev {}",
+            after.rev()
+        );
+        self.replica = replica;
+        self.conns.clear();
+        self.deadline_ms = None;
+        true
     }
 
     /// Whether connection `conn` is open.
@@ -183,6 +244,9 @@ impl Node {
         self.out.clear();
         self.replica.ready(self.now_ms, &mut self.out);
         self.check_output();
+        if let Some(disk) = &mut self.disk {
+            disk.write(&mut self.out);
+        }
         self.deadline_ms = self.out.deadline_ms;
         self.responses.append(&mut self.out.responses);
         std::mem::take(&mut self.out.messages)
@@ -230,6 +294,15 @@ impl Node {
     }
 }
 
+/// Every file of the store's head, with its body and rev.
+fn files(store: &Store) -> Vec<(String, Bytes, i64)> {
+    let all = Glob::parse("/**").expect("a valid glob");
+    let head = store.snapshot(None).expect("the head is always there");
+    head.walk_iter(&all)
+        .map(|f| (f.path, f.body, f.rev))
+        .collect()
+}
+
 /// A request of `verb` with `tag`.
 pub fn request(tag: i32, verb: Verb) -> Request {
     Request {
@@ -246,5 +319,27 @@ pub fn set(tag: i32, path: &str, body: &str) -> Request {
         rev: Some(doozer_proto::rev::CLOBBER),
         value: Some(Bytes::from(body.to_owned())),
         ..request(tag, Verb::Set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_durable_node_restarts_with_its_store() {
+        let mut node = Node::seeded(config(SELF_ID, 9, Secrets::default()));
+        assert!(node.config.durable);
+        node.connect(0);
+        for n in 0..5 {
+            node.request(0, set(n, &format!("/k{}", n % 3), "v"));
+            node.ready();
+            assert!(node.restart());
+            assert!(!node.is_open(0));
+            node.connect(0);
+        }
+        assert!(node.replica.store().rev() > 5);
+        let mut plain = Node::seeded(config(SELF_ID, 0, Secrets::default()));
+        assert!(!plain.restart());
     }
 }

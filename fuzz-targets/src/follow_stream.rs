@@ -22,7 +22,7 @@
 
 use bytes::{Bytes, BytesMut};
 use doozer_proto::{flags, FrameDecoder, Request, Response, Verb};
-use doozerd::replica::{Input as Step, Replica};
+use doozerd::replica::Input as Step;
 use prost::Message;
 
 use crate::cluster::{config, request, set, Node};
@@ -69,10 +69,10 @@ struct Harness {
 pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let setup = input.byte();
-    let mut replica = Replica::new(config("S", setup, Default::default()));
-    replica.start_following();
+    let mut node = Node::new(config("S", setup, Default::default()));
+    node.replica.start_following();
     let mut h = Harness {
-        node: Node::new(replica),
+        node,
         stream: BytesMut::new(),
         next_tag: 0,
     };

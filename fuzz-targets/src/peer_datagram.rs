@@ -16,11 +16,11 @@
 //! | 4      | a client write on A (a SET or a NOP), so A proposes           |
 //! | 5      | the clock moves on `ms: u16`, then the loop runs              |
 //! | 6      | the loop sleeps to its deadline and runs                      |
-//! | 7      | the loop runs                                                 |
+//! | 7      | the loop runs; with `op & 8` and a data directory, A restarts from it |
 //!
 //! Senders (next byte % 4): B, C, a stranger, A's own address.
-//! Invariants: those of every output (see `Node::ready`), and every peer
-//! message A sends fits one datagram.
+//! Invariants: those of every output (see `Node::ready`) and restart
+//! (`Node::restart`), and every peer message A sends fits one datagram.
 
 use std::net::SocketAddr;
 
@@ -47,6 +47,20 @@ struct Harness {
     key: Option<PeerKey>,
     me: SocketAddr,
     next_tag: i32,
+    /// Whether the cluster has a secret.
+    secret: bool,
+}
+
+/// Opens connection 0, the harness's client, with the secret if any.
+fn connect(node: &mut Node, secret: bool) {
+    node.connect(0);
+    if secret {
+        let access = Request {
+            value: Some(Bytes::from_static(SECRET)),
+            ..request(0, Verb::Access)
+        };
+        node.request(0, access);
+    }
 }
 
 /// The `peer_datagram` target.
@@ -81,14 +95,7 @@ impl Harness {
         let config = config(SELF_ID, setup & 0x7f, secrets);
         let alpha = config.cluster.alpha;
         let mut node = Node::seeded(config);
-        node.connect(0);
-        if secret {
-            let access = Request {
-                value: Some(Bytes::from_static(SECRET)),
-                ..request(0, Verb::Access)
-            };
-            node.request(0, access);
-        }
+        connect(&mut node, secret);
         for (n, (id, a)) in (1..).zip(PEERS) {
             node.request(0, set(2 * n, &format!("/ctl/node/{id}/addr"), a));
             node.request(0, set(2 * n + 1, &format!("/ctl/cal/{n}"), id));
@@ -104,6 +111,7 @@ impl Harness {
             key: PeerKey::from_secret(if secret { SECRET } else { b"" }),
             me: addr(SELF_ADDR),
             next_tag: 1000,
+            secret,
         }
     }
 
@@ -139,6 +147,7 @@ impl Harness {
                 let messages = self.node.wake();
                 check_messages(&messages);
             }
+            _ if op & 8 != 0 && self.node.restart() => connect(&mut self.node, self.secret),
             _ => self.ready(),
         }
     }
@@ -212,7 +221,10 @@ pub fn seeds() -> Vec<Vec<u8>> {
         m
     };
     let mut out = Vec::new();
-    for setup in [0x01, 0x82] {
+    // Windows of 5 and 2; the last two with a data directory, restarting
+    // (op 0x0f) now and then.
+    for setup in [0x01, 0x82, 0x0a, 0x8b] {
+        let restart: &[u8] = if setup & 0x0f >= 9 { &[0x0f] } else { &[] };
         let mut s = vec![setup];
         for offset in [0u8, 1, 2, 3, 4, 5, 0xfe] {
             // a skip (6) of the seqn at `offset` (B's and C's own seqns
@@ -222,6 +234,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
             s.extend(msg(0, &[3, offset, 0, 0]));
             s.extend(msg(1, &[3, offset, 0, 0]));
             s.push(7);
+            s.extend(restart);
         }
         s.extend(msg(0, &[2, 1, 0, 2])); // Accept: seqn +1, round 0, a value
         s.extend(msg(1, &[5, 0, 1])); // Learned
@@ -231,6 +244,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         s.extend(msg(0, &[8, 0, 2, 1, 2])); // oldest kept; B and C silent
         s.extend(msg(1, &[9, 0xff, 0, 0, 0, 0, 0, 0, 0, 1])); // a digest
         s.extend([4, 1, 7, 5, 0x10, 0, 6, 6]);
+        s.extend(restart);
         out.push(s);
     }
     out
