@@ -348,6 +348,17 @@ impl Replica {
         let Some(seqn) = resp.seqn else {
             return protocol("event without its seqn");
         };
+        // Seqns come in order, none skipped, all the changes of one value
+        // in a row: the applied seqn moves on at its last change, so every
+        // change is of the seqn after it. Another would move this node's
+        // place in consensus, and its record could not be replayed.
+        let due = self.members.applied_seqn.checked_add(1);
+        if Some(seqn) != due {
+            return protocol(&format!(
+                "event of seqn {seqn} after seqn {}",
+                self.members.applied_seqn
+            ));
+        }
         let at = At {
             seqn,
             last: !resp.more.unwrap_or(false),
