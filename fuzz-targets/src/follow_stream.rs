@@ -5,7 +5,8 @@
 //! new stream, as after attaching again). A client of the slave reads
 //! and waits meanwhile, so applying the stream wakes it.
 //!
-//! Input: one byte of set-up (window, history), then operations:
+//! Input: one byte of set-up (window, history, data directory), then
+//! operations:
 //!
 //! | op % 8 | what                                                         |
 //! |--------|--------------------------------------------------------------|
@@ -15,10 +16,11 @@
 //! | 4      | a client request: a read at a future rev, a WAIT, a write    |
 //! | 5      | the stream breaks                                            |
 //! | 6      | the clock moves on `ms: u16`, then the loop runs             |
-//! | 7      | the loop runs                                                |
+//! | 7      | the loop runs; with `op & 8` and a data directory, the slave restarts from it (a new stream) |
 //!
-//! Invariants: those of every output (see `Node::ready`); the store goes
-//! back only when a copy replaces it.
+//! Invariants: those of every output (see `Node::ready`) and restart
+//! (`Node::restart`); the store goes back only when a copy replaces it
+//! or a restart drops a seqn it had not whole.
 
 use bytes::{Bytes, BytesMut};
 use doozer_proto::{flags, FrameDecoder, Request, Response, Verb};
@@ -110,6 +112,10 @@ impl Harness {
                 self.node.advance(u64::from(input.u16()));
                 self.node.ready();
             }
+            _ if op & 8 != 0 && self.node.restart() => {
+                self.stream.clear();
+                self.node.connect(0);
+            }
             _ => {
                 self.node.ready();
             }
@@ -197,7 +203,8 @@ fn frame(resp: &Response) -> Vec<u8> {
 }
 
 /// Inputs to start from: the stream a real CAL sends a new follower (a
-/// copy, READY, then events, among them the follower's own slot), one
+/// copy, READY, then events, among them the follower's own slot), with
+/// and without a data directory (then restarting in the middle), one
 /// frame per operation, with client requests and time between.
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut cal = Node::seeded(config("A", 0, Default::default()));
@@ -217,13 +224,22 @@ pub fn seeds() -> Vec<Vec<u8>> {
         },
     );
     cal.ready();
-    let mut s = vec![2, 4, 0, 1, 4, 1, 3];
+    let mut stream = Vec::new();
     for (_, resp) in cal.responses.iter().filter(|(_, r)| r.tag == Some(2)) {
         let body = resp.encode_to_vec();
-        s.push(1);
-        s.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        s.extend_from_slice(&body);
+        stream.push(1);
+        stream.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        stream.extend_from_slice(&body);
     }
+    let mut s = vec![2, 4, 0, 1, 4, 1, 3];
+    s.extend(&stream);
     s.extend([6, 0x10, 0, 7]);
-    vec![s]
+    // With a data directory (set-up 11): the stream, a restart (0x0f),
+    // the stream again as a new one.
+    let mut durable = vec![11, 4, 0, 1];
+    durable.extend(&stream);
+    durable.extend([0x0f, 4, 1, 3]);
+    durable.extend(&stream);
+    durable.extend([6, 0x10, 0, 7]);
+    vec![s, durable]
 }
