@@ -258,7 +258,10 @@ impl Replica {
             (flags::FILE, FollowState::Copying(incoming)) => self.copy_file(*incoming, resp),
             (flags::READY, FollowState::Copying(incoming)) => self.finish_copy(*incoming, resp),
             (flags::READY, FollowState::Idle) => {
-                // Resuming where this store is.
+                // Resuming where this store is, unless it must be copied.
+                if self.force_copy {
+                    return protocol("READY without a copy, for a store that must be copied");
+                }
                 if resp.rev != Some(self.store.rev()) {
                     return protocol("READY at another rev than this store");
                 }
@@ -383,7 +386,13 @@ impl Replica {
         let applied = self.store.apply_at(event.rev, &m, at);
         if let Some(e) = applied.error {
             // Not the same change as on the node followed: this copy has
-            // diverged; start over from a fresh copy.
+            // diverged (the rev is taken, by an error this node alone
+            // has); serve nothing and start over from a fresh copy.
+            log::error!(
+                "replaying rev {} failed here: {e}; this store diverged: it stops serving and copies the store again",
+                event.rev
+            );
+            self.force_copy = true;
             return Err(FollowError::Protocol(format!(
                 "replaying rev {} failed here: {e}",
                 event.rev
