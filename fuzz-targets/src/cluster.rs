@@ -136,8 +136,9 @@ impl Node {
     /// (its output written) and starts again from its data directory;
     /// returns whether it did. The replica recovered from the disk must
     /// hold the very store it had, or, on a slave stopped in the middle
-    /// of a seqn's changes, the store as of the last whole seqn; every
-    /// connection is gone.
+    /// of a seqn's changes, the store as of the last whole seqn (a store
+    /// that diverged, which must be copied again, may come back older);
+    /// every connection is gone.
     pub fn restart(&mut self) -> bool {
         if self.disk.is_none() {
             return false;
@@ -149,7 +150,10 @@ impl Node {
             .unwrap_or_else(|e| panic!("cannot recover from its own disk: {e}"));
         let (before, after) = (self.replica.store(), replica.store());
         let (rev, head) = (after.rev(), before.rev());
-        if before.at(head).is_none_or(|at| at.last) {
+        if self.replica.must_copy() {
+            // Its head cannot be trusted (it diverged): it may be lost.
+            assert!(rev <= head, "recovered at {rev}, past its head");
+        } else if before.at(head).is_none_or(|at| at.last) {
             assert_eq!(rev, head, "recovered at another rev");
         } else {
             assert!(rev < head, "recovered at {rev}, past the whole seqns");
