@@ -111,8 +111,14 @@ impl Node {
     /// A node with a new replica (an empty store), with no connection
     /// yet.
     pub fn new(config: ReplicaConfig) -> Node {
+        Node::new_with(Replica::new(config.clone()), config)
+    }
+
+    /// A node around `replica`, made with `config` (its data directory,
+    /// in durable mode, starts empty), with no connection yet.
+    pub fn new_with(replica: Replica, config: ReplicaConfig) -> Node {
         Node {
-            replica: Replica::new(config.clone()),
+            replica,
             disk: config.durable.then(Disk::default),
             config,
             now_ms: 0,
@@ -171,6 +177,14 @@ impl Node {
         self.conns.clear();
         self.deadline_ms = None;
         true
+    }
+
+    /// In durable mode, what its data directory holds: the last
+    /// checkpoint's snapshot (if any) and the records after it (the
+    /// checkpoint's own first).
+    pub fn disk(&self) -> Option<(Option<SnapshotJob>, Vec<Record>)> {
+        let disk = self.disk.as_ref()?;
+        Some((disk.snapshot.clone(), disk.records.clone()))
     }
 
     /// Whether connection `conn` is open.

@@ -19,17 +19,23 @@
 //! - [`consensus_value`]: agreed values, decoded and applied to a store.
 //! - [`uri`]: doozer URIs and durations given on the command line.
 //! - [`tls_pem`]: the certificate, key and CA files of TLS.
+//! - [`image`]: backup and snapshot images, restored and recovered from.
+//! - [`data_dir`]: a data directory's files, read back at start-up.
+//! - [`records`]: files of checksummed records built from the bytes.
 //!
 //! [`Paxos`]: doozerd::consensus::Paxos
 
 pub mod client_frames;
 pub mod consensus_value;
+pub mod data_dir;
 pub mod follow_stream;
 pub mod http_request;
+pub mod image;
 pub mod input;
 pub mod paxos;
 pub mod peer_datagram;
 mod peer_msg;
+pub mod records;
 pub mod tls_pem;
 pub mod uri;
 
@@ -52,6 +58,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("consensus_value", consensus_value::run),
     ("uri", uri::run),
     ("tls_pem", tls_pem::run),
+    ("image", image::run),
+    ("data_dir", data_dir::run),
 ];
 
 /// Inputs to start fuzzing each target from, by target name (written
@@ -65,4 +73,6 @@ pub const SEEDS: &[(&str, Seeds)] = &[
     ("consensus_value", consensus_value::seeds),
     ("uri", uri::seeds),
     ("tls_pem", tls_pem::seeds),
+    ("image", image::seeds),
+    ("data_dir", data_dir::seeds),
 ];
