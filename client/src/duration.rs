@@ -60,7 +60,9 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
         let mut scale = unit_ns;
         for d in frac.bytes() {
             scale /= 10;
-            part += u128::from(d - b'0') * scale;
+            part = part
+                .checked_add(u128::from(d - b'0') * scale)
+                .ok_or_else(err)?;
         }
         total = total.checked_add(part).ok_or_else(err)?;
         rest = tail;
@@ -105,6 +107,8 @@ mod tests {
             "1s ",
             "1sm",
             "99999999999999999999h",
+            // Found with the `uri` fuzz target: the fraction overflowed.
+            "94522879700260684295381835.9h",
         ] {
             assert!(parse(s).is_err(), "{s:?} should be refused");
         }

@@ -112,12 +112,16 @@ impl fmt::Display for DoozerUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "doozer:?")?;
         let mut sep = "";
+        // Every value escaped, so a `&` or `=` in a name cannot read back
+        // as another parameter: a cluster name holding `&sk=x` would look
+        // like a shown secret in the logs, and an address holding `&`
+        // would not parse back as itself.
         for a in &self.addrs {
-            write!(f, "{sep}ca={a}")?;
+            write!(f, "{sep}ca={}", escape(a))?;
             sep = "&";
         }
         if let Some(cn) = &self.cluster {
-            write!(f, "{sep}cn={cn}")?;
+            write!(f, "{sep}cn={}", escape(cn))?;
             sep = "&";
         }
         if self.secret.is_some() {
@@ -261,6 +265,11 @@ fn normalize_addr(a: &str) -> Result<String, UriError> {
             p => (format!("[{h}]"), Some(p.strip_prefix(':').ok_or_else(bad)?)),
         }
     } else if a.matches(':').count() > 1 {
+        // A bare IPv6 address; a bracket in it would make the bracketed
+        // form read back as another host and port.
+        if a.contains(['[', ']']) {
+            return Err(bad());
+        }
         (format!("[{a}]"), None)
     } else {
         match a.split_once(':') {
@@ -369,6 +378,10 @@ mod tests {
             ("doozer:?ca=h:0", |e| matches!(e, BadAddr(_))),
             ("doozer:?ca=:80", |e| matches!(e, BadAddr(_))),
             ("doozer:?ca=[::1", |e| matches!(e, BadAddr(_))),
+            // Found by the uri fuzz target: brackets inside a bare IPv6
+            // address (fuzz/regressions/uri/).
+            ("doozer:?ca=h]:9:1", |e| matches!(e, BadAddr(_))),
+            ("doozer:?ca=::[1", |e| matches!(e, BadAddr(_))),
             ("doozer:?ca=h&sk=%zz", |e| matches!(e, BadEscape(_))),
             ("doozer:?ca=h&sk=%4", |e| matches!(e, BadEscape(_))),
             ("doozer:?ca=h&cn=a&cn=b", |e| matches!(e, Repeated(_))),
@@ -423,6 +436,34 @@ mod tests {
             parse("doozer:?ca=h").unwrap().to_string(),
             "doozer:?ca=h:8046"
         );
+    }
+
+    /// Found with the `uri` fuzz target's checks (fuzz/regressions/uri/).
+    #[test]
+    fn display_escapes_names_so_they_read_back_the_same() {
+        for text in [
+            "doozer:?ca=h&cn=a%26sk%3Dsecretvalue&sk=secretvalue",
+            "doozer:?ca=a%26b",
+            "doozer:?ca=a%3Db%25c%2Bd%23e",
+            "doozer:?cn=%C3%A9t%C3%A9+x",
+        ] {
+            let u = parse(text).unwrap();
+            let shown = u.to_string();
+            // No `sk=` but the hidden one: a name's `&sk=` stays escaped.
+            assert!(!shown.replace("sk=<hidden>", "").contains("sk="), "{shown}");
+            let back = parse(&shown).unwrap_or_else(|e| panic!("{shown}: {e}"));
+            let hidden = u.secret.as_ref().map(|_| HIDDEN.as_bytes().to_vec());
+            assert_eq!(
+                back,
+                DoozerUri {
+                    secret: hidden,
+                    ..u
+                },
+                "{shown}"
+            );
+        }
+        let u = parse("doozer:?ca=h&cn=a%26sk%3Dx").unwrap();
+        assert_eq!(u.to_string(), "doozer:?ca=h:8046&cn=a%26sk%3Dx");
     }
 
     #[test]

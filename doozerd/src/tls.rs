@@ -57,20 +57,45 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     };
     let cert_pem = read("tlscert", cert)?;
     let key_pem = read("tlskey", key)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    server_config_from_pem(&cert_pem, &key_pem).map_err(|e| match e {
+        PemError::Cert(why) => format!("-tlscert {}: {why}", shown(cert)),
+        PemError::Key(why) => format!("-tlskey {}: {why}", shown(key)),
+        PemError::Pair(why) => format!("-tlscert {} / -tlskey {}: {why}", shown(cert), shown(key)),
+    })
+}
+
+/// Why PEM text is no usable certificate and key, by the file at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PemError {
+    /// The certificate file.
+    Cert(String),
+    /// The key file.
+    Key(String),
+    /// Both read, but they do not make a server configuration.
+    Pair(String),
+}
+
+/// The server side from the contents of the PEM files (what
+/// [`server_config`] read): a certificate chain and its private key. Any
+/// bytes are an error at worst (the fuzz target `tls_pem` checks this).
+pub fn server_config_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<ServerConfig>, PemError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("-tlscert {}: bad PEM: {e}", shown(cert)))?;
+        .map_err(|e| PemError::Cert(format!("bad PEM: {e}")))?;
     if chain.is_empty() {
-        return Err(format!("-tlscert {}: no CERTIFICATE in it", shown(cert)));
+        return Err(PemError::Cert("no CERTIFICATE in it".into()));
     }
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("-tlskey {}: no usable private key: {e}", shown(key)))?;
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| PemError::Key(format!("no usable private key: {e}")))?;
     let config = ServerConfig::builder_with_provider(doozer::tls::crypto_provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(|e| PemError::Pair(format!("TLS: {e}")))?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
-        .map_err(|e| format!("-tlscert {} / -tlskey {}: {e}", shown(cert), shown(key)))?;
+        .map_err(|e| PemError::Pair(e.to_string()))?;
     Ok(Arc::new(config))
 }
 

@@ -311,28 +311,20 @@ impl PeerTransport {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     self.stats.datagrams_received += 1;
-                    let datagram = &self.buf[..n];
-                    let envelope = match &self.key {
-                        None => datagram,
-                        Some(key) => match key.open(from, self.local, datagram) {
-                            Some(envelope) => envelope,
-                            None => {
-                                self.stats.unauthenticated_dropped += 1;
-                                self.warning.unreported += 1;
-                                self.warning.last_from = Some(from);
-                                self.warn_dropped(Instant::now());
-                                continue;
-                            }
-                        },
-                    };
-                    match Datagram::decode(envelope) {
-                        Ok(d) => {
-                            self.stats.messages_received += d.msgs.len() as u64;
-                            for m in d.msgs {
+                    match unpack(self.key.as_ref(), from, self.local, &self.buf[..n]) {
+                        Ok(msgs) => {
+                            self.stats.messages_received += msgs.len() as u64;
+                            for m in msgs {
                                 deliver(from, m);
                             }
                         }
-                        Err(_) => self.stats.garbage_dropped += 1,
+                        Err(Unpacked::Unauthenticated) => {
+                            self.stats.unauthenticated_dropped += 1;
+                            self.warning.unreported += 1;
+                            self.warning.last_from = Some(from);
+                            self.warn_dropped(Instant::now());
+                        }
+                        Err(Unpacked::Garbage) => self.stats.garbage_dropped += 1,
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -373,6 +365,38 @@ impl PeerTransport {
     pub fn warning_due(&self) -> Option<Instant> {
         (self.warning.unreported > 0).then(|| self.warning.quiet_until.unwrap_or_else(Instant::now))
     }
+}
+
+/// Why a received datagram delivered nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpacked {
+    /// The cluster has a key and the datagram carries no valid MAC from
+    /// its sender for this receiver.
+    Unauthenticated,
+    /// Not an envelope (after the MAC, if any, was checked).
+    Garbage,
+}
+
+/// The messages of `datagram`, received from `from` at `to` (this node's
+/// `-l` address): what [`PeerTransport::recv`] delivers. With a `key` the
+/// datagram must be sealed by `from` for `to`; the envelope must decode.
+/// Anything else is an error, never a panic (the bytes come from anyone
+/// who can send a UDP datagram).
+pub fn unpack(
+    key: Option<&PeerKey>,
+    from: SocketAddr,
+    to: SocketAddr,
+    datagram: &[u8],
+) -> Result<Vec<Bytes>, Unpacked> {
+    let envelope = match key {
+        None => datagram,
+        Some(key) => key
+            .open(from, to, datagram)
+            .ok_or(Unpacked::Unauthenticated)?,
+    };
+    Datagram::decode(envelope)
+        .map(|d| d.msgs)
+        .map_err(|_| Unpacked::Garbage)
 }
 
 /// Length of `msg` as one `msgs` field of the envelope.

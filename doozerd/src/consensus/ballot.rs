@@ -2,6 +2,12 @@
 
 use super::calset::{CalSet, Seqn};
 
+/// The largest round a peer may name. A coordinator's next round is one
+/// above the highest it has seen, so a round from the network near
+/// `u64::MAX` would overflow it; correct nodes, which count rounds up one
+/// retry at a time, never come near this bound.
+pub const MAX_ROUND: u64 = u64::MAX / 2;
+
 /// A ballot `(round, cal)`: `cal` is the coordinator's index in the
 /// instance's CAL set, so two coordinators never share a ballot. Ordered by
 /// round, then index.
@@ -26,11 +32,13 @@ impl Ballot {
         }
     }
 
-    /// Whether the ballot may exist for `seqn`: a real CAL index, and round
-    /// 0 only for the owner (a peer claiming another's reserved round is
-    /// refused, never obeyed).
+    /// Whether the ballot may exist for `seqn`: a real CAL index, round 0
+    /// only for the owner (a peer claiming another's reserved round is
+    /// refused, never obeyed), and a round no larger than [`MAX_ROUND`].
     pub fn is_valid(&self, cals: &CalSet, seqn: Seqn) -> bool {
-        (self.cal as usize) < cals.len() && (self.round > 0 || self.cal == cals.owner_index(seqn))
+        (self.cal as usize) < cals.len()
+            && (self.round > 0 || self.cal == cals.owner_index(seqn))
+            && self.round <= MAX_ROUND
     }
 }
 
@@ -53,5 +61,15 @@ mod tests {
         assert!(!Ballot { round: 0, cal: 0 }.is_valid(&cals, 4));
         assert!(Ballot { round: 1, cal: 0 }.is_valid(&cals, 4));
         assert!(!Ballot { round: 1, cal: 3 }.is_valid(&cals, 4));
+        assert!(Ballot {
+            round: MAX_ROUND,
+            cal: 0
+        }
+        .is_valid(&cals, 4));
+        assert!(!Ballot {
+            round: MAX_ROUND + 1,
+            cal: 0
+        }
+        .is_valid(&cals, 4));
     }
 }

@@ -22,7 +22,7 @@ mod rng;
 #[cfg(test)]
 mod sim;
 
-pub use ballot::Ballot;
+pub use ballot::{Ballot, MAX_ROUND};
 pub use calset::{CalSet, CalSetError, NodeId, Seqn, MAX_CALS};
 #[cfg(test)]
 pub use paxos::VoteRecord;

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use doozer_proto::peer::{Accept, Learned, PeerMsg, Prepare, Promise, Reject, Vote};
 use prost::Message;
 
-use super::ballot::Ballot;
+use super::ballot::{Ballot, MAX_ROUND};
 use super::calset::{CalSet, NodeId, Seqn};
 use super::instance::{Coordinator, Instance, Phase};
 use super::rng::SplitMix64;
@@ -1160,8 +1160,9 @@ impl Paxos {
         let Some((_, idx)) = self.sender(from, s) else {
             return;
         };
-        if round == 0 {
-            self.stats.invalid += 1; // round 0 is only ever the owner's Accept
+        if round == 0 || round > MAX_ROUND {
+            // Round 0 is only ever the owner's Accept; see `MAX_ROUND`.
+            self.stats.invalid += 1;
             return;
         }
         // Someone wants s decided: if it is ours and unused, skip it now.

@@ -784,3 +784,54 @@ fn a_dead_cal_costs_at_most_three_quarters_of_the_write_rate() {
         );
     }
 }
+
+/// Found by the `paxos` fuzz target (fuzz/regressions/paxos/): a vote at
+/// the largest round made the next round `max + 1` overflow when this
+/// node filled the seqn (a panic with overflow checks, round 0 without).
+/// Rounds above `MAX_ROUND` are refused like any invalid ballot.
+#[test]
+fn absurd_rounds_are_refused() {
+    let cals = CalSet::new(ids(3)).unwrap();
+    let mut px = Paxos::new(Config::new("n0", Bytes::from_static(NOP)), 1, cals, 0, 1);
+    for round in [MAX_ROUND + 1, u64::MAX] {
+        let msg = PeerMsg {
+            votes: vec![Vote {
+                seqn: 2,
+                round,
+                cal: 1,
+            }],
+            accepts: vec![Accept {
+                seqn: 3,
+                round,
+                value: Bytes::from_static(b"x"),
+            }],
+            prepares: vec![Prepare {
+                round,
+                seqns: vec![2],
+            }],
+            ..Default::default()
+        };
+        let before = px.stats().invalid;
+        px.step("n1", msg, 1);
+        assert_eq!(px.stats().invalid, before + 3, "{:?}", px.stats());
+    }
+    // A seqn in use after seqn 2 makes n0 fill it: its round must be valid.
+    px.step(
+        "n2",
+        PeerMsg {
+            accepts: vec![Accept {
+                seqn: 5,
+                round: 0,
+                value: Bytes::from_static(b"y"),
+            }],
+            ..Default::default()
+        },
+        1,
+    );
+    for now in [1_000, 10_000, 100_000] {
+        px.tick(now);
+        for (_, m) in px.ready().messages {
+            assert!(m.prepares.iter().all(|p| p.round <= MAX_ROUND));
+        }
+    }
+}

@@ -46,6 +46,30 @@ pub struct SnapshotJob {
     pub records: Vec<Record>,
 }
 
+impl SnapshotJob {
+    /// The snapshot as reading it back from disk gives it: its files
+    /// with their revs, in walk order (the simulator's and the fuzz
+    /// targets' disks keep the job itself).
+    pub fn restored(&self) -> Restored {
+        let all = crate::store::Glob::parse("/**").expect("a valid glob");
+        let files = self
+            .tree
+            .walk_iter(&all)
+            .map(|f| FileCopy {
+                path: f.path,
+                body: f.body,
+                rev: f.rev,
+            })
+            .collect();
+        Restored {
+            seqn: self.seqn,
+            rev: self.rev,
+            sets: self.sets.clone(),
+            files,
+        }
+    }
+}
+
 /// A snapshot read back from disk.
 #[derive(Debug, Clone, Default)]
 pub struct Restored {

@@ -258,7 +258,10 @@ impl Replica {
             (flags::FILE, FollowState::Copying(incoming)) => self.copy_file(*incoming, resp),
             (flags::READY, FollowState::Copying(incoming)) => self.finish_copy(*incoming, resp),
             (flags::READY, FollowState::Idle) => {
-                // Resuming where this store is.
+                // Resuming where this store is, unless it must be copied.
+                if self.force_copy {
+                    return protocol("READY without a copy, for a store that must be copied");
+                }
                 if resp.rev != Some(self.store.rev()) {
                     return protocol("READY at another rev than this store");
                 }
@@ -348,6 +351,17 @@ impl Replica {
         let Some(seqn) = resp.seqn else {
             return protocol("event without its seqn");
         };
+        // Seqns come in order, none skipped, all the changes of one value
+        // in a row: the applied seqn moves on at its last change, so every
+        // change is of the seqn after it. Another would move this node's
+        // place in consensus, and its record could not be replayed.
+        let due = self.members.applied_seqn.checked_add(1);
+        if Some(seqn) != due {
+            return protocol(&format!(
+                "event of seqn {seqn} after seqn {}",
+                self.members.applied_seqn
+            ));
+        }
         let at = At {
             seqn,
             last: !resp.more.unwrap_or(false),
@@ -372,7 +386,13 @@ impl Replica {
         let applied = self.store.apply_at(event.rev, &m, at);
         if let Some(e) = applied.error {
             // Not the same change as on the node followed: this copy has
-            // diverged; start over from a fresh copy.
+            // diverged (the rev is taken, by an error this node alone
+            // has); serve nothing and start over from a fresh copy.
+            log::error!(
+                "replaying rev {} failed here: {e}; this store diverged: it stops serving and copies the store again",
+                event.rev
+            );
+            self.force_copy = true;
             return Err(FollowError::Protocol(format!(
                 "replaying rev {} failed here: {e}",
                 event.rev

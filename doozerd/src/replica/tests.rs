@@ -503,6 +503,120 @@ fn a_broken_follow_stream_is_an_error_not_a_panic() {
     ));
 }
 
+/// Found by the `follow_stream` fuzz target (its input is in
+/// fuzz/regressions/follow_stream/): an event of a seqn other than the
+/// next moved the slave's applied seqn, its place in consensus, and in
+/// durable mode its record could not be replayed after a restart.
+#[test]
+fn a_follow_event_of_another_seqn_than_the_next_is_refused() {
+    let mut cal = server_with(Secrets::default(), 10);
+    one(&mut cal, set(1, "/a", -1, "x"));
+    let mut slave = slave_server(10);
+    cal.connect(2);
+    cal.handle(
+        2,
+        Request {
+            rev: Some(0),
+            ..req(9, Verb::Follow)
+        },
+    );
+    pump(&mut cal, 2, &mut slave);
+    assert!(slave.is_following());
+    let (head, applied) = (slave.store().rev(), slave.members.applied_seqn);
+    let event = |rev: i64, seqn: u64, more: bool| Response {
+        flags: Some(flags::SET),
+        rev: Some(rev),
+        seqn: Some(seqn),
+        more: more.then_some(true),
+        path: Some("/b".into()),
+        value: Some(Bytes::from_static(b"v")),
+        ..Default::default()
+    };
+    let resume = Response {
+        flags: Some(flags::READY),
+        rev: Some(head),
+        ..Default::default()
+    };
+    for seqn in [0, applied, applied + 2, u64::MAX] {
+        let e = slave.follow_response(event(head + 1, seqn, false));
+        assert!(
+            matches!(e, Err(FollowError::Protocol(_))),
+            "seqn {seqn}: {e:?}"
+        );
+        assert_eq!(slave.store().rev(), head);
+        assert_eq!(slave.members.applied_seqn, applied);
+        slave.follow_lost();
+        slave.follow_response(resume.clone()).unwrap();
+    }
+    // A value of two changes: one seqn, then the next.
+    let next = applied + 1;
+    slave.follow_response(event(head + 1, next, true)).unwrap();
+    assert_eq!(slave.members.applied_seqn, applied);
+    assert!(slave
+        .follow_response(event(head + 2, next + 1, false))
+        .is_err());
+    slave.follow_lost();
+    let resume = Response {
+        rev: Some(head + 1),
+        ..resume
+    };
+    slave.follow_response(resume).unwrap();
+    slave.follow_response(event(head + 2, next, false)).unwrap();
+    slave
+        .follow_response(event(head + 3, next + 1, false))
+        .unwrap();
+    assert_eq!(slave.members.applied_seqn, next + 1);
+}
+
+/// Found by the `follow_stream` fuzz target (its input is in
+/// fuzz/regressions/follow_stream/): a change that failed to replay took
+/// its rev with an error of this node's own, and the slave went on
+/// serving that store (and resumed on it), which no other node has.
+#[test]
+fn a_change_that_fails_to_replay_makes_the_slave_copy_again() {
+    let mut cal = server_with(Secrets::default(), 10);
+    one(&mut cal, set(1, "/a", -1, "x"));
+    let mut slave = slave_server(10);
+    cal.connect(2);
+    let follow = Request {
+        rev: Some(0),
+        ..req(9, Verb::Follow)
+    };
+    cal.handle(2, follow.clone());
+    pump(&mut cal, 2, &mut slave);
+    cal.disconnect(2);
+    let (head, applied) = (slave.store().rev(), slave.members.applied_seqn);
+    // /a is a file here: a change under it cannot be the followed node's.
+    let under_a_file = Response {
+        flags: Some(flags::SET),
+        rev: Some(head + 1),
+        seqn: Some(applied + 1),
+        path: Some("/a/b".into()),
+        value: Some(Bytes::from_static(b"v")),
+        ..Default::default()
+    };
+    assert!(!slave.must_copy());
+    let e = slave.follow_response(under_a_file);
+    assert!(matches!(e, Err(FollowError::Protocol(_))), "{e:?}");
+    assert!(slave.must_copy());
+    slave.follow_lost();
+    // It serves nothing, resumes on nothing, and copies again.
+    let r = one(&mut slave, with_path(req(3, Verb::Get), "/a"));
+    assert_eq!(code(&r), Some(ErrCode::Other), "{r:?}");
+    let resume = Response {
+        flags: Some(flags::READY),
+        rev: Some(slave.store().rev()),
+        ..Default::default()
+    };
+    assert!(slave.follow_response(resume).is_err());
+    slave.follow_lost();
+    cal.connect(3);
+    cal.handle(3, follow);
+    pump(&mut cal, 3, &mut slave);
+    assert!(!slave.must_copy());
+    assert_eq!(walk_all(&slave), walk_all(&cal));
+}
+
 #[test]
 fn followers_are_limited() {
     use crate::replica::follow::MAX_FOLLOWERS;

@@ -42,7 +42,6 @@ use crate::replica::{
     SnapshotJob,
 };
 use crate::storage::Record;
-use crate::store::FileCopy;
 use oracle::Oracle;
 
 /// Timing of the simulated cluster (the flags of every node).
@@ -219,23 +218,7 @@ impl Disk {
 
     /// The snapshot as recovery reads it back.
     fn restored(&self) -> Option<Restored> {
-        let job = self.snapshot.as_ref()?;
-        let all = crate::store::Glob::parse("/**").expect("a valid glob");
-        let files = job
-            .tree
-            .walk_iter(&all)
-            .map(|f| FileCopy {
-                path: f.path,
-                body: f.body,
-                rev: f.rev,
-            })
-            .collect();
-        Some(Restored {
-            seqn: job.seqn,
-            rev: job.rev,
-            sets: job.sets.clone(),
-            files,
-        })
+        self.snapshot.as_ref().map(SnapshotJob::restored)
     }
 
     fn is_empty(&self) -> bool {
