@@ -63,7 +63,7 @@ pub use bins::{bin_dir, doozer_bin, doozerd_bin};
 pub use cli::{doozer, doozer_with, parse_records, Record, Spawned};
 pub use command::{run_command, run_command_timeout, CmdOutput, CMD_DEADLINE};
 pub use doozer_proto::{ErrCode, Request, Response, Verb};
-pub use doozerd::{doozerd_run, doozerd_run_env, Doozerd, DoozerdBuilder};
+pub use doozerd::{doozerd_run, doozerd_run_env, Doozerd, DoozerdBuilder, Limit};
 pub use poll::{poll_until, DEADLINE};
 pub use ports::{free_port, free_port_on};
 pub use raw::{RawConn, Recv};
