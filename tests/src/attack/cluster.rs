@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::hostile::{drain, frames, Tally};
 use super::{measured, populate, Latencies, Report, PROBE_TIMEOUT};
-use crate::cluster::{call_timeout, Cluster};
+use crate::cluster::{call_timeout, Cluster, CLUSTER_DEADLINE};
 use crate::{req, RawConn, RequestExt, Verb};
 
 /// What a flood of one CAL did to its cluster.
@@ -88,7 +88,13 @@ pub fn walk_flood_cluster(
     // Every change of the flood (a kick included) is in the neighbour's
     // store once a write made after it is.
     let rev = c.writer(other).must_set("/flood-done", -1, b"");
-    crate::cluster::get_at(c.d(target), "/flood-done", rev);
+    let get = req(Verb::Get).path("/flood-done").rev(rev);
+    let caught_up = call_timeout(&mut c.d(target).raw(), get, CLUSTER_DEADLINE);
+    if caught_up.as_ref().is_none_or(|r| r.err_code.is_some()) {
+        out.report.alive = false;
+        let why = format!("the flooded CAL did not reach rev {rev}: {caught_up:?}");
+        out.report.notes.push(why);
+    }
     out.slots_after = c.slots(other);
     out.kick_lines = (0..c.nodes.len())
         .flat_map(|i| {

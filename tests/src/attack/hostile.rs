@@ -117,14 +117,21 @@ impl Unread {
     }
 
     /// Opens one more connection to `addr` and sends `bytes` on it
-    /// (from a writer thread: the node may stop reading it).
+    /// (from a writer thread: the node may stop reading it). Panics if
+    /// the node does not take the connection.
     pub fn open(&mut self, addr: SocketAddr, bytes: Vec<u8>) -> &TcpStream {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        self.try_open(addr, bytes)
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+    }
+
+    /// [`Unread::open`], or why the connection failed (a node that died
+    /// under the attack refuses it).
+    pub fn try_open(&mut self, addr: SocketAddr, bytes: Vec<u8>) -> std::io::Result<&TcpStream> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         let _ = s.set_nodelay(true);
         self.writers.push(spawn_writer(&s, bytes));
         self.conns.push(s);
-        self.conns.last().expect("just pushed")
+        Ok(self.conns.last().expect("just pushed"))
     }
 
     /// Keeps a connection opened elsewhere.

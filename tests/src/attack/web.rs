@@ -67,7 +67,10 @@ pub fn events_rate(
         let every = Duration::from_secs(1) / per_sec;
         let mut next = started;
         while started.elapsed() < dur {
-            conns.push(open_web(&mut u, web, EVENTS));
+            match open_web(&mut u, web, EVENTS, &mut rep.answers) {
+                Some(s) => conns.push(s),
+                None => break,
+            }
             next += every;
             thread::sleep(next.saturating_duration_since(Instant::now()));
         }
@@ -90,7 +93,7 @@ pub fn events_unread(
     measured(d, "events-unread", what, false, |rep| {
         let mut u = Unread::new();
         let conns: Vec<TcpStream> = (0..streams)
-            .map(|_| open_web(&mut u, web, EVENTS))
+            .filter_map(|_| open_web(&mut u, web, EVENTS, &mut rep.answers))
             .collect();
         thread::sleep(hold);
         tally_status(&conns, &mut rep.answers);
@@ -117,7 +120,7 @@ pub fn events_with_writes(
     measured(d, "events-writes", what, false, |rep| {
         let mut u = Unread::new();
         let conns: Vec<TcpStream> = (0..streams)
-            .map(|_| open_web(&mut u, web, EVENTS))
+            .filter_map(|_| open_web(&mut u, web, EVENTS, &mut rep.answers))
             .collect();
         let mut c = crate::RawConn::connect(addr);
         let started = Instant::now();
@@ -136,11 +139,16 @@ pub fn events_with_writes(
 }
 
 /// Opens a web connection held by `u`, sends `bytes`, and returns a
-/// clone of it (to look at later).
-fn open_web(u: &mut Unread, web: SocketAddr, bytes: &[u8]) -> TcpStream {
-    u.open(web, bytes.to_vec())
-        .try_clone()
-        .expect("clone a socket")
+/// clone of it (to look at later); `None`, counted in `tally`, if the
+/// node refused it.
+fn open_web(u: &mut Unread, web: SocketAddr, bytes: &[u8], tally: &mut Tally) -> Option<TcpStream> {
+    match u.try_open(web, bytes.to_vec()) {
+        Ok(s) => Some(s.try_clone().expect("clone a socket")),
+        Err(e) => {
+            *tally.entry(format!("connect: {e}")).or_default() += 1;
+            None
+        }
+    }
 }
 
 /// What a slowloris attack saw.

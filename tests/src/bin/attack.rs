@@ -170,6 +170,18 @@ fn missed(rep: &Report) -> Vec<String> {
     out
 }
 
+/// The message of a panic's payload.
+fn panic_text(e: &Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "?".into())
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Lets this process open the descriptors the attacks need (its soft
 /// limit raised to the hard one).
 fn raise_fd_limit() {
@@ -207,7 +219,15 @@ fn main() -> ExitCode {
             continue;
         }
         eprintln!("attack: {name} ...");
-        let rep = run();
+        // An attacker that panics (a node that stopped answering in a
+        // way the attack did not expect) still gets a row; its node was
+        // killed as its handle dropped.
+        let rep = std::panic::catch_unwind(run).unwrap_or_else(|e| Report {
+            name: name.to_string(),
+            what: "(the attack could not complete)".into(),
+            notes: vec![format!("**the attacker panicked**: {}", panic_text(&e))],
+            ..Default::default()
+        });
         eprintln!("{}", rep.row());
         for m in missed(&rep) {
             failed.push(format!("{name}: {m}"));
