@@ -137,8 +137,10 @@ fn follows_on_one_connection_and_unread_followers() {
     assert_eq!(t.get(attack::TOO_MANY_FOLLOWERS), Some(&1), "{t:?}");
 }
 
-/// Item 3: 100 connections × 200 unread GETs of 48 KiB; 20,000 WAITs on
-/// one connection (1,000 wait, the rest are refused);
+/// Item 3: 100 connections × 200 unread GETs of 48 KiB, and 500 × 20
+/// (a drained write buffer is freed: each once held 1 MB of answers, and
+/// 500 of them kept 470 MiB); 20,000 WAITs on one connection (1,000 wait,
+/// the rest are refused);
 /// 1,000 WAITs on a 4,000-byte glob (about 1 MiB of them wait);
 /// 100 GETs at a future rev with 1 MiB values (answered with the file).
 #[test]
@@ -146,6 +148,9 @@ fn unread_connections_waits_and_future_reads() {
     let _s = serial();
     let mut d = Doozerd::start(&[]);
     check(&attack::gets_many_conns(&mut d, 100, 200, HOLD));
+
+    let mut d = Doozerd::start(&[]);
+    check(&attack::gets_many_conns(&mut d, 500, 20, HOLD));
 
     let mut d = Doozerd::start(&[]);
     let rep = attack::waits_one_conn(&mut d, 20_000);

@@ -73,6 +73,11 @@ const STREAM_CHUNK: usize = 256 << 10;
 /// Bytes written to one connection per loop iteration while a copy streams
 /// (more waits for the next iteration).
 const WRITE_PER_TURN: usize = 4 << 20;
+/// A drained write buffer larger than this is freed: the limits above
+/// count bytes waiting, and a buffer that once held a batch of answers
+/// would otherwise keep that memory for as long as the connection lives
+/// (500 connections that each once had 1 MB of answers kept 470 MiB).
+const KEEP_WBUF: usize = 64 << 10;
 
 /// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -757,6 +762,9 @@ impl Conns {
         let Some(Some(conn)) = self.slab.get_mut(i) else {
             return;
         };
+        if conn.wbuf.is_empty() && conn.wbuf.capacity() > KEEP_WBUF {
+            conn.wbuf = BytesMut::new();
+        }
         let sealed_pending = conn.tls.as_ref().is_some_and(|t| t.wants_write());
         let streaming = conn.copy.is_some();
         if conn.wbuf.is_empty() && !sealed_pending && conn.close_after_flush && !streaming {
