@@ -222,6 +222,26 @@ fn walk_bursts_and_unread_event_streams() {
     );
 }
 
+/// Beyond the issue: 60 event streams of a 19 MB store never read while
+/// a client SETs 100 times a second: a listing goes on only as its stream
+/// drains (a chunk added for every change piled up the whole listing
+/// behind each stream: 340 MiB for 20 streams in 10 s).
+#[test]
+fn unread_event_streams_while_the_store_changes() {
+    let _s = serial();
+    let (mut d, web) = with_web();
+    let load = (100, Duration::from_secs(5));
+    let rep = attack::events_with_writes(&mut d, web, FILES_19MB, 60, load);
+    check(&rep);
+    assert!(
+        attack::has(&rep.answers, "HTTP/1.1 200 OK", 60),
+        "{}",
+        answers(&rep)
+    );
+    assert_eq!(rep.answers.len(), 2, "{}", answers(&rep));
+    assert!(rep.answers["ok"] >= 1, "{}", answers(&rep));
+}
+
 /// Item 5: with 256 descriptors (hard limit too), 300 idle partial heads
 /// on `-w`: the node keeps at most an eighth of what it may open for the
 /// web (24), closes the rest at once, keeps serving clients, and closes

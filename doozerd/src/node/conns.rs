@@ -492,8 +492,10 @@ impl Conns {
             if ping {
                 conn.wbuf.extend_from_slice(web::PING);
             }
-            if let Some(stream) = conn.events.as_mut() {
-                // A stream still listing goes on as it drains (flush).
+            // A stream still listing goes on only as it drains (flush,
+            // `top_up`): adding a chunk here for every change would pile
+            // the whole listing up behind a client that does not read.
+            if let Some(stream) = conn.events.as_mut().filter(|s| !s.listing()) {
                 let listing = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
                 if !listing && conn.wbuf.len() > MAX_STREAM_BACKLOG {
                     log::debug!("connection {i}: event stream too far behind; closing");
@@ -635,7 +637,13 @@ impl Conns {
             }
             conn.copy.is_some()
         } else if let Some(stream) = conn.events.as_mut() {
-            stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf)
+            let was_listing = stream.listing();
+            let mut more = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
+            if was_listing && !more {
+                // Listed: the changes made meanwhile follow at once.
+                more = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
+            }
+            more
         } else {
             false
         };
