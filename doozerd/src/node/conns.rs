@@ -145,6 +145,9 @@ struct Conn {
     /// WRITABLE interest is registered (output is waiting on the socket).
     want_write: bool,
     pause: Pause,
+    /// The iteration in which its last turn ended ([`Pause::Turn`]): it
+    /// gets the next one in the next iteration, after the others.
+    turn_ended: u64,
     /// Close once the output is flushed (web responses, or the peer
     /// finished sending).
     close_after_flush: bool,
@@ -184,6 +187,8 @@ pub(super) struct Conns {
     /// last one's count).
     turns_used: usize,
     turn: Duration,
+    /// Loop iterations so far (counted when the answers are out).
+    iteration: u64,
     /// Connections with a copy or listing that did not fit this iteration.
     more_output: Vec<usize>,
     /// Web connections with request bytes to look at.
@@ -224,6 +229,7 @@ impl Conns {
             paused: Vec::new(),
             turns_used: 0,
             turn: TIME_PER_TURN,
+            iteration: 0,
             more_output: Vec::new(),
             http_ready: Vec::new(),
             streams: Vec::new(),
@@ -327,6 +333,7 @@ impl Conns {
                 wbuf: BytesMut::new(),
                 want_write: false,
                 pause: Pause::No,
+                turn_ended: 0,
                 close_after_flush: false,
                 dead: false,
                 events: None,
@@ -398,6 +405,7 @@ impl Conns {
             }
             if why == Pause::Turn {
                 self.turns_used += 1;
+                c.turn_ended = self.iteration;
             }
             c.pause = why;
         }
@@ -583,6 +591,7 @@ impl Conns {
         let busy = self.turns_used.max(1) as u32;
         self.turn = (TIME_PER_ITERATION / busy).clamp(MIN_TURN, TIME_PER_TURN);
         self.turns_used = 0;
+        self.iteration += 1;
     }
 
     /// Starts the copies that come after the first `n` responses of `conn`.
@@ -705,7 +714,8 @@ impl Conns {
             return false;
         }
         match c.pause {
-            Pause::No | Pause::Turn => true,
+            Pause::No => true,
+            Pause::Turn => c.turn_ended != self.iteration,
             Pause::Backlog => {
                 let b = replica.backlog(i);
                 let waiting = c.wbuf.len() + b.queued_bytes;
