@@ -122,6 +122,12 @@ impl EventStream {
         &self.dir
     }
 
+    /// Whether its listing is still being sent (it goes on as the client
+    /// reads; changes wait until it is out).
+    pub fn listing(&self) -> bool {
+        self.listing.is_some()
+    }
+
     /// Writes what the stream has next into `out`: more of its listing (a
     /// chunk), or, once the listing is out, every change from its next rev
     /// to the store's head, encoding each rev at most once per batch

@@ -2,9 +2,14 @@
 
 use std::path::PathBuf;
 
-/// The directory holding the workspace binaries: the parent of the
-/// `deps/` directory the test executable runs from.
+/// The directory holding the workspace binaries: `$DOOZER_BIN_DIR` if set
+/// and not empty (e.g. `scripts/attack` measuring the binaries of another
+/// commit), else
+/// the parent of the `deps/` directory the test executable runs from.
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DOOZER_BIN_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().expect("current_exe");
     let mut dir = exe
         .parent()

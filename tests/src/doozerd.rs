@@ -26,6 +26,17 @@ pub struct DoozerdBuilder {
     web: Option<String>,
     ip: Option<Ipv4Addr>,
     gid: Option<u32>,
+    limits: Vec<(Limit, u64, u64)>,
+}
+
+/// A resource limit of the daemon's process ([`DoozerdBuilder::limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Open descriptors (`RLIMIT_NOFILE`).
+    Files,
+    /// Address space in bytes (`RLIMIT_AS`): an allocation past it fails,
+    /// and the daemon aborts instead of taking the machine's memory.
+    AddressSpace,
 }
 
 impl DoozerdBuilder {
@@ -73,6 +84,13 @@ impl DoozerdBuilder {
     /// ([`crate::nemesis`]).
     pub fn gid(mut self, gid: u32) -> Self {
         self.gid = Some(gid);
+        self
+    }
+
+    /// Starts the daemon with this soft and hard limit of `what` (set in
+    /// the child between fork and exec).
+    pub fn limit(mut self, what: Limit, soft: u64, hard: u64) -> Self {
+        self.limits.push((what, soft, hard));
         self
     }
 
@@ -166,6 +184,29 @@ impl DoozerdBuilder {
         }
         if let Some(gid) = self.gid {
             cmd.gid(gid);
+        }
+        if !self.limits.is_empty() {
+            let limits = self.limits.clone();
+            // SAFETY: the closure runs in the child between fork and exec
+            // and only calls setrlimit, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for &(what, soft, hard) in &limits {
+                        let lim = libc::rlimit {
+                            rlim_cur: soft as libc::rlim_t,
+                            rlim_max: hard as libc::rlim_t,
+                        };
+                        let resource = match what {
+                            Limit::Files => libc::RLIMIT_NOFILE,
+                            Limit::AddressSpace => libc::RLIMIT_AS,
+                        };
+                        if libc::setrlimit(resource, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd.spawn().map_err(|e| format!("spawn doozerd: {e}"))?;
         Ok(Doozerd {

@@ -34,6 +34,10 @@
 //!   recorded client workload for [`history`].
 //! - [`history`]: a recorder of client operations and the checkers of
 //!   recorded histories (linearizability, sequential reads).
+//! - [`attack`]: hostile and careless clients (issue 12): each attack
+//!   against a node, measured (peak RSS, a fresh client's latency during
+//!   it, what the node answered); run by `tests/attacks.rs` and
+//!   `scripts/attack`.
 //! - [`nemesis`]: network faults with iptables between nodes on their own
 //!   loopback addresses, fault rounds with a workload and watchers, and
 //!   the checks that the cluster stays correct and heals by itself.
@@ -41,6 +45,7 @@
 //! The binaries are looked up next to the test executable
 //! (`<target>/debug/`); run `cargo build --workspace` before the tests.
 
+pub mod attack;
 pub mod browser;
 pub mod cluster;
 pub mod history;
@@ -63,7 +68,7 @@ pub use bins::{bin_dir, doozer_bin, doozerd_bin};
 pub use cli::{doozer, doozer_with, parse_records, Record, Spawned};
 pub use command::{run_command, run_command_timeout, CmdOutput, CMD_DEADLINE};
 pub use doozer_proto::{ErrCode, Request, Response, Verb};
-pub use doozerd::{doozerd_run, doozerd_run_env, Doozerd, DoozerdBuilder};
+pub use doozerd::{doozerd_run, doozerd_run_env, Doozerd, DoozerdBuilder, Limit};
 pub use poll::{poll_until, DEADLINE};
 pub use ports::{free_port, free_port_on};
 pub use raw::{RawConn, Recv};

@@ -66,13 +66,39 @@ const READ_BUDGET: usize = 1 << 20;
 /// others get a turn.
 const FRAMES_PER_TURN: usize = 256;
 /// Time spent on one connection's requests per loop iteration before the
-/// others get a turn (a single expensive request still runs whole).
+/// others get a turn (a single expensive request still runs whole), when
+/// few connections want more than that.
 const TIME_PER_TURN: Duration = Duration::from_millis(2);
+/// Time for the requests of every connection that used its whole turn
+/// in one iteration: with many such connections each turn is shorter
+/// ([`TIME_PER_TURN`] at most, [`MIN_TURN`] at least), so a client that
+/// just arrived waits for one short iteration, not for a turn of every
+/// busy connection (50 connections sending 4 KB WAITs held a fresh GET
+/// for 450 ms with 2 ms turns).
+const TIME_PER_ITERATION: Duration = Duration::from_millis(10);
+/// The shortest turn.
+const MIN_TURN: Duration = Duration::from_micros(100);
+/// Bytes of answers one iteration may produce before every further turn
+/// is one request: encoding and writing them is the iteration's work too
+/// (100 connections of unread 48 KiB GETs made iterations of 64 MiB,
+/// and a fresh client's GET waited 130 ms for them).
+const OUTPUT_PER_ITERATION: usize = 8 << 20;
 /// A copy or listing is topped up to this much waiting output at a time.
 const STREAM_CHUNK: usize = 256 << 10;
 /// Bytes written to one connection per loop iteration while a copy streams
 /// (more waits for the next iteration).
 const WRITE_PER_TURN: usize = 4 << 20;
+/// Time spent producing copies and listings (topping them up) per loop
+/// iteration, over every connection: past it the rest waits for the next
+/// iteration, which polls without blocking, so other clients are served
+/// in between (200 unread event streams of a 19 MB store, each taken 4 MiB
+/// at a time while the kernel took it, held a fresh GET for 1.3 s).
+const STREAM_TIME_PER_ITERATION: Duration = Duration::from_millis(5);
+/// A drained write buffer larger than this is freed: the limits above
+/// count bytes waiting, and a buffer that once held a batch of answers
+/// would otherwise keep that memory for as long as the connection lives
+/// (500 connections that each once had 1 MB of answers kept 470 MiB).
+const KEEP_WBUF: usize = 64 << 10;
 
 /// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +145,9 @@ struct Conn {
     /// WRITABLE interest is registered (output is waiting on the socket).
     want_write: bool,
     pause: Pause,
+    /// The iteration in which its last turn ended ([`Pause::Turn`]): it
+    /// gets the next one in the next iteration, after the others.
+    turn_ended: u64,
     /// Close once the output is flushed (web responses, or the peer
     /// finished sending).
     close_after_flush: bool,
@@ -153,6 +182,13 @@ pub(super) struct Conns {
     dirty: Vec<usize>,
     /// Connections not read from now (see [`Pause`]).
     paused: Vec<usize>,
+    /// Turns used up (connections paused with [`Pause::Turn`]) in this
+    /// iteration, and the length of a turn in this one (set from the
+    /// last one's count).
+    turns_used: usize,
+    turn: Duration,
+    /// Loop iterations so far (counted when the answers are out).
+    iteration: u64,
     /// Connections with a copy or listing that did not fit this iteration.
     more_output: Vec<usize>,
     /// Web connections with request bytes to look at.
@@ -191,6 +227,9 @@ impl Conns {
             scratch: vec![0; READ_CHUNK],
             dirty: Vec::new(),
             paused: Vec::new(),
+            turns_used: 0,
+            turn: TIME_PER_TURN,
+            iteration: 0,
             more_output: Vec::new(),
             http_ready: Vec::new(),
             streams: Vec::new(),
@@ -294,6 +333,7 @@ impl Conns {
                 wbuf: BytesMut::new(),
                 want_write: false,
                 pause: Pause::No,
+                turn_ended: 0,
                 close_after_flush: false,
                 dead: false,
                 events: None,
@@ -363,6 +403,10 @@ impl Conns {
             if c.pause == Pause::No {
                 self.paused.push(i);
             }
+            if why == Pause::Turn {
+                self.turns_used += 1;
+                c.turn_ended = self.iteration;
+            }
             c.pause = why;
         }
     }
@@ -397,7 +441,10 @@ impl Conns {
             if self.over_budget(conn, i, replica) {
                 return self.pause(i, Pause::Backlog);
             }
-            if *frames >= FRAMES_PER_TURN || started.elapsed() >= TIME_PER_TURN {
+            if *frames >= FRAMES_PER_TURN
+                || started.elapsed() >= self.turn
+                || (*frames > 0 && replica.queued_total() > OUTPUT_PER_ITERATION)
+            {
                 return self.pause(i, Pause::Turn);
             }
             let Some(Some(conn)) = self.slab.get_mut(i) else {
@@ -487,8 +534,10 @@ impl Conns {
             if ping {
                 conn.wbuf.extend_from_slice(web::PING);
             }
-            if let Some(stream) = conn.events.as_mut() {
-                // A stream still listing goes on as it drains (flush).
+            // A stream still listing goes on only as it drains (flush,
+            // `top_up`): adding a chunk here for every change would pile
+            // the whole listing up behind a client that does not read.
+            if let Some(stream) = conn.events.as_mut().filter(|s| !s.listing()) {
                 let listing = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
                 if !listing && conn.wbuf.len() > MAX_STREAM_BACKLOG {
                     log::debug!("connection {i}: event stream too far behind; closing");
@@ -531,11 +580,18 @@ impl Conns {
         dirty.append(&mut self.more_output);
         dirty.sort_unstable();
         dirty.dedup();
+        let streams_until = Instant::now() + STREAM_TIME_PER_ITERATION;
         for &i in &dirty {
-            self.flush(i, registry, replica, now_ms);
+            self.flush(i, streams_until, registry, replica, now_ms);
         }
         dirty.clear();
         self.dirty = dirty;
+        // The next iteration's turns share its time among the connections
+        // that used up theirs in this one.
+        let busy = self.turns_used.max(1) as u32;
+        self.turn = (TIME_PER_ITERATION / busy).clamp(MIN_TURN, TIME_PER_TURN);
+        self.turns_used = 0;
+        self.iteration += 1;
     }
 
     /// Starts the copies that come after the first `n` responses of `conn`.
@@ -630,12 +686,26 @@ impl Conns {
             }
             conn.copy.is_some()
         } else if let Some(stream) = conn.events.as_mut() {
-            stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf)
+            let was_listing = stream.listing();
+            let mut more = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
+            if was_listing && !more {
+                // Listed: the changes made meanwhile follow at once.
+                more = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
+            }
+            more
         } else {
             false
         };
         self.out_bytes += conn.wbuf.len() - before;
         more
+    }
+
+    /// Whether connection `i` has a copy or listing waiting and room in
+    /// its output for the next chunk.
+    fn wants_top_up(&self, i: usize) -> bool {
+        matches!(self.slab.get(i), Some(Some(c))
+            if c.wbuf.len() < STREAM_CHUNK
+                && (c.copy.is_some() || c.events.as_ref().is_some_and(|e| e.listing())))
     }
 
     /// Whether a paused connection may read again.
@@ -644,7 +714,8 @@ impl Conns {
             return false;
         }
         match c.pause {
-            Pause::No | Pause::Turn => true,
+            Pause::No => true,
+            Pause::Turn => c.turn_ended != self.iteration,
             Pause::Backlog => {
                 let b = replica.backlog(i);
                 let waiting = c.wbuf.len() + b.queued_bytes;
@@ -722,10 +793,27 @@ impl Conns {
         }
     }
 
-    fn flush(&mut self, i: usize, registry: &Registry, replica: &mut Replica, now_ms: u64) {
+    /// Writes connection `i`'s output, topping up its copy or listing
+    /// while the socket takes it (until `streams_until`, then the next
+    /// iteration goes on), and closes it if it is done or dead.
+    fn flush(
+        &mut self,
+        i: usize,
+        streams_until: Instant,
+        registry: &Registry,
+        replica: &mut Replica,
+        now_ms: u64,
+    ) {
         let mut written = 0;
         loop {
-            let more = self.top_up(i, replica.store());
+            let more = if Instant::now() < streams_until {
+                self.top_up(i, replica.store())
+            } else {
+                if self.wants_top_up(i) {
+                    self.more_output.push(i);
+                }
+                false
+            };
             let Some(Some(conn)) = self.slab.get_mut(i) else {
                 return;
             };
@@ -757,6 +845,9 @@ impl Conns {
         let Some(Some(conn)) = self.slab.get_mut(i) else {
             return;
         };
+        if conn.wbuf.is_empty() && conn.wbuf.capacity() > KEEP_WBUF {
+            conn.wbuf = BytesMut::new();
+        }
         let sealed_pending = conn.tls.as_ref().is_some_and(|t| t.wants_write());
         let streaming = conn.copy.is_some();
         if conn.wbuf.is_empty() && !sealed_pending && conn.close_after_flush && !streaming {
