@@ -14,7 +14,7 @@ use doozerd::cluster::NodeInfo;
 use doozerd::replica::{
     ClusterConfig, ConnId, Input, Output, Replica, ReplicaConfig, Secrets, SnapshotJob,
 };
-use doozerd::storage::Record;
+use doozerd::storage::{MemoryDir, Record};
 use doozerd::store::{Glob, Snapshot};
 use prost::Message;
 
@@ -33,30 +33,6 @@ struct Conn {
     tags: HashSet<i32>,
 }
 
-/// What a node's data directory holds, as the event loop writes it: the
-/// last checkpoint (a snapshot of the store) and every record after it,
-/// each written before anything else of the output that made it. (No
-/// background snapshot trims the log: the simulator does that.)
-#[derive(Debug, Default)]
-struct Disk {
-    snapshot: Option<SnapshotJob>,
-    records: Vec<Record>,
-}
-
-impl Disk {
-    /// Writes one output's checkpoint and records.
-    fn write(&mut self, out: &mut Output) {
-        if let Some(job) = out.checkpoint.take() {
-            // A new log starts with the acceptor state still needed.
-            self.records = std::iter::once(Record::Checkpoint { seqn: job.seqn })
-                .chain(job.records.iter().cloned())
-                .collect();
-            self.snapshot = Some(job);
-        }
-        self.records.append(&mut out.persist);
-    }
-}
-
 /// A replica, its clock and its client connections.
 pub struct Node {
     /// The replica under test.
@@ -64,7 +40,7 @@ pub struct Node {
     /// Its configuration, to recover it with.
     config: ReplicaConfig,
     /// Its data directory, in durable mode.
-    disk: Option<Disk>,
+    disk: Option<MemoryDir>,
     /// The clock, in ms.
     pub now_ms: u64,
     conns: HashMap<ConnId, Conn>,
@@ -119,7 +95,7 @@ impl Node {
     pub fn new_with(replica: Replica, config: ReplicaConfig) -> Node {
         Node {
             replica,
-            disk: config.durable.then(Disk::default),
+            disk: config.durable.then(MemoryDir::default),
             config,
             now_ms: 0,
             conns: HashMap::new(),
@@ -151,8 +127,7 @@ impl Node {
         }
         self.ready();
         let disk = self.disk.as_ref().expect("durable mode");
-        let restored = disk.snapshot.as_ref().map(SnapshotJob::restored);
-        let replica = Replica::recover(self.config.clone(), restored, &disk.records)
+        let replica = Replica::recover(self.config.clone(), disk.restored(), disk.records())
             .unwrap_or_else(|e| panic!("cannot recover from its own disk: {e}"));
         let (before, after) = (self.replica.store(), replica.store());
         let (rev, head) = (after.rev(), before.rev());
@@ -184,7 +159,7 @@ impl Node {
     /// checkpoint's own first).
     pub fn disk(&self) -> Option<(Option<SnapshotJob>, Vec<Record>)> {
         let disk = self.disk.as_ref()?;
-        Some((disk.snapshot.clone(), disk.records.clone()))
+        Some((disk.last_snapshot().cloned(), disk.records().to_vec()))
     }
 
     /// Whether connection `conn` is open.
@@ -274,7 +249,7 @@ impl Node {
         self.replica.ready(self.now_ms, &mut self.out);
         self.check_output();
         if let Some(disk) = &mut self.disk {
-            disk.write(&mut self.out);
+            disk.persist(&mut self.out);
         }
         self.deadline_ms = self.out.deadline_ms;
         self.responses.append(&mut self.out.responses);

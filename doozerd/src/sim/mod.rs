@@ -38,10 +38,9 @@ use crate::attach::{self, Resume};
 use crate::cluster::NodeInfo;
 use crate::consensus::SplitMix64;
 use crate::replica::{
-    ClusterConfig, ConnId, Input, Output, Replica, ReplicaConfig, Restored, RoleChange, Secrets,
-    SnapshotJob,
+    ClusterConfig, ConnId, Input, Output, Replica, ReplicaConfig, RoleChange, Secrets,
 };
-use crate::storage::Record;
+use crate::storage::MemoryDir;
 use oracle::Oracle;
 
 /// Timing of the simulated cluster (the flags of every node).
@@ -163,67 +162,7 @@ pub(crate) struct Node {
     pub demotions: u32,
     pub promotions: u32,
     /// Its data directory, with `Timing::durable` (it outlives crashes).
-    pub disk: Disk,
-}
-
-/// What a node's data directory holds: the last snapshot and the log
-/// after it, each record synced.
-#[derive(Default, Clone)]
-pub(crate) struct Disk {
-    snapshot: Option<SnapshotJob>,
-    records: Vec<Record>,
-}
-
-impl Disk {
-    /// Takes one output's checkpoint and records, as the event loop
-    /// writes them before sending anything of it.
-    fn persist(&mut self, out: &mut Output) {
-        if let Some(job) = out.checkpoint.take() {
-            // The new log starts with the acceptor state; older segments
-            // and snapshots are deleted.
-            self.records = std::iter::once(Record::Checkpoint { seqn: job.seqn })
-                .chain(job.records.iter().cloned())
-                .collect();
-            self.snapshot = Some(job);
-        }
-        self.records.append(&mut out.persist);
-    }
-
-    /// A snapshot written in the background: the log behind it goes
-    /// (every record about a seqn it covers; the floor of own seqns is
-    /// kept, as a segment holding it is kept).
-    fn snapshot(&mut self, job: SnapshotJob) {
-        let s = job.seqn;
-        let floor = self
-            .records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Floor { seqn } => Some(*seqn),
-                _ => None,
-            })
-            .max();
-        self.records.retain(|r| match r {
-            Record::Promise { seqn, .. }
-            | Record::Vote { seqn, .. }
-            | Record::Applied { seqn, .. }
-            | Record::Replayed { seqn, .. }
-            | Record::Checkpoint { seqn } => *seqn > s,
-            Record::Floor { .. } => false,
-        });
-        if let Some(f) = floor {
-            self.records.insert(0, Record::Floor { seqn: f });
-        }
-        self.snapshot = Some(job);
-    }
-
-    /// The snapshot as recovery reads it back.
-    fn restored(&self) -> Option<Restored> {
-        self.snapshot.as_ref().map(SnapshotJob::restored)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.snapshot.is_none() && self.records.is_empty()
-    }
+    pub disk: MemoryDir,
 }
 
 /// Something due at a time.
@@ -331,7 +270,7 @@ impl World {
                 next_local: 1,
                 demotions: 0,
                 promotions: 0,
-                disk: Disk::default(),
+                disk: MemoryDir::default(),
             });
         }
         for i in 0..n {
@@ -347,7 +286,7 @@ impl World {
         self.next_id += 1;
         let mut r = Replica::new(self.replica_config(&id));
         let _ = r.step(self.now, Input::FollowLost);
-        self.nodes[i].disk = Disk::default();
+        self.nodes[i].disk = MemoryDir::default();
         self.new_process(i, &id);
         let node = &mut self.nodes[i];
         if i == 0 && node.gen == 1 {
@@ -407,7 +346,7 @@ impl World {
         let id = self.nodes[i].id.clone();
         let config = self.replica_config(&id);
         let disk = &self.nodes[i].disk;
-        let r = match Replica::recover(config, disk.restored(), &disk.records) {
+        let r = match Replica::recover(config, disk.restored(), disk.records()) {
             Ok(r) => r,
             Err(e) => {
                 self.oracle

@@ -30,6 +30,7 @@ mod error;
 mod files;
 mod jobs;
 mod log;
+mod memory;
 pub mod record;
 mod recover;
 mod snapshot;
@@ -46,6 +47,7 @@ use doozer_proto::record::{kind, Records};
 
 pub use error::StorageError;
 pub use log::{Fault, SEGMENT_BYTES};
+pub use memory::MemoryDir;
 pub use record::{Meta, Record, STORAGE_FORMAT_VERSION};
 pub use recover::Torn;
 
