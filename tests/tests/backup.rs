@@ -438,3 +438,72 @@ fn a_failed_backup_leaves_no_file() {
         out.stderr
     );
 }
+
+/// BACKUPs pipelined on one connection stream one after the other, each
+/// whole; a client that queues more than a few behind each other (each
+/// pins a version of the store) has its connection closed, and the node
+/// goes on serving.
+#[test]
+fn pipelined_backups_stream_in_turn_and_too_many_close_the_connection() {
+    let node = Doozerd::start(&[]);
+    let mut c = node.raw();
+    // 8 MiB: more than the socket buffers take, so a copy streams for as
+    // long as the client does not read.
+    for i in 0..1000 {
+        c.must_set(&format!("/p/{i}"), 0, &[b'x'; 8 << 10]);
+    }
+    // Three in a row: three whole copies, in order, each ending in READY.
+    let mut conn = node.raw();
+    let tags: Vec<i32> = (0..3).map(|_| conn.tag()).collect();
+    for &t in &tags {
+        conn.send(&Request {
+            tag: Some(t),
+            ..req(Verb::Backup)
+        });
+    }
+    for &t in &tags {
+        let first = conn.recv();
+        assert_eq!(
+            (first.tag, first.flags),
+            (Some(t), Some(doozer_proto::flags::SNAPSHOT))
+        );
+        let mut files = 0;
+        loop {
+            let r = conn.recv();
+            assert_eq!(r.tag, Some(t));
+            if r.flags == Some(doozer_proto::flags::READY) {
+                break;
+            }
+            files += 1;
+        }
+        assert!(files >= 1000, "copy {t}: {files} files");
+    }
+    // Thirty at once: closed, and the node still answers others.
+    let mut greedy = node.raw();
+    for _ in 0..30 {
+        let t = greedy.tag();
+        greedy.send(&Request {
+            tag: Some(t),
+            ..req(Verb::Backup)
+        });
+    }
+    // Not read meanwhile: reading would let the copies finish.
+    poll_until(
+        CLUSTER_DEADLINE,
+        "the node to refuse the queue of copies",
+        || {
+            node.stderr()
+                .contains("copies waiting behind one another; closing")
+                .then_some(())
+        },
+    );
+    poll_until(
+        DEADLINE,
+        "the greedy connection to be closed",
+        || match greedy.recv_any(std::time::Duration::from_millis(200)) {
+            Recv::Closed => Some(()),
+            _ => None,
+        },
+    );
+    assert!(c.rev() > 0);
+}

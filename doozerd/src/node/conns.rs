@@ -83,6 +83,10 @@ const MIN_TURN: Duration = Duration::from_micros(100);
 /// (100 connections of unread 48 KiB GETs made iterations of 64 MiB,
 /// and a fresh client's GET waited 130 ms for them).
 const OUTPUT_PER_ITERATION: usize = 8 << 20;
+/// Store copies (BACKUPs) one connection may have waiting behind the one
+/// streaming.
+const MAX_WAITING_COPIES: usize = 8;
+
 /// A copy or listing is topped up to this much waiting output at a time.
 const STREAM_CHUNK: usize = 256 << 10;
 /// Bytes written to one connection per loop iteration while a copy streams
@@ -606,7 +610,20 @@ impl Conns {
     fn start_copy(&mut self, conn_id: ConnId, job: CopyJob) {
         if let Some(Some(conn)) = self.slab.get_mut(conn_id) {
             match conn.copy.as_mut() {
-                Some(copy) => copy.held.push_back(Held::Copy(job)),
+                Some(copy) => {
+                    // Each waiting copy pins a version of the store: a
+                    // client pipelining BACKUPs gets a few, not memory.
+                    let waiting = copy.held.iter().filter(|h| matches!(h, Held::Copy(_)));
+                    if waiting.count() >= MAX_WAITING_COPIES {
+                        log::warn!(
+                            "connection {conn_id}: more than {MAX_WAITING_COPIES} copies \
+                             waiting behind one another; closing"
+                        );
+                        conn.dead = true;
+                        return;
+                    }
+                    copy.held.push_back(Held::Copy(job));
+                }
                 None => {
                     conn.copy = Some(Box::new(Streaming {
                         job,
