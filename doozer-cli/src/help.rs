@@ -168,7 +168,7 @@ Prints the id of the node connected to.
     (
         "backup",
         "\
-Usage: doozer backup FILE
+Usage: doozer backup FILE|-
 
 Writes a consistent copy of the whole tree at one revision (every file
 with its body and revision, and the revision itself) to FILE, as a
