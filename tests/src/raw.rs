@@ -137,6 +137,20 @@ impl RawConn {
         }
     }
 
+    /// Reads (discarding responses) until the server closes the
+    /// connection; panics naming `what` if nothing arrives for `quiet`.
+    /// Reads without pausing, so a closed connection with megabytes still
+    /// in the socket buffers is seen closed at once.
+    pub fn expect_closed(&mut self, quiet: Duration, what: &str) {
+        loop {
+            match self.recv_any(quiet) {
+                Recv::Closed => return,
+                Recv::Timeout => panic!("{what}: the server did not close the connection"),
+                Recv::Response(_) | Recv::Garbage(_) => {}
+            }
+        }
+    }
+
     /// The next response, or `None` on timeout or close.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Response> {
         match self.recv_any(timeout) {

@@ -50,17 +50,6 @@ fn check(d: &mut Doozerd, b: &Baseline, what: &str) {
     d.assert_alive();
 }
 
-/// Reads (discarding responses) until the server closes the connection.
-fn expect_closed(c: &mut RawConn, what: &str) {
-    loop {
-        match c.recv_any(DEADLINE) {
-            Recv::Closed => return,
-            Recv::Timeout => panic!("{what}: the server did not close the connection"),
-            Recv::Response(_) | Recv::Garbage(_) => {}
-        }
-    }
-}
-
 #[test]
 fn a_4_gib_length_prefix_closes_the_connection() {
     let (mut d, b) = setup();
@@ -82,13 +71,13 @@ fn a_truncated_frame_then_close_is_harmless() {
     let mut c = d.raw();
     c.send_bytes(&[0, 0]);
     c.shutdown_write();
-    expect_closed(&mut c, "half a length prefix");
+    c.expect_closed(DEADLINE, "half a length prefix");
     check(&mut d, &b, "half a length prefix");
     // a body cut short
     let mut c = d.raw();
     c.send_bytes(&[0, 0, 0, 100, 0x08, 0x01, 0x10, 0x02, 0x22]);
     c.shutdown_write();
-    expect_closed(&mut c, "a truncated body");
+    c.expect_closed(DEADLINE, "a truncated body");
     check(&mut d, &b, "a truncated body");
     // a complete request followed by a truncated one, then a hard close
     let mut c = d.raw();
@@ -112,7 +101,7 @@ fn random_bytes_never_kill_the_node() {
         let mut c = d.raw();
         c.send_bytes(&bytes);
         c.shutdown_write();
-        expect_closed(&mut c, &format!("seed {seed}"));
+        c.expect_closed(DEADLINE, &format!("seed {seed}"));
         check(&mut d, &b, &format!("{len} random bytes (seed {seed})"));
     }
 }
@@ -130,7 +119,7 @@ fn random_frame_bodies_never_kill_the_node() {
             c.send_frame_body(&body);
         }
         c.shutdown_write();
-        expect_closed(&mut c, &format!("seed {seed}"));
+        c.expect_closed(DEADLINE, &format!("seed {seed}"));
         check(&mut d, &b, &format!("random frame bodies (seed {seed})"));
     }
 }

@@ -609,6 +609,9 @@ impl Conns {
 
     fn start_copy(&mut self, conn_id: ConnId, job: CopyJob) {
         if let Some(Some(conn)) = self.slab.get_mut(conn_id) {
+            if conn.dead {
+                return;
+            }
             match conn.copy.as_mut() {
                 Some(copy) => {
                     // Each waiting copy pins a version of the store: a
