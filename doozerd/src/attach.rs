@@ -44,6 +44,16 @@ pub enum AttachError {
         /// Our `-c`.
         ours: String,
     },
+    /// A write of this node's files was not decided within
+    /// [`STEP_TIMEOUT`]: the handshake goes on without (see
+    /// [`Register::Skip`]).
+    #[error("{addr}: writing {what} was not decided in time")]
+    Undecided {
+        /// The member.
+        addr: SocketAddr,
+        /// The file written.
+        what: String,
+    },
     /// The member refused a request, or its follow stream was unusable.
     #[error("{addr}: {what}")]
     Refused {
@@ -165,7 +175,7 @@ impl Attach {
         resume: Resume,
     ) -> Result<Followed, AttachError> {
         self.try_each(addrs, |addr| {
-            let (p, _) = self.handshake(addr, resume)?;
+            let (p, _) = self.registered_handshake(addr, resume)?;
             followed(p, addr)
         })
     }
@@ -194,7 +204,7 @@ impl Attach {
     /// Handshake, then reads the stream until the copy is applied.
     fn one(&self, addr: SocketAddr, server: &mut Replica) -> Result<Followed, AttachError> {
         let client = |source| AttachError::Client { addr, source };
-        let (mut p, tag) = self.handshake(addr, Resume::of(server))?;
+        let (mut p, tag) = self.registered_handshake(addr, Resume::of(server))?;
         // Start-up: no timer of a slave needs the clock yet.
         let apply = |server: &mut Replica, resp| {
             server
@@ -218,12 +228,34 @@ impl Attach {
         followed(p, addr)
     }
 
-    /// Connects, checks the cluster name, registers this node's files and
-    /// sends FOLLOW from `resume`; returns the connection and FOLLOW's tag.
+    /// [`Attach::handshake`] writing this node's files; if a write is not
+    /// decided within [`STEP_TIMEOUT`], again on a new connection without
+    /// writing any (see [`Register::Skip`]).
+    fn registered_handshake(
+        &self,
+        addr: SocketAddr,
+        resume: Resume,
+    ) -> Result<(Pipeline, Option<i32>), AttachError> {
+        match self.handshake(addr, resume, Register::Files) {
+            Err(AttachError::Undecided { what, .. }) => {
+                log::warn!(
+                    "attach: {addr} did not decide {what} in {STEP_TIMEOUT:?}; \
+                     following without registering this node's files"
+                );
+                self.handshake(addr, resume, Register::Skip)
+            }
+            r => r,
+        }
+    }
+
+    /// Connects, checks the cluster name, registers this node's files
+    /// (with [`Register::Files`]) and sends FOLLOW from `resume`; returns
+    /// the connection and FOLLOW's tag.
     fn handshake(
         &self,
         addr: SocketAddr,
         resume: Resume,
+        register: Register,
     ) -> Result<(Pipeline, Option<i32>), AttachError> {
         let client = |source| AttachError::Client { addr, source };
         let mut p = Pipeline::connect_with(&addr.to_string(), self.tls.as_ref()).map_err(client)?;
@@ -248,7 +280,11 @@ impl Attach {
         // (its files are there) needs no consensus to follow, so it can
         // follow even while the cluster cannot decide (it may be the CAL
         // the cluster is waiting for).
-        for (path, body) in node_files(&self.info) {
+        let files = match register {
+            Register::Files => node_files(&self.info),
+            Register::Skip => Vec::new(),
+        };
+        for (path, body) in files {
             let found = call(&mut p, addr, request(Verb::Get).path(&path))?;
             if found.value.as_deref() == Some(body.as_bytes()) {
                 continue;
@@ -257,7 +293,13 @@ impl Attach {
                 .path(&path)
                 .value(Bytes::from(body))
                 .rev(rev::CLOBBER);
-            call(&mut p, addr, set)?;
+            match call(&mut p, addr, set) {
+                Err(AttachError::Client {
+                    source: doozer::Error::Timeout,
+                    ..
+                }) => return Err(AttachError::Undecided { addr, what: path }),
+                r => r?,
+            };
         }
         let follow = Req(follow_request(resume, request(Verb::Follow).0.tag));
         let tag = follow.0.tag;
@@ -265,6 +307,21 @@ impl Attach {
         p.flush().map_err(client)?;
         Ok((p, tag))
     }
+}
+
+/// Whether the attach handshake writes this node's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Register {
+    /// Write those that differ (a write needs consensus).
+    Files,
+    /// Write none: a write was not decided in time. The cluster may be
+    /// waiting for this very node's votes (a CAL of the coming seqns
+    /// whose files a kick deleted, or that claimed a slot before its
+    /// files were all written): the write could never be decided before
+    /// it catches up through the stream it is asking for
+    /// (docs/cluster.md#slaves-and-promotion). The write already sent may
+    /// still be decided; otherwise the node registers on a later attach.
+    Skip,
 }
 
 /// The files a node registers through the member it attaches to, with

@@ -754,6 +754,17 @@ impl Paxos {
         id
     }
 
+    /// As [`Paxos::propose`], but ahead of every value queued: for a
+    /// change of membership (a kick), which must not wait behind a
+    /// backlog of client writes until it is decided too late to count.
+    pub fn propose_first(&mut self, value: Bytes) -> ProposalId {
+        let id = ProposalId(self.next_proposal);
+        self.next_proposal += 1;
+        self.queue.push_front((id, value));
+        self.after();
+        id
+    }
+
     /// Takes back a value given to [`Paxos::propose`] that was not
     /// nominated yet; false if it is in a round already (or decided).
     pub fn withdraw(&mut self, id: ProposalId) -> bool {

@@ -355,7 +355,11 @@ impl Replica {
                     slot.path
                 );
                 let value = cluster::kick_value(self.store.head(), &slot, expires_after);
-                if let Some(pid) = self.propose_bytes(value.encode()) {
+                // Ahead of the queue: behind a backlog (writes queued in
+                // a partition) it could expire undecided, and the dead CAL
+                // would stay in the set until the next try.
+                if let Some(pid) = self.paxos.as_mut().map(|p| p.propose_first(value.encode())) {
+                    self.members.proposals += 1;
                     self.members.kicks.insert(victim.clone(), pid);
                     self.members.kicks_proposed += 1;
                 }

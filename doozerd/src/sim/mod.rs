@@ -133,6 +133,9 @@ struct Follow {
     step_deadline: u64,
     /// When data last arrived on the stream.
     last_data: u64,
+    /// Whether this candidate's handshake writes the node files (as
+    /// `Attach::registered_handshake`: not after a write timed out).
+    register: attach::Register,
 }
 
 /// One simulated process slot: its address is fixed; the process in it
@@ -559,8 +562,25 @@ impl World {
                 .follow
                 .as_ref()
                 .is_some_and(|f| matches!(f.phase, Phase::Streaming));
+            let writing = self.nodes[i].follow.as_ref().is_some_and(|f| {
+                matches!(f.phase, Phase::Files(_, true)) && f.register == attach::Register::Files
+            });
             if streaming {
                 self.follow_broken(i, "nothing received for a while");
+            } else if writing {
+                // As `Attach::registered_handshake`: the same member
+                // again, without writing.
+                self.trace_line(i, "attach: write not decided; again without");
+                let member = self.nodes[i].follow.as_ref().map(|f| f.member);
+                let addr = member.and_then(|m| self.nodes.get(m)).map(|n| n.addr);
+                if let Some(conn) = self.nodes[i].follow.as_ref().map(|f| f.conn) {
+                    self.close(conn);
+                }
+                if let (Some(f), Some(addr)) = (self.nodes[i].follow.as_mut(), addr) {
+                    f.register = attach::Register::Skip;
+                    f.rest.insert(0, addr);
+                }
+                self.try_next(i);
             } else {
                 self.next_candidate(i, "no answer");
             }
@@ -595,6 +615,7 @@ impl World {
             resume,
             step_deadline: self.now,
             last_data: self.now,
+            register: attach::Register::Files,
         });
         self.try_next(i);
     }
@@ -643,7 +664,9 @@ impl World {
         if self.trace {
             eprintln!("{:7} {} attach: {why}", self.now, self.nodes[i].id);
         }
-        if let Some(conn) = self.nodes[i].follow.as_ref().map(|f| f.conn) {
+        if let Some(f) = self.nodes[i].follow.as_mut() {
+            f.register = attach::Register::Files;
+            let conn = f.conn;
             self.close(conn);
         }
         self.try_next(i);
@@ -700,7 +723,11 @@ impl World {
     /// differs from `found`, or sends FOLLOW after the last one, as
     /// `attach.rs` does.
     fn send_file(&mut self, i: usize, k: usize, found: Option<Bytes>) {
-        let files = attach::node_files(&self.info(i));
+        let register = self.nodes[i].follow.as_ref().map(|f| f.register);
+        let files = match register.unwrap_or(attach::Register::Files) {
+            attach::Register::Files => attach::node_files(&self.info(i)),
+            attach::Register::Skip => Vec::new(),
+        };
         let now = self.now;
         let Some(f) = self.nodes[i].follow.as_mut() else {
             return;
