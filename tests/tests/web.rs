@@ -1388,8 +1388,6 @@ fn the_cluster_page_lists_every_node_and_marks_a_stopped_cal_unhealthy() {
     use doozer_tests::cluster::Cluster;
     let mut c = Cluster::start_with_web(3);
     let slave = c.attach(0, &[]);
-    // A node file holding markup (any client may write under /ctl).
-    set(c.d(0), "/ctl/node/XSSNODE/hostname", EVIL.as_bytes());
     let web = c.d(0).web().expect("node 0 serves the viewer");
     let b = Browser::start();
     b.goto(&url(web, "/$cluster"));
@@ -1414,10 +1412,6 @@ fn the_cluster_page_lists_every_node_and_marks_a_stopped_cal_unhealthy() {
         own.text.contains(&c.d(0).addr().to_string()) && own.text.contains("true"),
         "{own:?}"
     );
-    let evil = page.row("XSSNODE").expect("the node with markup in a file");
-    assert!(evil.text.contains(EVIL), "{evil:?}");
-    assert_markup_is_text(&b, "/$cluster");
-
     // A stopped CAL: its pulses stop; the page says so in words.
     c.stop(2);
     let page = wait_cluster(&b, "the stopped CAL silent, the cluster unhealthy", |p| {
@@ -1440,7 +1434,19 @@ fn the_cluster_page_lists_every_node_and_marks_a_stopped_cal_unhealthy() {
         !page.problems.iter().any(|p| p.contains("majority")),
         "{page:#?}"
     );
-    screenshot(&b, "cluster", 760);
+    screenshot(&b, "cluster", 800);
+
+    // A node file holding markup (any client may write under /ctl): text.
+    set(c.d(0), "/ctl/node/XSSNODE/hostname", EVIL.as_bytes());
+    let page = wait_cluster(&b, "the node with markup in a file", |p| {
+        p.row("XSSNODE").map(|_| p.clone())
+    });
+    let evil = page.row("XSSNODE").unwrap();
+    assert!(
+        evil.text.contains(EVIL) && evil.health == "slave",
+        "{evil:?}"
+    );
+    assert_markup_is_text(&b, "/$cluster");
 
     // Running again, it pulses again and the cluster is healthy.
     c.cont(2);
@@ -1683,4 +1689,61 @@ fn the_tree_at_a_past_rev_shows_a_file_deleted_since() {
             .filter(|t| t.contains("after the head"))
             .map(drop)
     });
+}
+
+#[test]
+fn the_new_pages_reconnect_to_a_restarted_node() {
+    let port = free_port();
+    let web = web_addr();
+    let mut d1 = Doozerd::builder().port(port).web(&web.to_string()).start();
+    set(&d1, "/r/f", b"before");
+    let state = |b: &Browser| {
+        b.exec(
+            "return document.getElementById('status').getAttribute('data-state')",
+            &[],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    };
+    let wait_state = |b: &Browser, page: &str, want: &[&str]| {
+        poll_until(WEB_DEADLINE, &format!("{page}: status {want:?}"), || {
+            let s = state(b);
+            want.contains(&s.as_str()).then_some(())
+        });
+    };
+    // The cluster page follows an event stream; the history and past-tree
+    // pages poll (doozer.every in common.js).
+    let pages = ["/$cluster", "/$history?path=/r/f", "/$tree?dir=/r/"];
+    let browsers: Vec<Browser> = pages
+        .iter()
+        .map(|page| {
+            let b = Browser::start();
+            b.goto(&url(web, page));
+            wait_state(&b, page, &["connected"]);
+            b
+        })
+        .collect();
+    d1.kill();
+    for (b, page) in browsers.iter().zip(pages) {
+        wait_state(b, page, &["reconnecting", "disconnected"]);
+    }
+    let d2 = Doozerd::builder().port(port).web(&web.to_string()).start();
+    let r = set(&d2, "/r/f", b"after");
+    for (b, page) in browsers.iter().zip(pages) {
+        wait_state(b, page, &["connected"]);
+    }
+    // And they show the new node's data.
+    poll_until(WEB_DEADLINE, "the history of the new node", || {
+        let rows = history_rows(&browsers[1]);
+        (rows
+            .first()
+            .is_some_and(|row| row.0 == r && row.2 == "after"))
+        .then_some(())
+    });
+    let id = doozer(&d2, &["self"], b"").ok().trim().to_string();
+    wait_cluster(&browsers[0], "the new node listed", |p| {
+        p.row(&id).map(drop)
+    });
+    drop(d1);
 }
