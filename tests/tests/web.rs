@@ -1747,3 +1747,37 @@ fn the_new_pages_reconnect_to_a_restarted_node() {
     });
     drop(d1);
 }
+
+#[test]
+fn the_cluster_page_flags_a_free_slot_and_a_lost_majority() {
+    let (d, web) = start_node();
+    let id = doozer(&d, &["self"], b"").ok().trim().to_string();
+    let b = Browser::start();
+    b.goto(&url(web, "/$cluster"));
+    wait_cluster(&b, "one pulsing CAL, healthy", |p| {
+        let ok = p.row(&id).is_some_and(|r| r.health == "ok");
+        (ok && p.verdict == "healthy").then_some(())
+    });
+    // A slot the operator added, and no slave to take it.
+    doozer(&d, &["set", "/ctl/cal/9", "0"], b"").ok();
+    let page = wait_cluster(&b, "the free slot as a problem", |p| {
+        (p.verdict == "unhealthy").then(|| p.clone())
+    });
+    assert!(
+        page.problems
+            .iter()
+            .any(|p| p.contains("slot 9") && p.contains("free") && p.contains("no slave")),
+        "{page:#?}"
+    );
+    // A slot naming a node that never pulses (no such process): it turns
+    // silent, and one CAL of two alive is no majority. (The node cannot
+    // decide anything more either, so its own pulses stop too.)
+    doozer(&d, &["set", "/ctl/cal/8", "0"], b"GHOSTNODE").ok();
+    let page = wait_cluster(&b, "the ghost CAL silent, no majority", |p| {
+        let ghost = p.row("GHOSTNODE").is_some_and(|r| r.health == "silent");
+        let no_majority = p.problems.iter().any(|x| x.contains("NO majority"));
+        (ghost && no_majority).then(|| p.clone())
+    });
+    assert_eq!(page.verdict, "unhealthy", "{page:#?}");
+    assert_eq!(page.row("GHOSTNODE").unwrap().role, "CAL slot 8");
+}

@@ -340,7 +340,8 @@ impl Node {
 
     /// Answers the web requests read this iteration.
     fn serve_http(&mut self) {
-        // The stats are gathered only for the pages that show them.
+        // The stats are gathered only for the pages that show them. (Not
+        // `self.sources()`: `self.conns` is borrowed mutably below.)
         let sources = stats::Sources {
             replica: &self.replica,
             peers: &self.peers,
