@@ -386,6 +386,10 @@
       canvas.setAttribute('data-last', last === null ? '' : String(last));
       canvas.setAttribute('data-max', String(hi));
       canvas.setAttribute('data-sum', String(sum));
+      // A counter's increase over the samples held: what its rate line
+      // adds up to, whatever the spacing of the samples.
+      var col = series[c[0]];
+      canvas.setAttribute('data-increase', col.length ? String(col[col.length - 1] - col[0]) : '0');
       ch.value.textContent = last === null ? '–' : c[3](last);
     });
   }
