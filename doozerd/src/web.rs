@@ -3,6 +3,19 @@
 //! connection serves one request (`Connection: close`), except an event
 //! stream, which stays open and is fed by the event loop through
 //! [`EventStream::catch_up`].
+//!
+//! Map: this module routes requests, serves the pages, the event stream,
+//! stats and metrics; `past` reads a file's history and the tree at a past
+//! rev; `samples` keeps the last 15 minutes of figures for the charts.
+
+mod past;
+mod samples;
+
+pub use past::{
+    HISTORY_DEFAULT_LIMIT, HISTORY_MAX_BYTES, HISTORY_MAX_LIMIT, HISTORY_MAX_SCAN, TREE_MAX_BYTES,
+    TREE_MAX_FILES,
+};
+pub use samples::{Sample, Samples, SAMPLES_KEPT, SAMPLE_INTERVAL};
 
 use std::collections::BTreeMap;
 
@@ -37,6 +50,11 @@ pub struct NodeStats {
     pub cluster: String,
     /// Seconds since start.
     pub uptime_s: f64,
+    /// `-pulse`, in seconds: how often each CAL writes its `applied` file
+    /// (the cluster page judges silence by it).
+    pub pulse_s: f64,
+    /// `-timeout`, in seconds: the silence after which a CAL is kicked.
+    pub timeout_s: f64,
     /// Resident memory of the process, bytes.
     pub memory_rss_bytes: u64,
     /// Client connections open.
@@ -280,8 +298,17 @@ fn push_message(out: &mut BytesMut, event: &str, id: Option<Rev>, data: &str) {
 /// SSE comment) so the page's liveness check sees it.
 pub const PING: &[u8] = b"event: ping\ndata: {}\n\n";
 
+/// What the event loop lends [`respond`] besides the store.
+pub struct Context<'a> {
+    /// Gathers the figures of the stats pages (only when one is asked for).
+    pub stats: &'a dyn Fn() -> NodeStats,
+    /// The last 15 minutes of samples, for the charts.
+    pub samples: &'a Samples,
+}
+
 /// Answers the request in `buf` once its head is complete.
-pub fn respond(buf: &[u8], store: &Store, stats: &dyn Fn() -> NodeStats) -> Outcome {
+pub fn respond(buf: &[u8], store: &Store, ctx: &Context<'_>) -> Outcome {
+    let stats = ctx.stats;
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     let target = match req.parse(buf) {
@@ -304,6 +331,37 @@ pub fn respond(buf: &[u8], store: &Store, stats: &dyn Fn() -> NodeStats) -> Outc
         .and_then(|v| v.trim().parse::<Rev>().ok());
     let reply = match path {
         "/$stats" => page(doozer_web::STATS_HTML),
+        "/$cluster" => page(doozer_web::CLUSTER_HTML),
+        "/$history" => page(doozer_web::HISTORY_HTML),
+        "/$tree" => page(doozer_web::TREE_HTML),
+        "/$samples.json" => match query_int::<u64>(query, "after") {
+            Ok(after) => json_reply(&ctx.samples.json(after)),
+            Err(why) => bad_request(&why),
+        },
+        "/$history.json" => {
+            let answer = query_str(query, "path").and_then(|p| {
+                let p = p.ok_or("path: missing")?;
+                let from = query_int::<Rev>(query, "rev")?;
+                let limit = query_int::<usize>(query, "limit")?;
+                Ok((p, from, limit))
+            });
+            match answer {
+                Ok((p, from, limit)) => refusal_or_json(past::history(store, &p, from, limit)),
+                Err(why) => bad_request(&why),
+            }
+        }
+        "/$tree.json" => {
+            let answer = query_str(query, "dir").and_then(|d| {
+                Ok((
+                    d.unwrap_or_else(|| "/".into()),
+                    query_int::<Rev>(query, "rev")?,
+                ))
+            });
+            match answer {
+                Ok((d, rev)) => refusal_or_json(past::tree_at(store, &d, rev)),
+                Err(why) => bad_request(&why),
+            }
+        }
         "/$stats.json" => reply(
             200,
             "application/json",
@@ -365,6 +423,57 @@ fn query_rev(query: &str) -> Option<Rev> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The percent-decoded value of query parameter `name` (its first
+/// occurrence; `+` is a space, as in a form), `Ok(None)` if absent, or why
+/// it cannot be read.
+fn query_str(query: &str, name: &str) -> Result<Option<String>, String> {
+    let Some(raw) = query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    }) else {
+        return Ok(None);
+    };
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("{name}: bad percent-encoding"))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+        .map(Some)
+        .map_err(|_| format!("{name}: not UTF-8"))
+}
+
+/// Query parameter `name` as a number, `Ok(None)` if absent or empty.
+fn query_int<T: std::str::FromStr>(query: &str, name: &str) -> Result<Option<T>, String> {
+    match query_str(query, name)?.as_deref() {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}: not a number in range: {v:?}")),
+    }
+}
+
 /// A new stream of `dir`: from `resume` if its next rev is still in the
 /// history window (and not ahead of this node), else from a full listing.
 fn open_stream(dir: &str, resume: Option<Rev>, store: &Store) -> Option<(EventStream, BytesMut)> {
@@ -422,6 +531,23 @@ fn cals(store: &Store) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The `/ctl` layout as the cluster page reads it (docs/web.md#cluster-page):
+/// the page names no `/ctl` path itself, it takes them from here
+/// (`doozer_proto::ctl`, the one place that names them).
+fn ctl_layout() -> serde_json::Value {
+    let files: serde_json::Map<String, serde_json::Value> = NodeFile::ALL
+        .iter()
+        .map(|f| (f.name().to_string(), json!(f.name())))
+        .collect();
+    json!({
+        "dir": ctl::CTL_DIR,
+        "name": ctl::NAME_PATH,
+        "cal_dir": ctl::CAL_DIR,
+        "node_dir": ctl::NODE_DIR,
+        "node_files": files,
+    })
+}
+
 fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
     let mut cals = cals(store);
     // This node's applied rev is its head, whether or not a pulse wrote it.
@@ -429,7 +555,7 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
         c["applied"] = json!(store.rev());
     }
     let is_cal = cals.iter().any(|c| c["id"] == json!(s.node_id));
-    json!({
+    let mut v = json!({
         "node_id": s.node_id,
         "cluster": s.cluster,
         "role": if is_cal { "CAL" } else { "slave" },
@@ -470,7 +596,13 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
             "learned_gaps": s.learned_gaps,
             "kicks_proposed": s.kicks_proposed,
         },
-    })
+    });
+    // Set apart: one `json!` this large exceeds the macro's recursion
+    // limit.
+    v["pulse_s"] = json!(s.pulse_s);
+    v["timeout_s"] = json!(s.timeout_s);
+    v["ctl"] = ctl_layout();
+    v
 }
 
 /// A Prometheus metric type.
@@ -560,6 +692,31 @@ fn metrics(s: &NodeStats, store: &Store) -> String {
     out
 }
 
+fn json_reply(v: &serde_json::Value) -> Vec<u8> {
+    reply(200, "application/json", v.to_string().as_bytes())
+}
+
+/// A 400 whose body says what is wrong (as text: the page shows it with
+/// `textContent`).
+fn bad_request(why: &str) -> Vec<u8> {
+    reply(
+        400,
+        "text/plain; charset=utf-8",
+        format!("{why}\n").as_bytes(),
+    )
+}
+
+fn refusal_or_json(r: Result<serde_json::Value, past::Refusal>) -> Vec<u8> {
+    match r {
+        Ok(v) => json_reply(&v),
+        Err((status, why)) => reply(
+            status,
+            "text/plain; charset=utf-8",
+            format!("{why}\n").as_bytes(),
+        ),
+    }
+}
+
 fn page(html: &str) -> Vec<u8> {
     reply(200, "text/html; charset=utf-8", html.as_bytes())
 }
@@ -589,6 +746,7 @@ fn reply(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        500 => "Internal Server Error",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
         _ => "",
@@ -718,7 +876,12 @@ mod tests {
 
     fn get(path: &str, s: &Store) -> String {
         let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-        match respond(req.as_bytes(), s, &NodeStats::default) {
+        let samples = Samples::default();
+        let ctx = Context {
+            stats: &NodeStats::default,
+            samples: &samples,
+        };
+        match respond(req.as_bytes(), s, &ctx) {
             Outcome::Reply(r) => String::from_utf8_lossy(&r).into_owned(),
             Outcome::Stream(_, r) => String::from_utf8_lossy(&r).into_owned(),
             Outcome::NeedMore => "need more".into(),
@@ -744,9 +907,116 @@ mod tests {
         assert_eq!(json["consensus"]["fills"], 0);
         let partial = b"GET / HTTP/1.1\r\n";
         assert!(matches!(
-            respond(partial, &s, &NodeStats::default),
+            respond(
+                partial,
+                &s,
+                &Context {
+                    stats: &NodeStats::default,
+                    samples: &Samples::default()
+                }
+            ),
             Outcome::NeedMore
         ));
+    }
+
+    /// The status code and body of `GET path`.
+    fn get_body(path: &str, s: &Store) -> (u16, String) {
+        let r = get(path, s);
+        let status = r[9..12].parse().expect("status");
+        (
+            status,
+            r[r.find("\r\n\r\n").expect("head") + 4..].to_string(),
+        )
+    }
+
+    #[test]
+    fn the_new_pages_and_their_json() {
+        let mut s = store_with(&[("/d/gone", b"<img src=x onerror=alert(1)>"), ("/d/f", b"1")]);
+        s.apply(
+            3,
+            &Mutation::Del {
+                path: "/d/gone".into(),
+                rev: -1,
+            },
+        );
+        for page in ["/$cluster", "/$history?path=/d/f", "/$tree?dir=/d/&rev=2"] {
+            let r = get(page, &s);
+            assert!(
+                r.starts_with("HTTP/1.1 200") && r.contains("text/html"),
+                "{page}"
+            );
+        }
+        let (status, body) = get_body("/$tree.json?dir=%2Fd%2F&rev=2", &s);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["files"][1]["path"], "/d/gone");
+        assert_eq!(v["files"][1]["body"], "<img src=x onerror=alert(1)>");
+        let (status, body) = get_body("/$history.json?path=/d/gone", &s);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["entries"][0]["kind"], "del");
+        assert_eq!(v["entries"][1]["rev"], 1);
+        let (status, body) = get_body("/$samples.json?after=5", &s);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(
+            (v["seq"].clone(), v["writes"].clone()),
+            (json!(0), json!([]))
+        );
+        let (_, body) = get_body("/$stats.json", &s);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert!(
+            v["pulse_s"].is_number() && v["timeout_s"].is_number(),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn bad_queries_are_clear_4xx_never_panics() {
+        let s = store_with(&[("/f", b"x")]);
+        for (target, want) in [
+            ("/$history.json", 400),
+            ("/$history.json?path=", 400),
+            ("/$history.json?path=/", 400),
+            ("/$history.json?path=%zz", 400),
+            ("/$history.json?path=%ff", 400),
+            ("/$history.json?path=%", 400),
+            ("/$history.json?path=/f&rev=x", 400),
+            ("/$history.json?path=/f&rev=99999999999999999999999", 400),
+            ("/$history.json?path=/f&rev=-1", 404),
+            ("/$history.json?path=/f&rev=2", 404),
+            ("/$history.json?path=/f&limit=0", 400),
+            ("/$history.json?path=/f&limit=-1", 400),
+            ("/$history.json?path=/a b", 400),
+            ("/$tree.json?dir=/f", 400),
+            ("/$tree.json?dir=f/", 400),
+            ("/$tree.json?dir=/&rev=7", 404),
+            ("/$tree.json?dir=/&rev=1.5", 400),
+            ("/$samples.json?after=-1", 400),
+            ("/$samples.json?after=%", 400),
+        ] {
+            let (status, body) = get_body(target, &s);
+            assert_eq!(status, want, "{target}: {body}");
+            assert!(!body.trim().is_empty(), "{target}: no reason given");
+        }
+        // Defaults: the whole history, the root at the head.
+        assert_eq!(get_body("/$history.json?path=/f", &s).0, 200);
+        assert_eq!(get_body("/$tree.json", &s).0, 200);
+        assert_eq!(get_body("/$samples.json", &s).0, 200);
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(
+            query_str("a=1&path=%2Fx%2Fy", "path"),
+            Ok(Some("/x/y".into()))
+        );
+        assert_eq!(query_str("path=a+b", "path"), Ok(Some("a b".into())));
+        assert_eq!(query_str("pathx=1", "path"), Ok(None));
+        assert_eq!(query_str("path", "path"), Ok(Some(String::new())));
+        assert_eq!(query_int::<i64>("rev=&x=1", "rev"), Ok(None));
+        assert_eq!(query_int::<i64>("rev=12", "rev"), Ok(Some(12)));
+        assert!(query_str("path=%e2%82", "path").is_err());
     }
 
     #[test]

@@ -62,12 +62,25 @@ pub fn run(data: &[u8]) {
         cluster: "local".into(),
         ..Default::default()
     };
+    // A few samples, so `/$samples.json?after=N` has some to skip.
+    let mut samples = web::Samples::default();
+    for i in 0..3u32 {
+        samples.push(web::Sample {
+            t_s: f64::from(i),
+            writes: u64::from(i),
+            ..Default::default()
+        });
+    }
+    let ctx = web::Context {
+        stats: &stats,
+        samples: &samples,
+    };
     let first = &request[..split.min(request.len())];
-    match web::respond(first, &store, &stats) {
+    match web::respond(first, &store, &ctx) {
         Outcome::NeedMore => {}
         outcome => return check(first, outcome, &mut store),
     }
-    let outcome = web::respond(request, &store, &stats);
+    let outcome = web::respond(request, &store, &ctx);
     check(request, outcome, &mut store);
 }
 
@@ -169,6 +182,10 @@ pub fn seeds() -> Vec<Vec<u8>> {
         "GET /$assets/viewer.js HTTP/1.1\r\n\r\n",
         "POST / HTTP/1.1\r\n\r\n",
         "GET /$stats HTTP/1.0\r\n\r\n",
+        "GET /$history.json?path=%2Fa&rev=9&limit=2 HTTP/1.1\r\n\r\n",
+        "GET /$tree.json?dir=/b/&rev=8 HTTP/1.1\r\n\r\n",
+        "GET /$samples.json?after=1 HTTP/1.1\r\n\r\n",
+        "GET /$cluster HTTP/1.1\r\n\r\n",
     ]
     .iter()
     .map(|r| {

@@ -1250,3 +1250,535 @@ fn garbage_and_unknown_peer_datagrams_are_dropped_and_counted() {
     // and the node still serves
     assert_eq!(doozer(&d, &["get", "/ctl/name"], b"").ok(), "local");
 }
+
+// ---------------------------------------------------------------------------
+// The cluster page, the charts, a file's history, the tree at a past rev
+// (docs/web.md). Hooks: the cluster page has a row per node
+// `tr[data-node=<id>][data-health=ok|waiting|behind|silent|slave]` with a
+// `.role` cell, and `#verdict[data-health=healthy|checking|unhealthy|
+// unknown]`; each chart is `canvas[data-series=<column>]` with
+// `data-points`, `data-last` and `data-sum` of what it drew; a history row
+// is `tr[data-rev][data-kind]` with a `.body` cell; the tree at a rev has
+// the tree page's `[data-path]` rows. `DOOZER_SCREENSHOTS=dir` saves a PNG
+// of each page there (docs/*.png were made that way).
+// ---------------------------------------------------------------------------
+
+/// Markup written into bodies: it must show as text on every page.
+const EVIL: &str =
+    r#"<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold</b>"#;
+
+/// Checks that no markup from a body became elements on the page.
+fn assert_markup_is_text(b: &Browser, page: &str) {
+    let v = b.exec(
+        r#"
+return {
+  pwned: typeof window.__pwned,
+  imgs: [...document.querySelectorAll('img')].filter(i => i.getAttribute('src') === 'x').length,
+  bold: [...document.querySelectorAll('b')].filter(e => e.textContent === 'bold').length,
+  scripts: [...document.scripts].filter(s => s.textContent.includes('__pwned')).length,
+  shown: document.body.textContent.includes('<img src=x onerror='),
+};
+"#,
+        &[],
+    );
+    assert_eq!(
+        v,
+        json!({"pwned": "undefined", "imgs": 0, "bold": 0, "scripts": 0, "shown": true}),
+        "{page}: markup in a body became elements (or is not shown as text)"
+    );
+}
+
+/// Saves a PNG of the page as `<DOOZER_SCREENSHOTS>/<name>.png`, if set.
+fn screenshot(b: &Browser, name: &str, height: u32) {
+    let Some(dir) = std::env::var_os("DOOZER_SCREENSHOTS") else {
+        return;
+    };
+    b.set_window_size(1100, height);
+    // Let layout and the charts settle at the new size.
+    b.exec("window.dispatchEvent(new Event('resize')); return 0", &[]);
+    let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+    std::fs::write(&path, b.screenshot())
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// One node row of the cluster page.
+#[derive(Debug, Clone)]
+struct NodeRow {
+    id: String,
+    health: String,
+    role: String,
+    text: String,
+}
+
+/// The cluster page: its verdict, its rows, its problems.
+#[derive(Debug, Clone)]
+struct ClusterPage {
+    state: Option<String>,
+    verdict: String,
+    verdict_text: String,
+    rows: Vec<NodeRow>,
+    problems: Vec<String>,
+}
+
+impl ClusterPage {
+    fn row(&self, id: &str) -> Option<&NodeRow> {
+        self.rows.iter().find(|r| r.id == id)
+    }
+}
+
+fn cluster_page(b: &Browser) -> ClusterPage {
+    let v = b.exec(
+        r#"
+const s = document.getElementById('status');
+const v = document.getElementById('verdict');
+return {
+  state: s.getAttribute('data-state'),
+  verdict: v.getAttribute('data-health'),
+  verdict_text: v.textContent,
+  rows: [...document.querySelectorAll('tr[data-node]')].map(r => ({
+    id: r.getAttribute('data-node'), health: r.getAttribute('data-health'),
+    role: r.querySelector('.role').textContent, text: r.textContent,
+  })),
+  problems: [...document.querySelectorAll('#problems li')].map(l => l.textContent),
+};
+"#,
+        &[],
+    );
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    ClusterPage {
+        state: v["state"].as_str().map(str::to_string),
+        verdict: s(&v["verdict"]),
+        verdict_text: s(&v["verdict_text"]),
+        rows: v["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| NodeRow {
+                id: s(&r["id"]),
+                health: s(&r["health"]),
+                role: s(&r["role"]),
+                text: s(&r["text"]),
+            })
+            .collect(),
+        problems: v["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .map(s)
+            .collect(),
+    }
+}
+
+fn wait_cluster<T>(b: &Browser, what: &str, mut f: impl FnMut(&ClusterPage) -> Option<T>) -> T {
+    let deadline = Instant::now() + WEB_DEADLINE;
+    loop {
+        let page = cluster_page(b);
+        if let Some(v) = f(&page) {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {WEB_DEADLINE:?} waiting for: {what}\nlast page: {page:#?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_cluster_page_lists_every_node_and_marks_a_stopped_cal_unhealthy() {
+    use doozer_tests::cluster::Cluster;
+    let mut c = Cluster::start_with_web(3);
+    let slave = c.attach(0, &[]);
+    let web = c.d(0).web().expect("node 0 serves the viewer");
+    let b = Browser::start();
+    b.goto(&url(web, "/$cluster"));
+    let ids: Vec<String> = (0..3).map(|i| c.id(i).to_string()).collect();
+    let slave_id = c.id(slave).to_string();
+    let page = wait_cluster(&b, "three pulsing CALs, a slave, healthy", |p| {
+        let cals_ok = ids.iter().enumerate().all(|(i, id)| {
+            p.row(id)
+                .is_some_and(|r| r.health == "ok" && r.role == format!("CAL slot {i}"))
+        });
+        let slave_ok = p
+            .row(&slave_id)
+            .is_some_and(|r| r.health == "slave" && r.role == "slave");
+        (cals_ok && slave_ok && p.verdict == "healthy").then(|| p.clone())
+    });
+    assert_eq!(page.state.as_deref(), Some("connected"), "{page:#?}");
+    assert!(page.verdict_text.contains("healthy"), "{page:#?}");
+    assert!(page.problems.is_empty(), "{page:#?}");
+    // The node files' values, as `doozer status` shows them.
+    let own = page.row(&ids[0]).unwrap();
+    assert!(
+        own.text.contains(&c.d(0).addr().to_string()) && own.text.contains("true"),
+        "{own:?}"
+    );
+    // A stopped CAL: its pulses stop; the page says so in words.
+    c.stop(2);
+    let page = wait_cluster(&b, "the stopped CAL silent, the cluster unhealthy", |p| {
+        let silent = p.row(&ids[2]).is_some_and(|r| r.health == "silent");
+        (silent && p.verdict == "unhealthy").then(|| p.clone())
+    });
+    assert!(page.verdict_text.contains("UNHEALTHY"), "{page:#?}");
+    assert!(
+        page.row(&ids[2]).unwrap().text.contains("silent"),
+        "{page:#?}"
+    );
+    assert!(
+        page.problems
+            .iter()
+            .any(|p| p.contains(&ids[2]) && p.contains("silent")),
+        "a problem names the silent CAL: {page:#?}"
+    );
+    // The two others still pulse: a majority is alive.
+    assert!(
+        !page.problems.iter().any(|p| p.contains("majority")),
+        "{page:#?}"
+    );
+    screenshot(&b, "cluster", 800);
+
+    // A node file holding markup (any client may write under /ctl): text.
+    set(c.d(0), "/ctl/node/XSSNODE/hostname", EVIL.as_bytes());
+    let page = wait_cluster(&b, "the node with markup in a file", |p| {
+        p.row("XSSNODE").map(|_| p.clone())
+    });
+    let evil = page.row("XSSNODE").unwrap();
+    assert!(
+        evil.text.contains(EVIL) && evil.health == "slave",
+        "{evil:?}"
+    );
+    assert_markup_is_text(&b, "/$cluster");
+
+    // Running again, it pulses again and the cluster is healthy.
+    c.cont(2);
+    wait_cluster(&b, "the CAL pulsing again, healthy", |p| {
+        let ok = p.row(&ids[2]).is_some_and(|r| r.health == "ok");
+        (ok && p.verdict == "healthy").then_some(())
+    });
+}
+
+/// What a chart drew: points, the increase of its counter over the
+/// samples the page holds (`data-increase`), and the canvas as a PNG.
+fn chart(b: &Browser, series: &str) -> (i64, f64, String) {
+    let v = b.exec(
+        "const c = document.querySelector(`canvas[data-series=\"${arguments[0]}\"]`); \
+         return c ? [Number(c.getAttribute('data-points')), Number(c.getAttribute('data-increase')), c.toDataURL()] : null",
+        &[json!(series)],
+    );
+    (
+        v[0].as_i64().unwrap_or(0),
+        v[1].as_f64().unwrap_or(0.0),
+        v[2].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn the_stats_charts_draw_the_last_minutes_and_move_with_writes() {
+    let (d, web) = start_node();
+    // The node keeps the samples: the JSON grows by one a second.
+    let first = http_get(web, "/$samples.json").json();
+    for key in [
+        "t",
+        "writes",
+        "reads",
+        "waits_pending",
+        "clients",
+        "rev",
+        "rss_bytes",
+    ] {
+        assert!(first[key].is_array(), "{key}: {first:#}");
+    }
+    assert_eq!(first["kept"], json!(900), "{first:#}");
+
+    let b = Browser::start();
+    b.goto(&url(web, "/$stats"));
+    for series in [
+        "writes",
+        "reads",
+        "waits_pending",
+        "clients",
+        "rev",
+        "rss_bytes",
+    ] {
+        poll_until(WEB_DEADLINE, &format!("the {series} chart drawn"), || {
+            (chart(&b, series).0 >= 1).then_some(())
+        });
+    }
+    let (points, increase, png) = chart(&b, "writes");
+    // A burst of writes: the writes/s line rises, and the canvas changes.
+    let mut c = d.raw();
+    for i in 0..200 {
+        c.must_set(&format!("/chart/k{}", i % 10), -1, b"x");
+    }
+    let (points2, increase2, png2) = poll_until(WEB_DEADLINE, "the writes chart to rise", || {
+        let now = chart(&b, "writes");
+        (now.1 >= increase + 200.0 && now.0 > points).then_some(now)
+    });
+    assert!(
+        points2 > points && increase2 > increase,
+        "{points}/{increase} then {points2}/{increase2}"
+    );
+    assert_ne!(png, png2, "the canvas did not change");
+    // (The rev read once: the pulses move it on every second.)
+    let r_last = c.rev();
+    poll_until(WEB_DEADLINE, "the rev chart to reach the writes", || {
+        let v = b.exec(
+            "return Number(document.querySelector('canvas[data-series=\"rev\"]').getAttribute('data-last'))",
+            &[],
+        );
+        (v.as_f64().unwrap_or(0.0) >= r_last as f64).then_some(())
+    });
+    screenshot(&b, "stats", 900);
+
+    // A page opened now gets the past minutes at once (from the node).
+    let b2 = Browser::start();
+    b2.goto(&url(web, "/$stats"));
+    poll_until(
+        WEB_DEADLINE,
+        "a fresh page to draw the earlier writes",
+        || {
+            let (p, s, _) = chart(&b2, "writes");
+            (p >= points2 - 1 && s >= 200.0).then_some(())
+        },
+    );
+}
+
+/// A history row: rev, kind, body text.
+fn history_rows(b: &Browser) -> Vec<(i64, String, String)> {
+    b.exec(
+        "return [...document.querySelectorAll('tr[data-rev]')].map(r => \
+           [Number(r.getAttribute('data-rev')), r.getAttribute('data-kind'), r.querySelector('.body').textContent])",
+        &[],
+    )
+    .as_array()
+    .expect("rows")
+    .iter()
+    .map(|r| {
+        (
+            r[0].as_i64().unwrap_or(-1),
+            r[1].as_str().unwrap_or_default().to_string(),
+            r[2].as_str().unwrap_or_default().to_string(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn a_files_history_lists_its_earlier_revs_and_bodies() {
+    let (d, web) = start_node();
+    let r1 = set(&d, "/h/f", b"first");
+    let r2 = set(&d, "/h/f", EVIL.as_bytes());
+    set(&d, "/h/other", b"not this file");
+    del(&d, "/h/f");
+    let r_del = node_rev(&d);
+    let r3 = set(&d, "/h/f", b"third");
+
+    // The JSON alone.
+    let h = http_get(web, "/$history.json?path=%2Fh%2Ff").json();
+    let revs: Vec<i64> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["rev"].as_i64().unwrap())
+        .collect();
+    assert_eq!(revs, [r3, r_del, r2, r1], "{h:#}");
+    // Cut after two versions: `next` goes on from just before the second.
+    let h = http_get(web, "/$history.json?path=/h/f&limit=2").json();
+    assert_eq!(h["next"], json!(r_del - 1), "{h:#}");
+    let rest = http_get(web, &format!("/$history.json?path=/h/f&rev={}", r_del - 1)).json();
+    assert_eq!(rest["entries"][0]["rev"], json!(r2), "{rest:#}");
+    assert_eq!(rest["entries"][0]["body"], json!(EVIL), "{rest:#}");
+    for bad in [
+        "/$history.json",
+        "/$history.json?path=h",
+        "/$history.json?path=/h/f&rev=abc",
+        "/$history.json?path=/h/f&limit=0",
+    ] {
+        let r = http_get(web, bad);
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+    }
+    assert_eq!(
+        http_get(web, "/$history.json?path=/h/f&rev=999999").status,
+        404
+    );
+
+    let b = Browser::start();
+    b.goto(&url(web, "/$history?path=/h/f"));
+    let want = vec![
+        (r3, "set".to_string(), "third".to_string()),
+        (r_del, "del".to_string(), "(deleted)".to_string()),
+        (r2, "set".to_string(), EVIL.to_string()),
+        (r1, "set".to_string(), "first".to_string()),
+    ];
+    poll_until(WEB_DEADLINE, "the history rows", || {
+        (history_rows(&b) == want).then_some(())
+    });
+    assert_markup_is_text(&b, "/$history");
+    // A new version shows up by itself.
+    let r4 = set(&d, "/h/f", b"fourth");
+    poll_until(WEB_DEADLINE, "the new version on top", || {
+        let rows = history_rows(&b);
+        (rows.first().is_some_and(|r| r.0 == r4 && r.2 == "fourth") && rows.len() == 5)
+            .then_some(())
+    });
+    screenshot(&b, "history", 620);
+    // A bad path: a clear message, no rows.
+    b.goto(&url(web, "/$history?path=not-a-path"));
+    poll_until(WEB_DEADLINE, "the refusal shown", || {
+        let v = b.exec("return document.getElementById('message').textContent", &[]);
+        v.as_str()
+            .filter(|t| t.contains("not a file path"))
+            .map(drop)
+    });
+    assert!(history_rows(&b).is_empty());
+}
+
+#[test]
+fn the_tree_at_a_past_rev_shows_a_file_deleted_since() {
+    let (d, web) = start_node();
+    let r_gone = set(&d, "/p/gone", EVIL.as_bytes());
+    let r_kept = set(&d, "/p/kept", b"kept");
+    set(&d, "/elsewhere", b"x");
+    del(&d, "/p/gone");
+    let head = node_rev(&d);
+
+    let t = http_get(web, &format!("/$tree.json?dir=/p/&rev={r_kept}")).json();
+    assert_eq!(t["files"][0]["path"], json!("/p/gone"), "{t:#}");
+    assert_eq!(t["files"][0]["rev"], json!(r_gone), "{t:#}");
+    assert_eq!(http_get(web, "/$tree.json?dir=/p").status, 400);
+    assert_eq!(http_get(web, "/$tree.json?dir=/p/&rev=x").status, 400);
+    assert_eq!(
+        http_get(web, &format!("/$tree.json?dir=/p/&rev={}", head + 100)).status,
+        404
+    );
+
+    let b = Browser::start();
+    b.goto(&url(web, &format!("/$tree?dir=/p/&rev={r_kept}")));
+    let page = wait_page(&b, "the deleted file at the past rev", |p| {
+        let want: BTreeSet<String> = ["/p/gone", "/p/kept"].map(String::from).into();
+        (p.paths() == want && p.rev == Some(r_kept)).then(|| p.clone())
+    });
+    let gone = page.row("/p/gone").unwrap();
+    assert_eq!((gone.body(), gone.rev()), (EVIL, Some(r_gone)), "{gone:?}");
+    assert_markup_is_text(&b, "/$tree");
+    screenshot(&b, "tree-at-rev", 560);
+
+    // The rev field: at the head the file is gone.
+    b.exec(
+        "const f = document.getElementById('rev'); f.value = arguments[0]; \
+         f.dispatchEvent(new Event('change')); return 0",
+        &[json!(head)],
+    );
+    wait_page(&b, "the head: the file gone", |p| {
+        let want: BTreeSet<String> = ["/p/kept"].map(String::from).into();
+        (p.paths() == want && p.rev == Some(head)).then_some(())
+    });
+    // The slider, back to the past rev.
+    b.exec(
+        "const s = document.getElementById('slider'); s.value = arguments[0]; \
+         s.dispatchEvent(new Event('input')); return [s.min, s.max]",
+        &[json!(r_kept)],
+    );
+    wait_page(&b, "the past rev again through the slider", |p| {
+        (p.row("/p/gone").is_some() && p.rev == Some(r_kept)).then_some(())
+    });
+    assert!(b.url().contains(&format!("rev={r_kept}")), "{}", b.url());
+    // Outside the window: said in words.
+    b.goto(&url(web, &format!("/$tree?dir=/p/&rev={}", head + 1000)));
+    poll_until(WEB_DEADLINE, "the refusal shown", || {
+        let v = b.exec("return document.getElementById('message').textContent", &[]);
+        v.as_str()
+            .filter(|t| t.contains("after the head"))
+            .map(drop)
+    });
+}
+
+#[test]
+fn the_new_pages_reconnect_to_a_restarted_node() {
+    let port = free_port();
+    let web = web_addr();
+    let mut d1 = Doozerd::builder().port(port).web(&web.to_string()).start();
+    set(&d1, "/r/f", b"before");
+    let state = |b: &Browser| {
+        b.exec(
+            "return document.getElementById('status').getAttribute('data-state')",
+            &[],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    };
+    let wait_state = |b: &Browser, page: &str, want: &[&str]| {
+        poll_until(WEB_DEADLINE, &format!("{page}: status {want:?}"), || {
+            let s = state(b);
+            want.contains(&s.as_str()).then_some(())
+        });
+    };
+    // The cluster page follows an event stream; the history and past-tree
+    // pages poll (doozer.every in common.js).
+    let pages = ["/$cluster", "/$history?path=/r/f", "/$tree?dir=/r/"];
+    let browsers: Vec<Browser> = pages
+        .iter()
+        .map(|page| {
+            let b = Browser::start();
+            b.goto(&url(web, page));
+            wait_state(&b, page, &["connected"]);
+            b
+        })
+        .collect();
+    d1.kill();
+    for (b, page) in browsers.iter().zip(pages) {
+        wait_state(b, page, &["reconnecting", "disconnected"]);
+    }
+    let d2 = Doozerd::builder().port(port).web(&web.to_string()).start();
+    let r = set(&d2, "/r/f", b"after");
+    for (b, page) in browsers.iter().zip(pages) {
+        wait_state(b, page, &["connected"]);
+    }
+    // And they show the new node's data.
+    poll_until(WEB_DEADLINE, "the history of the new node", || {
+        let rows = history_rows(&browsers[1]);
+        (rows
+            .first()
+            .is_some_and(|row| row.0 == r && row.2 == "after"))
+        .then_some(())
+    });
+    let id = doozer(&d2, &["self"], b"").ok().trim().to_string();
+    wait_cluster(&browsers[0], "the new node listed", |p| {
+        p.row(&id).map(drop)
+    });
+    drop(d1);
+}
+
+#[test]
+fn the_cluster_page_flags_a_free_slot_and_a_lost_majority() {
+    let (d, web) = start_node();
+    let id = doozer(&d, &["self"], b"").ok().trim().to_string();
+    let b = Browser::start();
+    b.goto(&url(web, "/$cluster"));
+    wait_cluster(&b, "one pulsing CAL, healthy", |p| {
+        let ok = p.row(&id).is_some_and(|r| r.health == "ok");
+        (ok && p.verdict == "healthy").then_some(())
+    });
+    // A slot the operator added, and no slave to take it.
+    doozer(&d, &["set", "/ctl/cal/9", "0"], b"").ok();
+    let page = wait_cluster(&b, "the free slot as a problem", |p| {
+        (p.verdict == "unhealthy").then(|| p.clone())
+    });
+    assert!(
+        page.problems
+            .iter()
+            .any(|p| p.contains("slot 9") && p.contains("free") && p.contains("no slave")),
+        "{page:#?}"
+    );
+    // A slot naming a node that never pulses (no such process): it turns
+    // silent, and one CAL of two alive is no majority. (The node cannot
+    // decide anything more either, so its own pulses stop too.)
+    doozer(&d, &["set", "/ctl/cal/8", "0"], b"GHOSTNODE").ok();
+    let page = wait_cluster(&b, "the ghost CAL silent, no majority", |p| {
+        let ghost = p.row("GHOSTNODE").is_some_and(|r| r.health == "silent");
+        let no_majority = p.problems.iter().any(|x| x.contains("NO majority"));
+        (ghost && no_majority).then(|| p.clone())
+    });
+    assert_eq!(page.verdict, "unhealthy", "{page:#?}");
+    assert_eq!(page.row("GHOSTNODE").unwrap().role, "CAL slot 8");
+}

@@ -12,6 +12,18 @@ pub const INDEX_HTML: &str = include_str!("assets/index.html");
 /// The stats page, served at `/$stats` (its script polls `/$stats.json`).
 pub const STATS_HTML: &str = include_str!("assets/stats.html");
 
+/// The cluster page, served at `/$cluster` (its script follows
+/// `/$events/ctl/` and judges the nodes' health from their pulses).
+pub const CLUSTER_HTML: &str = include_str!("assets/cluster.html");
+
+/// A file's history, served at `/$history?path=P` (its script polls
+/// `/$history.json`).
+pub const HISTORY_HTML: &str = include_str!("assets/history.html");
+
+/// A directory as it was at a past rev, served at `/$tree?dir=D&rev=N`
+/// (its script reads `/$tree.json`).
+pub const TREE_HTML: &str = include_str!("assets/tree.html");
+
 /// The script of the tree page, served at `/$assets/viewer.js`.
 pub const VIEWER_JS: &str = include_str!("assets/viewer.js");
 
@@ -21,11 +33,29 @@ pub const VIEWER_CSS: &str = include_str!("assets/viewer.css");
 /// The script of the stats page, served at `/$assets/stats.js`.
 pub const STATS_JS: &str = include_str!("assets/stats.js");
 
+/// What the cluster, history and past-tree pages share (building elements
+/// as text, showing bodies, the connection status, retrying), served at
+/// `/$assets/common.js`.
+pub const COMMON_JS: &str = include_str!("assets/common.js");
+
+/// The script of the cluster page, served at `/$assets/cluster.js`.
+pub const CLUSTER_JS: &str = include_str!("assets/cluster.js");
+
+/// The script of the history page, served at `/$assets/history.js`.
+pub const HISTORY_JS: &str = include_str!("assets/history.js");
+
+/// The script of the past-tree page, served at `/$assets/tree.js`.
+pub const TREE_JS: &str = include_str!("assets/tree.js");
+
 /// The names served under `/$assets/`, with their content types.
 pub const ASSETS: &[(&str, &str, &str)] = &[
     ("viewer.js", "text/javascript; charset=utf-8", VIEWER_JS),
     ("viewer.css", "text/css; charset=utf-8", VIEWER_CSS),
     ("stats.js", "text/javascript; charset=utf-8", STATS_JS),
+    ("common.js", "text/javascript; charset=utf-8", COMMON_JS),
+    ("cluster.js", "text/javascript; charset=utf-8", CLUSTER_JS),
+    ("history.js", "text/javascript; charset=utf-8", HISTORY_JS),
+    ("tree.js", "text/javascript; charset=utf-8", TREE_JS),
 ];
 
 /// The asset served at `/$assets/<name>`: its content type and bytes, or
@@ -41,7 +71,13 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
 mod tests {
     use super::*;
 
-    const PAGES: &[(&str, &str)] = &[("index.html", INDEX_HTML), ("stats.html", STATS_HTML)];
+    const PAGES: &[(&str, &str)] = &[
+        ("index.html", INDEX_HTML),
+        ("stats.html", STATS_HTML),
+        ("cluster.html", CLUSTER_HTML),
+        ("history.html", HISTORY_HTML),
+        ("tree.html", TREE_HTML),
+    ];
 
     /// Every text of the viewer: pages and assets.
     fn all() -> Vec<(&'static str, &'static str)> {
@@ -63,7 +99,7 @@ mod tests {
 
     #[test]
     fn every_asset_exists_and_is_not_empty() {
-        for name in ["viewer.js", "viewer.css", "stats.js"] {
+        for (name, _, _) in ASSETS {
             let (content_type, body) = asset(name).unwrap_or_else(|| panic!("{name} missing"));
             assert!(!body.is_empty(), "{name} is empty");
             assert!(
@@ -148,7 +184,7 @@ mod tests {
 
     #[test]
     fn pages_carry_the_test_hooks() {
-        for page in [INDEX_HTML, STATS_HTML] {
+        for (_, page) in PAGES {
             assert!(page.contains("id=\"status\""));
             assert!(page.contains("data-state="));
             assert!(page.contains("data-rev="));
@@ -172,6 +208,14 @@ mod tests {
         }
         assert!(VIEWER_JS.contains("'/$events' + dir"));
         assert!(STATS_JS.contains("'/$stats.json'"));
+        assert!(STATS_JS.contains("'/$samples.json"));
+        assert!(CLUSTER_JS.contains("'/$events' + layout.dir"));
+        assert!(CLUSTER_JS.contains("'/$stats.json'"));
+        assert!(HISTORY_JS.contains("'/$history.json"));
+        assert!(TREE_JS.contains("'/$tree.json"));
+        for page in [CLUSTER_HTML, HISTORY_HTML, TREE_HTML] {
+            assert!(page.contains("src=\"/$assets/common.js\""));
+        }
     }
 
     #[test]
@@ -182,6 +226,8 @@ mod tests {
             "role",
             "version",
             "uptime_s",
+            "pulse_s",
+            "timeout_s",
             "rev",
             "history_oldest",
             "history_revs",

@@ -478,9 +478,9 @@ impl Conns {
         }
     }
 
-    /// Answers the web requests that arrived this iteration (`stats`
+    /// Answers the web requests that arrived this iteration (`ctx.stats`
     /// gathers the figures of the stats pages, only when asked for).
-    pub(super) fn serve_http(&mut self, store: &Store, stats: &dyn Fn() -> web::NodeStats) {
+    pub(super) fn serve_http(&mut self, store: &Store, ctx: &web::Context<'_>) {
         for i in std::mem::take(&mut self.http_ready) {
             let Some(Some(conn)) = self.slab.get_mut(i) else {
                 continue;
@@ -489,7 +489,7 @@ impl Conns {
                 continue;
             }
             let before = conn.wbuf.len();
-            match web::respond(&conn.rbuf, store, stats) {
+            match web::respond(&conn.rbuf, store, ctx) {
                 web::Outcome::NeedMore => {}
                 web::Outcome::Reply(bytes) => {
                     conn.wbuf.extend_from_slice(&bytes);

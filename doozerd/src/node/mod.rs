@@ -146,6 +146,32 @@ pub struct Node {
     ns_cal: bool,
     node_id: String,
     cluster: String,
+    viewer: Viewer,
+}
+
+/// What the web viewer shows besides the store and the stats
+/// (docs/web.md): the flags the cluster page judges by, and the samples
+/// of the stats page's charts.
+struct Viewer {
+    /// `-pulse` and `-timeout`, milliseconds.
+    pulse_ms: u64,
+    timeout_ms: u64,
+    /// The last 15 minutes of figures.
+    samples: crate::web::Samples,
+    /// When the next sample is due; `None` without a web viewer (nobody
+    /// would see the samples).
+    next_sample: Option<Instant>,
+}
+
+impl Viewer {
+    fn new(config: &crate::config::Config, web_on: bool) -> Viewer {
+        Viewer {
+            pulse_ms: config.pulse_ms,
+            timeout_ms: config.timeout_ms,
+            samples: crate::web::Samples::default(),
+            next_sample: web_on.then(Instant::now),
+        }
+    }
 }
 
 impl Node {
@@ -209,6 +235,7 @@ impl Node {
             self.conns.resume_paused(&mut self.replica, now);
             self.conns
                 .sweep(self.poll.registry(), &mut self.replica, now);
+            self.sample_stats();
             self.serve_http();
             self.replica.ready(now, &mut self.out);
             self.act_on_output(now);
@@ -295,21 +322,76 @@ impl Node {
         self.disk.as_ref().is_some_and(|d| d.failing())
     }
 
+    /// Where the figures of the stats pages come from.
+    fn sources(&self) -> stats::Sources<'_> {
+        stats::Sources {
+            replica: &self.replica,
+            peers: &self.peers,
+            clock: &self.clock,
+            node_id: &self.node_id,
+            cluster: &self.cluster,
+            pulse_ms: self.viewer.pulse_ms,
+            timeout_ms: self.viewer.timeout_ms,
+            web_clients: self.conns.web_open(),
+            event_streams: self.conns.streams(),
+            output_pending_bytes: self.conns.out_bytes() + self.replica.queued_total(),
+        }
+    }
+
     /// Answers the web requests read this iteration.
     fn serve_http(&mut self) {
-        // The stats are gathered only for the pages that show them.
+        // The stats are gathered only for the pages that show them. (Not
+        // `self.sources()`: `self.conns` is borrowed mutably below.)
         let sources = stats::Sources {
             replica: &self.replica,
             peers: &self.peers,
             clock: &self.clock,
             node_id: &self.node_id,
             cluster: &self.cluster,
+            pulse_ms: self.viewer.pulse_ms,
+            timeout_ms: self.viewer.timeout_ms,
             web_clients: self.conns.web_open(),
             event_streams: self.conns.streams(),
             output_pending_bytes: self.conns.out_bytes() + self.replica.queued_total(),
         };
-        self.conns
-            .serve_http(self.replica.store(), &|| sources.node_stats());
+        let ctx = crate::web::Context {
+            stats: &|| sources.node_stats(),
+            samples: &self.viewer.samples,
+        };
+        self.conns.serve_http(self.replica.store(), &ctx);
+    }
+
+    /// Takes the stats page's once-a-second sample when it is due
+    /// (docs/web.md#samples): here, in the loop that owns the clock, not
+    /// in the pure core.
+    fn sample_stats(&mut self) {
+        let Some(due) = self.viewer.next_sample else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        let s = self.sources().node_stats();
+        self.viewer.samples.push(crate::web::Sample {
+            t_s: s.uptime_s,
+            reads: s.reads,
+            writes: s.writes,
+            waits: s.waits,
+            waits_pending: self.replica.store().waits_pending() as u64,
+            clients: s.clients,
+            rev: self.replica.store().rev(),
+            rss_bytes: s.memory_rss_bytes,
+        });
+        // The next one a period after this one was due; after a stall (a
+        // pause, a stopped process) from now, without a burst of catch-up
+        // samples.
+        let next = due + crate::web::SAMPLE_INTERVAL;
+        self.viewer.next_sample = Some(if next > now {
+            next
+        } else {
+            now + crate::web::SAMPLE_INTERVAL
+        });
     }
 
     /// Tells the name-service registrar (`-b`) whether this node is a CAL
@@ -350,6 +432,7 @@ impl Node {
             self.peers.warning_due(),
             self.disk.as_ref().and_then(|d| d.deadline()),
             self.leave.deadline(),
+            self.viewer.next_sample,
         ]
         .into_iter()
         .flatten()

@@ -130,6 +130,8 @@ impl Node {
             poll,
             clock,
             listener,
+            // (Before `web_listener` moves.)
+            viewer: super::Viewer::new(config, web_listener.is_some()),
             web_listener,
             peers,
             replica,

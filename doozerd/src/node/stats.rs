@@ -19,6 +19,10 @@ pub(super) struct Sources<'a> {
     pub clock: &'a Clock,
     pub node_id: &'a str,
     pub cluster: &'a str,
+    /// `-pulse` and `-timeout`, milliseconds (the cluster page judges by
+    /// them).
+    pub pulse_ms: u64,
+    pub timeout_ms: u64,
     pub web_clients: usize,
     pub event_streams: usize,
     pub output_pending_bytes: usize,
@@ -36,6 +40,8 @@ impl Sources<'_> {
             node_id: self.node_id.to_string(),
             cluster: self.cluster.to_string(),
             uptime_s: self.clock.elapsed().as_secs_f64(),
+            pulse_s: self.pulse_ms as f64 / 1000.0,
+            timeout_s: self.timeout_ms as f64 / 1000.0,
             memory_rss_bytes: rss_bytes().unwrap_or(0),
             clients: s.clients,
             web_clients: self.web_clients as u64,

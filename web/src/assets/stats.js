@@ -49,6 +49,10 @@
     return v.toFixed(1) + ' s';
   }
 
+  function seconds(v) {
+    return typeof v === 'number' ? v + ' s' : num(v);
+  }
+
   function str(v) {
     return v === undefined || v === null ? '–' : String(v);
   }
@@ -63,6 +67,8 @@
       ['role', 'role', str],
       ['version', 'version', str],
       ['uptime_s', 'uptime', duration],
+      ['pulse_s', 'pulse (-pulse)', seconds],
+      ['timeout_s', 'kick after (-timeout)', seconds],
       ['memory_rss_bytes', 'memory (RSS)', mib],
     ]],
     ['store', [
@@ -94,7 +100,9 @@
       ['consensus.datagrams_unauthenticated', 'datagrams without a valid MAC', num],
     ]],
   ];
-  var TABLED = { cals: true, 'consensus.messages_sent': true, 'consensus.messages_received': true };
+  // Shown elsewhere (tables), or not for people (the /ctl layout, for the
+  // cluster page).
+  var TABLED = { cals: true, ctl: true, 'consensus.messages_sent': true, 'consensus.messages_received': true };
 
   var cells = {}; // key -> value element
   var known = {}; // keys shown somewhere
@@ -133,6 +141,7 @@
   }
 
   function build() {
+    buildCharts(section('last 15 minutes'));
     SECTIONS.forEach(function (s) {
       var grid = section(s[0]).appendChild(el('div', 'grid'));
       s[1].forEach(function (f) {
@@ -251,6 +260,178 @@
       });
   }
 
+  // --- charts -------------------------------------------------------------
+  // One-second samples of the last 15 minutes, kept by the node
+  // (/$samples.json, docs/web.md#samples), drawn on canvases by this page;
+  // new samples are appended as they come.
+
+  // [column, label, drawn as a rate per second, format]
+  var CHARTS = [
+    ['writes', 'writes/s', true, rate],
+    ['reads', 'reads/s', true, rate],
+    ['waits_pending', 'waits pending', false, num],
+    ['clients', 'clients', false, num],
+    ['rev', 'rev', false, num],
+    ['rss_bytes', 'memory (RSS)', false, mib],
+  ];
+  var COLUMNS = ['t', 'writes', 'reads', 'waits_pending', 'clients', 'rev', 'rss_bytes'];
+  var WINDOW_S = 900; // the most drawn: what the node keeps
+  var MIN_WINDOW_S = 60; // the least: a young node's minute fills the width
+  var series = null; // {next, kept, t: [...], writes: [...], ...}
+  var charts = {}; // column -> {canvas, value}
+
+  function rate(v) {
+    if (typeof v !== 'number') return num(v);
+    return v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1);
+  }
+
+  function buildCharts(sec) {
+    var grid = sec.appendChild(el('div', 'charts'));
+    CHARTS.forEach(function (c) {
+      var box = grid.appendChild(el('figure', 'chart'));
+      var cap = box.appendChild(el('figcaption'));
+      cap.appendChild(el('span', 'k', c[1]));
+      var value = cap.appendChild(el('span', 'v', '–'));
+      var canvas = box.appendChild(el('canvas'));
+      canvas.setAttribute('data-series', c[0]);
+      canvas.setAttribute('data-points', '0');
+      canvas.setAttribute('role', 'img');
+      canvas.setAttribute('aria-label', c[1] + ' over the last 15 minutes');
+      canvas.width = 320;
+      canvas.height = 90;
+      charts[c[0]] = { canvas: canvas, value: value };
+    });
+  }
+
+  // The values to draw: the column itself, or its rate per second between
+  // consecutive samples (a counter that went down, a restart, counts 0).
+  function values(col, asRate) {
+    var t = series.t, v = series[col], out = [];
+    for (var i = 0; i < t.length; i++) {
+      if (!asRate) {
+        out.push([t[i], v[i]]);
+      } else if (i > 0 && t[i] > t[i - 1]) {
+        out.push([t[i], Math.max(0, (v[i] - v[i - 1]) / (t[i] - t[i - 1]))]);
+      }
+    }
+    return out;
+  }
+
+  function cssVar(name, fallback) {
+    var v = getComputedStyle(document.body).getPropertyValue(name);
+    return v && v.trim() ? v.trim() : fallback;
+  }
+
+  function draw() {
+    if (!series) return;
+    var end = series.t.length ? series.t[series.t.length - 1] : 0;
+    var span = series.t.length ? Math.min(WINDOW_S, Math.max(MIN_WINDOW_S, end - series.t[0])) : WINDOW_S;
+    var spanText = span >= 120 ? Math.round(span / 60) + ' min ago' : Math.round(span) + ' s ago';
+    var line = cssVar('--accent', '#1f5fa8');
+    var muted = cssVar('--muted', '#6b7075');
+    var grid = cssVar('--line', '#e3e4e2');
+    CHARTS.forEach(function (c) {
+      var ch = charts[c[0]];
+      var canvas = ch.canvas;
+      var pts = values(c[0], c[2]);
+      var ratio = window.devicePixelRatio || 1;
+      var w = Math.max(120, Math.round(canvas.clientWidth || 320));
+      var h = Math.max(60, Math.round(canvas.clientHeight || 90));
+      if (canvas.width !== Math.round(w * ratio)) canvas.width = Math.round(w * ratio);
+      if (canvas.height !== Math.round(h * ratio)) canvas.height = Math.round(h * ratio);
+      var g = canvas.getContext('2d');
+      g.setTransform(ratio, 0, 0, ratio, 0, 0);
+      g.clearRect(0, 0, w, h);
+      var lo = Infinity, hi = -Infinity;
+      pts.forEach(function (p) {
+        lo = Math.min(lo, p[1]);
+        hi = Math.max(hi, p[1]);
+      });
+      // Rates and counts from zero; rev and memory around their range.
+      var base = c[2] || c[0] === 'clients' || c[0] === 'waits_pending' ? 0 : lo;
+      if (!isFinite(hi)) hi = 1;
+      if (!isFinite(base)) base = 0;
+      if (hi - base < 1e-9) hi = base + 1;
+      var top = 14, bottom = h - 12;
+      g.strokeStyle = grid;
+      g.lineWidth = 1;
+      g.beginPath();
+      g.moveTo(0, bottom + 0.5);
+      g.lineTo(w, bottom + 0.5);
+      g.stroke();
+      g.fillStyle = muted;
+      g.font = '10px system-ui, sans-serif';
+      g.fillText('max ' + c[3](hi), 2, 10);
+      g.fillText(spanText, 2, h - 1);
+      var nowText = 'now';
+      g.fillText(nowText, w - g.measureText(nowText).width - 2, h - 1);
+      var x = function (t) { return w - ((end - t) / span) * w; };
+      var y = function (v) { return bottom - ((v - base) / (hi - base)) * (bottom - top); };
+      g.strokeStyle = line;
+      g.lineWidth = 1.5;
+      g.beginPath();
+      var drawn = 0;
+      pts.forEach(function (p) {
+        if (end - p[0] > span) return;
+        if (drawn === 0) g.moveTo(x(p[0]), y(p[1]));
+        else g.lineTo(x(p[0]), y(p[1]));
+        drawn++;
+      });
+      if (drawn === 1) g.arc(x(pts[pts.length - 1][0]), y(pts[pts.length - 1][1]), 1.5, 0, 2 * Math.PI);
+      g.stroke();
+      var last = pts.length ? pts[pts.length - 1][1] : null;
+      var sum = 0;
+      pts.forEach(function (p) { sum += p[1]; });
+      canvas.setAttribute('data-points', String(drawn));
+      canvas.setAttribute('data-last', last === null ? '' : String(last));
+      canvas.setAttribute('data-max', String(hi));
+      canvas.setAttribute('data-sum', String(sum));
+      // A counter's increase over the samples held: what its rate line
+      // adds up to, whatever the spacing of the samples.
+      var col = series[c[0]];
+      canvas.setAttribute('data-increase', col.length ? String(col[col.length - 1] - col[0]) : '0');
+      ch.value.textContent = last === null ? '–' : c[3](last);
+    });
+  }
+
+  // Appends the answer to what the page has, or starts over when it does
+  // not follow on (the first answer, a gap, a restarted node).
+  function merge(r) {
+    if (!series || r.seq !== series.next) {
+      series = { next: r.seq, kept: r.kept };
+      COLUMNS.forEach(function (c) { series[c] = []; });
+    }
+    COLUMNS.forEach(function (c) {
+      var add = Array.isArray(r[c]) ? r[c] : [];
+      series[c] = series[c].concat(add);
+      var extra = series[c].length - (r.kept || 900);
+      if (extra > 0) series[c].splice(0, extra);
+    });
+    series.next = r.next;
+  }
+
+  function pollSamples() {
+    var url = '/$samples.json' + (series && series.next > 0 ? '?after=' + (series.next - 1) : '');
+    fetch(url, { cache: 'no-store' })
+      .then(function (r) {
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        return r.json();
+      })
+      .then(function (r) {
+        merge(r);
+        draw();
+      })
+      .catch(function () {
+        // the stats poll reports the connection; the charts wait
+      })
+      .then(function () {
+        setTimeout(pollSamples, PERIOD_MS);
+      });
+  }
+
+  window.addEventListener('resize', draw);
+
   build();
   poll();
+  pollSamples();
 })();

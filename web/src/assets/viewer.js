@@ -88,6 +88,8 @@
       nav.appendChild(a);
     });
     nav.lastChild.setAttribute('aria-current', 'page');
+    var past = document.getElementById('pastlink');
+    if (past) past.href = '/$tree?dir=' + encodeURIComponent(dir);
     document.title = dir + ' · doozer';
   }
 
@@ -313,7 +315,10 @@
     appendVisible(nm, name, false);
     nm.title = path;
     row.appendChild(nm);
-    row._rev = row.appendChild(el('span', 'rev'));
+    // The rev opens the file's history (docs/web.md#history).
+    row._rev = row.appendChild(el('a', 'rev'));
+    row._rev.href = '/$history?path=' + encodeURIComponent(path);
+    row._rev.title = 'the history of ' + path;
     row._len = row.appendChild(el('span', 'len'));
     row._body = row.appendChild(el('span', 'body'));
     // A long body opens on a click anywhere in it, and closes only through
