@@ -267,6 +267,64 @@ impl Attach {
     }
 }
 
+impl Attach {
+    /// Whether `addr` answers as a CAL of this cluster, read-only and
+    /// within [`PROBE_TIMEOUT`] per answer: the client protocol (with this
+    /// node's TLS and secret, as attaching uses) works, its `/ctl/name` is
+    /// our `-c`, and its own store says it is writable (a CAL). Nothing is
+    /// written, so a cluster that cannot decide (no majority) still
+    /// answers: a slow cluster is never taken for a dead one
+    /// (docs/cluster.md#stale-name-service-records).
+    pub fn probe(&self, addr: SocketAddr) -> Result<(), AttachError> {
+        let client = |source| AttachError::Client { addr, source };
+        let mut p = Pipeline::connect_with(&addr.to_string(), self.tls.as_ref()).map_err(client)?;
+        if !self.secret.is_empty() {
+            call_within(
+                &mut p,
+                addr,
+                request(Verb::Access).value(self.secret.clone()),
+                PROBE_TIMEOUT,
+            )?;
+        }
+        let name = call_within(
+            &mut p,
+            addr,
+            request(Verb::Get).path(ctl::NAME_PATH),
+            PROBE_TIMEOUT,
+        )?;
+        let theirs =
+            String::from_utf8_lossy(name.value.as_deref().unwrap_or_default()).into_owned();
+        if theirs != self.cluster {
+            return Err(AttachError::WrongCluster {
+                addr,
+                theirs,
+                ours: self.cluster.to_string(),
+            });
+        }
+        let me = call_within(&mut p, addr, request(Verb::Self_), PROBE_TIMEOUT)?;
+        let id = String::from_utf8_lossy(me.value.as_deref().unwrap_or_default()).into_owned();
+        let writable = call_within(
+            &mut p,
+            addr,
+            request(Verb::Get).path(&ctl::node_file(&id, NodeFile::Writable)),
+            PROBE_TIMEOUT,
+        )?;
+        if writable.value.as_deref() != Some(b"true".as_slice()) {
+            return Err(AttachError::Refused {
+                addr,
+                what: format!("node {id} of cluster {theirs:?} is not a CAL"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How long a probe ([`Attach::probe`]) waits for each answer. The reads
+/// it makes are answered from the member's own store, so a live member
+/// answers at once even when its cluster cannot decide; a miss only
+/// counts towards `-timeout` of silence, and the next probe may answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The files a node registers through the member it attaches to, with
 /// their bodies. (`writable` is written by the node itself: `true` when it
 /// is promoted, `false` again, through its CAL, after it left consensus.)
@@ -351,7 +409,16 @@ impl Req {
 
 /// The next response, waiting at most [`STEP_TIMEOUT`].
 fn recv(p: &mut Pipeline, addr: SocketAddr) -> Result<Response, AttachError> {
-    match p.recv_timeout(STEP_TIMEOUT) {
+    recv_within(p, addr, STEP_TIMEOUT)
+}
+
+/// The next response, waiting at most `limit`.
+fn recv_within(
+    p: &mut Pipeline,
+    addr: SocketAddr,
+    limit: Duration,
+) -> Result<Response, AttachError> {
+    match p.recv_timeout(limit) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(AttachError::Client {
             addr,
@@ -363,12 +430,22 @@ fn recv(p: &mut Pipeline, addr: SocketAddr) -> Result<Response, AttachError> {
 
 /// One request and its answer; an error answer is `Refused`.
 fn call(p: &mut Pipeline, addr: SocketAddr, req: Req) -> Result<Response, AttachError> {
+    call_within(p, addr, req, STEP_TIMEOUT)
+}
+
+/// [`call`], waiting at most `limit` for each response.
+fn call_within(
+    p: &mut Pipeline,
+    addr: SocketAddr,
+    req: Req,
+    limit: Duration,
+) -> Result<Response, AttachError> {
     let (tag, verb, path) = (req.0.tag, req.0.verb, req.0.path.clone());
     p.send(&req.0);
     p.flush()
         .map_err(|source| AttachError::Client { addr, source })?;
     loop {
-        let resp = recv(p, addr)?;
+        let resp = recv_within(p, addr, limit)?;
         if resp.tag != tag {
             continue;
         }

@@ -38,6 +38,7 @@ use crate::boot::Registrar;
 use crate::replica::{Input, Output, Replica, RoleChange};
 use crate::transport::PeerTransport;
 use conns::{Conns, Kind};
+use doozer_proto::ctl;
 use follow::Follower;
 
 pub use conns::{MAX_PENDING_OUTPUT, MAX_UNSENT_OUTPUT, NODE_OUTPUT_BUDGET};
@@ -144,6 +145,9 @@ pub struct Node {
     registrar: Option<Registrar>,
     /// What the registrar was last told: this node is a CAL.
     ns_cal: bool,
+    /// What the registrar was last told of this cluster's seed (its
+    /// `/ctl/boot/<cluster>`).
+    ns_seed: Option<String>,
     node_id: String,
     cluster: String,
 }
@@ -307,6 +311,10 @@ impl Node {
             web_clients: self.conns.web_open(),
             event_streams: self.conns.streams(),
             output_pending_bytes: self.conns.out_bytes() + self.replica.queued_total(),
+            ns_name_conflict: self
+                .registrar
+                .as_ref()
+                .is_some_and(Registrar::name_conflict),
         };
         self.conns
             .serve_http(self.replica.store(), &|| sources.node_stats());
@@ -321,6 +329,23 @@ impl Node {
             return;
         };
         let cal = self.out.listed_cal;
+        if cal {
+            // Who seeded this cluster, as its own store says: the
+            // registrar compares it with the name service's record
+            // (docs/cluster.md#stale-name-service-records).
+            let seed = self
+                .replica
+                .store()
+                .head()
+                .get(&ctl::boot_record(&self.cluster))
+                .ok()
+                .filter(|(_, rev)| *rev != 0)
+                .map(|(body, _)| String::from_utf8_lossy(&body).into_owned());
+            if seed != self.ns_seed {
+                r.set_seed(seed.clone());
+                self.ns_seed = seed;
+            }
+        }
         if cal != self.ns_cal {
             r.set_cal(cal);
             self.ns_cal = cal;
