@@ -1,20 +1,28 @@
 //! Booting through a name service (docs/reference.md#name-service, `-b`), and
 //! keeping this node's entry there while it is a CAL.
 //!
-//! At start-up, [`Boot::plan`] looks up `/ctl/ns/<cluster>/*` in the name
-//! service. If CALs are registered, the node attaches to them. If none
-//! are, it advertises itself at `/ctl/ns/<cluster>/<id>` and races to
+//! At start-up, [`Boot::plan`] reads `/ctl/boot/<cluster>` and
+//! `/ctl/ns/<cluster>/*` in the name service. If there are records, it
+//! probes the listed addresses ([`Attach::probe`]) and attaches to those
+//! that answer as CALs. Records none of whose addresses answered for
+//! `-timeout` are stale: it deletes them, each at the rev it read, and
+//! looks again (docs/cluster.md#stale-name-service-records). With no
+//! records, it advertises itself at `/ctl/ns/<cluster>/<id>` and races to
 //! create `/ctl/boot/<cluster>` with its id (a SET at rev 0, which only
 //! one node can win): the winner seeds the cluster, the losers remove
-//! their advertisement and attach to the winner. So all nodes of a new
-//! cluster may start at once. Blocking; it runs before the event loop.
+//! their advertisement and look again, finding the winner. So all nodes
+//! of a new cluster may start at once. Blocking; it runs before the event
+//! loop.
 //!
 //! Afterwards a [`Registrar`] thread keeps `/ctl/ns/<cluster>/<id>` in
 //! place while the node is a CAL (rewriting it if it disappears), removes
 //! it when the node stops being one, and removes the entries of CALs that
-//! left the cluster (kicked, or their slot emptied). The event loop only
-//! sends it commands, so a slow or absent name service never blocks
-//! clients.
+//! left the cluster (kicked, or their slot emptied). It does not register
+//! while the name service's `/ctl/boot/<cluster>` names another seed than
+//! this cluster's own store does: the name was given to a new cluster
+//! while this one was silent, which it reports ([`Registrar::name_conflict`]).
+//! The event loop only sends it commands, so a slow or absent name service
+//! never blocks clients.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -272,23 +280,29 @@ impl Boot {
             Some(ErrCode::RevMismatch | ErrCode::Noent) => BootError::Changed(self.cluster.clone()),
             _ => BootError::NameService(e),
         };
-        for (id, addr, rev) in &records.entries {
+        for (id, _, rev) in &records.entries {
             ns.del(&ns_entry(&self.cluster, id), *rev)
                 .map_err(changed)?;
-            log::warn!(
-                "removed stale name-service entry of CAL {id} ({addr}) of cluster {:?}: no listed address answered for {:?}",
-                self.cluster,
-                self.timeout
-            );
         }
-        if let Some((seed, rev)) = &records.boot {
+        if let Some((_, rev)) = &records.boot {
             ns.del(&boot_record(&self.cluster), *rev).map_err(changed)?;
-            log::warn!(
-                "removed stale {} (seed {seed}) of cluster {:?}",
-                boot_record(&self.cluster),
-                self.cluster
-            );
         }
+        // Said once the whole set is gone. (A DEL of a file already gone
+        // succeeds, so a node racing another may say it too: what it
+        // deleted was the same stale set, never a newer record.)
+        let entries: Vec<String> = records
+            .entries
+            .iter()
+            .map(|(id, addr, _)| format!("{id}={addr}"))
+            .collect();
+        log::warn!(
+            "removed stale name-service records of cluster {:?} (entries: {}; {}: {}): no listed address answered as a CAL for {:?} (-timeout)",
+            self.cluster,
+            if entries.is_empty() { "none".to_string() } else { entries.join(" ") },
+            boot_record(&self.cluster),
+            records.boot.as_ref().map_or("none", |(seed, _)| seed.as_str()),
+            self.timeout
+        );
         Ok(())
     }
 }

@@ -203,7 +203,9 @@ fn attach_first_then_the_name_service_and_orphaned_names() {
     assert_eq!(ns.raw().must_get("/ctl/boot/d").0, d_id.as_bytes());
     let log = d.stderr();
     assert!(
-        log.contains("removed stale /ctl/boot/d (seed GONE)")
+        log.contains(
+            "removed stale name-service records of cluster \"d\" (entries: none; /ctl/boot/d: GONE)"
+        )
             && log.contains("seeded a new cluster"),
         "{log}"
     );
