@@ -342,10 +342,11 @@ fn records_of_a_slow_cluster_are_not_stale() {
     c.stop(1);
     c.stop(2);
     let live = c.d(0).addr().to_string();
-    let mut n = named(&ns_uri, "a", "1", &[]).spawn_unready();
+    let mut n = named(&ns_uri, "a", "2", &[]).spawn_unready();
     // It found node 0 answering and tried to attach through it, which
-    // cannot finish while the cluster cannot decide: by then well over
-    // its -timeout of 1 s has passed with two of three addresses silent.
+    // cannot finish while the cluster cannot decide: by then (an attach
+    // step waits 5 s) more than its -timeout of 2 s has passed with two of
+    // three addresses silent.
     poll_until(
         CLUSTER_DEADLINE,
         "an attach attempt through the live CAL",

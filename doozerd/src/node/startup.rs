@@ -3,7 +3,8 @@
 //! attaching to `-a`, booting through the name service (`-b`), or seeding
 //! a new cluster. Attaching at start-up reads the first copy of the store
 //! before any client is served; booting may wait up to a minute for nodes
-//! started together.
+//! started together, plus `-timeout` when the name service's records of
+//! the cluster go unanswered (docs/cluster.md#stale-name-service-records).
 
 use std::net::SocketAddr;
 use std::path::Path;
