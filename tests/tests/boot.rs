@@ -391,11 +391,7 @@ fn an_old_node_back_to_a_name_taken_by_a_new_seed_does_not_register() {
     poll_until(CLUSTER_DEADLINE, "the old node registered", || {
         registered_in(&ns, "a").contains_key(&old_id).then_some(())
     });
-    let conflict = || {
-        let text = http_get(web, "/$metrics").text();
-        let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
-        m.value("doozer_ns_name_conflict", &[])
-    };
+    let conflict = || name_conflict_gauge(web);
     assert_eq!(conflict(), Some(0.0));
     let mut old = Cluster::adopt(vec![old], &["-b", &ns_uri, "-c", "a"]);
     old.stop(0);
@@ -433,4 +429,53 @@ fn an_old_node_back_to_a_name_taken_by_a_new_seed_does_not_register() {
     );
     // The new cluster, by name, is healthy and names no conflict.
     by_name(&ns_uri, "a", &["status"], b"").ok();
+}
+
+/// An old CAL whose records were removed as stale while it was stopped,
+/// and whose name nobody took since (the remover had not seeded yet),
+/// claims the name back when it answers again: it creates
+/// `/ctl/boot/<name>` for its own seed at rev 0 (the race a booting node
+/// runs) and registers; no conflict.
+#[test]
+fn an_old_node_back_before_anyone_took_its_name_claims_it_back() {
+    let ns = Doozerd::start(&[]);
+    let ns_uri = ns.uri();
+    let web: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let old = named(&ns_uri, "a", "1", &[]).web(&web.to_string()).start();
+    let old_id = node_id(&old);
+    let only_old = BTreeMap::from([(old_id.clone(), old.addr().to_string())]);
+    poll_until(CLUSTER_DEADLINE, "the old node registered", || {
+        (registered_in(&ns, "a") == only_old).then_some(())
+    });
+    let mut old = Cluster::adopt(vec![old], &["-b", &ns_uri, "-c", "a"]);
+    old.stop(0);
+    // What a booting node that found them stale does before it seeds.
+    let mut raw = ns.raw();
+    let now = raw.rev();
+    assert_ok(&raw.del(&format!("/ctl/ns/a/{old_id}"), now));
+    assert_ok(&raw.del("/ctl/boot/a", now));
+    old.cont(0);
+    poll_until(
+        CLUSTER_DEADLINE,
+        "the old node to claim its name back",
+        || {
+            let boot = ns.raw().get("/ctl/boot/a", None).value;
+            (boot.as_deref() == Some(old_id.as_bytes()) && registered_in(&ns, "a") == only_old)
+                .then_some(())
+        },
+    );
+    let log = old.d(0).stderr();
+    assert!(
+        log.contains("claimed it back") && !log.contains("name conflict"),
+        "{log}"
+    );
+    assert_eq!(name_conflict_gauge(web), Some(0.0));
+}
+
+/// `doozer_ns_name_conflict` in the `/$metrics` of the node whose web
+/// viewer is at `web`.
+fn name_conflict_gauge(web: std::net::SocketAddr) -> Option<f64> {
+    let text = http_get(web, "/$metrics").text();
+    let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
+    m.value("doozer_ns_name_conflict", &[])
 }
