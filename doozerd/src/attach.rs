@@ -269,13 +269,14 @@ impl Attach {
 
 impl Attach {
     /// Whether `addr` answers as a CAL of this cluster, read-only and
-    /// within [`PROBE_TIMEOUT`] per answer: the client protocol (with this
-    /// node's TLS and secret, as attaching uses) works, its `/ctl/name` is
-    /// our `-c`, and its own store says it is writable (a CAL). Nothing is
-    /// written, so a cluster that cannot decide (no majority) still
-    /// answers: a slow cluster is never taken for a dead one
-    /// (docs/cluster.md#stale-name-service-records).
-    pub fn probe(&self, addr: SocketAddr) -> Result<(), AttachError> {
+    /// within `limit` per answer (at most [`PROBE_TIMEOUT`]): the client
+    /// protocol (with this node's TLS and secret, as attaching uses)
+    /// works, its `/ctl/name` is our `-c`, and its own store says it is
+    /// writable (a CAL). Nothing is written, so a cluster that cannot
+    /// decide (no majority) still answers: a slow cluster is never taken
+    /// for a dead one (docs/cluster.md#stale-name-service-records).
+    pub fn probe(&self, addr: SocketAddr, limit: Duration) -> Result<(), AttachError> {
+        let limit = limit.min(PROBE_TIMEOUT);
         let client = |source| AttachError::Client { addr, source };
         let mut p = Pipeline::connect_with(&addr.to_string(), self.tls.as_ref()).map_err(client)?;
         if !self.secret.is_empty() {
@@ -283,15 +284,10 @@ impl Attach {
                 &mut p,
                 addr,
                 request(Verb::Access).value(self.secret.clone()),
-                PROBE_TIMEOUT,
+                limit,
             )?;
         }
-        let name = call_within(
-            &mut p,
-            addr,
-            request(Verb::Get).path(ctl::NAME_PATH),
-            PROBE_TIMEOUT,
-        )?;
+        let name = call_within(&mut p, addr, request(Verb::Get).path(ctl::NAME_PATH), limit)?;
         let theirs =
             String::from_utf8_lossy(name.value.as_deref().unwrap_or_default()).into_owned();
         if theirs != self.cluster {
@@ -301,13 +297,13 @@ impl Attach {
                 ours: self.cluster.to_string(),
             });
         }
-        let me = call_within(&mut p, addr, request(Verb::Self_), PROBE_TIMEOUT)?;
+        let me = call_within(&mut p, addr, request(Verb::Self_), limit)?;
         let id = String::from_utf8_lossy(me.value.as_deref().unwrap_or_default()).into_owned();
         let writable = call_within(
             &mut p,
             addr,
             request(Verb::Get).path(&ctl::node_file(&id, NodeFile::Writable)),
-            PROBE_TIMEOUT,
+            limit,
         )?;
         if writable.value.as_deref() != Some(b"true".as_slice()) {
             return Err(AttachError::Refused {
@@ -319,10 +315,11 @@ impl Attach {
     }
 }
 
-/// How long a probe ([`Attach::probe`]) waits for each answer. The reads
-/// it makes are answered from the member's own store, so a live member
-/// answers at once even when its cluster cannot decide; a miss only
-/// counts towards `-timeout` of silence, and the next probe may answer.
+/// The longest a probe ([`Attach::probe`]) waits for each answer (less
+/// with a shorter `-timeout`). The reads it makes are answered from the
+/// member's own store, so a live member answers at once even when its
+/// cluster cannot decide; a miss only counts towards `-timeout` of
+/// silence, and the next probe may answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The files a node registers through the member it attaches to, with

@@ -268,7 +268,10 @@ impl Boot {
             .map_err(|e| e.to_string())?
             .next()
             .ok_or_else(|| "does not resolve".to_string())?;
-        self.attach.probe(sock).map_err(|e| e.to_string())
+        // A probe waits no longer than the silence it is measuring.
+        self.attach
+            .probe(sock, self.timeout)
+            .map_err(|e| e.to_string())
     }
 
     /// Deletes stale `records`, each at the rev read, the entries first and
