@@ -44,6 +44,15 @@ pub enum AttachError {
         /// Our `-c`.
         ours: String,
     },
+    /// The node serves the cluster but is not a CAL (its `writable` file
+    /// is not `true`): what a probe ([`Attach::probe`]) asks for.
+    #[error("{addr}: node {id} of the cluster is not a CAL")]
+    NotCal {
+        /// The node.
+        addr: SocketAddr,
+        /// Its id (SELF).
+        id: String,
+    },
     /// The member refused a request, or its follow stream was unusable.
     #[error("{addr}: {what}")]
     Refused {
@@ -306,12 +315,30 @@ impl Attach {
             limit,
         )?;
         if writable.value.as_deref() != Some(b"true".as_slice()) {
-            return Err(AttachError::Refused {
-                addr,
-                what: format!("node {id} of cluster {theirs:?} is not a CAL"),
-            });
+            return Err(AttachError::NotCal { addr, id });
         }
         Ok(())
+    }
+}
+
+impl AttachError {
+    /// Whether a probe that failed this way still heard a live node that
+    /// would not let itself be checked: it answered a request with an
+    /// error (ACCESS refused: another secret), or failed the TLS handshake
+    /// on the certificate (another CA). Such a node may well be a CAL of
+    /// the cluster, so its records are not stale: a misconfigured node
+    /// must never replace a live cluster (docs/cluster.md#stale-name-service-records).
+    /// Silence, a closed or reset connection, another cluster's name and
+    /// a node that is not a CAL are not refusals.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            AttachError::Refused { .. } => true,
+            AttachError::Client {
+                source: doozer::Error::Connect { source, .. },
+                ..
+            } => source.kind() == std::io::ErrorKind::InvalidData,
+            _ => false,
+        }
     }
 }
 
@@ -568,5 +595,43 @@ mod tests {
             refusal(Some(77), Some("/x"), 55, Some(String::new())),
             "request /x: error code 55"
         );
+    }
+
+    #[test]
+    fn only_an_error_answer_or_a_rejected_certificate_is_a_refusal() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let io = |kind| AttachError::Client {
+            addr,
+            source: doozer::Error::Connect {
+                addr: addr.to_string(),
+                source: std::io::Error::new(kind, "x"),
+            },
+        };
+        let refused = AttachError::Refused {
+            addr,
+            what: "ACCESS: OTHER".into(),
+        };
+        assert!(refused.is_refusal());
+        assert!(io(std::io::ErrorKind::InvalidData).is_refusal());
+        for silent in [
+            io(std::io::ErrorKind::ConnectionRefused),
+            io(std::io::ErrorKind::TimedOut),
+            io(std::io::ErrorKind::UnexpectedEof),
+            AttachError::Client {
+                addr,
+                source: doozer::Error::Timeout,
+            },
+            AttachError::WrongCluster {
+                addr,
+                theirs: "b".into(),
+                ours: "a".into(),
+            },
+            AttachError::NotCal {
+                addr,
+                id: "X".into(),
+            },
+        ] {
+            assert!(!silent.is_refusal(), "{silent}");
+        }
     }
 }

@@ -56,6 +56,16 @@ pub enum BootError {
     /// The name service could not be reached or refused a request.
     #[error("name service: {0}")]
     NameService(#[from] doozer::Error),
+    /// A listed address answered but refused to be checked (another
+    /// secret or CA): the records are not stale, and this node cannot
+    /// attach.
+    #[error("a node listed for cluster {cluster:?} in the name service refused this node: {why}")]
+    Refused {
+        /// The cluster name.
+        cluster: String,
+        /// What the probes found.
+        why: String,
+    },
     /// Records of the cluster are in the name service, but none of the
     /// addresses they list answers as a CAL of it; they count as stale
     /// once that has lasted `-timeout`.
@@ -117,6 +127,18 @@ impl Records {
     }
 }
 
+/// What probing the listed addresses found.
+#[derive(Debug, Default)]
+struct Probes {
+    /// `(id, address)` of those that answered as CALs of the cluster.
+    answering: Vec<(String, String)>,
+    /// Whether some address answered but refused to be checked
+    /// ([`crate::attach::AttachError::is_refusal`]).
+    refused: bool,
+    /// What the others said, one `id at addr: why` each.
+    why: String,
+}
+
 /// How long the records read last have gone unanswered, across calls of
 /// [`Boot::plan`] (docs/cluster.md#stale-name-service-records).
 #[derive(Debug, Default)]
@@ -156,12 +178,20 @@ impl Boot {
         let records = self.records(&ns)?;
         if !records.entries.is_empty() || records.boot.is_some() {
             let probed = Instant::now();
-            let (answering, why) = self.probe(&records);
-            if !answering.is_empty() {
+            let probes = self.probe(&records);
+            if !probes.answering.is_empty() {
                 silence.heard();
                 let seed = records.boot.as_ref().map(|(id, _)| id.as_str());
-                return Ok(Plan::Attach(seed_first(answering, seed)));
+                return Ok(Plan::Attach(seed_first(probes.answering, seed)));
             }
+            if probes.refused {
+                silence.heard();
+                return Err(BootError::Refused {
+                    cluster: self.cluster.clone(),
+                    why: probes.why,
+                });
+            }
+            let why = probes.why;
             if silence.silent(records.key(), probed) < self.timeout {
                 return Err(BootError::Silent {
                     cluster: self.cluster.clone(),
@@ -223,31 +253,35 @@ impl Boot {
         Ok(Records { boot, entries })
     }
 
-    /// Probes every listed address at once ([`Attach::probe`]); returns
-    /// those that answered as CALs of the cluster, and what the others
-    /// said. This node's own address is not asked: it does not serve yet,
-    /// so whatever is listed there is not a live CAL.
-    fn probe(&self, records: &Records) -> (Vec<(String, String)>, String) {
-        let results: Vec<(String, String, Result<(), String>)> = std::thread::scope(|s| {
+    /// Probes every listed address at once ([`Attach::probe`]). This
+    /// node's own address is not asked: it does not serve yet, so whatever
+    /// is listed there is not a live CAL.
+    fn probe(&self, records: &Records) -> Probes {
+        /// One probe's outcome: answered; or, not, whether it was a
+        /// refusal, and why.
+        type Outcome = Result<(), (bool, String)>;
+        let results: Vec<(String, String, Outcome)> = std::thread::scope(|s| {
             let probes: Vec<_> = records
                 .entries
                 .iter()
                 .map(|(id, addr, _)| {
-                    let (id, addr) = (id.clone(), addr.clone());
                     s.spawn(move || {
-                        let r = self.probe_one(&addr);
-                        (id, addr, r)
+                        let r = self.probe_one(addr);
+                        (id.clone(), addr.clone(), r)
                     })
                 })
                 .collect();
             probes.into_iter().filter_map(|p| p.join().ok()).collect()
         });
-        let mut answering = Vec::new();
+        let mut out = Probes::default();
         let mut why = Vec::new();
         for (id, addr, r) in results {
             match r {
-                Ok(()) => answering.push((id, addr)),
-                Err(e) => why.push(format!("{id} at {addr}: {e}")),
+                Ok(()) => out.answering.push((id, addr)),
+                Err((refused, what)) => {
+                    out.refused |= refused;
+                    why.push(format!("{id} at {addr}: {what}"));
+                }
             }
         }
         if records.entries.is_empty() {
@@ -255,23 +289,25 @@ impl Boot {
                 why.push(format!("seed {seed} has no entry"));
             }
         }
-        (answering, why.join("; "))
+        out.why = why.join("; ");
+        out
     }
 
-    /// Probes one listed address.
-    fn probe_one(&self, addr: &str) -> Result<(), String> {
+    /// Probes one listed address: `Err((refused, why))` if it did not
+    /// answer as a CAL ([`crate::attach::AttachError::is_refusal`]).
+    fn probe_one(&self, addr: &str) -> Result<(), (bool, String)> {
         if addr == self.info.addr {
-            return Err("this node's own address".into());
+            return Err((false, "this node's own address".into()));
         }
         let sock = addr
             .to_socket_addrs()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| (false, e.to_string()))?
             .next()
-            .ok_or_else(|| "does not resolve".to_string())?;
+            .ok_or_else(|| (false, "resolves to no address".to_string()))?;
         // A probe waits no longer than the silence it is measuring.
         self.attach
             .probe(sock, self.timeout)
-            .map_err(|e| e.to_string())
+            .map_err(|e| (e.is_refusal(), e.to_string()))
     }
 
     /// Deletes stale `records`, each at the rev read, the entries first and

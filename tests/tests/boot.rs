@@ -479,3 +479,46 @@ fn name_conflict_gauge(web: std::net::SocketAddr) -> Option<f64> {
     let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
     m.value("doozer_ns_name_conflict", &[])
 }
+
+/// Probes present the booting node's secret: a node with the cluster's
+/// `DOOZER_RWSECRET` finds a live CAL of a cluster with a secret answering
+/// and joins it; a node with another secret is refused (ACCESS), which is
+/// a live node, not silence: the records stay, however long it tries (a
+/// misconfigured node never replaces a live cluster).
+#[test]
+fn probes_use_the_secret_and_a_refusal_is_not_staleness() {
+    let ns = Doozerd::start(&[]);
+    let ns_uri = ns.uri();
+    let secret = ("DOOZER_RWSECRET", "right");
+    let seed = named(&ns_uri, "s", "1", &[])
+        .env(secret.0, secret.1)
+        .start();
+    let seed_id = node_id(&seed);
+    let only_seed = BTreeMap::from([(seed_id.clone(), seed.addr().to_string())]);
+    poll_until(CLUSTER_DEADLINE, "the seed registered", || {
+        (registered_in(&ns, "s") == only_seed).then_some(())
+    });
+    let boot_before = ns.raw().must_get("/ctl/boot/s");
+
+    let mut wrong = named(&ns_uri, "s", "1", &[])
+        .env(secret.0, "wrong")
+        .spawn_unready();
+    poll_until(CLUSTER_DEADLINE, "the wrong secret to be refused", || {
+        wrong.stderr().contains("refused this node").then_some(())
+    });
+    let log = wrong.stderr();
+    assert!(log.contains("ACCESS") && !log.contains("stale"), "{log}");
+    assert!(wrong.is_running(), "{log}");
+    assert_eq!(registered_in(&ns, "s"), only_seed);
+    assert_eq!(ns.raw().must_get("/ctl/boot/s"), boot_before);
+    wrong.kill();
+
+    let right = named(&ns_uri, "s", "1", &[])
+        .env(secret.0, secret.1)
+        .start();
+    let log = right.stderr();
+    assert!(log.contains("a slave") && !log.contains("stale"), "{log}");
+    all_attached_to(&[seed, right], 0);
+    assert_eq!(registered_in(&ns, "s"), only_seed);
+    assert_eq!(ns.raw().must_get("/ctl/boot/s"), boot_before);
+}
