@@ -54,6 +54,15 @@ pub enum AttachError {
         /// The file written.
         what: String,
     },
+    /// The node serves the cluster but is not a CAL (its `writable` file
+    /// is not `true`): what a probe ([`Attach::probe`]) asks for.
+    #[error("{addr}: node {id} of the cluster is not a CAL")]
+    NotCal {
+        /// The node.
+        addr: SocketAddr,
+        /// Its id (SELF).
+        id: String,
+    },
     /// The member refused a request, or its follow stream was unusable.
     #[error("{addr}: {what}")]
     Refused {
@@ -324,6 +333,79 @@ pub enum Register {
     Skip,
 }
 
+impl Attach {
+    /// Whether `addr` answers as a CAL of this cluster, read-only and
+    /// within `limit` per answer (at most [`PROBE_TIMEOUT`]): the client
+    /// protocol (with this node's TLS and secret, as attaching uses)
+    /// works, its `/ctl/name` is our `-c`, and its own store says it is
+    /// writable (a CAL). Nothing is written, so a cluster that cannot
+    /// decide (no majority) still answers: a slow cluster is never taken
+    /// for a dead one (docs/cluster.md#stale-name-service-records).
+    pub fn probe(&self, addr: SocketAddr, limit: Duration) -> Result<(), AttachError> {
+        let limit = limit.min(PROBE_TIMEOUT);
+        let client = |source| AttachError::Client { addr, source };
+        let mut p = Pipeline::connect_with(&addr.to_string(), self.tls.as_ref()).map_err(client)?;
+        if !self.secret.is_empty() {
+            call_within(
+                &mut p,
+                addr,
+                request(Verb::Access).value(self.secret.clone()),
+                limit,
+            )?;
+        }
+        let name = call_within(&mut p, addr, request(Verb::Get).path(ctl::NAME_PATH), limit)?;
+        let theirs =
+            String::from_utf8_lossy(name.value.as_deref().unwrap_or_default()).into_owned();
+        if theirs != self.cluster {
+            return Err(AttachError::WrongCluster {
+                addr,
+                theirs,
+                ours: self.cluster.to_string(),
+            });
+        }
+        let me = call_within(&mut p, addr, request(Verb::Self_), limit)?;
+        let id = String::from_utf8_lossy(me.value.as_deref().unwrap_or_default()).into_owned();
+        let writable = call_within(
+            &mut p,
+            addr,
+            request(Verb::Get).path(&ctl::node_file(&id, NodeFile::Writable)),
+            limit,
+        )?;
+        if writable.value.as_deref() != Some(b"true".as_slice()) {
+            return Err(AttachError::NotCal { addr, id });
+        }
+        Ok(())
+    }
+}
+
+impl AttachError {
+    /// Whether a probe that failed this way still heard a live node that
+    /// would not let itself be checked: it answered a request with an
+    /// error (ACCESS refused: another secret), or failed the TLS handshake
+    /// on the certificate (another CA). Such a node may well be a CAL of
+    /// the cluster, so its records are not stale: a misconfigured node
+    /// must never replace a live cluster (docs/cluster.md#stale-name-service-records).
+    /// Silence, a closed or reset connection, another cluster's name and
+    /// a node that is not a CAL are not refusals.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            AttachError::Refused { .. } => true,
+            AttachError::Client {
+                source: doozer::Error::Connect { source, .. },
+                ..
+            } => source.kind() == std::io::ErrorKind::InvalidData,
+            _ => false,
+        }
+    }
+}
+
+/// The longest a probe ([`Attach::probe`]) waits for each answer (less
+/// with a shorter `-timeout`). The reads it makes are answered from the
+/// member's own store, so a live member answers at once even when its
+/// cluster cannot decide; a miss only counts towards `-timeout` of
+/// silence, and the next probe may answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The files a node registers through the member it attaches to, with
 /// their bodies. (`writable` is written by the node itself: `true` when it
 /// is promoted, `false` again, through its CAL, after it left consensus.)
@@ -408,7 +490,16 @@ impl Req {
 
 /// The next response, waiting at most [`STEP_TIMEOUT`].
 fn recv(p: &mut Pipeline, addr: SocketAddr) -> Result<Response, AttachError> {
-    match p.recv_timeout(STEP_TIMEOUT) {
+    recv_within(p, addr, STEP_TIMEOUT)
+}
+
+/// The next response, waiting at most `limit`.
+fn recv_within(
+    p: &mut Pipeline,
+    addr: SocketAddr,
+    limit: Duration,
+) -> Result<Response, AttachError> {
+    match p.recv_timeout(limit) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(AttachError::Client {
             addr,
@@ -420,12 +511,22 @@ fn recv(p: &mut Pipeline, addr: SocketAddr) -> Result<Response, AttachError> {
 
 /// One request and its answer; an error answer is `Refused`.
 fn call(p: &mut Pipeline, addr: SocketAddr, req: Req) -> Result<Response, AttachError> {
+    call_within(p, addr, req, STEP_TIMEOUT)
+}
+
+/// [`call`], waiting at most `limit` for each response.
+fn call_within(
+    p: &mut Pipeline,
+    addr: SocketAddr,
+    req: Req,
+    limit: Duration,
+) -> Result<Response, AttachError> {
     let (tag, verb, path) = (req.0.tag, req.0.verb, req.0.path.clone());
     p.send(&req.0);
     p.flush()
         .map_err(|source| AttachError::Client { addr, source })?;
     loop {
-        let resp = recv(p, addr)?;
+        let resp = recv_within(p, addr, limit)?;
         if resp.tag != tag {
             continue;
         }
@@ -551,5 +652,43 @@ mod tests {
             refusal(Some(77), Some("/x"), 55, Some(String::new())),
             "request /x: error code 55"
         );
+    }
+
+    #[test]
+    fn only_an_error_answer_or_a_rejected_certificate_is_a_refusal() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let io = |kind| AttachError::Client {
+            addr,
+            source: doozer::Error::Connect {
+                addr: addr.to_string(),
+                source: std::io::Error::new(kind, "x"),
+            },
+        };
+        let refused = AttachError::Refused {
+            addr,
+            what: "ACCESS: OTHER".into(),
+        };
+        assert!(refused.is_refusal());
+        assert!(io(std::io::ErrorKind::InvalidData).is_refusal());
+        for silent in [
+            io(std::io::ErrorKind::ConnectionRefused),
+            io(std::io::ErrorKind::TimedOut),
+            io(std::io::ErrorKind::UnexpectedEof),
+            AttachError::Client {
+                addr,
+                source: doozer::Error::Timeout,
+            },
+            AttachError::WrongCluster {
+                addr,
+                theirs: "b".into(),
+                ours: "a".into(),
+            },
+            AttachError::NotCal {
+                addr,
+                id: "X".into(),
+            },
+        ] {
+            assert!(!silent.is_refusal(), "{silent}");
+        }
     }
 }

@@ -44,7 +44,8 @@ pub struct Config {
     /// `-a`: cluster members to attach to, in order; empty: seed a new
     /// cluster.
     pub attach: Vec<SocketAddr>,
-    /// `-timeout`: silence before a CAL is kicked, in milliseconds.
+    /// `-timeout`: silence before a CAL is kicked, or before the records
+    /// of a cluster in the name service count as stale, in milliseconds.
     pub timeout_ms: u64,
     /// `-pulse`: between `applied` writes, in milliseconds.
     pub pulse_ms: u64,
@@ -150,7 +151,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "timeout",
-        "seconds of silence before a CAL is kicked (default 60)",
+        "seconds of silence before a CAL is kicked, or a name service's records are stale (default 60)",
         "S",
     );
     o.optopt(

@@ -111,6 +111,10 @@ pub struct NodeStats {
     pub kicks_proposed: u64,
     /// Bytes of answers waiting to be written to connections.
     pub output_pending_bytes: u64,
+    /// Whether the name service (`-b`) gives this cluster's name to
+    /// another cluster, so this CAL does not register there
+    /// (docs/cluster.md#stale-name-service-records).
+    pub ns_name_conflict: bool,
     /// Peer messages sent, by kind (empty until the node has peers).
     pub peer_messages_sent: BTreeMap<String, u64>,
     /// Peer messages received, by kind.
@@ -655,6 +659,7 @@ const METRICS: &[(&str, Kind, &str, Value)] = {
         ("doozer_consensus_learned_gaps_total", Counter, "Learned seqns that were not the next one (a bug; the node copied the store again).", One(|s, _| s.learned_gaps as f64)),
         ("doozer_consensus_kicks_proposed_total", Counter, "Kicks of CALs a majority found silent, proposed by this node.", One(|s, _| s.kicks_proposed as f64)),
         ("doozer_consensus_malformed_values_total", Counter, "Learned values that did not decode (applied as NOP).", One(|s, _| s.malformed_values as f64)),
+        ("doozer_ns_name_conflict", Gauge, "1 while the name service (-b) gives this cluster's name to another cluster: this CAL does not register there.", One(|s, _| f64::from(u8::from(s.ns_name_conflict)))),
         ("doozer_peer_datagrams_dropped_total", Counter, "Peer datagrams dropped because they did not decode.", One(|s, _| s.peer_datagrams_dropped as f64)),
         ("doozer_peer_datagrams_unauthenticated_total", Counter, "Peer datagrams dropped because they carried no valid MAC (the cluster has a secret).", One(|s, _| s.peer_datagrams_unauthenticated as f64)),
         ("doozer_peer_datagrams_send_dropped_total", Counter, "Peer datagrams not sent because the socket would block or failed.", One(|s, _| s.peer_datagrams_send_dropped as f64)),

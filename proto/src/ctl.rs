@@ -13,7 +13,7 @@
 //! | `/ctl/node/<id>/applied` | the node's applied rev, rewritten by each CAL's pulse |
 //! | `/ctl/cal/<n>` | a CAL slot: a node id, or empty for a free slot |
 //! | `/ctl/ns/<cluster>/<id>` | in a name service: the address of one CAL of that cluster |
-//! | `/ctl/boot/<cluster>` | in a name service: the id of the node that seeded that cluster |
+//! | `/ctl/boot/<cluster>` | in a name service: the id of the node that seeded that cluster; in a cluster booted through one, its own seed's id |
 //! | `/ctl/err` | the text of the last failed mutation |
 //!
 //! ```
@@ -123,7 +123,9 @@ pub fn ns_entry(cluster: &str, id: &str) -> String {
 }
 
 /// `/ctl/boot/<cluster>`: where a name service records who seeded
-/// `cluster`.
+/// `cluster` (and where a cluster booted through one records its own
+/// seed, to tell its name was given to another cluster:
+/// docs/cluster.md#stale-name-service-records).
 pub fn boot_record(cluster: &str) -> String {
     format!("{BOOT_DIR}/{cluster}")
 }

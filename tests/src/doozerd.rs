@@ -140,6 +140,14 @@ impl DoozerdBuilder {
         nodes
     }
 
+    /// Starts the daemon on a free port without waiting for it to answer
+    /// (a node whose start-up blocks, e.g. booting through a name service
+    /// while the cluster cannot decide); [`Doozerd::wait_ready`] waits.
+    pub fn spawn_unready(self) -> Doozerd {
+        let port = self.port.unwrap_or_else(|| free_port_on(self.listen_ip()));
+        self.spawn(port).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn listen_ip(&self) -> Ipv4Addr {
         self.ip.unwrap_or(Ipv4Addr::LOCALHOST)
     }
@@ -255,7 +263,7 @@ impl Doozerd {
 
     /// Waits (up to [`DEADLINE`]) until the daemon answers a REV request;
     /// an error (with its output) if it exits or does not answer.
-    fn wait_ready(&mut self) -> Result<(), String> {
+    pub fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.try_wait() {

@@ -395,6 +395,7 @@ impl Report {
             }
         }
         problems.extend(free_slot_problems(&free, slaves_answered));
+        problems.extend(ns.as_ref().and_then(|v| name_conflict(v, &snap)));
         Report {
             snap,
             head,
@@ -408,6 +409,27 @@ impl Report {
             problems,
         }
     }
+}
+
+/// The name taken by another cluster: the name service lists nodes under
+/// this cluster's name, and none of them is a node of this cluster, so
+/// `cn=` leads elsewhere (an old cluster back after its records were
+/// removed as stale: docs/cluster.md#stale-name-service-records).
+fn name_conflict(ns: &NsView, snap: &Snapshot) -> Option<String> {
+    if ns.error.is_some() || ns.entries.is_empty() {
+        return None;
+    }
+    let ours = |id: &str| snap.nodes.iter().any(|n| n.id == id);
+    if ns.entries.iter().any(|(id, _)| ours(id)) {
+        return None;
+    }
+    let theirs: Vec<&str> = ns.entries.iter().map(|(id, _)| id.as_str()).collect();
+    Some(format!(
+        "name conflict: the name service gives cluster name {:?} to another cluster (seed {}, CALs {}); no node of this cluster is registered there",
+        snap.cluster,
+        ns.boot.as_deref().unwrap_or("unknown"),
+        theirs.join(", ")
+    ))
 }
 
 /// Free slots that no answering slave is left to take.

@@ -192,3 +192,30 @@ fn json_has_every_field() {
         "{t}"
     );
 }
+
+#[test]
+fn a_name_given_to_another_cluster_is_a_problem() {
+    let view = |ids: &[&str]| NsView {
+        entries: ids
+            .iter()
+            .map(|id| (id.to_string(), "127.0.0.1:9".to_string()))
+            .collect(),
+        boot: Some("NEW".into()),
+        error: None,
+    };
+    let healthy = three_cals([yes(100), yes(100), yes(100)]);
+    // Registered under its name (even partly): no conflict.
+    let r = Report::assess(snap(SLOTS, healthy.clone()), Some(view(&["A", "NEW"])), 10);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    // Nothing registered: not a conflict either.
+    let r = Report::assess(snap(SLOTS, healthy.clone()), Some(view(&[])), 10);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    // Only another cluster's nodes under the name.
+    let r = Report::assess(snap(SLOTS, healthy), Some(view(&["NEW"])), 10);
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    let p = &r.problems[0];
+    assert!(
+        p.starts_with("name conflict") && p.contains("seed NEW") && p.contains("\"test\""),
+        "{p}"
+    );
+}

@@ -182,6 +182,14 @@ pub fn seed_mutations(cluster: &str, node: &NodeInfo) -> Vec<Mutation> {
     ]
 }
 
+/// `/ctl/boot/<cluster>` = the seed's id, in the store of a cluster booted
+/// through a name service: the same record the name service holds, so
+/// its nodes can tell their name was given to another cluster
+/// (docs/cluster.md#stale-name-service-records).
+pub fn seed_record(cluster: &str, node: &NodeInfo) -> Mutation {
+    clobber(ctl::boot_record(cluster), node.id.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

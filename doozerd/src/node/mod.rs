@@ -38,6 +38,7 @@ use crate::boot::Registrar;
 use crate::replica::{Input, Output, Replica, RoleChange};
 use crate::transport::PeerTransport;
 use conns::{Conns, Kind};
+use doozer_proto::ctl;
 use follow::Follower;
 
 pub use conns::{MAX_PENDING_OUTPUT, MAX_UNSENT_OUTPUT, NODE_OUTPUT_BUDGET};
@@ -144,6 +145,9 @@ pub struct Node {
     registrar: Option<Registrar>,
     /// What the registrar was last told: this node is a CAL.
     ns_cal: bool,
+    /// What the registrar was last told of this cluster's seed (its
+    /// `/ctl/boot/<cluster>`).
+    ns_seed: Option<String>,
     node_id: String,
     cluster: String,
     viewer: Viewer,
@@ -172,6 +176,29 @@ impl Viewer {
             next_sample: web_on.then(Instant::now),
         }
     }
+}
+
+/// The stats pages' [`stats::Sources`] of a [`Node`], borrowed field by
+/// field (so that the connections can be borrowed mutably meanwhile).
+macro_rules! sources {
+    ($node:expr) => {
+        stats::Sources {
+            replica: &$node.replica,
+            peers: &$node.peers,
+            clock: &$node.clock,
+            node_id: &$node.node_id,
+            cluster: &$node.cluster,
+            pulse_ms: $node.viewer.pulse_ms,
+            timeout_ms: $node.viewer.timeout_ms,
+            web_clients: $node.conns.web_open(),
+            event_streams: $node.conns.streams(),
+            output_pending_bytes: $node.conns.out_bytes() + $node.replica.queued_total(),
+            ns_name_conflict: $node
+                .registrar
+                .as_ref()
+                .is_some_and(Registrar::name_conflict),
+        }
+    };
 }
 
 impl Node {
@@ -324,36 +351,15 @@ impl Node {
 
     /// Where the figures of the stats pages come from.
     fn sources(&self) -> stats::Sources<'_> {
-        stats::Sources {
-            replica: &self.replica,
-            peers: &self.peers,
-            clock: &self.clock,
-            node_id: &self.node_id,
-            cluster: &self.cluster,
-            pulse_ms: self.viewer.pulse_ms,
-            timeout_ms: self.viewer.timeout_ms,
-            web_clients: self.conns.web_open(),
-            event_streams: self.conns.streams(),
-            output_pending_bytes: self.conns.out_bytes() + self.replica.queued_total(),
-        }
+        sources!(self)
     }
 
     /// Answers the web requests read this iteration.
     fn serve_http(&mut self) {
-        // The stats are gathered only for the pages that show them. (Not
-        // `self.sources()`: `self.conns` is borrowed mutably below.)
-        let sources = stats::Sources {
-            replica: &self.replica,
-            peers: &self.peers,
-            clock: &self.clock,
-            node_id: &self.node_id,
-            cluster: &self.cluster,
-            pulse_ms: self.viewer.pulse_ms,
-            timeout_ms: self.viewer.timeout_ms,
-            web_clients: self.conns.web_open(),
-            event_streams: self.conns.streams(),
-            output_pending_bytes: self.conns.out_bytes() + self.replica.queued_total(),
-        };
+        // The stats are gathered only for the pages that show them. (The
+        // macro, not `self.sources()`: `self.conns` is borrowed mutably
+        // below, and only a field-by-field borrow allows that.)
+        let sources = sources!(self);
         let ctx = crate::web::Context {
             stats: &|| sources.node_stats(),
             samples: &self.viewer.samples,
@@ -403,6 +409,23 @@ impl Node {
             return;
         };
         let cal = self.out.listed_cal;
+        if cal {
+            // Who seeded this cluster, as its own store says: the
+            // registrar compares it with the name service's record
+            // (docs/cluster.md#stale-name-service-records).
+            let seed = self
+                .replica
+                .store()
+                .head()
+                .get(&ctl::boot_record(&self.cluster))
+                .ok()
+                .filter(|(_, rev)| *rev != 0)
+                .map(|(body, _)| String::from_utf8_lossy(&body).into_owned());
+            if seed != self.ns_seed {
+                r.set_seed(seed.clone());
+                self.ns_seed = seed;
+            }
+        }
         if cal != self.ns_cal {
             r.set_cal(cal);
             self.ns_cal = cal;

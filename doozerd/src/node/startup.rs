@@ -3,7 +3,8 @@
 //! attaching to `-a`, booting through the name service (`-b`), or seeding
 //! a new cluster. Attaching at start-up reads the first copy of the store
 //! before any client is served; booting may wait up to a minute for nodes
-//! started together.
+//! started together, plus `-timeout` when the name service's records of
+//! the cluster go unanswered (docs/cluster.md#stale-name-service-records).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,7 +21,7 @@ use super::restore;
 use super::stats::{self, random_u64};
 use super::{Clock, Node, NodeError, ATTACHED, CLIENT_LISTENER, PEER_SOCKET, WEB_LISTENER};
 use crate::attach::{Attach, Followed};
-use crate::boot::{Boot, BootError, Plan, Registrar};
+use crate::boot::{Boot, BootError, Plan, Registrar, Silence};
 use crate::cluster::NodeInfo;
 use crate::config::Config;
 use crate::replica::{BackupTree, ClusterConfig, Output, Replica, ReplicaConfig, Secrets};
@@ -85,11 +86,7 @@ impl Node {
             tls: tls.as_ref().map(|t| t.client.clone()),
         };
         let waker = Arc::new(Waker::new(poll.registry(), ATTACHED)?);
-        let boot = config.boot.as_ref().map(|uri| Boot {
-            uri: uri.clone(),
-            cluster: config.cluster_name.clone(),
-            info: info.clone(),
-        });
+        let boot = booting(config, &attach);
         let clock = Clock::start();
         let (followed, attach_addrs) = if restarted {
             // Back from the data directory: a CAL goes on at once; a slave
@@ -143,10 +140,22 @@ impl Node {
             follower,
             registrar,
             ns_cal: false,
+            ns_seed: None,
             node_id: info.id,
             cluster: config.cluster_name.clone(),
         })
     }
+}
+
+/// Booting through the name service, with `-b`.
+fn booting(config: &Config, attach: &Attach) -> Option<Boot> {
+    config.boot.as_ref().map(|uri| Boot {
+        uri: uri.clone(),
+        cluster: config.cluster_name.clone(),
+        info: attach.info.clone(),
+        attach: attach.clone(),
+        timeout: Duration::from_millis(config.timeout_ms),
+    })
 }
 
 /// Says how this node joined: seeded, or attached.
@@ -334,7 +343,9 @@ fn replica_config(config: &Config, info: &NodeInfo) -> Result<ReplicaConfig, Nod
 
 /// How long start-up keeps trying the name service (`-b`) before it gives
 /// up: nodes started at once may find each other's advertisements before
-/// the seed serves.
+/// the seed serves. Records nobody answers are removed after `-timeout`
+/// (docs/cluster.md#stale-name-service-records), which this deadline
+/// comes on top of.
 const BOOT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Joins a cluster at start-up: seeds a new cluster from a backup (if
@@ -370,12 +381,14 @@ fn join(
         uri: boot.uri.to_string(),
         why,
     };
-    let deadline = Instant::now() + BOOT_DEADLINE;
+    let deadline = Instant::now() + BOOT_DEADLINE + boot.timeout;
     let mut pause = Duration::from_millis(50);
+    let mut silence = Silence::default();
+    let mut last_why = String::new();
     loop {
-        let why = match boot.plan() {
+        let why = match boot.plan(&mut silence) {
             Ok(Plan::Seed) => {
-                replica.seed(&config.cluster_name, &attach.info);
+                replica.seed_booted(&config.cluster_name, &attach.info);
                 return Ok((None, Vec::new()));
             }
             Ok(Plan::Attach(addrs)) => {
@@ -385,18 +398,23 @@ fn join(
                     Err(e) => e.to_string(),
                 }
             }
-            Err(e @ BootError::Orphaned { .. }) => return Err(failed(e.to_string())),
             // Nothing answers there: say so now rather than in a minute.
             Err(BootError::NameService(e)) if e.is_connection_error() => {
                 return Err(failed(e.to_string()))
             }
+            // Another node moved first: look again at once.
+            Err(BootError::Changed(_)) if Instant::now() < deadline => continue,
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
             return Err(failed(why));
         }
-        // Nodes started together: the seed may not serve yet.
-        log::info!("boot: {why}; trying again");
+        // Nodes started together: the seed may not serve yet. Said once
+        // per reason, not every pause.
+        if why != last_why {
+            log::info!("boot: {why}; trying again");
+            last_why = why;
+        }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(1));
     }

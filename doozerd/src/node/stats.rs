@@ -26,6 +26,7 @@ pub(super) struct Sources<'a> {
     pub web_clients: usize,
     pub event_streams: usize,
     pub output_pending_bytes: usize,
+    pub ns_name_conflict: bool,
 }
 
 impl Sources<'_> {
@@ -63,6 +64,7 @@ impl Sources<'_> {
             learned_gaps: s.learned_gaps,
             kicks_proposed: s.kicks_proposed,
             output_pending_bytes: self.output_pending_bytes as u64,
+            ns_name_conflict: self.ns_name_conflict,
             peer_datagrams_dropped: transport.garbage_dropped,
             peer_datagrams_unauthenticated: transport.unauthenticated_dropped,
             peer_datagrams_send_dropped: transport.send_dropped,

@@ -357,6 +357,17 @@ impl Replica {
         self.start_seed(crate::cluster::seed_mutations(cluster, node));
     }
 
+    /// Like [`Replica::seed`], for a node that won `/ctl/boot/<cluster>`
+    /// in a name service: the store also records the seed's id there, so
+    /// every node of the cluster can tell later whether the name service
+    /// still gives the name to this cluster
+    /// (docs/cluster.md#stale-name-service-records).
+    pub fn seed_booted(&mut self, cluster: &str, node: &NodeInfo) {
+        let mut muts = crate::cluster::seed_mutations(cluster, node);
+        muts.push(crate::cluster::seed_record(cluster, node));
+        self.start_seed(muts);
+    }
+
     /// Votes cast and values learned since the last call (tests only).
     #[cfg(test)]
     pub(crate) fn take_trace(&mut self) -> Trace {
