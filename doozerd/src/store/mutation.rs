@@ -21,7 +21,7 @@
 //! A value without changes is a NOP: it takes one rev and changes nothing
 //! (the fill NOP is the empty value, zero bytes).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 
@@ -203,7 +203,9 @@ fn encode_value(
     } else {
         field_len(TAG_TAG, tag.len())
     };
-    let mut buf = BytesMut::with_capacity(changes_len + guard_len_total + expires_len + tag_len);
+    // A Vec, not a BytesMut: prost writes a varint a byte at a time, and a
+    // Vec takes a byte for a fraction of what a BytesMut does.
+    let mut buf = Vec::with_capacity(changes_len + guard_len_total + expires_len + tag_len);
     for m in changes {
         encode_key(TAG_CHANGES, WireType::LengthDelimited, &mut buf);
         encode_varint(change_len(m) as u64, &mut buf);
@@ -235,7 +237,7 @@ fn encode_value(
     if !tag.is_empty() {
         put_field(TAG_TAG, tag, &mut buf);
     }
-    buf.freeze()
+    Bytes::from(buf)
 }
 
 // The field numbers of `Value`.
@@ -277,13 +279,13 @@ fn guard_len(g: &Guard) -> usize {
     field_len(1, g.path.len()) + int64_len(2, g.rev)
 }
 
-fn put_field(tag: u32, bytes: &[u8], buf: &mut BytesMut) {
+fn put_field(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(bytes.len() as u64, buf);
     buf.put_slice(bytes);
 }
 
-fn put_int64(tag: u32, v: i64, buf: &mut BytesMut) {
+fn put_int64(tag: u32, v: i64, buf: &mut Vec<u8>) {
     encode_key(tag, WireType::Varint, buf);
     encode_varint(v as u64, buf);
 }
