@@ -803,6 +803,10 @@ fn seeds_for(part: u64, parts: u64) -> Vec<u64> {
 
 fn check_seeds(part: u64, parts: u64) {
     for seed in seeds_for(part, parts) {
+        // A long run says how far it got (seen with --nocapture).
+        if seed % 10_000 < parts && seed > 0 {
+            eprintln!("membership simulation: seed {seed} reached");
+        }
         if let Err(e) = run_seed(seed) {
             panic!(
                 "membership simulation seed {seed} failed: {e}\n\
