@@ -117,11 +117,11 @@ impl fmt::Display for DoozerUri {
         // like a shown secret in the logs, and an address holding `&`
         // would not parse back as itself.
         for a in &self.addrs {
-            write!(f, "{sep}ca={}", escape(a))?;
+            write!(f, "{sep}ca={}", escape(a.as_bytes()))?;
             sep = "&";
         }
         if let Some(cn) = &self.cluster {
-            write!(f, "{sep}cn={}", escape(cn))?;
+            write!(f, "{sep}cn={}", escape(cn.as_bytes()))?;
             sep = "&";
         }
         if self.secret.is_some() {
@@ -129,7 +129,10 @@ impl fmt::Display for DoozerUri {
             sep = "&";
         }
         if let Some(ca) = &self.tls_ca {
-            write!(f, "{sep}tlsca={}", escape(&ca.to_string_lossy()))?;
+            // The path's own bytes: a name that is not UTF-8 is still
+            // the same file's once printed.
+            use std::os::unix::ffi::OsStrExt;
+            write!(f, "{sep}tlsca={}", escape(ca.as_os_str().as_bytes()))?;
         }
         Ok(())
     }
@@ -289,9 +292,9 @@ fn normalize_addr(a: &str) -> Result<String, UriError> {
 
 /// Query-string escaping of the bytes that would change the meaning of a
 /// value (`%`, `&`, `+`, `=`, `#`, spaces and controls).
-fn escape(s: &str) -> String {
+fn escape(s: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
+    for &b in s {
         if b.is_ascii_graphic() && !matches!(b, b'%' | b'&' | b'+' | b'=' | b'#') {
             out.push(b as char);
         } else {
@@ -464,6 +467,15 @@ mod tests {
         }
         let u = parse("doozer:?ca=h&cn=a%26sk%3Dx").unwrap();
         assert_eq!(u.to_string(), "doozer:?ca=h:8046&cn=a%26sk%3Dx");
+    }
+
+    /// Found by the `uri` fuzz target (fuzz/regressions/uri/): a CA file
+    /// whose name is not UTF-8 printed as another name.
+    #[test]
+    fn a_tlsca_path_that_is_not_utf8_prints_as_itself() {
+        let u = parse("doozer:?ca=h&tlsca=/a%CB%20b.pem").unwrap();
+        assert_eq!(u.to_string(), "doozer:?ca=h:8046&tlsca=/a%CB%20b.pem");
+        assert_eq!(parse(&u.to_string()).unwrap(), u);
     }
 
     #[test]
