@@ -6,6 +6,9 @@
 //! rolling [RUNS]     RUNS rolling restarts (default 3), each on a fresh cluster
 //! ```
 //!
+//! `$ROLLING_ARGS`: more doozerd flags for every node, split on blanks
+//! (e.g. `-fill 0.05`, to see how the stall follows `-fill`).
+//!
 //! Each run: a fresh 3-CAL cluster of the binaries next to this one (or in
 //! `$DOOZER_BIN_DIR`), one client writing new files one after another
 //! through the client library (`doozer_tests::rolling::Writer`, its URI
@@ -34,6 +37,8 @@ const TARGET: Duration = Duration::from_secs(1);
 struct Measured {
     step: Step,
     gap: Duration,
+    /// When the longest gap ended, after the SIGTERM.
+    gap_end: Duration,
 }
 
 /// Milliseconds, one decimal.
@@ -43,8 +48,8 @@ fn ms(d: Duration) -> String {
 
 /// One rolling restart on a fresh cluster: the baseline's longest gap,
 /// each CAL's, the writes acknowledged and the writes failed.
-fn run(n: usize) -> (Duration, Vec<Measured>, usize, usize) {
-    let mut c = Cluster::start(3, &[]);
+fn run(n: usize, args: &[&str]) -> (Duration, Vec<Measured>, usize, usize) {
+    let mut c = Cluster::start(3, args);
     let addrs: Vec<String> = (0..3).map(|i| c.d(i).addr().to_string()).collect();
     let uri = format!("doozer:?ca={}&ca={}&ca={}", addrs[0], addrs[1], addrs[2]);
     wait_healthy(&uri);
@@ -68,11 +73,15 @@ fn run(n: usize) -> (Duration, Vec<Measured>, usize, usize) {
         .map_or(Duration::ZERO, |(d, _)| d);
     let measured = steps
         .into_iter()
-        .map(|step| Measured {
-            step,
-            gap: log
+        .map(|step| {
+            let (gap, end) = log
                 .longest_gap(step.term, step.healthy)
-                .map_or(Duration::MAX, |(d, _)| d),
+                .unwrap_or((Duration::MAX, step.term));
+            Measured {
+                step,
+                gap,
+                gap_end: end.saturating_duration_since(step.term),
+            }
         })
         .collect();
     for f in &log.failed {
@@ -90,14 +99,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let extra = std::env::var("ROLLING_ARGS").unwrap_or_default();
+    let args: Vec<&str> = extra.split_whitespace().collect();
     let mut all = Vec::new();
     let mut ok = true;
-    println!("| run | CAL | longest gap ms | exit after SIGTERM ms | replacement up ms | writable ms | status 0 ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| run | CAL | longest gap ms | it ended, ms after SIGTERM | exit after SIGTERM ms | replacement up ms | writable ms | status 0 ms |");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut totals = (0, 0);
     let mut baselines = Vec::new();
     for n in 1..=runs {
-        let (baseline, measured, acked, failed) = run(n);
+        let (baseline, measured, acked, failed) = run(n, &args);
         totals.0 += acked;
         totals.1 += failed;
         ok &= failed == 0;
@@ -105,8 +116,9 @@ fn main() -> ExitCode {
         for (k, m) in measured.iter().enumerate() {
             let s = m.step;
             println!(
-                "| {n} | {k} | {} | {} | {} | {} | {} |",
+                "| {n} | {k} | {} | {} | {} | {} | {} | {} |",
                 ms(m.gap),
+                ms(m.gap_end),
                 ms(s.exited - s.term),
                 ms(s.started - s.exited),
                 ms(s.writable - s.started),
