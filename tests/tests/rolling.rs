@@ -9,15 +9,19 @@
 //!   a new node on its address attaching with `-a` and taking the freed
 //!   slot, `doozer status` exiting 0 between steps: three writable CALs at
 //!   the end, no write failed, every acknowledged write on every node.
+//! - The same with data directories (`-d DIR`): each CAL started again
+//!   on its address and DIR comes back as the same node (same id) and
+//!   takes its freed slot again.
 //!
 //! What "fails" means is in `doozer_tests::rolling`: any error the
 //! library's `set` returns; the writer never retries by itself. No timing
 //! is asserted (the longest gap is measured by `scripts/bench-rolling`).
 
-use doozer_tests::cluster::Cluster;
+use doozer_tests::cluster::{node_id, Cluster, State, HIST};
 use doozer_tests::rolling::{
     assert_all_present, restart_cal, status, terminate, wait_healthy, Writer, WriterLog,
 };
+use doozer_tests::{Doozerd, TempDir};
 
 /// Panics, listing them, unless no write of `log` failed.
 fn assert_no_failures(log: &WriterLog) {
@@ -118,6 +122,66 @@ fn a_rolling_restart_of_every_cal_with_replacements_loses_no_write() {
     }
     let out = status(&uri);
     assert_eq!(out.code, 0, "{out:?}");
+    let log = w.finish();
+    assert_no_failures(&log);
+    assert_all_present(&mut c, &log);
+    eprintln!("{} writes acknowledged, none failed", log.acked.len());
+}
+
+#[test]
+fn a_rolling_restart_with_data_directories_loses_no_write() {
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new("rolling-d")).collect();
+    let dir = |i: usize| {
+        dirs[i]
+            .path()
+            .to_str()
+            .expect("utf-8 temp path")
+            .to_string()
+    };
+    let seed = Doozerd::builder()
+        .args(["-hist", HIST, "-d", &dir(0)])
+        .start();
+    let mut c = Cluster::adopt(vec![seed], &[]);
+    for slot in 1..3 {
+        let i = c.attach(0, &["-d", &dir(slot)]);
+        c.add_slot(0, slot);
+        c.wait_cal(i);
+    }
+    let ids: Vec<String> = (0..3).map(|i| c.id(i).to_string()).collect();
+    let addrs: Vec<String> = (0..3).map(|i| c.d(i).addr().to_string()).collect();
+    let uri = format!("doozer:?ca={}&ca={}&ca={}", addrs[0], addrs[1], addrs[2]);
+    let w = Writer::start(&uri, "/rolling-d");
+    w.wait_progress(20, "writes before the restarts");
+    wait_healthy(&uri);
+
+    for k in 0..3 {
+        let port = c.d(k).port();
+        let code = terminate(&mut c, k);
+        assert_eq!(code, 0, "CAL {k} after SIGTERM:\n{}", c.d(k).stderr());
+        // The same flags and DIR (and -a a CAL that stays, which the
+        // seed was not started with).
+        let to = addrs[(k + 1) % 3].clone();
+        c.nodes[k].d = Doozerd::builder()
+            .args(["-hist", HIST, "-d", &dir(k), "-a", &to])
+            .port(port)
+            .start();
+        c.nodes[k].state = State::Running;
+        assert_eq!(node_id(c.d(k)), ids[k], "CAL {k} kept its id");
+        c.wait_cal(k);
+        wait_healthy(&uri);
+        w.wait_progress(10, &format!("writes after CAL {k} came back"));
+    }
+
+    // The same three nodes fill the three slots, each writable.
+    let slots = c.slots(0);
+    let mut held: Vec<&String> = slots.values().collect();
+    held.sort();
+    let mut want: Vec<&String> = ids.iter().collect();
+    want.sort();
+    assert_eq!(held, want, "{slots:?}");
+    for k in 0..3 {
+        assert_takes_writes(&mut c, k, &format!("/rolling-d/direct{k}"));
+    }
     let log = w.finish();
     assert_no_failures(&log);
     assert_all_present(&mut c, &log);
