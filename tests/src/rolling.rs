@@ -169,10 +169,15 @@ impl Drop for Writer {
     }
 }
 
-/// Runs `doozer status` against `uri` with a generous `-t` (a slow
-/// machine must not make a healthy cluster look unhealthy).
+/// Runs `doozer status` against `uri` with a generous `-t` and `-pulse`
+/// (a slow machine must not make a healthy cluster look unhealthy; a
+/// healthy one ends the pulse wait at its last CAL's pulse anyway).
 pub fn status(uri: &str) -> CmdOutput {
-    doozer_with(&[("DOOZER_URI", uri)], &["status", "-t", "10s"], b"")
+    doozer_with(
+        &[("DOOZER_URI", uri)],
+        &["status", "-t", "10s", "-pulse", "10s"],
+        b"",
+    )
 }
 
 /// Waits until `doozer status` against `uri` exits 0, as the rolling
