@@ -56,6 +56,10 @@ const STATUS: &[Spec] = &[
         name: "lag",
         takes_value: true,
     },
+    Spec {
+        name: "pulse",
+        takes_value: true,
+    },
 ];
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -220,10 +224,23 @@ fn status(g: &mut Globals, args: &[String]) -> Result<(), Failure> {
             Failure::Usage(format!("bad -lag {:?}: want a number of revs", redact(v)))
         })?,
     };
+    let pulse_window = match p.get("pulse") {
+        None => status::DEFAULT_PULSE_WINDOW,
+        Some(v) => doozer::duration::parse(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Failure::Usage(format!(
+                    "bad -pulse {:?}: want a duration such as 2s or 1500ms",
+                    redact(v)
+                ))
+            })?,
+    };
     let opts = status::Options {
         json: p.is_set("json"),
         max_lag,
         timeout: g.timeout.unwrap_or(status::DEFAULT_TIMEOUT),
+        pulse_window,
     };
     status::run(g, opts)
 }
@@ -401,6 +418,8 @@ mod tests {
             vec!["-a", a, "status", "extra"],
             vec!["-a", a, "status", "-lag", "x"],
             vec!["-a", a, "status", "-lag", "-1"],
+            vec!["-a", a, "status", "-pulse", "x"],
+            vec!["-a", a, "status", "-pulse", "0s"],
             vec!["-a", a, "status", "-frob"],
             vec!["-a", a, "-json", "status"],
         ] {

@@ -32,7 +32,7 @@ Commands:
   nop             run one consensus round
   self            print the node's id
   backup FILE     write a consistent copy of the whole tree to FILE (- for stdout)
-  status [-json]  the cluster's health: every node, its role and lag; exit 2 if unhealthy
+  status [-json]  the cluster's health: every node, its role, lag and pulse; exit 2 if unhealthy
   bench [opts]    load-test a node and report throughput and latency
   help COMMAND    detailed help for COMMAND
 
@@ -184,27 +184,33 @@ Restore it into a new cluster with 'doozerd -restore FILE'.
     (
         "status",
         "\
-Usage: doozer [-t DURATION] status [-json] [-lag N]
+Usage: doozer [-t DURATION] status [-json] [-lag N] [-pulse DURATION]
 
 Prints the cluster's health, as seen from the node of -a: the cluster
 name; the head rev; every node with its id, address, host, role (CAL slot
-N, or slave), writable, version, rev and lag behind the head, and whether
-it answered and how fast; the free CAL slots; whether a majority of the
-CALs answered; with -b (or $DOOZER_BOOT_URI), the cluster's entries in
-that name service.
+N, or slave), writable, version, rev and lag behind the head, seconds
+since its last pulse, and whether it answered and how fast; the free CAL
+slots; whether a majority of the CALs answered; with -b (or
+$DOOZER_BOOT_URI), the cluster's entries in that name service.
 
 The CAL slots and the nodes are read from /ctl at one rev. Then every node
 is asked for its rev directly at its address (with the TLS and secret of
 -a), all at once, each within -t (default 1s). The head is the highest
-rev seen; a node's lag is the head minus its rev.
+rev seen; a node's lag is the head minus its rev. Meanwhile the node read
+from is watched for each CAL's next pulse (its /ctl/node/ID/applied file,
+rewritten every doozerd -pulse), until every CAL pulsed or -pulse passed:
+a CAL not seen pulsing shows '> 2.0 s'.
 
 Options:
-  -json   print the same as one JSON object (fields: see docs/reference.md)
-  -lag N  a CAL more than N revs behind the head is unhealthy (default 1000)
+  -json            print the same as one JSON object (fields: see docs/reference.md)
+  -lag N           a CAL more than N revs behind the head is unhealthy (default 1000)
+  -pulse DURATION  how long to wait for every CAL's next pulse (default 2s;
+                   give more than the nodes' -pulse)
 
 Exit status 0 when healthy. 2 when not, with one line on stderr for each
 reason ('unhealthy: ...'): no majority of the CALs answers; a CAL did not
-answer; a CAL lags more than -lag revs; a free CAL slot that no answering
+answer; a CAL lags more than -lag revs; a CAL answers but did not pulse
+while others did; no CAL pulsed at all; a free CAL slot that no answering
 slave can take. The table (or JSON) is printed either way. Other errors
 (the cluster cannot be reached or read) are 'Error: ...', exit status 2.
 ",

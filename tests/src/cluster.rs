@@ -385,6 +385,17 @@ impl Cluster {
     /// Starts a node with `-a <node to's address>` (a slave until it wins a
     /// free slot) and returns its index.
     pub fn attach(&mut self, to: usize, extra: &[&str]) -> usize {
+        self.attach_with(to, None, extra)
+    }
+
+    /// [`Cluster::attach`], listening on `port` (e.g. the address of a
+    /// node that stopped: a replacement started with the same flags, as
+    /// in a rolling restart, docs/cluster.md).
+    pub fn attach_on(&mut self, to: usize, port: u16, extra: &[&str]) -> usize {
+        self.attach_with(to, Some(port), extra)
+    }
+
+    fn attach_with(&mut self, to: usize, port: Option<u16>, extra: &[&str]) -> usize {
         let target = self.nodes[to].d.addr().to_string();
         let mut all = vec![
             "-hist".to_string(),
@@ -394,7 +405,12 @@ impl Cluster {
         ];
         all.extend(self.args.iter().cloned());
         all.extend(extra.iter().map(|s| s.to_string()));
-        let d = self.builder().args(all).start();
+        let b = self.builder().args(all);
+        let d = match port {
+            Some(p) => b.port(p),
+            None => b,
+        }
+        .start();
         let id = node_id(&d);
         self.nodes.push(Node {
             d,

@@ -38,6 +38,8 @@
 //!   against a node, measured (peak RSS, a fresh client's latency during
 //!   it, what the node answered); run by `tests/attacks.rs` and
 //!   `scripts/attack`.
+//! - [`rolling`]: graceful leave and rolling restarts under a writer
+//!   that records every acknowledged and every failed write.
 //! - [`nemesis`]: network faults with iptables between nodes on their own
 //!   loopback addresses, fault rounds with a workload and watchers, and
 //!   the checks that the cluster stays correct and heals by itself.
@@ -51,6 +53,7 @@ pub mod cluster;
 pub mod history;
 pub mod nemesis;
 pub mod prometheus;
+pub mod rolling;
 
 mod bins;
 mod cli;

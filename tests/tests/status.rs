@@ -13,9 +13,15 @@ use doozer_tests::cluster::Cluster;
 use doozer_tests::*;
 use serde_json::Value;
 
-/// Runs `doozer -a URI status ARGS...` with a generous `-t`.
+/// Runs `doozer -a URI status ARGS...` with a generous `-t` and
+/// `-pulse` (a loaded machine may hold up a pulse for seconds; a healthy
+/// cluster ends the wait at its last CAL's pulse anyway), unless ARGS
+/// give their own `-pulse`.
 fn status(uri: &str, args: &[&str]) -> CmdOutput {
     let mut all = vec!["status", "-t", "10s"];
+    if !args.contains(&"-pulse") {
+        all.extend(["-pulse", "10s"]);
+    }
     all.extend_from_slice(args);
     doozer_with(&[("DOOZER_URI", uri)], &all, b"")
 }
@@ -35,6 +41,39 @@ fn row<'a>(table: &'a str, id: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no row for {id} in\n{table}"))
 }
 
+/// The PULSE cell of node `id`'s row (columns are two or more spaces
+/// apart; no cell holds two spaces).
+fn pulse_cell(table: &str, id: &str) -> String {
+    let cells: Vec<&str> = row(table, id)
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    let header: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("ID "))
+        .expect("a header row")
+        .split_whitespace()
+        .collect();
+    let k = header
+        .iter()
+        .position(|h| *h == "PULSE")
+        .expect("a PULSE column");
+    cells[k].to_string()
+}
+
+/// Seconds in a PULSE cell (`0.4 s`), or `None` if it is not a number.
+fn pulse_secs(cell: &str) -> Option<f64> {
+    cell.strip_suffix(" s")?.parse().ok()
+}
+
+/// Runs [`status`], returning its output and how long it took.
+fn timed_status(uri: &str, args: &[&str]) -> (CmdOutput, f64) {
+    let start = std::time::Instant::now();
+    let out = status(uri, args);
+    (out, start.elapsed().as_secs_f64())
+}
+
 /// The JSON object of node `id`.
 fn node<'a>(j: &'a Value, id: &str) -> &'a Value {
     j["nodes"]
@@ -51,6 +90,43 @@ fn cluster_name(c: &Cluster) -> String {
     String::from_utf8(body).expect("a cluster name is text")
 }
 
+/// Every CAL of `c` (0 to 2) pulsed while status watched: an age in
+/// the table no older than the command itself (`took` seconds); the
+/// slave does not pulse.
+fn assert_pulses_seen(c: &Cluster, slave: usize, table: &str, took: f64) {
+    // Every CAL pulsed while status watched: an age no older than the
+    // command itself; the slave does not pulse.
+    for i in 0..3 {
+        let cell = pulse_cell(table, c.id(i));
+        let age = pulse_secs(&cell).unwrap_or_else(|| panic!("CAL {i}: {cell:?}\n{table}"));
+        assert!(
+            (0.0..=took + 0.05).contains(&age),
+            "CAL {i}: {age} s, status took {took} s"
+        );
+    }
+    assert_eq!(pulse_cell(table, c.id(slave)), "-", "{table}");
+    assert!(
+        table.contains("\npulses: 3 of 3 CALs pulsed within 10.0 s\n"),
+        "{table}"
+    );
+}
+
+/// [`assert_pulses_seen`], in the JSON form.
+fn assert_pulses_seen_json(c: &Cluster, slave: usize, j: &Value, took: f64) {
+    assert_eq!(
+        (&j["pulse_window"], &j["pulse_error"]),
+        (&10.0.into(), &Value::Null)
+    );
+    for i in 0..3 {
+        let age = node(j, c.id(i))["pulse_age"].as_f64();
+        assert!(
+            age.is_some_and(|a| (0.0..=took).contains(&a)),
+            "CAL {i}: {j}"
+        );
+    }
+    assert_eq!(node(j, c.id(slave))["pulse_age"], Value::Null);
+}
+
 #[test]
 fn a_healthy_cluster_then_one_cal_killed() {
     // A long -timeout: the killed CAL must not be kicked (and its slot
@@ -61,9 +137,10 @@ fn a_healthy_cluster_then_one_cal_killed() {
     let uri = c.uri(0);
     let name = cluster_name(&c);
 
-    let out = status(&uri, &[]);
+    let (out, took) = timed_status(&uri, &[]);
     let table = out.ok();
     assert_eq!(out.stderr, "", "healthy: nothing on stderr");
+    assert_pulses_seen(&c, slave, &table, took);
     assert!(
         table.starts_with(&format!("cluster {name}\nhead rev ")),
         "{table}"
@@ -87,10 +164,11 @@ fn a_healthy_cluster_then_one_cal_killed() {
     );
     assert!(table.ends_with("\nhealthy\n"), "{table}");
 
-    let out = status(&uri, &["-json"]);
+    let (out, took) = timed_status(&uri, &["-json"]);
     out.expect_code(0);
     let j = status_json(&out);
     assert_eq!(j["cluster"], name.as_str());
+    assert_pulses_seen_json(&c, slave, &j, took);
     let head = j["head"].as_i64().expect("head is a number");
     assert!(head >= wrote, "head {head} < the rev written, {wrote}");
     assert!(j["rev"].as_i64().expect("rev") >= wrote);
@@ -205,4 +283,49 @@ fn the_nodes_are_asked_with_the_uri_secret() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(!out.stderr.contains("wrong-secret"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
+}
+
+/// A CAL SIGSTOPped: it neither answers nor pulses; status names it
+/// (exit 2), shows its pulse as older than the window, and the two
+/// others' as seen.
+#[test]
+fn a_stopped_cal_has_no_pulse_and_is_named() {
+    // A long -timeout: the stopped CAL must not be kicked meanwhile.
+    let mut c = Cluster::start(3, &["-timeout", "600"]);
+    let uri = c.uri(0);
+    c.stop(2);
+    let (out, took) = timed_status(&uri, &["-pulse", "10s"]);
+    out.expect_code(2);
+    let table = out.out();
+    let who = format!("CAL {} (slot 2, {})", c.id(2), c.d(2).addr());
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with(&format!("unhealthy: {who} did not answer: ")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(pulse_cell(&table, c.id(2)), "> 10.0 s", "{table}");
+    for i in 0..2 {
+        let cell = pulse_cell(&table, c.id(i));
+        let age = pulse_secs(&cell).unwrap_or_else(|| panic!("CAL {i}: {cell:?}\n{table}"));
+        assert!((0.0..=took).contains(&age), "CAL {i}: {age} s in {took} s");
+    }
+    assert!(
+        table.contains("\npulses: 2 of 3 CALs pulsed within 10.0 s\n"),
+        "{table}"
+    );
+
+    let out = status(&uri, &["-json", "-pulse", "10s"]);
+    out.expect_code(2);
+    let j = status_json(&out);
+    assert_eq!(j["pulse_window"], 10.0);
+    assert_eq!(node(&j, c.id(2))["pulse_age"], Value::Null, "{j}");
+    for i in 0..2 {
+        assert!(node(&j, c.id(i))["pulse_age"].is_f64(), "{j}");
+    }
+    let problems = j["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 1, "{j}");
+    assert!(problems[0].as_str().unwrap_or("").starts_with(&who), "{j}");
+    c.cont(2);
 }

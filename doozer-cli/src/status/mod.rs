@@ -7,23 +7,28 @@
 //! 2. Asks every node with an address, directly and all at once, for SELF
 //!    and REV, with the URI's TLS and secret, each within `-t` (default
 //!    1 s) ([`probe`]).
-//! 3. With `-b`, reads the cluster's entries in the name service.
-//! 4. Judges the whole ([`Report::assess`]): what makes it unhealthy is a
-//!    list of one-line problems, printed on stderr, exit status 2.
+//! 3. Meanwhile, WAITs on every node's `applied` file from that rev on,
+//!    noting when each CAL's next pulse arrives, until all pulsed or
+//!    `-pulse` (default 2 s) passed ([`pulse`]).
+//! 4. With `-b`, reads the cluster's entries in the name service.
+//! 5. Judges the whole ([`Report::assess`], then
+//!    [`Report::judge_pulses`]): what makes it unhealthy is a list of
+//!    one-line problems, printed on stderr, exit status 2.
 //!
 //! [`render`] prints the table, or with `-json` one JSON object.
 //!
-//! Map: `mod.rs` gathers and judges; [`probe`] asks the nodes; [`render`]
-//! writes the text and the JSON.
+//! Map: `mod.rs` gathers and judges; [`probe`] asks the nodes; [`pulse`]
+//! times their pulses; [`render`] writes the text and the JSON.
 
 mod probe;
+mod pulse;
 mod render;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use doozer::ctl::{self, CtlPath, NodeFile};
 use doozer::{Client, DoozerUri, Error};
@@ -32,6 +37,7 @@ use crate::failure::Failure;
 use crate::globals::Globals;
 
 pub use probe::Answer;
+pub use pulse::DEFAULT_WINDOW as DEFAULT_PULSE_WINDOW;
 
 /// How long each node has to answer, when `-t` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -49,6 +55,8 @@ pub struct Options {
     pub max_lag: i64,
     /// `-t`: how long each node has to answer.
     pub timeout: Duration,
+    /// `-pulse`: how long to wait for every CAL's next pulse.
+    pub pulse_window: Duration,
 }
 
 /// One node: what `/ctl/node/<id>/` and the slots say of it, and what it
@@ -75,6 +83,9 @@ pub struct Node {
     pub slot: Option<String>,
     /// Its answer to SELF and REV.
     pub answer: Answer,
+    /// How long before the end of `status` its first pulse after the
+    /// snapshot arrived; `None` if none was seen ([`pulse`]).
+    pub pulse_age: Option<Duration>,
 }
 
 impl Node {
@@ -89,6 +100,7 @@ impl Node {
             applied_rev: None,
             slot: None,
             answer: Answer::No("not asked".into()),
+            pulse_age: None,
         }
     }
 
@@ -162,18 +174,51 @@ pub struct Report {
     /// Why the cluster is unhealthy, one each (as read: shown through
     /// [`render::clean`]); empty when healthy.
     pub problems: Vec<String>,
+    /// How the pulses were watched, once [`Report::judge_pulses`] ran.
+    pub pulses: Option<PulseView>,
+}
+
+/// How `status` watched the pulses ([`pulse`]); each node's age is in
+/// [`Node::pulse_age`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PulseView {
+    /// `-pulse`: a node not seen pulsing is at least this far behind.
+    pub window: Duration,
+    /// Why they could not be watched to the end, if so.
+    pub error: Option<String>,
 }
 
 /// Runs `doozer status` against the cluster of `g`.
 pub fn run(g: &Globals, opts: Options) -> Result<(), Failure> {
     let uri: DoozerUri = g.uri.parse().map_err(Error::from)?;
-    let mut snap = read_from_any(&g.addrs(&uri)?, &uri, opts.timeout.max(READ_TIMEOUT))?;
+    let addrs = g.addrs(&uri)?;
+    let mut snap = read_from_any(&addrs, &uri, opts.timeout.max(READ_TIMEOUT))?;
+    let watch = snap.via.as_ref().or(addrs.first()).map(|via| {
+        let cals = snap
+            .nodes
+            .iter()
+            .filter(|n| n.is_cal())
+            .map(|n| n.id.clone());
+        pulse::watch(via, &uri, snap.rev, cals.collect(), opts.pulse_window)
+    });
     probe::ask_all(&mut snap.nodes, &uri, opts.timeout)?;
+    let pulses = watch.map(pulse::Watch::finish).unwrap_or_default();
+    let end = Instant::now();
+    for n in &mut snap.nodes {
+        n.pulse_age = pulses
+            .seen
+            .get(&n.id)
+            .map(|at| end.saturating_duration_since(*at));
+    }
     let ns = g
         .boot_uri
         .as_deref()
         .map(|b| read_ns(b, &snap.cluster, opts.timeout.max(READ_TIMEOUT)));
-    let report = Report::assess(snap, ns, opts.max_lag);
+    let mut report = Report::assess(snap, ns, opts.max_lag);
+    report.judge_pulses(PulseView {
+        window: opts.pulse_window,
+        error: pulses.error,
+    });
     let out = if opts.json {
         render::json(&report)
     } else {
@@ -407,7 +452,43 @@ impl Report {
             max_lag,
             ns,
             problems,
+            pulses: None,
         }
+    }
+
+    /// Judges the pulses (each node's [`Node::pulse_age`], watched as
+    /// `view` says): a CAL that answered but did not pulse while other
+    /// CALs did is a problem (it serves clients but takes no part in
+    /// deciding: cut off from its peers, or its consensus stuck), and so
+    /// is no CAL pulsing at all while a majority answers (the cluster
+    /// decides nothing, or `-pulse` is shorter than the nodes'). A CAL
+    /// that did not answer is already named. Failing to watch them is a
+    /// problem too: the check could not be made.
+    pub fn judge_pulses(&mut self, view: PulseView) {
+        let secs = view.window.as_secs_f64();
+        let cals = || self.snap.nodes.iter().filter(|n| n.is_cal());
+        let pulsed = cals().filter(|n| n.pulse_age.is_some()).count();
+        let mut problems = Vec::new();
+        if let Some(e) = &view.error {
+            let via = self.snap.via.as_deref().unwrap_or("the node read from");
+            problems.push(format!("cannot watch the pulses on {via}: {e}"));
+        } else if pulsed == 0 && self.majority {
+            problems.push(format!(
+                "no CAL pulsed within {secs:.1} s: the cluster decides nothing \
+                 (or -pulse is shorter than the nodes' -pulse)"
+            ));
+        } else if pulsed > 0 {
+            for n in cals().filter(|n| n.pulse_age.is_none() && n.rev().is_some()) {
+                let slot = n.slot.as_deref().unwrap_or_default();
+                let at = n.addr.as_deref().unwrap_or("no address");
+                problems.push(format!(
+                    "CAL {} (slot {slot}, {at}) answers but did not pulse within {secs:.1} s (other CALs did)",
+                    n.id
+                ));
+            }
+        }
+        self.problems.extend(problems);
+        self.pulses = Some(view);
     }
 }
 

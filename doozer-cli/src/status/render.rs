@@ -5,7 +5,7 @@
 
 use std::fmt::{Display, Write};
 
-use super::{Answer, Node, NsView, Report};
+use super::{Answer, Node, NsView, PulseView, Report};
 
 /// `s` with every control character escaped (`\n`, `\u{1b}`), so a value
 /// from the store is one piece of one line.
@@ -42,6 +42,19 @@ fn role(n: &Node) -> String {
 /// How long an answer took, in milliseconds.
 fn millis(took: std::time::Duration) -> f64 {
     took.as_secs_f64() * 1000.0
+}
+
+/// Seconds since a node's last pulse, one decimal; `> W s` for a CAL
+/// not seen pulsing within the window; `-` for a slave not seen (slaves
+/// do not pulse) or when the pulses were not watched.
+fn pulse_text(n: &Node, pulses: Option<&PulseView>) -> String {
+    match (n.pulse_age, pulses) {
+        (Some(age), _) => format!("{:.1} s", age.as_secs_f64()),
+        (None, Some(p)) if n.is_cal() && p.error.is_none() => {
+            format!("> {:.1} s", p.window.as_secs_f64())
+        }
+        _ => "-".into(),
+    }
 }
 
 fn answer_text(a: &Answer) -> String {
@@ -89,7 +102,7 @@ pub fn text(r: &Report) -> String {
     );
     let _ = writeln!(out);
     let mut rows = vec![[
-        "ID", "ADDRESS", "HOST", "ROLE", "WRITABLE", "VERSION", "REV", "LAG", "ANSWERED",
+        "ID", "ADDRESS", "HOST", "ROLE", "WRITABLE", "VERSION", "REV", "LAG", "PULSE", "ANSWERED",
     ]
     .map(String::from)
     .to_vec()];
@@ -103,6 +116,7 @@ pub fn text(r: &Report) -> String {
             or_dash(n.version.as_deref()),
             num_or_dash(n.rev()),
             num_or_dash(n.lag(r.head)),
+            pulse_text(n, r.pulses.as_ref()),
             answer_text(&n.answer),
         ]);
     }
@@ -126,6 +140,9 @@ pub fn text(r: &Report) -> String {
             "NO majority"
         }
     );
+    if let Some(p) = &r.pulses {
+        pulses_text(&mut out, r, p);
+    }
     if let Some(ns) = &r.ns {
         ns_text(&mut out, ns, &s.cluster);
     }
@@ -137,6 +154,23 @@ pub fn text(r: &Report) -> String {
         }
     }
     out
+}
+
+/// `pulses: K of N CALs pulsed within W s` (or why they were not
+/// watched).
+fn pulses_text(out: &mut String, r: &Report, p: &PulseView) {
+    let secs = p.window.as_secs_f64();
+    if let Some(e) = &p.error {
+        let _ = writeln!(out, "pulses: cannot watch them: {}", clean(e));
+        return;
+    }
+    let cals = r.snap.nodes.iter().filter(|n| n.is_cal());
+    let pulsed = cals.clone().filter(|n| n.pulse_age.is_some()).count();
+    let _ = writeln!(
+        out,
+        "pulses: {pulsed} of {} CALs pulsed within {secs:.1} s",
+        cals.count()
+    );
 }
 
 fn ns_text(out: &mut String, ns: &NsView, cluster: &str) {
@@ -209,7 +243,7 @@ fn node_json(n: &Node, head: i64) -> String {
         concat!(
             r#"{{"id":{},"addr":{},"hostname":{},"version":{},"role":{},"slot":{},"#,
             r#""writable":{},"applied":{},"applied_rev":{},"answered":{},"rev":{},"#,
-            r#""lag":{},"ms":{},"error":{}}}"#
+            r#""lag":{},"pulse_age":{},"ms":{},"error":{}}}"#
         ),
         js(&n.id),
         js_opt(n.addr.as_deref()),
@@ -223,6 +257,7 @@ fn node_json(n: &Node, head: i64) -> String {
         answered,
         jn(n.rev()),
         jn(n.lag(head)),
+        jn(n.pulse_age.map(|d| format!("{:.3}", d.as_secs_f64()))),
         jn(ms),
         js_opt(error),
     )
@@ -256,7 +291,8 @@ pub fn json(r: &Report) -> String {
         concat!(
             r#"{{"cluster":{},"head":{},"rev":{},"via":{},"healthy":{},"problems":{},"#,
             r#""cals":{},"cals_answered":{},"majority":{},"free_slots":{},"#,
-            r#""slaves_answered":{},"max_lag":{},"slots":{},"nodes":{},"ns":{}}}"#,
+            r#""slaves_answered":{},"max_lag":{},"pulse_window":{},"pulse_error":{},"#,
+            r#""slots":{},"nodes":{},"ns":{}}}"#,
             "\n"
         ),
         js(&s.cluster),
@@ -271,6 +307,10 @@ pub fn json(r: &Report) -> String {
         ja(r.free.iter().map(|f| js(f))),
         r.slaves_answered,
         r.max_lag,
+        jn(r.pulses
+            .as_ref()
+            .map(|p| format!("{:.3}", p.window.as_secs_f64()))),
+        js_opt(r.pulses.as_ref().and_then(|p| p.error.as_deref())),
         slots,
         nodes,
         r.ns.as_ref().map_or_else(|| "null".into(), ns_json),

@@ -176,9 +176,9 @@ fn json_has_every_field() {
     for want in [
         r#"{"cluster":"test","head":100,"rev":100,"via":"127.0.0.1:8046","healthy":false,"#,
         r#""cals":3,"cals_answered":2,"majority":true,"free_slots":[],"slaves_answered":1,"#,
-        r#""max_lag":1000,"slots":[{"slot":"0","node":"A"},"#,
-        r#"{"id":"A","addr":"127.0.0.1:8047","hostname":"h","version":"0.1.0","role":"cal","slot":"0","writable":true,"applied":9,"applied_rev":10,"answered":true,"rev":100,"lag":0,"ms":1.500,"error":null}"#,
-        r#""answered":false,"rev":null,"lag":null,"ms":null,"error":"refused \"now\""}"#,
+        r#""max_lag":1000,"pulse_window":null,"pulse_error":null,"slots":[{"slot":"0","node":"A"},"#,
+        r#"{"id":"A","addr":"127.0.0.1:8047","hostname":"h","version":"0.1.0","role":"cal","slot":"0","writable":true,"applied":9,"applied_rev":10,"answered":true,"rev":100,"lag":0,"pulse_age":null,"ms":1.500,"error":null}"#,
+        r#""answered":false,"rev":null,"lag":null,"pulse_age":null,"ms":null,"error":"refused \"now\""}"#,
         r#""hostname":"evil\n\"host","#,
         r#""role":"slave","slot":null,"writable":false,"#,
         r#""ns":{"entries":[{"id":"A","addr":"127.0.0.1:8047"}],"boot":"A","error":null}}"#,
@@ -218,4 +218,98 @@ fn a_name_given_to_another_cluster_is_a_problem() {
         p.starts_with("name conflict") && p.contains("seed NEW") && p.contains("\"test\""),
         "{p}"
     );
+}
+
+/// The cells of the table row of node `id` (columns are two or more
+/// spaces apart; no cell holds two spaces).
+fn cells<'a>(text: &'a str, id: &str) -> Vec<&'a str> {
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("no row {id} in {text}"));
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// Three CALs (C answering or not) and a slave, each CAL's pulse age as
+/// given (`None`: not seen), judged with a 2 s window.
+fn pulsed(ages: [Option<u64>; 3], c: Answer, error: Option<&str>) -> Report {
+    let mut nodes = three_cals([yes(100), yes(100), c]);
+    nodes.push(node("S", None, yes(100)));
+    for (n, age) in nodes.iter_mut().zip(ages) {
+        n.pulse_age = age.map(Duration::from_millis);
+    }
+    let mut r = Report::assess(snap(SLOTS, nodes), None, 1000);
+    r.judge_pulses(PulseView {
+        window: Duration::from_secs(2),
+        error: error.map(str::to_string),
+    });
+    r
+}
+
+#[test]
+fn every_cal_pulsing_is_healthy_and_shows_its_age() {
+    let r = pulsed([Some(400), Some(1250), Some(0)], yes(100), None);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let t = text_of(&r);
+    assert!(t.contains("  LAG  PULSE  ANSWERED\n"), "{t}");
+    assert_eq!(cells(&t, "A")[8], "0.4 s", "{t}");
+    assert_eq!(cells(&t, "BB")[8], "1.2 s", "{t}");
+    assert_eq!(cells(&t, "CCC")[8], "0.0 s", "{t}");
+    // A slave does not pulse: a dash, judged by nobody.
+    assert_eq!(cells(&t, "S")[8], "-", "{t}");
+    assert!(
+        t.contains("\npulses: 3 of 3 CALs pulsed within 2.0 s\n"),
+        "{t}"
+    );
+    let j = render::json(&r);
+    assert!(
+        j.contains(r#""pulse_window":2.000,"pulse_error":null,"#),
+        "{j}"
+    );
+    assert!(j.contains(r#""lag":0,"pulse_age":0.400,"ms""#), "{j}");
+    assert!(j.contains(r#""pulse_age":1.250,"#), "{j}");
+}
+
+#[test]
+fn a_cal_that_answers_but_does_not_pulse_while_others_do_is_named() {
+    let r = pulsed([Some(400), Some(300), None], yes(100), None);
+    assert_eq!(
+        r.problems,
+        ["CAL CCC (slot 2, 127.0.0.1:8049) answers but did not pulse within 2.0 s (other CALs did)"]
+    );
+    let t = text_of(&r);
+    assert_eq!(cells(&t, "CCC")[8], "> 2.0 s", "{t}");
+    assert!(
+        t.contains("\npulses: 2 of 3 CALs pulsed within 2.0 s\n"),
+        "{t}"
+    );
+    assert!(render::json(&r).contains(r#""lag":0,"pulse_age":null,"ms""#));
+    // A CAL that does not answer is named once, for that.
+    let r = pulsed([Some(400), Some(300), None], no("refused"), None);
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert!(r.problems[0].contains("did not answer: refused"));
+}
+
+#[test]
+fn no_cal_pulsing_and_a_failed_watch_are_problems() {
+    let r = pulsed([None, None, None], yes(100), None);
+    assert_eq!(
+        r.problems,
+        ["no CAL pulsed within 2.0 s: the cluster decides nothing (or -pulse is shorter than the nodes' -pulse)"]
+    );
+    let r = pulsed([None, None, None], yes(100), Some("connection closed"));
+    assert_eq!(
+        r.problems,
+        ["cannot watch the pulses on 127.0.0.1:8046: connection closed"]
+    );
+    let t = text_of(&r);
+    assert!(
+        t.contains("\npulses: cannot watch them: connection closed\n"),
+        "{t}"
+    );
+    assert_eq!(cells(&t, "A")[8], "-", "{t}");
+    assert!(render::json(&r).contains(r#""pulse_error":"connection closed""#));
 }

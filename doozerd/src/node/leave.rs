@@ -15,6 +15,14 @@ use crate::replica::Replica;
 /// The longest a leaving CAL waits for its slot to be emptied.
 pub const LEAVE_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a leaving CAL goes on answering its clients after it is
+/// done, before it stops: a client that sent a write just before would
+/// otherwise find its connection closed (reset, its request unread) and
+/// could not tell whether the write happened; answered `READONLY`
+/// instead, the write goes to another CAL (the client library does it by
+/// itself). Reads are served meanwhile.
+pub const LEAVE_LINGER: Duration = Duration::from_millis(200);
+
 /// How the node ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -29,6 +37,8 @@ pub(super) struct Leave {
     signals: Signals,
     /// Since when this node has been leaving, and by when it gives up.
     until: Option<Instant>,
+    /// Done leaving: how it ends, and when (after [`LEAVE_LINGER`]).
+    closing: Option<(Instant, Exit)>,
 }
 
 impl Leave {
@@ -40,6 +50,7 @@ impl Leave {
         Ok(Leave {
             signals,
             until: None,
+            closing: None,
         })
     }
 
@@ -67,29 +78,38 @@ impl Leave {
     }
 
     /// While leaving: done once the emptied slot is decided (this node
-    /// is in no slot any more, so nobody will kick it) and the others can
+    /// is in no slot any more, so nobody will kick it), every client
+    /// write it proposed is answered (stopping earlier would leave its
+    /// client not knowing whether it happened), and the others can
     /// decide the last `alpha` seqns it still belongs to without it (a
     /// majority of their set, or else once it left consensus and they no
-    /// longer need it), or when the wait is over.
-    pub(super) fn done(&self, replica: &Replica) -> Option<Exit> {
+    /// longer need it), or when the wait is over. Then it goes on
+    /// answering clients for [`LEAVE_LINGER`] (new writes refused) before
+    /// it stops.
+    pub(super) fn done(&mut self, replica: &Replica) -> Option<Exit> {
+        let now = Instant::now();
+        if let Some((at, exit)) = self.closing {
+            return (now >= at).then_some(exit);
+        }
         let until = self.until?;
         let out = !replica.is_cal() && !replica.needed_by_others();
-        if !replica.listed_as_cal() && (out || replica.others_are_a_majority()) {
+        let answered = replica.writes_in_consensus() == 0;
+        if !replica.listed_as_cal() && answered && (out || replica.others_are_a_majority()) {
             log::info!("left consensus (its slot is empty); stopping");
-            return Some(Exit::Clean);
-        }
-        if Instant::now() >= until {
+        } else if now >= until {
             log::warn!(
                 "leaving: not confirmed within {} s; stopping anyway (the others kick this node after -timeout if its slot is still filled)",
                 LEAVE_WAIT.as_secs()
             );
-            return Some(Exit::Clean);
+        } else {
+            return None;
         }
+        self.closing = Some((now + LEAVE_LINGER, Exit::Clean));
         None
     }
 
     /// When the loop must look again without an event.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.until
+        self.closing.map(|(at, _)| at).or(self.until)
     }
 }

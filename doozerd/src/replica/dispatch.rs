@@ -48,8 +48,14 @@ impl Replica {
         if verb != Verb::Access && (!grant.read || (is_write && !grant.write)) {
             return self.fail(conn, tag, ErrCode::Other, Some("permission denied".into()));
         }
+        // A leaving CAL takes no new client write (see `Replica::leave`).
         if is_write && !self.writable {
             return self.fail(conn, tag, ErrCode::Readonly, None);
+        }
+        // A leaving CAL takes no new client write (see `Replica::leave`).
+        if is_write && self.leaving && !self.followers.contains_key(&conn) {
+            let why = "this node is leaving the cluster (SIGTERM); write to another CAL";
+            return self.fail(conn, tag, ErrCode::Readonly, Some(why.into()));
         }
         if let Some(why) = self.disk_error.as_ref().filter(|_| is_write) {
             let detail = match why.starts_with("disk: ") {

@@ -332,6 +332,17 @@ impl Replica {
     /// node's CAL slot, so the others need not wait `-timeout` to kick
     /// it. False if there is nothing to wait for: not a CAL, in no slot,
     /// or the only CAL (nobody would be left to decide anything).
+    ///
+    /// From then on it takes no new client write: each is refused with
+    /// `READONLY` before it is proposed, so a client (the library does it
+    /// by itself) sends it to another CAL; a write the process would
+    /// still propose could be cut off undecided when it stops, and its
+    /// client could not tell whether it happened. Its followers' own
+    /// requests (a slot claim, catch-up NOPs) are still taken: they are
+    /// few, and a slave claiming the slot this node frees should not wait
+    /// until it stops. The writes already in consensus are answered as
+    /// they are decided; the event loop stops only once none is left
+    /// ([`Replica::writes_in_consensus`]).
     pub fn leave(&mut self) -> bool {
         if self.paxos.is_none() || self.is_lone_cal() {
             return false;
@@ -341,6 +352,10 @@ impl Replica {
             return false;
         };
         log::info!("leaving: emptying {}", slot.path);
+        self.leaving = true;
+        // Before the slot: decided first, so `doozer status` never shows
+        // the node gone from its slot and still writable.
+        self.propose(cluster::writable_mutation(&self.members.id, false));
         self.propose(cluster::leave_mutation(&slot));
         if !self.others_are_a_majority() {
             // The others cannot decide the seqns this node still belongs
@@ -351,6 +366,12 @@ impl Replica {
             }
         }
         true
+    }
+
+    /// Client writes proposed here and not yet answered: a leaving CAL
+    /// waits for them before it stops (see [`Replica::leave`]).
+    pub fn writes_in_consensus(&self) -> usize {
+        self.writes.len()
     }
 
     /// Whether the CALs of the next seqn other than this node are a
@@ -569,7 +590,10 @@ impl Replica {
     /// keep NOPs going until the log reaches the seqn it joins at (an idle
     /// cluster would not get there on its own).
     pub(super) fn want_slot(&mut self) {
-        if self.paxos.is_some() || !self.is_following() {
+        // A leaving node that left consensus before it stops (it waits
+        // for its last writes, docs/cluster.md "Leaving gracefully") must
+        // not take its freed slot back: it would hold a slot while gone.
+        if self.paxos.is_some() || !self.is_following() || self.leaving {
             return;
         }
         let alpha = self.members.cfg.alpha;

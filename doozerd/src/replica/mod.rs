@@ -233,6 +233,9 @@ pub struct Replica {
     self_id: Bytes,
     secrets: Secrets,
     writable: bool,
+    /// Leaving gracefully (SIGTERM, `Replica::leave`): client writes are
+    /// refused with `READONLY`, except its followers' own requests.
+    leaving: bool,
     sessions: BTreeMap<ConnId, Session>,
     /// Client writes proposed and not yet applied.
     writes: BTreeMap<ProposalId, Pending>,
@@ -323,6 +326,7 @@ impl Replica {
             self_id: Bytes::from(config.self_id),
             secrets: config.secrets,
             writable: true,
+            leaving: false,
             sessions: BTreeMap::new(),
             writes: BTreeMap::new(),
             writing: BTreeMap::new(),

@@ -1033,6 +1033,48 @@ mod cluster {
         );
     }
 
+    /// Graceful leave (docs/cluster.md, "Leaving gracefully"): from the
+    /// signal on, a leaving CAL refuses new client writes with READONLY
+    /// before proposing them (so a client sends them to another CAL),
+    /// answers the writes already in consensus as they are decided, and
+    /// counts them until then (the event loop does not stop before);
+    /// its `writable` file says `false` once its slot is empty.
+    #[test]
+    fn a_leaving_cal_refuses_new_writes_and_answers_those_in_consensus() {
+        let mut net = Net::new(3);
+        net.promote_all(3);
+        let slot_of_2 = (1..3).find(|&s| net.slot(0, s) == "N2").unwrap();
+        net.nodes[2].handle(1, set(5, "/before", -1, "v"));
+        assert_eq!(net.nodes[2].writes_in_consensus(), 1);
+        assert!(net.nodes[2].leave());
+        net.nodes[2].handle(1, set(6, "/after", -1, "v"));
+        net.deliver();
+        net.until("both writes to be answered", |n| n.answers[2].len() == 2);
+        let answer = |tag| net.answers[2].iter().find(|r| r.tag == Some(tag)).unwrap();
+        assert_eq!(code(answer(6)), Some(ErrCode::Readonly), "{:?}", answer(6));
+        assert_eq!(answer(5).err_code, None, "{:?}", answer(5));
+        net.until("its slot to be empty", |n| !n.nodes[2].listed_as_cal());
+        assert_eq!(net.nodes[2].writes_in_consensus(), 0);
+        let snap = net.nodes[0].store().snapshot(None).unwrap();
+        assert_eq!(
+            snap.get("/after").unwrap().1,
+            0,
+            "a refused write is nowhere"
+        );
+        assert!(snap.get("/before").unwrap().1 > 0);
+        assert_eq!(&snap.get("/ctl/node/N2/writable").unwrap().0[..], b"false");
+        // Still running (it lingers before it stops), it leaves
+        // consensus and follows, and never claims its freed slot back
+        // (a CAL that steps down otherwise does).
+        net.until("N2 to leave consensus", |n| n.demotions[2] == 1);
+        for _ in 0..20 {
+            net.write(0, req(1, Verb::Nop));
+        }
+        net.advance(2_000);
+        assert_eq!(net.slot(0, slot_of_2), "", "the leaver took its slot back");
+        assert!(!net.nodes[2].is_cal());
+    }
+
     #[test]
     fn a_write_from_a_closed_connection_is_not_answered_to_its_successor() {
         let mut net = Net::new(3);
