@@ -252,6 +252,11 @@ Options:
                flat: /bench/flat/kN (one big directory);
                nested: /bench/n/<N/100>/kN (small directories)
   -prefill     create every key first (always done for -op get)
+  -cpu WEB[,WEB...]
+               the nodes' web addresses (doozerd -w): reports the CPU
+               time the nodes spent per operation, summed over them, from
+               their /$metrics process_cpu_seconds_total before and after
+               the run (get and set modes)
 Watch mode (-op watch):
   -watchers N  connections each following /bench/watch/** (default 100)
   -rate N      writes per second by one writer (default 50)
@@ -281,6 +286,7 @@ connection; such answers are not counted as operations.
 Examples:
   doozer bench -op set -c 64 -k 8 -d 10s
   doozer bench -op get -keys 100000 -layout flat -n 1000000
+  doozer bench -op set -d 10s -cpu 127.0.0.1:8000
   doozer bench -op watch -watchers 100 -rate 50 -d 10s
   doozer bench -op sse -streams 1000 -rate 50 -d 10s -web 127.0.0.1:8000
 ",

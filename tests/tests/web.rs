@@ -1012,6 +1012,61 @@ const REV: &str = "doozer_rev";
 const WRITES: &str = "doozer_writes_total";
 const READS: &str = "doozer_reads_total";
 
+/// `/$metrics` has the standard `process_cpu_seconds_total`, which grows
+/// with work, and `doozer bench -cpu WEB` reports the node's CPU per
+/// operation from it; a web address that is not a viewer is an error.
+#[test]
+fn bench_reports_the_server_cpu_per_operation() {
+    const CPU: &str = "process_cpu_seconds_total";
+    let (d, web) = start_node();
+    let before = metrics(web);
+    assert_eq!(before.family(CPU).map(|f| f.kind.as_str()), Some("counter"));
+    let cpu0 = before.value(CPU, &[]).expect("cpu counter");
+    let out = doozer(
+        &d,
+        &[
+            "bench",
+            "-op",
+            "set",
+            "-n",
+            "20000",
+            "-cpu",
+            &web.to_string(),
+        ],
+        b"",
+    )
+    .ok();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("server CPU per op: "))
+        .unwrap_or_else(|| panic!("no CPU line in {out}"));
+    let us: f64 = line["server CPU per op: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(us > 0.0 && us.is_finite(), "{line}");
+    assert!(line.ends_with("µs (1 nodes)"), "{line}");
+    let cpu1 = metrics(web).value(CPU, &[]).expect("cpu counter");
+    assert!(cpu1 > cpu0, "{cpu0} -> {cpu1}");
+    // The client port is no web viewer.
+    let bad = doozer(
+        &d,
+        &[
+            "bench",
+            "-op",
+            "set",
+            "-n",
+            "10",
+            "-cpu",
+            &d.addr().to_string(),
+        ],
+        b"",
+    );
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("-cpu"), "{}", bad.stderr);
+}
+
 #[test]
 fn stats_json_matches_the_node() {
     let (d, web) = start_node();

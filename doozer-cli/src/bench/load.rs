@@ -58,8 +58,16 @@ pub(super) fn load_bench(reads: &Target, writes: &Target, o: &Opts) -> Result<()
     } else {
         ("set", writes)
     };
+    let before = super::cpu::sample(&o.cpu)?;
     let driven = drive(t, o.conns, o.inflight, limit, &make, label)?;
-    report(t, o, label, driven)
+    let after = super::cpu::sample(&o.cpu)?;
+    let cpu =
+        super::cpu::per_op_us(&before, &after, driven.total.ops).filter(|_| !o.cpu.is_empty());
+    report(t, o, label, driven)?;
+    if let Some(us) = cpu {
+        println!("server CPU per op: {us:.1} µs ({} nodes)", o.cpu.len());
+    }
+    Ok(())
 }
 
 /// Writes every key once, before the measure.

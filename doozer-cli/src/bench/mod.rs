@@ -19,6 +19,7 @@
 //! [`fanout`] is watch and SSE mode, on the [`followers`] (which read
 //! event streams with [`sse`]); [`stats`] holds what runs measure.
 
+mod cpu;
 mod drive;
 mod fanout;
 mod followers;

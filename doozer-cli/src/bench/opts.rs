@@ -64,6 +64,10 @@ const SPECS: &[Spec] = &[
         name: "grace",
         takes_value: true,
     },
+    Spec {
+        name: "cpu",
+        takes_value: true,
+    },
 ];
 
 /// The port of the web address for `-op sse` when -web is not given.
@@ -116,6 +120,9 @@ pub(super) struct Opts {
     pub(super) rate: f64,
     /// `-grace`: how long to wait for late arrivals.
     pub(super) grace: Duration,
+    /// `-cpu`: the nodes' web addresses, to report their CPU per
+    /// operation (get and set).
+    pub(super) cpu: Vec<String>,
 }
 
 fn num<T: std::str::FromStr>(p: &flags::Parsed, name: &str, default: T) -> Result<T, Failure> {
@@ -180,6 +187,10 @@ pub(super) fn parse_opts(args: &[String]) -> Result<Opts, Failure> {
         web: p.get("web").map(str::to_owned),
         rate: num(&p, "rate", 50.0)?,
         grace: dur(&p, "grace", Duration::from_secs(2))?,
+        cpu: match p.get("cpu") {
+            Some(list) => super::cpu::parse_addrs(list)?,
+            None => Vec::new(),
+        },
     };
     let positive = |name: &str, ok: bool| {
         if ok {

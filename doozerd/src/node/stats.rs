@@ -44,6 +44,7 @@ impl Sources<'_> {
             pulse_s: self.pulse_ms as f64 / 1000.0,
             timeout_s: self.timeout_ms as f64 / 1000.0,
             memory_rss_bytes: rss_bytes().unwrap_or(0),
+            cpu_seconds: cpu_seconds().unwrap_or(0.0),
             clients: s.clients,
             web_clients: self.web_clients as u64,
             event_streams: self.event_streams as u64,
@@ -92,6 +93,22 @@ fn by_kind(c: &MsgCounts) -> BTreeMap<String, u64> {
     .into_iter()
     .map(|(k, n)| (k.to_string(), n))
     .collect()
+}
+
+/// CPU time this process used, user and system, in seconds
+/// (`getrusage`, every thread).
+fn cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer it is
+    // given, a valid, writable one here; on failure nothing is read.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    if !ok {
+        return None;
+    }
+    // SAFETY: initialised by the successful call above (and zeroed before).
+    let u = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(u.ru_utime) + secs(u.ru_stime))
 }
 
 /// Resident memory of this process, from `/proc/self/statm` (Linux).
