@@ -1047,7 +1047,7 @@ fn bench_reports_the_server_cpu_per_operation() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
     assert!(us > 0.0 && us.is_finite(), "{line}");
-    assert!(line.ends_with("µs (1 nodes)"), "{line}");
+    assert!(line.ends_with("µs (1 node)"), "{line}");
     let cpu1 = metrics(web).value(CPU, &[]).expect("cpu counter");
     assert!(cpu1 > cpu0, "{cpu0} -> {cpu1}");
     // The client port is no web viewer.

@@ -65,7 +65,9 @@ pub(super) fn load_bench(reads: &Target, writes: &Target, o: &Opts) -> Result<()
         super::cpu::per_op_us(&before, &after, driven.total.ops).filter(|_| !o.cpu.is_empty());
     report(t, o, label, driven)?;
     if let Some(us) = cpu {
-        println!("server CPU per op: {us:.1} µs ({} nodes)", o.cpu.len());
+        let n = o.cpu.len();
+        let nodes = if n == 1 { "node" } else { "nodes" };
+        println!("server CPU per op: {us:.1} µs ({n} {nodes})");
     }
     Ok(())
 }
