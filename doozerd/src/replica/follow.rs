@@ -351,6 +351,8 @@ impl Replica {
         let Some(seqn) = resp.seqn else {
             return protocol("event without its seqn");
         };
+        // The stream moves: side requests may be answered otherwise now.
+        self.members.side_refused = false;
         // Seqns come in order, none skipped, all the changes of one value
         // in a row: the applied seqn moves on at its last change, so every
         // change is of the seqn after it. Another would move this node's

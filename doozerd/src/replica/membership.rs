@@ -112,6 +112,12 @@ pub(super) struct Membership {
     /// The tag of the request that sets this node's `writable` file back
     /// to `false` after it left consensus, while in flight.
     unwritable: Option<i32>,
+    /// The followed node answered a side request with `READONLY` (it is
+    /// not a CAL): no more side requests until the stream delivers a
+    /// change. Asking again at once looped, each answer keeping an
+    /// otherwise silent stream looking alive (simulator seed 95666); now
+    /// the stream goes quiet and the follower attaches elsewhere.
+    pub(super) side_refused: bool,
     next_side_tag: i32,
     pub(super) next_pulse_ms: u64,
     /// Kicks this node proposed and not yet saw decided.
@@ -162,6 +168,7 @@ impl Membership {
             claim: None,
             nops_outstanding: 0,
             unwritable: None,
+            side_refused: false,
             next_side_tag: SIDE_TAG_BASE,
             next_pulse_ms: 0,
             kicks: BTreeMap::new(),
@@ -593,7 +600,8 @@ impl Replica {
         // A leaving node that left consensus before it stops (it waits
         // for its last writes, docs/cluster.md "Leaving gracefully") must
         // not take its freed slot back: it would hold a slot while gone.
-        if self.paxos.is_some() || !self.is_following() || self.leaving {
+        if self.paxos.is_some() || !self.is_following() || self.leaving || self.members.side_refused
+        {
             return;
         }
         let alpha = self.members.cfg.alpha;
@@ -661,6 +669,13 @@ impl Replica {
     /// An answer to a request sent on the follow connection.
     pub(super) fn side_response(&mut self, resp: Response) {
         let tag = resp.tag;
+        if resp.err_code == Some(ErrCode::Readonly as i32) && !self.members.side_refused {
+            log::info!(
+                "the followed node takes no writes (READONLY): no more requests to it until \
+                 its stream moves"
+            );
+            self.members.side_refused = true;
+        }
         if tag.is_some() && tag == self.members.claim {
             self.members.claim = None;
             // Won: the CAL answers before it streams the change, which
@@ -682,6 +697,7 @@ impl Replica {
 
     /// The follow connection broke: requests on it are gone.
     pub(super) fn forget_side_requests(&mut self) {
+        self.members.side_refused = false;
         self.members.claim = None;
         self.members.nops_outstanding = 0;
         self.members.unwritable = None;
