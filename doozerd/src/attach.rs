@@ -237,6 +237,29 @@ impl Attach {
         followed(p, addr)
     }
 
+    /// Connects to member `addr`, presents the secret and checks that it
+    /// serves this cluster (`/ctl/name` is `-c`), waiting at most `limit`
+    /// for each answer: the start of both an attach and a probe.
+    fn open_member(&self, addr: SocketAddr, limit: Duration) -> Result<Pipeline, AttachError> {
+        let client = |source| AttachError::Client { addr, source };
+        let mut p = Pipeline::connect_with(&addr.to_string(), self.tls.as_ref()).map_err(client)?;
+        if !self.secret.is_empty() {
+            let access = request(Verb::Access).value(self.secret.clone());
+            call_within(&mut p, addr, access, limit)?;
+        }
+        let name = call_within(&mut p, addr, request(Verb::Get).path(ctl::NAME_PATH), limit)?;
+        let theirs =
+            String::from_utf8_lossy(name.value.as_deref().unwrap_or_default()).into_owned();
+        if theirs != self.cluster {
+            return Err(AttachError::WrongCluster {
+                addr,
+                theirs,
+                ours: self.cluster.to_string(),
+            });
+        }
+        Ok(p)
+    }
+
     /// [`Attach::handshake`] writing this node's files; if a write is not
     /// decided within [`STEP_TIMEOUT`], again on a new connection without
     /// writing any (see [`Register::Skip`]).
@@ -267,24 +290,7 @@ impl Attach {
         register: Register,
     ) -> Result<(Pipeline, Option<i32>), AttachError> {
         let client = |source| AttachError::Client { addr, source };
-        let mut p = Pipeline::connect_with(&addr.to_string(), self.tls.as_ref()).map_err(client)?;
-        if !self.secret.is_empty() {
-            call(
-                &mut p,
-                addr,
-                request(Verb::Access).value(self.secret.clone()),
-            )?;
-        }
-        let name = call(&mut p, addr, request(Verb::Get).path(ctl::NAME_PATH))?;
-        let theirs =
-            String::from_utf8_lossy(name.value.as_deref().unwrap_or_default()).into_owned();
-        if theirs != self.cluster {
-            return Err(AttachError::WrongCluster {
-                addr,
-                theirs,
-                ours: self.cluster.to_string(),
-            });
-        }
+        let mut p = self.open_member(addr, STEP_TIMEOUT)?;
         // Only files that differ are written: a node attaching again
         // (its files are there) needs no consensus to follow, so it can
         // follow even while the cluster cannot decide (it may be the CAL
@@ -343,26 +349,7 @@ impl Attach {
     /// for a dead one (docs/cluster.md#stale-name-service-records).
     pub fn probe(&self, addr: SocketAddr, limit: Duration) -> Result<(), AttachError> {
         let limit = limit.min(PROBE_TIMEOUT);
-        let client = |source| AttachError::Client { addr, source };
-        let mut p = Pipeline::connect_with(&addr.to_string(), self.tls.as_ref()).map_err(client)?;
-        if !self.secret.is_empty() {
-            call_within(
-                &mut p,
-                addr,
-                request(Verb::Access).value(self.secret.clone()),
-                limit,
-            )?;
-        }
-        let name = call_within(&mut p, addr, request(Verb::Get).path(ctl::NAME_PATH), limit)?;
-        let theirs =
-            String::from_utf8_lossy(name.value.as_deref().unwrap_or_default()).into_owned();
-        if theirs != self.cluster {
-            return Err(AttachError::WrongCluster {
-                addr,
-                theirs,
-                ours: self.cluster.to_string(),
-            });
-        }
+        let mut p = self.open_member(addr, limit)?;
         let me = call_within(&mut p, addr, request(Verb::Self_), limit)?;
         let id = String::from_utf8_lossy(me.value.as_deref().unwrap_or_default()).into_owned();
         let writable = call_within(
