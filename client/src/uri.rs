@@ -305,8 +305,8 @@ fn escape(s: &[u8]) -> String {
 }
 
 /// Query-string unescaping: `%XX` and `+` for space; `None` for a bad
-/// escape.
-fn unescape(s: &str) -> Option<Vec<u8>> {
+/// escape. (Also the web viewer's query values.)
+pub fn unescape(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -439,30 +439,7 @@ fn query_str(query: &str, name: &str) -> Result<Option<String>, String> {
     }) else {
         return Ok(None);
     };
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("{name}: bad percent-encoding"))?;
-                out.push(hex);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
+    let out = doozer::uri::unescape(raw).ok_or_else(|| format!("{name}: bad percent-encoding"))?;
     String::from_utf8(out)
         .map(Some)
         .map_err(|_| format!("{name}: not UTF-8"))
