@@ -734,7 +734,14 @@ fn run_seed(seed: u64) -> Result<(), String> {
         }
     }
     log.push(format!("{:7} all healed", w.now));
-    if !w.run_until_true(RECOVER_MS, healed) {
+    // Healed, and every dead id kicked: a slot of a process that is gone
+    // (crashed without a data directory, or restarted with its disk lost
+    // under a new id) must be emptied, or the cluster runs with less
+    // fault tolerance than its slots say. Only then does the quiet window
+    // below open: the kick of a dead CAL may come `-timeout` after the
+    // promotion of a CAL that joined after the heal (it counts every CAL
+    // as heard from when it joins), and that kick is not a loop.
+    if !w.run_until_true(RECOVER_MS, |w| healed(w) && no_dead_cal(w)) {
         return Err(format!(
             "did not heal within {RECOVER_MS} ms after the faults stopped\n{}\nfaults:\n{}",
             describe(&w),
@@ -787,6 +794,17 @@ fn run_seed(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Every id in the slots (as the first live node knows them) is a running
+/// node's.
+fn no_dead_cal(w: &World) -> bool {
+    let Some(&first) = w.live().first() else {
+        return false;
+    };
+    cal_ids(w, first)
+        .iter()
+        .all(|id| w.live().iter().any(|&i| &w.nodes[i].id == id))
+}
+
 fn seeds_for(part: u64, parts: u64) -> Vec<u64> {
     if let Some(seed) = std::env::var("DOOZER_SIM_SEED")
         .ok()
@@ -802,18 +820,27 @@ fn seeds_for(part: u64, parts: u64) -> Vec<u64> {
 }
 
 fn check_seeds(part: u64, parts: u64) {
+    // A long run may go on past failures and list them all at the end.
+    let keep_going = std::env::var_os("DOOZER_SIM_KEEP_GOING").is_some();
+    let mut failed = Vec::new();
     for seed in seeds_for(part, parts) {
         // A long run says how far it got (seen with --nocapture).
         if seed % 10_000 < parts && seed > 0 {
             eprintln!("membership simulation: seed {seed} reached");
         }
         if let Err(e) = run_seed(seed) {
-            panic!(
+            let msg = format!(
                 "membership simulation seed {seed} failed: {e}\n\
                  replay: DOOZER_SIM_SEED={seed} DOOZER_SIM_TRACE=1 cargo test -p doozerd --lib sim::tests::random"
             );
+            if !keep_going {
+                panic!("{msg}");
+            }
+            eprintln!("{msg}");
+            failed.push(seed);
         }
     }
+    assert!(failed.is_empty(), "seeds that failed: {failed:?}");
 }
 
 /// Seeds beyond the default range that once failed (found by long runs,
@@ -824,8 +851,11 @@ fn check_seeds(part: u64, parts: u64) {
 /// needed its own votes; it now follows without them when a write is not
 /// decided in time), 95666 (a slave followed a node that had left
 /// consensus and asked it again and again for a slot, each READONLY
-/// answer keeping the otherwise silent stream looking alive).
-const SEEDS_THAT_FAILED: &[u64] = &[10404, 35347, 39082, 95666];
+/// answer keeping the otherwise silent stream looking alive), 72483 (the
+/// quiet window opened before a dead CAL was kicked: a CAL promoted after
+/// the heal counts it as heard from for `-timeout`; the window now opens
+/// once every dead id is out of the slots).
+const SEEDS_THAT_FAILED: &[u64] = &[10404, 35347, 39082, 72483, 95666];
 
 #[test]
 fn seeds_that_once_failed_pass() {
