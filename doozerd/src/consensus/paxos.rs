@@ -722,6 +722,17 @@ impl Paxos {
         if changed {
             self.update_peers();
         }
+        if self.newest_cals.index_of(&self.cfg.id).is_none() {
+            // Not in the set that takes over at `s`: this node owns no
+            // seqn from `s` on, so the others will never show it a seqn
+            // in use past its own last ones, and would fill each of them
+            // with NOP after `fill_ms` (a stall of writes at every leave,
+            // docs/benchmarks.md "Rolling restart"), or after it stops.
+            // Skip its unused seqns below `s` now, as if `s - 1` were in
+            // use (Mencius: an owner may skip any unused seqn of its own;
+            // queued values are placed first).
+            self.advance_own(s);
+        }
         let end = self.window_end();
         let mut keep = VecDeque::new();
         let deferred = std::mem::take(&mut self.deferred);

@@ -747,6 +747,14 @@ mod cluster {
         /// Node `i` registers its files through `leader` and follows it
         /// from scratch (a copy).
         fn attach(&mut self, i: usize, leader: usize) {
+            self.attach_later(i, leader);
+            self.deliver();
+        }
+
+        /// [`Net::attach`] without delivering: the requests are queued
+        /// (the event loop attaches again from its next iteration, after
+        /// it sent what the node had to send).
+        fn attach_later(&mut self, i: usize, leader: usize) {
             self.drop_follow(i);
             let conn = self.next_conn;
             self.next_conn += 1;
@@ -764,7 +772,6 @@ mod cluster {
             );
             self.follows[i] = Some((leader, conn));
             self.nodes[i].follow_lost();
-            self.deliver();
         }
 
         /// Node `i` closes its follow connection.
@@ -806,7 +813,7 @@ mod cluster {
                                 let leader = (0..self.nodes.len())
                                     .find(|&k| k != i && self.nodes[k].is_cal() && !self.stopped[k])
                                     .expect("a live CAL");
-                                self.attach(i, leader);
+                                self.attach_later(i, leader);
                             }
                         }
                     }
@@ -831,7 +838,8 @@ mod cluster {
                             let leader = (0..self.nodes.len())
                                 .find(|&k| k != j && self.nodes[k].is_cal() && !self.stopped[k])
                                 .expect("a live CAL");
-                            self.attach(j, leader);
+                            moved = true;
+                            self.attach_later(j, leader);
                         }
                         None => {}
                     }
@@ -1073,6 +1081,41 @@ mod cluster {
         net.advance(2_000);
         assert_eq!(net.slot(0, slot_of_2), "", "the leaver took its slot back");
         assert!(!net.nodes[2].is_cal());
+    }
+
+    /// A CAL leaving the set (here gracefully) still owns seqns up to the
+    /// one where the new set takes over (`alpha` seqns after its slot was
+    /// emptied). Once its process stops nobody proposes at those seqns,
+    /// and writes stall until another CAL fills them with NOP after
+    /// `-fill` (docs/benchmarks.md, "Rolling restart"), unless the leaver
+    /// skipped them as soon as it knew it is not in the next set.
+    #[test]
+    fn writes_go_on_across_a_leave_without_waiting_for_a_fill() {
+        let mut net = Net::new(3);
+        net.promote_all(3);
+        assert!(net.nodes[2].leave());
+        net.deliver();
+        net.until("the leave to be decided", |n| !n.nodes[2].listed_as_cal());
+        // It lingers a little (`LEAVE_LINGER`), then its process stops.
+        net.advance(20);
+        net.stopped[2] = true;
+        let fills = |n: &Net| -> u64 {
+            (0..2)
+                .map(|k| n.nodes[k].consensus_stats().map_or(0, |(s, _)| s.fills))
+                .sum()
+        };
+        let (before, t0) = (fills(&net), net.now);
+        // Past the seqn where the new set takes over, and more.
+        for i in 0..120 {
+            let r = net.write(0, set(1, &format!("/w/{i}"), -1, "v"));
+            assert_eq!(r.err_code, None, "{r:?}");
+        }
+        assert_eq!(
+            (fills(&net) - before, net.now - t0),
+            (0, 0),
+            "writes waited for fills (count, ms)"
+        );
+        net.assert_same_stores();
     }
 
     #[test]
