@@ -110,7 +110,7 @@ impl TlsClient {
     }
 
     /// Runs the handshake on the connected socket `sock` (blocking, at
-    /// most [`CONNECT_TIMEOUT`] per read or write).
+    /// most `CONNECT_TIMEOUT` per read or write).
     pub fn handshake(
         &self,
         addr: &str,

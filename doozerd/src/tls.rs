@@ -5,7 +5,7 @@
 //! The event loop keeps its plaintext buffers as they are (frames in,
 //! encoded responses out, with the same caps and pausing); a TLS
 //! connection only adds a session between those buffers and the socket:
-//! [`read`] behaves like a non-blocking `read` of plaintext, [`write`]
+//! [`read()`] behaves like a non-blocking `read` of plaintext, [`write()`]
 //! like a non-blocking `write` of it.
 
 use std::io::{self, Read, Write};
@@ -114,7 +114,7 @@ pub fn read_maybe<C: DerefMut<Target = ConnectionCommon<D>>, D>(
 
 /// Writes `out` to the non-blocking `sock`, through `session` when the
 /// connection is TLS, until it is empty or the socket would block (see
-/// [`write`]). A socket that takes nothing is `WriteZero`.
+/// [`write()`]). A socket that takes nothing is `WriteZero`.
 pub fn write_maybe<C: DerefMut<Target = ConnectionCommon<D>>, D>(
     session: Option<&mut C>,
     sock: &mut impl Write,

@@ -1,6 +1,6 @@
 //! Peer datagrams into a CAL of a three-CAL cluster, as the event loop
 //! hands them over: the transport's unpacking
-//! ([`transport::unpack`](doozerd::transport::unpack), with or without a
+//! ([`doozerd::transport::unpack`], with or without a
 //! [`PeerKey`]), `Replica::step(Input::Peer)` for each message, then
 //! `Replica::ready`. The node under test, A, seeded the cluster and wrote
 //! B and C into the CAL slots itself; B and C are the fuzzer.

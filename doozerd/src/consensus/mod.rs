@@ -1,7 +1,7 @@
 //! Agreement on the order of mutations.
 //!
 //! Writes take the path propose → learn → apply: the server proposes a
-//! [`Mutation`], consensus decides which sequence number (seqn) it gets, and
+//! [`Mutation`](crate::store::Mutation), consensus decides which sequence number (seqn) it gets, and
 //! learned values are applied to the store strictly in seqn order. A
 //! single-node cluster runs the same core with a CAL set of one.
 //!

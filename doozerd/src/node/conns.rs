@@ -38,7 +38,7 @@ use crate::web;
 /// until it drains, so a client that never reads cannot grow memory.
 pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
 /// Above this many bytes of unsent output held by the whole node, only
-/// connections with less than [`FAIR_SHARE`] waiting are read: one client
+/// connections with less than a fair share (`FAIR_SHARE`) waiting are read: one client
 /// or many cannot make the node hold more than about this much.
 pub const NODE_OUTPUT_BUDGET: usize = 64 << 20;
 /// What a connection may have waiting when the node is over its budget.

@@ -7,7 +7,7 @@
 //! persistent snapshot, so it never fails with `TOO_LATE`, however small
 //! `-hist` and however busy the node.
 //!
-//! Follower side: [`Replica::follow_response`] checks each response of that
+//! Follower side: `Replica::replay_follow` checks each response of that
 //! stream (it comes from the network) and applies it: the copy replaces the
 //! store at READY, and each event is replayed at exactly the next rev.
 

@@ -105,7 +105,7 @@ pub enum Woken {
         /// The wait's id.
         id: WaitId,
     },
-    /// The history a glob wait needed was replaced by [`Store::reset_to`];
+    /// The history a glob wait needed was replaced by [`Store::install`];
     /// it can no longer be answered (its client should start over).
     Lost {
         /// The wait's id.
@@ -113,7 +113,7 @@ pub enum Woken {
     },
 }
 
-/// One file of a store copied from another node ([`Store::reset_to`]).
+/// One file of a store copied from another node ([`Store::install`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileCopy {
     /// Full path.
