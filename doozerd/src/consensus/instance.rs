@@ -3,6 +3,7 @@
 //! Simple" (2001), §2.2–2.3.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::ballot::Ballot;
 use super::ProposalId;
@@ -49,11 +50,13 @@ impl Acceptor {
 /// What one node knows about the votes of one instance.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Learner {
-    /// Voters (bit = CAL index) per ballot.
-    votes: Vec<(Ballot, u64)>,
+    /// Voters (bit = CAL index) per ballot. Nearly every instance sees
+    /// one ballot (the owner's round 0), so one is held inline: no
+    /// allocation per seqn on the write path.
+    votes: SmallVec<[(Ballot, u64); 1]>,
     /// The value proposed in each ballot seen (one coordinator, one value
     /// per ballot, so a ballot names its value).
-    values: Vec<(Ballot, Bytes)>,
+    values: SmallVec<[(Ballot, Bytes); 1]>,
 }
 
 impl Learner {

@@ -734,6 +734,13 @@ impl Paxos {
             self.advance_own(s);
         }
         let end = self.window_end();
+        // Usually nothing deferred became handleable (it waits for sets
+        // further on): then the queue stays as it is, unmoved.
+        let ready = |(_, item): &(NodeId, Item)| item.seqn_needing_cals().is_none_or(|t| t < end);
+        if !self.deferred.iter().any(ready) {
+            self.after();
+            return;
+        }
         let mut keep = VecDeque::new();
         let deferred = std::mem::take(&mut self.deferred);
         self.deferred_bytes = 0;
@@ -977,7 +984,12 @@ impl Paxos {
             .cloned()
             .collect();
         for (peer, mut msg) in std::mem::take(&mut self.outbox) {
-            self.last_sent_ms.insert(peer.clone(), self.now_ms);
+            match self.last_sent_ms.get_mut(&peer) {
+                Some(t) => *t = self.now_ms,
+                None => {
+                    self.last_sent_ms.insert(peer.clone(), self.now_ms);
+                }
+            }
             if let Some((_, skips)) = self.skip_backlog.remove(&peer) {
                 msg.skips.extend(skips);
             }
