@@ -210,8 +210,10 @@ pub struct Paxos {
     now_ms: u64,
     /// The next seqn to hand to the caller; all below are delivered.
     next_deliver: Seqn,
-    /// CAL sets of the known window, `next_deliver..window_end`.
-    cal_sets: BTreeMap<Seqn, CalSet>,
+    /// CAL sets of the known window, `next_deliver..window_end`: entry
+    /// `i` is seqn `next_deliver + i` (the window is contiguous, so a
+    /// lookup is an index, not a search: it is made many times per seqn).
+    cal_sets: VecDeque<CalSet>,
     /// The set of the newest known seqn: still known when every seqn of
     /// the window was delivered and `cal_sets` is empty.
     newest_cals: CalSet,
@@ -326,7 +328,7 @@ impl Paxos {
             rng: SplitMix64::new(seed),
             now_ms,
             next_deliver: first,
-            cal_sets: BTreeMap::new(),
+            cal_sets: VecDeque::new(),
             newest_cals: cals.clone(),
             instances: BTreeMap::new(),
             history: VecDeque::new(),
@@ -357,8 +359,8 @@ impl Paxos {
             #[cfg(test)]
             votes: Vec::new(),
         };
-        for s in first..first + alpha {
-            p.cal_sets.insert(s, cals.clone());
+        for _ in first..first + alpha {
+            p.cal_sets.push_back(cals.clone());
         }
         p.note_members(&cals);
         p.update_peers();
@@ -378,13 +380,14 @@ impl Paxos {
         seed: u64,
     ) -> Paxos {
         let mut p = Paxos::new(cfg, first, head.clone(), now_ms, seed);
+        p.cal_sets.clear(); // `new` gave every seqn `head`; `sets` says better
         let mut last = head;
         for s in first..first + p.cfg.alpha {
             if let Some(set) = sets.get((s - first) as usize) {
                 last = set.clone();
             }
             p.note_members(&last);
-            p.cal_sets.insert(s, last.clone());
+            p.cal_sets.push_back(last.clone());
         }
         p.newest_cals = last;
         p.update_peers();
@@ -559,7 +562,7 @@ impl Paxos {
                 last = set.clone();
             }
             self.note_members(&last);
-            self.cal_sets.insert(s, last.clone());
+            self.cal_sets.push_back(last.clone());
         }
         self.newest_cals = last;
         self.next_deliver = first;
@@ -653,9 +656,8 @@ impl Paxos {
     /// The CAL sets of the window, by seqn (simulation tests only).
     #[cfg(test)]
     pub fn window_sets(&self) -> Vec<(Seqn, CalSet)> {
-        self.cal_sets
-            .range(self.next_deliver..)
-            .map(|(s, c)| (*s, c.clone()))
+        (self.next_deliver..)
+            .zip(self.cal_sets.iter().cloned())
             .collect()
     }
 
@@ -689,9 +691,7 @@ impl Paxos {
 
     /// One past the last seqn whose CAL set is known.
     pub fn window_end(&self) -> Seqn {
-        self.cal_sets
-            .last_key_value()
-            .map_or(self.next_deliver, |(s, _)| s + 1)
+        self.next_deliver + self.cal_sets.len() as Seqn
     }
 
     /// Tells the core that the caller applied `applied`, after which the
@@ -716,8 +716,8 @@ impl Paxos {
             self.newest_cals = cals.clone();
         }
         // Keep the window contiguous even if a caller skipped a call.
-        for t in self.window_end()..=s {
-            self.cal_sets.insert(t, cals.clone());
+        for _ in self.window_end()..=s {
+            self.cal_sets.push_back(cals.clone());
         }
         if changed {
             self.update_peers();
@@ -946,7 +946,7 @@ impl Paxos {
         let mut out: Vec<NodeId> = Vec::new();
         let mut last: Option<&CalSet> = None;
         let newest = std::iter::once(&self.newest_cals);
-        for cals in self.cal_sets.values().chain(newest) {
+        for cals in self.cal_sets.iter().chain(newest) {
             if last == Some(cals) {
                 continue;
             }
@@ -1020,7 +1020,8 @@ impl Paxos {
     }
 
     fn cals(&self, s: Seqn) -> Option<&CalSet> {
-        self.cal_sets.get(&s)
+        let i = s.checked_sub(self.next_deliver)?;
+        self.cal_sets.get(usize::try_from(i).ok()?)
     }
 
     /// Whether `id` is a CAL of seqn `s` (whose set is known).
@@ -1489,8 +1490,8 @@ impl Paxos {
                 }
                 self.history_base += 1;
             }
-            if let Some(gone) = self.cal_sets.remove(&s) {
-                if self.cal_sets.values().next() != Some(&gone) {
+            if let Some(gone) = self.cal_sets.pop_front() {
+                if self.cal_sets.front() != Some(&gone) {
                     self.update_peers();
                 }
             }
