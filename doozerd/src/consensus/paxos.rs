@@ -206,6 +206,9 @@ impl Item {
 #[derive(Debug)]
 pub struct Paxos {
     cfg: Config,
+    /// `cfg.id`, shared: own messages are handled with it as their sender
+    /// without copying the id each time.
+    me: std::sync::Arc<str>,
     rng: SplitMix64,
     now_ms: u64,
     /// The next seqn to hand to the caller; all below are delivered.
@@ -213,7 +216,8 @@ pub struct Paxos {
     /// CAL sets of the known window, `next_deliver..window_end`: entry
     /// `i` is seqn `next_deliver + i` (the window is contiguous, so a
     /// lookup is an index, not a search: it is made many times per seqn).
-    cal_sets: VecDeque<CalSet>,
+    /// Each set comes with this node's index in it, found once.
+    cal_sets: VecDeque<(CalSet, Option<u32>)>,
     /// The set of the newest known seqn: still known when every seqn of
     /// the window was delivered and `cal_sets` is empty.
     newest_cals: CalSet,
@@ -324,6 +328,7 @@ impl Paxos {
     pub fn new(cfg: Config, first: Seqn, cals: CalSet, now_ms: u64, seed: u64) -> Paxos {
         let alpha = cfg.alpha.max(1);
         let mut p = Paxos {
+            me: cfg.id.as_str().into(),
             cfg: Config { alpha, ..cfg },
             rng: SplitMix64::new(seed),
             now_ms,
@@ -360,7 +365,7 @@ impl Paxos {
             votes: Vec::new(),
         };
         for _ in first..first + alpha {
-            p.cal_sets.push_back(cals.clone());
+            p.push_window(cals.clone());
         }
         p.note_members(&cals);
         p.update_peers();
@@ -387,7 +392,7 @@ impl Paxos {
                 last = set.clone();
             }
             p.note_members(&last);
-            p.cal_sets.push_back(last.clone());
+            p.push_window(last.clone());
         }
         p.newest_cals = last;
         p.update_peers();
@@ -562,7 +567,7 @@ impl Paxos {
                 last = set.clone();
             }
             self.note_members(&last);
-            self.cal_sets.push_back(last.clone());
+            self.push_window(last.clone());
         }
         self.newest_cals = last;
         self.next_deliver = first;
@@ -657,7 +662,7 @@ impl Paxos {
     #[cfg(test)]
     pub fn window_sets(&self) -> Vec<(Seqn, CalSet)> {
         (self.next_deliver..)
-            .zip(self.cal_sets.iter().cloned())
+            .zip(self.cal_sets.iter().map(|(c, _)| c.clone()))
             .collect()
     }
 
@@ -717,7 +722,7 @@ impl Paxos {
         }
         // Keep the window contiguous even if a caller skipped a call.
         for _ in self.window_end()..=s {
-            self.cal_sets.push_back(cals.clone());
+            self.push_window(cals.clone());
         }
         if changed {
             self.update_peers();
@@ -806,17 +811,15 @@ impl Paxos {
         }
         self.stats.received.add(&msg);
         if self.peers.iter().any(|p| p == from) {
-            self.last_heard_ms.insert(from.to_owned(), self.now_ms);
+            upsert(&mut self.last_heard_ms, from, self.now_ms);
             // The latest report replaces the last: a peer that reported
             // far ahead and then restarted is not ahead any more.
-            self.reports.insert(
-                from.to_owned(),
-                Report {
-                    upto: msg.learned_upto,
-                    oldest_kept: msg.oldest_kept,
-                    silent: std::mem::take(&mut msg.silent),
-                },
-            );
+            let report = Report {
+                upto: msg.learned_upto,
+                oldest_kept: msg.oldest_kept,
+                silent: std::mem::take(&mut msg.silent),
+            };
+            upsert(&mut self.reports, from, report);
         }
         let cap = self.ahead_max() as usize;
         for p in msg.prepares {
@@ -946,7 +949,7 @@ impl Paxos {
         let mut out: Vec<NodeId> = Vec::new();
         let mut last: Option<&CalSet> = None;
         let newest = std::iter::once(&self.newest_cals);
-        for cals in self.cal_sets.iter().chain(newest) {
+        for cals in self.cal_sets.iter().map(|(c, _)| c).chain(newest) {
             if last == Some(cals) {
                 continue;
             }
@@ -984,12 +987,7 @@ impl Paxos {
             .cloned()
             .collect();
         for (peer, mut msg) in std::mem::take(&mut self.outbox) {
-            match self.last_sent_ms.get_mut(&peer) {
-                Some(t) => *t = self.now_ms,
-                None => {
-                    self.last_sent_ms.insert(peer.clone(), self.now_ms);
-                }
-            }
+            upsert(&mut self.last_sent_ms, &peer, self.now_ms);
             if let Some((_, skips)) = self.skip_backlog.remove(&peer) {
                 msg.skips.extend(skips);
             }
@@ -1021,7 +1019,13 @@ impl Paxos {
 
     fn cals(&self, s: Seqn) -> Option<&CalSet> {
         let i = s.checked_sub(self.next_deliver)?;
-        self.cal_sets.get(usize::try_from(i).ok()?)
+        self.cal_sets.get(usize::try_from(i).ok()?).map(|(c, _)| c)
+    }
+
+    /// Appends the set of seqn `window_end()`.
+    fn push_window(&mut self, cals: CalSet) {
+        let me = cals.index_of(&self.cfg.id);
+        self.cal_sets.push_back((cals, me));
     }
 
     /// Whether `id` is a CAL of seqn `s` (whose set is known).
@@ -1030,7 +1034,8 @@ impl Paxos {
     }
 
     fn my_index(&self, s: Seqn) -> Option<u32> {
-        self.cals(s)?.index_of(&self.cfg.id)
+        let i = s.checked_sub(self.next_deliver)?;
+        self.cal_sets.get(usize::try_from(i).ok()?)?.1
     }
 
     fn is_learned(&self, s: Seqn) -> bool {
@@ -1046,14 +1051,14 @@ impl Paxos {
         self.instances.get(&s)?.learned.clone()
     }
 
-    fn send(&mut self, to: &NodeId, item: Item) {
+    fn send(&mut self, to: &str, item: Item) {
         if *to == self.cfg.id {
             self.local.push_back(item);
             return;
         }
         // No id clone on the hot path: the batch usually exists.
         if !self.outbox.contains_key(to) {
-            self.outbox.insert(to.clone(), PeerMsg::default());
+            self.outbox.insert(to.to_owned(), PeerMsg::default());
         }
         let Some(m) = self.outbox.get_mut(to) else {
             return;
@@ -1088,7 +1093,7 @@ impl Paxos {
     fn after(&mut self) {
         loop {
             if !self.local.is_empty() {
-                let me = self.cfg.id.clone();
+                let me = std::sync::Arc::clone(&self.me);
                 while let Some(item) = self.local.pop_front() {
                     self.handle(&me, item);
                 }
@@ -1202,9 +1207,8 @@ impl Paxos {
         }
         // Someone wants s decided: if it is ours and unused, skip it now.
         self.advance_own(s + 1);
-        let from = from.to_owned();
         if let Some(v) = self.learned_value(s) {
-            self.send(&from, Item::Learned(Learned { seqn: s, value: v }));
+            self.send(from, Item::Learned(Learned { seqn: s, value: v }));
             return;
         }
         if self.my_index(s).is_none() {
@@ -1235,7 +1239,7 @@ impl Paxos {
                 cal: p.cal,
             }),
         };
-        self.send(&from, reply);
+        self.send(from, reply);
     }
 
     fn on_promise(&mut self, from: &str, p: Promise) {
@@ -1306,10 +1310,9 @@ impl Paxos {
         // Mencius: a value suggested at s means our unused seqns below s
         // will never be needed for anything but NOP.
         self.advance_own(s + 1);
-        let from = from.to_owned();
         if let Some(v) = self.learned_value(s) {
             if from != self.cfg.id {
-                self.send(&from, Item::Learned(Learned { seqn: s, value: v }));
+                self.send(from, Item::Learned(Learned { seqn: s, value: v }));
             }
             return;
         }
@@ -1337,7 +1340,7 @@ impl Paxos {
                 }
                 Err(p) => {
                     self.send(
-                        &from,
+                        from,
                         Item::Reject(Reject {
                             seqn: s,
                             round: p.round,
@@ -1358,7 +1361,7 @@ impl Paxos {
             self.votes.push(VoteRecord {
                 seqn: s,
                 round: b.round,
-                coordinator: from.clone(),
+                coordinator: from.to_owned(),
                 value: voted,
             });
             self.broadcast(&cals, vote);
@@ -1490,8 +1493,8 @@ impl Paxos {
                 }
                 self.history_base += 1;
             }
-            if let Some(gone) = self.cal_sets.pop_front() {
-                if self.cal_sets.front() != Some(&gone) {
+            if let Some((gone, _)) = self.cal_sets.pop_front() {
+                if self.cal_sets.front().map(|(c, _)| c) != Some(&gone) {
                     self.update_peers();
                 }
             }
@@ -1683,7 +1686,7 @@ impl Paxos {
             return None;
         }
         let cals = self.cals(s)?;
-        let me = cals.index_of(&self.cfg.id)?;
+        let me = self.my_index(s)?;
         let rank = cals.fill_rank(s, me)?;
         let by_rank = needed + self.cfg.fill_ms * (u64::from(rank) + 1);
         let n = cals.len() as u32;
@@ -1821,6 +1824,17 @@ impl Paxos {
 
 /// Splits a batch whose encoding exceeds `max` bytes into several, keeping
 /// the header on each. A single part larger than `max` travels alone.
+/// Sets `map[key]` to `v`, allocating the key only when it is new (these
+/// maps are updated for every datagram, nearly always for a known peer).
+fn upsert<V>(map: &mut BTreeMap<NodeId, V>, key: &str, v: V) {
+    match map.get_mut(key) {
+        Some(old) => *old = v,
+        None => {
+            map.insert(key.to_owned(), v);
+        }
+    }
+}
+
 fn split_batch(msg: PeerMsg, max: usize) -> Vec<PeerMsg> {
     if msg.encoded_len() <= max {
         return vec![msg];
