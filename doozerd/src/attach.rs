@@ -63,6 +63,17 @@ pub enum AttachError {
         /// Its id (SELF).
         id: String,
     },
+    /// The member refused to write this node's files with `READONLY`:
+    /// it takes no writes (a slave) and reaches no CAL that does. When
+    /// every member refuses or fails so, the cluster may be waiting for
+    /// this very node (see [`Attach::handshake_first_of`]).
+    #[error("{addr}: {what}")]
+    WriteRefused {
+        /// The member.
+        addr: SocketAddr,
+        /// The refusal, in words.
+        what: String,
+    },
     /// The member refused a request, or its follow stream was unusable.
     #[error("{addr}: {what}")]
     Refused {
@@ -166,8 +177,9 @@ impl Attach {
         addrs: &[SocketAddr],
         server: &mut Replica,
     ) -> Result<Followed, AttachError> {
-        self.try_each(addrs, |addr| {
-            let r = self.one(addr, server);
+        let listed = server.listed_as_cal();
+        self.try_each(addrs, listed, |addr, register| {
+            let r = self.one(addr, register, server);
             if r.is_err() {
                 let _ = server.step(0, Input::FollowLost);
             }
@@ -178,13 +190,22 @@ impl Attach {
     /// Tries `addrs` in order, up to sending FOLLOW from `resume`: the
     /// stream of the first that works then carries the copy (or just
     /// READY) and every later change, for the caller to apply.
+    ///
+    /// `listed`: this node's store names it in a CAL slot. If then no
+    /// member took this node's files and one refused them with `READONLY`,
+    /// nobody reachable can decide a write, and the cluster may be
+    /// waiting for this node's own votes (it may be the only CAL left,
+    /// behind the others): it follows that member once more without
+    /// writing its files ([`Register::Skip`]), catches up, and takes its
+    /// part (simulator seed 38282).
     pub fn handshake_first_of(
         &self,
         addrs: &[SocketAddr],
         resume: Resume,
+        listed: bool,
     ) -> Result<Followed, AttachError> {
-        self.try_each(addrs, |addr| {
-            let (p, _) = self.registered_handshake(addr, resume)?;
+        self.try_each(addrs, listed, |addr, register| {
+            let (p, _) = self.registered_handshake(addr, resume, register)?;
             followed(p, addr)
         })
     }
@@ -192,16 +213,31 @@ impl Attach {
     fn try_each(
         &self,
         addrs: &[SocketAddr],
-        mut one: impl FnMut(SocketAddr) -> Result<Followed, AttachError>,
+        listed: bool,
+        mut one: impl FnMut(SocketAddr, Register) -> Result<Followed, AttachError>,
     ) -> Result<Followed, AttachError> {
         let mut last = None;
+        let mut refused_by = None;
         for &addr in addrs {
-            match one(addr) {
+            match one(addr, Register::Files) {
                 Ok(f) => return Ok(f),
                 Err(e) => {
                     log::debug!("attach: {e}");
+                    if matches!(e, AttachError::WriteRefused { .. }) {
+                        refused_by = refused_by.or(Some(addr));
+                    }
                     last = Some(e);
                 }
+            }
+        }
+        if let Some(addr) = refused_by.filter(|_| listed) {
+            log::warn!(
+                "attach: no member takes writes and this node is listed as a CAL; \
+                 following {addr} without registering this node's files"
+            );
+            match one(addr, Register::Skip) {
+                Ok(f) => return Ok(f),
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or(AttachError::Refused {
@@ -211,9 +247,14 @@ impl Attach {
     }
 
     /// Handshake, then reads the stream until the copy is applied.
-    fn one(&self, addr: SocketAddr, server: &mut Replica) -> Result<Followed, AttachError> {
+    fn one(
+        &self,
+        addr: SocketAddr,
+        register: Register,
+        server: &mut Replica,
+    ) -> Result<Followed, AttachError> {
         let client = |source| AttachError::Client { addr, source };
-        let (mut p, tag) = self.registered_handshake(addr, Resume::of(server))?;
+        let (mut p, tag) = self.registered_handshake(addr, Resume::of(server), register)?;
         // Start-up: no timer of a slave needs the clock yet.
         let apply = |server: &mut Replica, resp| {
             server
@@ -260,14 +301,19 @@ impl Attach {
         Ok(p)
     }
 
-    /// [`Attach::handshake`] writing this node's files; if a write is not
-    /// decided within [`STEP_TIMEOUT`], again on a new connection without
-    /// writing any (see [`Register::Skip`]).
+    /// [`Attach::handshake`] writing this node's files (with
+    /// [`Register::Files`]); if a write is not decided within
+    /// [`STEP_TIMEOUT`], again on a new connection without writing any
+    /// (see [`Register::Skip`]).
     fn registered_handshake(
         &self,
         addr: SocketAddr,
         resume: Resume,
+        register: Register,
     ) -> Result<(Pipeline, Option<i32>), AttachError> {
+        if register == Register::Skip {
+            return self.handshake(addr, resume, Register::Skip);
+        }
         match self.handshake(addr, resume, Register::Files) {
             Err(AttachError::Undecided { what, .. }) => {
                 log::warn!(
@@ -329,7 +375,8 @@ impl Attach {
 pub enum Register {
     /// Write those that differ (a write needs consensus).
     Files,
-    /// Write none: a write was not decided in time. The cluster may be
+    /// Write none: a write was not decided in time, or every member
+    /// refused it while this node is listed as a CAL. The cluster may be
     /// waiting for this very node's votes (a CAL of the coming seqns
     /// whose files a kick deleted, or that claimed a slot before its
     /// files were all written): the write could never be decided before
@@ -376,7 +423,7 @@ impl AttachError {
     /// a node that is not a CAL are not refusals.
     pub fn is_refusal(&self) -> bool {
         match self {
-            AttachError::Refused { .. } => true,
+            AttachError::Refused { .. } | AttachError::WriteRefused { .. } => true,
             AttachError::Client {
                 source: doozer::Error::Connect { source, .. },
                 ..
@@ -518,9 +565,13 @@ fn call_within(
             continue;
         }
         if let Some(code) = resp.err_code {
-            return Err(AttachError::Refused {
-                addr,
-                what: refusal(verb, path.as_deref(), code, resp.err_detail),
+            let what = refusal(verb, path.as_deref(), code, resp.err_detail);
+            // The only SETs here write this node's files.
+            let write_refused = verb == Some(Verb::Set as i32) && code == ErrCode::Readonly as i32;
+            return Err(if write_refused {
+                AttachError::WriteRefused { addr, what }
+            } else {
+                AttachError::Refused { addr, what }
             });
         }
         return Ok(resp);

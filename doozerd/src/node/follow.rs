@@ -296,6 +296,7 @@ impl Follower {
         let mut candidates = attach::candidates(replica, &self.attach.info.id, &self.attach_addrs);
         self.lost_members.order(&mut candidates);
         let resume = attach::Resume::of(replica);
+        let listed = replica.listed_as_cal();
         let attach = self.attach.clone();
         let waker = Arc::clone(&self.waker);
         let (tx, rx) = mpsc::channel();
@@ -303,7 +304,7 @@ impl Follower {
         let spawned = std::thread::Builder::new()
             .name("attach".into())
             .spawn(move || {
-                let _ = tx.send(attach.handshake_first_of(&candidates, resume));
+                let _ = tx.send(attach.handshake_first_of(&candidates, resume, listed));
                 let _ = waker.wake();
             });
         if let Err(e) = spawned {

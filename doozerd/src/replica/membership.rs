@@ -317,6 +317,14 @@ impl Replica {
         self.paxos.is_some() && self.members.cals().is_some_and(|c| c.len() == 1)
     }
 
+    /// Whether a claim of a CAL slot sent by this slave is unanswered: it
+    /// may still be decided, even after this process is gone (simulation
+    /// tests only).
+    #[cfg(test)]
+    pub fn claiming(&self) -> bool {
+        self.members.claim.is_some()
+    }
+
     /// Whether this node left consensus so lately that the others may
     /// still need it: no CAL is known to have learned the seqns it was a
     /// CAL of (the stream it follows now has not gone past them). Leaving

@@ -136,6 +136,11 @@ struct Follow {
     /// Whether this candidate's handshake writes the node files (as
     /// `Attach::registered_handshake`: not after a write timed out).
     register: attach::Register,
+    /// The first candidate of this round that refused the node files
+    /// with READONLY, and whether the node was listed as a CAL when the
+    /// round began (as `Attach::handshake_first_of`).
+    refused_by: Option<SocketAddr>,
+    listed: bool,
 }
 
 /// One simulated process slot: its address is fixed; the process in it
@@ -607,6 +612,7 @@ impl World {
         let mut candidates = attach::candidates(r, &self.nodes[i].id, &self.nodes[i].seeds);
         self.nodes[i].lost_members.order(&mut candidates);
         let resume = Resume::of(r);
+        let listed = r.listed_as_cal();
         self.nodes[i].follow = Some(Follow {
             conn: 0,
             member: usize::MAX,
@@ -616,6 +622,8 @@ impl World {
             step_deadline: self.now,
             last_data: self.now,
             register: attach::Register::Files,
+            refused_by: None,
+            listed,
         });
         self.try_next(i);
     }
@@ -628,6 +636,16 @@ impl World {
                 return;
             };
             if f.rest.is_empty() {
+                // Nobody took the files and one refused them: once more
+                // through it without writing, if listed as a CAL.
+                if let Some(addr) = f.refused_by.take().filter(|_| f.listed) {
+                    self.trace_line(i, "attach: files refused everywhere; again without");
+                    if let Some(f) = self.nodes[i].follow.as_mut() {
+                        f.rest.push(addr);
+                        f.register = attach::Register::Skip;
+                    }
+                    continue;
+                }
                 self.nodes[i].follow = None;
                 self.nodes[i].reattach_at = Some(self.now + REATTACH_INTERVAL_MS);
                 return;
@@ -698,6 +716,14 @@ impl World {
             }
             Phase::Files(k, set) => {
                 if resp.err_code.is_some() {
+                    let readonly = resp.err_code == Some(doozer_proto::ErrCode::Readonly as i32);
+                    if set && readonly && f.refused_by.is_none() {
+                        let member = f.member;
+                        let addr = self.nodes.get(member).map(|n| n.addr);
+                        if let Some(f) = self.nodes[i].follow.as_mut() {
+                            f.refused_by = addr;
+                        }
+                    }
                     return self.next_candidate(i, "node file refused");
                 }
                 match set {

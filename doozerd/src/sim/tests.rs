@@ -501,7 +501,8 @@ fn dead_cals(w: &World) -> (usize, usize) {
 /// so the run allows one dead CAL at a time, in sets of three or more: no
 /// other dead id may be in any set still in use (the latest slots, or the
 /// window of a live CAL), a CAL that just left must not be needed, and
-/// the network must be whole at the time.
+/// the network must be whole at the time, and the victim has no slot
+/// claim in flight (seed 131689).
 fn may_crash(w: &World, i: usize) -> bool {
     // Only on a healthy network with every process running: a report a
     // node sent just before it died still counts towards a kick, and may
@@ -514,7 +515,9 @@ fn may_crash(w: &World, i: usize) -> bool {
     }
     match w.nodes[i].replica.as_ref() {
         None => return false,
-        Some(r) if r.needed_by_others() => return false,
+        // A claim in flight may be decided after the crash: the dead id
+        // would then join a set (of two, say) that cannot lose it.
+        Some(r) if r.needed_by_others() || r.claiming() => return false,
         Some(_) => {}
     }
     let running = |id: &str| w.nodes.iter().any(|n| n.replica.is_some() && n.id == id);
@@ -854,8 +857,13 @@ fn check_seeds(part: u64, parts: u64) {
 /// answer keeping the otherwise silent stream looking alive), 72483 (the
 /// quiet window opened before a dead CAL was kicked: a CAL promoted after
 /// the heal counts it as heard from for `-timeout`; the window now opens
-/// once every dead id is out of the slots).
-const SEEDS_THAT_FAILED: &[u64] = &[10404, 35347, 39082, 72483, 95666];
+/// once every dead id is out of the slots), 38282 (the only CAL left,
+/// behind and out of consensus, could not attach: every member refused to
+/// write its node files; it now follows without them), 131689 (a slave
+/// crashed with its slot claim in flight, decided after: a set of two
+/// with a dead CAL, which no cluster survives; the simulator no longer
+/// injects that crash).
+const SEEDS_THAT_FAILED: &[u64] = &[10404, 35347, 38282, 39082, 72483, 95666, 131689];
 
 #[test]
 fn seeds_that_once_failed_pass() {
