@@ -55,6 +55,8 @@ pub struct Config {
     /// `-b` or `$DOOZER_BOOT_URI`: the name service's `doozer:?ca=...`
     /// URI (validated: at least one `ca=`, no `cn=`).
     pub boot: Option<doozer::DoozerUri>,
+    /// Where `boot` came from, for messages: `-b` or `DOOZER_BOOT_URI`.
+    pub boot_from: &'static str,
     /// `-tlscert`, `-tlskey`, `-tlsca`: serve clients over TLS, and attach
     /// to members over TLS. `None`: plain TCP.
     pub tls: Option<Box<TlsFiles>>,
@@ -224,7 +226,7 @@ pub fn parse(
         .map_err(|e| ConfigError(format!("-l {}: {e}", shown(&listen_text))))?;
 
     let attach = attach_addrs(&m, listen)?;
-    let boot = boot_uri(&m, env)?;
+    let (boot, boot_from) = boot_uri(&m, env)?;
 
     let cluster_name = cluster_name(&m)?;
 
@@ -252,6 +254,7 @@ pub fn parse(
         pulse_ms,
         fill_ms,
         boot,
+        boot_from,
         tls,
         data_dir,
         restore,
@@ -303,11 +306,12 @@ fn attach_addrs(m: &getopts::Matches, listen: SocketAddr) -> Result<Vec<SocketAd
     Ok(attach)
 }
 
-/// `-b`, or `DOOZER_BOOT_URI`: the name service, reached by address.
+/// `-b`, or `DOOZER_BOOT_URI`: the name service, reached by address; and
+/// which of the two gave it.
 fn boot_uri(
     m: &getopts::Matches,
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
-) -> Result<Option<doozer::DoozerUri>, ConfigError> {
+) -> Result<(Option<doozer::DoozerUri>, &'static str), ConfigError> {
     let env_boot = match env("DOOZER_BOOT_URI") {
         Some(v) => Some(
             v.into_string()
@@ -319,7 +323,7 @@ fn boot_uri(
         .filter(|v| !v.is_empty())
         .map(|v| ("DOOZER_BOOT_URI", v)))
     else {
-        return Ok(None);
+        return Ok((None, "-b"));
     };
     // Errors name the flag, not the text: it may hold a secret.
     let uri: doozer::DoozerUri = text
@@ -330,7 +334,7 @@ fn boot_uri(
             "{from} {uri}: a name service is reached by address: want doozer:?ca=HOST:PORT"
         )));
     }
-    Ok(Some(uri))
+    Ok((Some(uri), from))
 }
 
 /// `-c`: the cluster name, one component of the paths it is registered
@@ -584,12 +588,16 @@ mod tests {
         let from_env = |args: &[&str]| {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             match parse(&args, &env) {
-                Ok(Command::Run(c)) => shown(c.boot),
+                Ok(Command::Run(c)) => (shown(c.boot), c.boot_from),
                 other => panic!("{other:?}"),
             }
         };
-        assert_eq!(from_env(&[]).as_deref(), Some("doozer:?ca=127.0.0.1:1"));
-        assert_eq!(from_env(&["-b", ns]).as_deref(), Some(ns), "-b wins");
+        // Messages about the name service name where its URI came from.
+        assert_eq!(
+            from_env(&[]),
+            (Some("doozer:?ca=127.0.0.1:1".into()), "DOOZER_BOOT_URI")
+        );
+        assert_eq!(from_env(&["-b", ns]), (Some(ns.into()), "-b"), "-b wins");
         for bad in ["doozer:?cn=ns", "127.0.0.1:9046", "doozer:?ca=x:99999"] {
             let e = run(&["-b", bad]).unwrap_err();
             assert!(e.0.starts_with("-b"), "{bad}: {e}");

@@ -74,8 +74,10 @@ pub enum NodeError {
     #[error("cannot attach to the cluster: {0}")]
     Attach(#[from] AttachError),
     /// Booting through the name service (`-b`) failed.
-    #[error("cannot boot through the name service -b {uri}: {why}")]
+    #[error("cannot boot through the name service {from} {uri}: {why}")]
     Boot {
+        /// Where the URI came from: `-b` or `DOOZER_BOOT_URI`.
+        from: &'static str,
         /// The name service's URI, its secret hidden.
         uri: String,
         /// What went wrong.

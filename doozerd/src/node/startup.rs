@@ -378,6 +378,7 @@ fn join(
         return Ok((None, Vec::new()));
     };
     let failed = |why: String| NodeError::Boot {
+        from: config.boot_from,
         uri: boot.uri.to_string(),
         why,
     };
