@@ -284,6 +284,15 @@ fn doozerd_never_prints_a_secret() {
     let boot = format!("doozer:?ca={dead}&sk={HUSH}");
     let out = doozerd_run_env(&base, &[("DOOZER_BOOT_URI", boot.as_str())]);
     assert_hidden(&out, 1, "unreachable name service");
+    // The error names where the URI came from.
+    assert!(
+        out.stderr
+            .contains(&format!("DOOZER_BOOT_URI doozer:?ca={dead}&sk=<hidden>")),
+        "{}",
+        out.stderr
+    );
+    let out = doozerd_run(&[&base[..], &["-b", boot.as_str()]].concat());
+    assert_hidden(&out, 1, "unreachable name service, -b");
     assert!(
         out.stderr
             .contains(&format!("-b doozer:?ca={dead}&sk=<hidden>")),
