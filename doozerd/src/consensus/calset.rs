@@ -31,7 +31,7 @@ pub struct CalSet(Arc<[NodeId]>);
 impl PartialEq for CalSet {
     fn eq(&self, other: &CalSet) -> bool {
         // Consecutive seqns share one allocation: compare ids only when not.
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        self.shares(other) || self.0 == other.0
     }
 }
 
@@ -49,6 +49,12 @@ impl CalSet {
             return Err(CalSetError::TooMany(ids.len()));
         }
         Ok(CalSet(ids.into()))
+    }
+
+    /// Whether both are the same allocation (so the same set), without
+    /// comparing ids.
+    pub fn shares(&self, other: &CalSet) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// How many CALs.

@@ -222,8 +222,10 @@ pub struct Paxos {
     /// the window was delivered and `cal_sets` is empty.
     newest_cals: CalSet,
     /// Instances from `next_deliver` on (the window and learned values
-    /// beyond it).
-    instances: BTreeMap<Seqn, Instance>,
+    /// beyond it). Boxed: an instance is a few hundred bytes, and the
+    /// tree shifts its values on every insert and removal (one of each per
+    /// seqn), which cost more than the allocation.
+    instances: BTreeMap<Seqn, Box<Instance>>,
     /// Delivered values, `history_base..next_deliver`.
     history: VecDeque<Bytes>,
     history_base: Seqn,
@@ -727,7 +729,9 @@ impl Paxos {
         if changed {
             self.update_peers();
         }
-        if self.newest_cals.index_of(&self.cfg.id).is_none() {
+        // The window's last set is the newest; its index of this node was
+        // found when it was pushed.
+        if self.cal_sets.back().is_some_and(|(_, me)| me.is_none()) {
             // Not in the set that takes over at `s`: this node owns no
             // seqn from `s` on, so the others will never show it a seqn
             // in use past its own last ones, and would fill each of them
@@ -1024,13 +1028,12 @@ impl Paxos {
 
     /// Appends the set of seqn `window_end()`.
     fn push_window(&mut self, cals: CalSet) {
-        let me = cals.index_of(&self.cfg.id);
+        // Consecutive seqns share one set: look this node up once per set.
+        let me = match self.cal_sets.back() {
+            Some((last, me)) if last.shares(&cals) => *me,
+            _ => cals.index_of(&self.cfg.id),
+        };
         self.cal_sets.push_back((cals, me));
-    }
-
-    /// Whether `id` is a CAL of seqn `s` (whose set is known).
-    fn is_cal_of(&self, id: &str, s: Seqn) -> bool {
-        self.cals(s).is_some_and(|c| c.index_of(id).is_some())
     }
 
     fn my_index(&self, s: Seqn) -> Option<u32> {
@@ -1057,28 +1060,13 @@ impl Paxos {
             return;
         }
         // No id clone on the hot path: the batch usually exists.
-        if !self.outbox.contains_key(to) {
-            self.outbox.insert(to.to_owned(), PeerMsg::default());
-        }
-        let Some(m) = self.outbox.get_mut(to) else {
-            return;
-        };
-        match item {
-            Item::Prepare { round, seqn } => match m.prepares.iter_mut().find(|p| p.round == round)
-            {
-                Some(p) => p.seqns.push(seqn),
-                None => m.prepares.push(Prepare {
-                    round,
-                    seqns: vec![seqn],
-                }),
-            },
-            Item::Promise(x) => m.promises.push(x),
-            Item::Accept(x) => m.accepts.push(x),
-            Item::Vote(x) => m.votes.push(x),
-            Item::Reject(x) => m.rejects.push(x),
-            Item::Learned(x) => m.learned.push(x),
-            Item::Skip(s) => m.skips.push(s),
-            Item::Fetch(s) => m.fetch_from = Some(s),
+        match self.outbox.get_mut(to) {
+            Some(m) => add_item(m, item),
+            None => {
+                let mut m = PeerMsg::default();
+                add_item(&mut m, item);
+                self.outbox.insert(to.to_owned(), m);
+            }
         }
     }
 
@@ -1119,48 +1107,48 @@ impl Paxos {
             self.answer_fetch(from, f);
             return;
         }
-        if let Some(s) = item.seqn_needing_cals() {
-            if s < self.next_deliver {
-                // Already learned here: help the straggler catch up. When
-                // the value is no longer kept, a bare batch still tells it
-                // how far this node is and what it keeps, so it knows to
-                // copy the store rather than ask again.
-                if matches!(item, Item::Prepare { .. } | Item::Accept(_)) {
-                    let from = from.to_owned();
-                    match self.learned_value(s) {
-                        Some(v) => self.send(&from, Item::Learned(Learned { seqn: s, value: v })),
-                        None => {
-                            self.outbox.entry(from).or_default();
-                        }
+        let Some(s) = item.seqn_needing_cals() else {
+            return; // a Fetch, answered above
+        };
+        if s < self.next_deliver {
+            // Already learned here: help the straggler catch up. When the
+            // value is no longer kept, a bare batch still tells it how far
+            // this node is and what it keeps, so it knows to copy the
+            // store rather than ask again.
+            if matches!(item, Item::Prepare { .. } | Item::Accept(_)) {
+                let from = from.to_owned();
+                match self.learned_value(s) {
+                    Some(v) => self.send(&from, Item::Learned(Learned { seqn: s, value: v })),
+                    None => {
+                        self.outbox.entry(from).or_default();
                     }
                 }
-                return;
             }
-            if s >= self.next_deliver + self.ahead_max() {
-                self.stats.too_far_ahead += 1;
-                return;
-            }
-            if s >= self.window_end() {
-                self.defer(from, s, item);
-                return;
-            }
-            // Only a CAL of the seqn speaks about it: a node that is no
-            // CAL of it (a stranger that registered an address, say) is
-            // ignored before anything it says counts.
-            if !self.is_cal_of(from, s) {
-                self.stats.invalid += 1;
-                return;
-            }
-            self.active_end = self.active_end.max(s + 1);
+            return;
         }
+        if s >= self.next_deliver + self.ahead_max() {
+            self.stats.too_far_ahead += 1;
+            return;
+        }
+        if s >= self.window_end() {
+            self.defer(from, s, item);
+            return;
+        }
+        // Only a CAL of the seqn speaks about it: a node that is no CAL of
+        // it (a stranger that registered an address, say) is ignored before
+        // anything it says counts. Looked up once, for every handler.
+        let Some((cals, idx)) = self.sender(from, s) else {
+            return;
+        };
+        self.active_end = self.active_end.max(s + 1);
         match item {
-            Item::Prepare { round, seqn } => self.on_prepare(from, round, seqn),
-            Item::Promise(p) => self.on_promise(from, p),
-            Item::Accept(a) => self.on_accept(from, a),
-            Item::Vote(v) => self.on_vote(from, v),
-            Item::Reject(r) => self.on_reject(from, r),
+            Item::Prepare { round, seqn } => self.on_prepare(from, idx, round, seqn),
+            Item::Promise(p) => self.on_promise(&cals, idx, p),
+            Item::Accept(a) => self.on_accept(from, &cals, idx, a),
+            Item::Vote(v) => self.on_vote(&cals, idx, v),
+            Item::Reject(r) => self.on_reject(&cals, r),
             Item::Learned(l) => self.on_learned(l),
-            Item::Skip(s) => self.on_skip(from, s),
+            Item::Skip(s) => self.on_skip(&cals, idx, s),
             Item::Fetch(_) => {}
         }
     }
@@ -1196,10 +1184,7 @@ impl Paxos {
         }
     }
 
-    fn on_prepare(&mut self, from: &str, round: u64, s: Seqn) {
-        let Some((_, idx)) = self.sender(from, s) else {
-            return;
-        };
+    fn on_prepare(&mut self, from: &str, idx: u32, round: u64, s: Seqn) {
         if round == 0 || round > MAX_ROUND {
             // Round 0 is only ever the owner's Accept; see `MAX_ROUND`.
             self.stats.invalid += 1;
@@ -1242,15 +1227,12 @@ impl Paxos {
         self.send(from, reply);
     }
 
-    fn on_promise(&mut self, from: &str, p: Promise) {
+    fn on_promise(&mut self, cals: &CalSet, idx: u32, p: Promise) {
         let s = p.seqn;
-        let Some((cals, idx)) = self.sender(from, s) else {
-            return;
-        };
         let vote = match (p.vote_round, p.vote_cal, p.vote_value) {
             (Some(round), Some(cal), Some(v)) => {
                 let vb = Ballot { round, cal };
-                if !vb.is_valid(&cals, s) {
+                if !vb.is_valid(cals, s) {
                     self.stats.invalid += 1;
                     return;
                 }
@@ -1285,7 +1267,7 @@ impl Paxos {
             .or_else(|| inst.own.as_ref().map(|(_, v)| v.clone()))
             .unwrap_or(nop);
         self.broadcast(
-            &cals,
+            cals,
             Item::Accept(Accept {
                 seqn: s,
                 round: ballot.round,
@@ -1294,16 +1276,13 @@ impl Paxos {
         );
     }
 
-    fn on_accept(&mut self, from: &str, a: Accept) {
+    fn on_accept(&mut self, from: &str, cals: &CalSet, idx: u32, a: Accept) {
         let s = a.seqn;
-        let Some((cals, idx)) = self.sender(from, s) else {
-            return;
-        };
         let b = Ballot {
             round: a.round,
             cal: idx,
         };
-        if !b.is_valid(&cals, s) {
+        if !b.is_valid(cals, s) {
             self.stats.invalid += 1;
             return;
         }
@@ -1364,20 +1343,17 @@ impl Paxos {
                 coordinator: from.to_owned(),
                 value: voted,
             });
-            self.broadcast(&cals, vote);
+            self.broadcast(cals, vote);
         }
     }
 
-    fn on_vote(&mut self, from: &str, v: Vote) {
+    fn on_vote(&mut self, cals: &CalSet, idx: u32, v: Vote) {
         let s = v.seqn;
-        let Some((cals, idx)) = self.sender(from, s) else {
-            return;
-        };
         let b = Ballot {
             round: v.round,
             cal: v.cal,
         };
-        if !b.is_valid(&cals, s) {
+        if !b.is_valid(cals, s) {
             self.stats.invalid += 1;
             return;
         }
@@ -1392,16 +1368,13 @@ impl Paxos {
         }
     }
 
-    fn on_reject(&mut self, from: &str, r: Reject) {
+    fn on_reject(&mut self, cals: &CalSet, r: Reject) {
         let s = r.seqn;
-        let Some((cals, _)) = self.sender(from, s) else {
-            return;
-        };
         let b = Ballot {
             round: r.round,
             cal: r.cal,
         };
-        if !b.is_valid(&cals, s) {
+        if !b.is_valid(cals, s) {
             self.stats.invalid += 1;
             return;
         }
@@ -1422,10 +1395,7 @@ impl Paxos {
         }
     }
 
-    fn on_skip(&mut self, from: &str, s: Seqn) {
-        let Some((cals, idx)) = self.sender(from, s) else {
-            return;
-        };
+    fn on_skip(&mut self, cals: &CalSet, idx: u32, s: Seqn) {
         if cals.owner_index(s) != idx {
             self.stats.invalid += 1; // only the owner may skip its seqn
             return;
@@ -1878,4 +1848,25 @@ fn split_batch(msg: PeerMsg, max: usize) -> Vec<PeerMsg> {
     }
     out.retain(|m| !m.is_empty());
     out
+}
+
+/// Adds `item` to the batch `m` for one peer (Prepares of one round share
+/// an entry).
+fn add_item(m: &mut PeerMsg, item: Item) {
+    match item {
+        Item::Prepare { round, seqn } => match m.prepares.iter_mut().find(|p| p.round == round) {
+            Some(p) => p.seqns.push(seqn),
+            None => m.prepares.push(Prepare {
+                round,
+                seqns: vec![seqn],
+            }),
+        },
+        Item::Promise(x) => m.promises.push(x),
+        Item::Accept(x) => m.accepts.push(x),
+        Item::Vote(x) => m.votes.push(x),
+        Item::Reject(x) => m.rejects.push(x),
+        Item::Learned(x) => m.learned.push(x),
+        Item::Skip(s) => m.skips.push(s),
+        Item::Fetch(s) => m.fetch_from = Some(s),
+    }
 }

@@ -29,12 +29,24 @@ pub fn validate_path(path: &str) -> Result<(), StoreError> {
     if path.len() > MAX_PATH_LEN {
         return Err(StoreError::BadPath);
     }
-    // `split` yields an empty name for `//`, a trailing `/` and the empty
-    // path, which is exactly what must be rejected.
-    for name in rest.split('/') {
-        if name.is_empty() || !name.bytes().all(is_name_byte) {
+    // One pass over the bytes (this runs for every write, more than once):
+    // an empty name (`//`, a trailing `/`, nothing after the root) or a
+    // byte outside the name alphabet is refused.
+    let mut name_empty = true;
+    for &b in rest.as_bytes() {
+        if b == b'/' {
+            if name_empty {
+                return Err(StoreError::BadPath);
+            }
+            name_empty = true;
+        } else if is_name_byte(b) {
+            name_empty = false;
+        } else {
             return Err(StoreError::BadPath);
         }
+    }
+    if name_empty {
+        return Err(StoreError::BadPath);
     }
     Ok(())
 }
