@@ -1,5 +1,5 @@
 //! Graceful leave and rolling restarts under a continuous writer
-//! (docs/cluster.md, "Leaving gracefully"; SPEC §8 Operations):
+//! (docs/cluster.md, "Leaving gracefully"):
 //!
 //! - SIGTERM on a CAL of three, with a spare slave, while a client writes
 //!   through that very CAL: the CAL exits 0, the slave takes its slot and

@@ -20,8 +20,8 @@
 //! acknowledged writes from its SIGTERM until `doozer status` exited 0,
 //! and where the time of that step went; then a Markdown summary.
 //! Exits 1 if a write failed, a replacement did not come up, or a gap
-//! exceeded the 1 s target (SPEC §8: "never stalls writes for more than a
-//! second").
+//! exceeded the 1 s target (docs/cluster.md, "Leaving gracefully": a
+//! rolling restart never stalls writes for more than a second).
 
 use std::process::ExitCode;
 use std::thread;
@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use doozer_tests::cluster::Cluster;
 use doozer_tests::rolling::{assert_all_present, restart_cal, wait_healthy, Step, Writer};
 
-/// The target of SPEC §8 for the longest stall per restarted CAL.
+/// The target (docs/cluster.md, "Leaving gracefully") for the longest
+/// stall per restarted CAL.
 const TARGET: Duration = Duration::from_secs(1);
 
 /// What one restarted CAL of one run measured.
