@@ -98,6 +98,14 @@ const WRITE_PER_TURN: usize = 4 << 20;
 /// in between (200 unread event streams of a 19 MB store, each taken 4 MiB
 /// at a time while the kernel took it, held a fresh GET for 1.3 s).
 const STREAM_TIME_PER_ITERATION: Duration = Duration::from_millis(5);
+/// Bytes written to sockets per loop iteration, over every connection,
+/// before connections with more than [`FAIR_SHARE`] waiting (and copies
+/// or listings) wait for the next iteration; smaller answers always go
+/// out. Copying into socket buffers runs at about 0.5 GB/s here: 100
+/// connections of unread 48 KiB GETs made iterations that wrote 13 MiB,
+/// and a fresh client's GET waited 70 ms for them. The next iteration
+/// starts after the last connection served, so none starves.
+const WRITE_PER_ITERATION: usize = 2 << 20;
 /// A drained write buffer larger than this is freed: the limits above
 /// count bytes waiting, and a buffer that once held a batch of answers
 /// would otherwise keep that memory for as long as the connection lives
@@ -193,8 +201,12 @@ pub(super) struct Conns {
     turn: Duration,
     /// Loop iterations so far (counted when the answers are out).
     iteration: u64,
-    /// Connections with a copy or listing that did not fit this iteration.
+    /// Connections with output (a copy, a listing, or answers past
+    /// [`WRITE_PER_ITERATION`]) that did not fit this iteration.
     more_output: Vec<usize>,
+    /// The last connection whose large output was written: the next
+    /// iteration's writes start after it.
+    write_cursor: usize,
     /// Web connections with request bytes to look at.
     http_ready: Vec<usize>,
     /// Event-stream connections.
@@ -235,6 +247,7 @@ impl Conns {
             turn: TIME_PER_TURN,
             iteration: 0,
             more_output: Vec::new(),
+            write_cursor: 0,
             http_ready: Vec::new(),
             streams: Vec::new(),
             streamed_rev: head,
@@ -584,9 +597,25 @@ impl Conns {
         dirty.append(&mut self.more_output);
         dirty.sort_unstable();
         dirty.dedup();
+        // Start after the connection that was written last, so that with
+        // more to write than one iteration takes, every one gets its turn.
+        let first = dirty.partition_point(|&i| i <= self.write_cursor);
+        dirty.rotate_left(first);
         let streams_until = Instant::now() + STREAM_TIME_PER_ITERATION;
+        let mut written = 0;
         for &i in &dirty {
-            self.flush(i, streams_until, registry, replica, now_ms);
+            let large = match self.slab.get(i) {
+                Some(Some(c)) => c.wbuf.len() > FAIR_SHARE || self.wants_top_up(i),
+                _ => continue,
+            };
+            if large && written >= WRITE_PER_ITERATION {
+                self.more_output.push(i);
+                continue;
+            }
+            written += self.flush(i, streams_until, registry, replica, now_ms);
+            if large {
+                self.write_cursor = i;
+            }
         }
         dirty.clear();
         self.dirty = dirty;
@@ -815,7 +844,8 @@ impl Conns {
 
     /// Writes connection `i`'s output, topping up its copy or listing
     /// while the socket takes it (until `streams_until`, then the next
-    /// iteration goes on), and closes it if it is done or dead.
+    /// iteration goes on), and closes it if it is done or dead. Returns
+    /// the bytes the socket took.
     fn flush(
         &mut self,
         i: usize,
@@ -823,7 +853,7 @@ impl Conns {
         registry: &Registry,
         replica: &mut Replica,
         now_ms: u64,
-    ) {
+    ) -> usize {
         let mut written = 0;
         loop {
             let more = if Instant::now() < streams_until {
@@ -835,7 +865,7 @@ impl Conns {
                 false
             };
             let Some(Some(conn)) = self.slab.get_mut(i) else {
-                return;
+                return written;
             };
             let before = conn.wbuf.len();
             if !conn.dead {
@@ -863,7 +893,7 @@ impl Conns {
             }
         }
         let Some(Some(conn)) = self.slab.get_mut(i) else {
-            return;
+            return written;
         };
         if conn.wbuf.is_empty() && conn.wbuf.capacity() > KEEP_WBUF {
             conn.wbuf = BytesMut::new();
@@ -883,7 +913,8 @@ impl Conns {
             conn.dead = true;
         }
         if conn.dead {
-            return self.close(i, registry, replica, now_ms);
+            self.close(i, registry, replica, now_ms);
+            return written;
         }
         let want_write = !conn.wbuf.is_empty() || sealed_pending;
         if want_write != conn.want_write {
@@ -894,10 +925,12 @@ impl Conns {
             };
             if let Err(e) = registry.reregister(&mut conn.stream, Token(i), interest) {
                 log::debug!("connection {i}: reregister: {e}");
-                return self.close(i, registry, replica, now_ms);
+                self.close(i, registry, replica, now_ms);
+                return written;
             }
             conn.want_write = want_write;
         }
+        written
     }
 
     fn close(&mut self, i: usize, registry: &Registry, replica: &mut Replica, now_ms: u64) {
