@@ -308,6 +308,7 @@ impl Replica {
                     "behind the other CALs after seqn {applied}, and they no longer keep what it lacks"
                 );
                 self.demote(applied);
+                self.members.gave_up_at = Some(applied);
                 return;
             }
         } else {

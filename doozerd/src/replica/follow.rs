@@ -265,6 +265,7 @@ impl Replica {
                 if resp.rev != Some(self.store.rev()) {
                     return protocol("READY at another rev than this store");
                 }
+                self.no_further_than_gave_up(resp.seqn.unwrap_or(0))?;
                 self.members.catch_up_to = resp.seqn.unwrap_or(0);
                 self.follow_state = FollowState::Following;
                 self.want_slot();
@@ -298,6 +299,7 @@ impl Replica {
                 self.store.rev()
             ));
         }
+        self.no_further_than_gave_up(seqn)?;
         self.follow_state = FollowState::Copying(Box::new(Incoming {
             copy,
             seqn,
@@ -306,6 +308,19 @@ impl Replica {
             bad: None,
         }));
         Ok(())
+    }
+
+    /// A node that gave up catching up after seqn `s` needs a member that
+    /// got past `s`: a copy or resume as of seqn `s` or before (from a CAL
+    /// stuck at the same place) would make it rejoin there and give up
+    /// again. Another member, or this one later, will do.
+    fn no_further_than_gave_up(&self, seqn: u64) -> Result<(), FollowError> {
+        match self.members.gave_up_at {
+            Some(s) if seqn <= s => protocol(&format!(
+                "the node is no further than where this one gave up catching up (seqn {seqn} <= {s})"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// FILE: one more file of the copy.

@@ -124,6 +124,13 @@ pub(super) struct Membership {
     pub(super) kicks: BTreeMap<NodeId, ProposalId>,
     /// Since when this CAL cannot catch up through consensus.
     pub(super) stuck_since_ms: Option<u64>,
+    /// The seqn after which this node gave up catching up (the other CALs
+    /// learned further and no longer keep the next value), until it gets
+    /// past it: a copy or resume from a member no further than that seqn
+    /// would only make it rejoin there and give up again. Two CALs stuck
+    /// at the same seqn otherwise copied each other and rejoined, in turn,
+    /// for good (simulator seed 318177).
+    pub(super) gave_up_at: Option<u64>,
     /// The store's rev when this node left consensus: it may be the only
     /// node that learned its last seqns (docs/cluster.md, "Leaving
     /// consensus and rejoining"), so it still serves a follower behind it.
@@ -173,6 +180,7 @@ impl Membership {
             next_pulse_ms: 0,
             kicks: BTreeMap::new(),
             stuck_since_ms: None,
+            gave_up_at: None,
             proposals: 0,
             malformed: 0,
             unroutable: 0,
@@ -442,6 +450,9 @@ impl Replica {
     /// consensus, change role, claim a slot.
     fn after_seqn(&mut self, seqn: u64) {
         self.members.applied_seqn = seqn;
+        if self.members.gave_up_at.is_some_and(|s| seqn > s) {
+            self.members.gave_up_at = None;
+        }
         if std::mem::take(&mut self.members.slots_dirty) {
             self.reload_slots(seqn);
         }
@@ -498,6 +509,7 @@ impl Replica {
     /// its window: start over from them.
     pub(super) fn after_copy(&mut self, seqn: u64, sets: Vec<(u64, CalSet)>) {
         self.members.catch_up_to = seqn;
+        self.members.gave_up_at = None;
         self.load_members(seqn, sets);
         // A node whose slot is in the copy may have to join right away:
         // the cluster may be waiting for it.
