@@ -254,12 +254,26 @@ impl Replica {
             .map_or(0, |i| i + 1);
         // The last values applied, for consensus to answer peers with.
         let mut recent = std::collections::VecDeque::new();
+        // Only the last `-hist` revs need a snapshot each: the records
+        // before them change the head in place (most of a restart's time
+        // went to copying and freeing the tree's path for every record).
+        let changes = records[from..]
+            .iter()
+            .filter(|x| matches!(x, Record::Applied { .. } | Record::Replayed { .. }))
+            .count();
+        let history = usize::try_from(r.store.history_revs()).unwrap_or(usize::MAX);
+        let mut in_place = changes.saturating_sub(history);
+        r.store.set_keep_history(in_place == 0);
         for rec in &records[from..] {
             let (seqn, value, decided) = match rec {
                 Record::Applied { seqn, value } => (seqn, value, true),
                 Record::Replayed { seqn, value } => (seqn, value, false),
                 _ => continue,
             };
+            if in_place == 0 {
+                r.store.set_keep_history(true);
+            }
+            in_place = in_place.saturating_sub(1);
             let applied = r.members.applied_seqn;
             if *seqn <= applied {
                 continue;
@@ -285,6 +299,7 @@ impl Replica {
                 recent.pop_front();
             }
         }
+        r.store.set_keep_history(true);
         // Replaying answered nobody and fed nobody; what it recorded is
         // on disk already.
         r.out.clear();

@@ -192,6 +192,10 @@ struct GlobWait {
 pub struct Store {
     /// How many snapshots to keep (≥ 1).
     history_revs: usize,
+    /// False while a data directory's log is replayed up to the revs the
+    /// history keeps: then a SET changes the head in place, and no
+    /// snapshot but the head is kept (see [`Store::set_keep_history`]).
+    keep_history: bool,
     /// Snapshots of revs `oldest_rev()..=rev()`; never empty.
     snaps: VecDeque<Snapshot>,
     /// Events of revs `max(1, oldest_rev())..=rev()`, with where each sits
@@ -236,6 +240,7 @@ impl Store {
         snaps.push_back(Snapshot::empty());
         Store {
             history_revs,
+            keep_history: true,
             snaps,
             events: VecDeque::new(),
             glob_waits: BTreeMap::new(),
@@ -370,6 +375,11 @@ impl Store {
     pub fn apply_at(&mut self, rev: Rev, m: &Mutation, at: At) -> Applied {
         let head_rev = self.rev();
         assert_eq!(rev, head_rev + 1, "store: apply out of order");
+        if !self.keep_history {
+            if let Some(applied) = self.set_in_place(rev, m, at) {
+                return applied;
+            }
+        }
         let head = self.head();
         let done = match m {
             Mutation::Set {
@@ -420,9 +430,26 @@ impl Store {
             }
         };
 
+        self.push_rev(snap, event, at, error)
+    }
+
+    /// Makes `snap` (made by `event`) the head, drops what the history no
+    /// longer keeps, and wakes the waits `event` matches.
+    fn push_rev(
+        &mut self,
+        snap: Snapshot,
+        event: Event,
+        at: At,
+        error: Option<StoreError>,
+    ) -> Applied {
         self.snaps.push_back(snap);
         self.events.push_back((event.clone(), at));
-        while self.snaps.len() > self.history_revs {
+        let keep = if self.keep_history {
+            self.history_revs
+        } else {
+            1
+        };
+        while self.snaps.len() > keep {
             self.snaps.pop_front();
         }
         // Events are kept from the oldest snapshot's rev on (an event at
@@ -438,6 +465,45 @@ impl Store {
             error,
             woken,
         }
+    }
+
+    /// A SET applied to the head in place (history off): `None` if `m` is
+    /// not a SET or fails (the usual path then applies it, recording the
+    /// error), the head unchanged.
+    fn set_in_place(&mut self, rev: Rev, m: &Mutation, at: At) -> Option<Applied> {
+        let Mutation::Set {
+            path,
+            rev: cond,
+            body,
+        } = m
+        else {
+            return None;
+        };
+        while self.snaps.len() > 1 {
+            self.snaps.pop_front();
+        }
+        let mut head = self.snaps.pop_back()?;
+        if head.set_in_place(path, body, *cond, rev).is_err() {
+            self.snaps.push_back(head);
+            return None;
+        }
+        let event = Event {
+            rev,
+            path: Arc::from(path.as_str()),
+            body: body.clone(),
+            flags: flags::SET,
+        };
+        Some(self.push_rev(head, event, at, None))
+    }
+
+    /// Whether each rev keeps a snapshot of its own, up to `-hist` of them
+    /// (the default), or, while false, SETs change the head in place and
+    /// the history is only the head: for replaying a data directory's log
+    /// up to the last revs the history must keep, where copying the tree's
+    /// path for every record (and freeing it again) took most of a
+    /// restart. Turned back on, the history grows again from the head.
+    pub fn set_keep_history(&mut self, keep: bool) {
+        self.keep_history = keep;
     }
 
     /// Changes the head tree in place, keeping its rev (tests of

@@ -255,6 +255,60 @@ impl Snapshot {
         })
     }
 
+    /// Like [`Snapshot::set`], but changing this tree in place: the
+    /// directories on the way are copied only where another version still
+    /// shares them (`rpds` copy-on-write), so with no other version (a
+    /// replay that keeps no history) a write copies and frees nothing. On
+    /// error the tree is unchanged.
+    pub(crate) fn set_in_place(
+        &mut self,
+        path: &str,
+        body: &Bytes,
+        cond: Rev,
+        rev: Rev,
+    ) -> Result<(), StoreError> {
+        validate_path(path)?;
+        let names: Vec<&str> = names(path).collect();
+        // Every check first (a file on the way, a directory at the leaf,
+        // the rev), so that nothing changes on error.
+        let empty = Dir::new_sync();
+        let (_, old) = leaf_dirs(&self.root, &names, cond, &empty)?;
+        let Some((leaf, parents)) = names.split_last() else {
+            return Err(StoreError::IsDir); // unreachable: leaf_dirs checked
+        };
+        let file = Node::File {
+            body: body.clone(),
+            rev,
+        };
+        let mut dir = &mut self.root;
+        for name in parents {
+            if !dir.contains_key(*name) {
+                dir.insert_mut(Arc::from(*name), Node::Dir(Dir::new_sync()));
+            }
+            dir = match dir.get_mut(*name) {
+                Some(Node::Dir(sub)) => sub,
+                // leaf_dirs found no file on the way.
+                _ => return Err(StoreError::NotDir),
+            };
+        }
+        match dir.get_mut(*leaf) {
+            Some(node) => *node = file,
+            None => dir.insert_mut(Arc::from(*leaf), file),
+        }
+        if let Some((old_rev, old_body)) = old {
+            self.files -= 1;
+            self.bytes -= old_body.len() as u64;
+            self.digest = self
+                .digest
+                .wrapping_sub(file_digest(path, old_rev, &old_body));
+        }
+        self.files += 1;
+        self.bytes += body.len() as u64;
+        self.digest = self.digest.wrapping_add(file_digest(path, rev, body));
+        self.rev = rev;
+        Ok(())
+    }
+
     /// This tree without the file at `path` (if `cond` allows), as revision
     /// `rev`.
     pub(crate) fn del(&self, path: &str, cond: Rev, rev: Rev) -> Result<Snapshot, StoreError> {
