@@ -12,7 +12,7 @@ use super::StorageError;
 /// A segment is closed and a new one started once it holds this much:
 /// small enough that a snapshot soon lets old ones go, large enough that
 /// rolling over (a file creation and two syncs) is rare.
-pub const SEGMENT_BYTES: u64 = 1 << 20;
+pub const SEGMENT_BYTES: u64 = 256 << 10;
 
 /// A disk failure to simulate: a fault-injection seam for tests, in the
 /// spirit of TigerBeetle's storage fault model. Each fires once.

@@ -59,7 +59,7 @@ use snapshot::SnapshotJob;
 /// last one (or the last snapshot's size, if more): small stores
 /// are not rewritten for every few changes, and the log never holds more
 /// than a few times the store.
-pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 1 << 20;
+pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 256 << 10;
 
 /// What [`DataDir::open`] found.
 // Made once at start-up and taken apart at once: its size does not
