@@ -217,6 +217,16 @@ pub struct Store {
     err_path: Arc<str>,
 }
 
+/// The event of `body` written at `path` as `rev`.
+fn set_event(rev: Rev, path: &str, body: &Bytes) -> Event {
+    Event {
+        rev,
+        path: Arc::from(path),
+        body: body.clone(),
+        flags: flags::SET,
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A summary: the trees and events themselves would be unreadable.
@@ -386,15 +396,9 @@ impl Store {
                 path,
                 rev: cond,
                 body,
-            } => head.set(path, body, *cond, rev).map(|snap| {
-                let event = Event {
-                    rev,
-                    path: Arc::from(path.as_str()),
-                    body: body.clone(),
-                    flags: flags::SET,
-                };
-                (snap, event)
-            }),
+            } => head
+                .set(path, body, *cond, rev)
+                .map(|snap| (snap, set_event(rev, path, body))),
             Mutation::Del { path, rev: cond } => head.del(path, *cond, rev).map(|snap| {
                 let event = Event {
                     rev,
@@ -487,13 +491,7 @@ impl Store {
             self.snaps.push_back(head);
             return None;
         }
-        let event = Event {
-            rev,
-            path: Arc::from(path.as_str()),
-            body: body.clone(),
-            flags: flags::SET,
-        };
-        Some(self.push_rev(head, event, at, None))
+        Some(self.push_rev(head, set_event(rev, path, body), at, None))
     }
 
     /// Whether each rev keeps a snapshot of its own, up to `-hist` of them

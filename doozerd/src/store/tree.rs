@@ -237,22 +237,26 @@ impl Snapshot {
         validate_path(path)?;
         let names: Vec<&str> = names(path).collect();
         let (root, old) = set_in(&self.root, &names, body, cond, rev)?;
-        let (files, bytes, digest) = match old {
-            Some((old_rev, old_body)) => (
-                self.files,
-                self.bytes - old_body.len() as u64,
-                self.digest
-                    .wrapping_sub(file_digest(path, old_rev, &old_body)),
-            ),
-            None => (self.files + 1, self.bytes, self.digest),
-        };
-        Ok(Snapshot {
-            root,
-            rev,
-            files,
-            bytes: bytes + body.len() as u64,
-            digest: digest.wrapping_add(file_digest(path, rev, body)),
-        })
+        let mut t = Snapshot { root, ..*self };
+        t.count_set(path, old, body, rev);
+        Ok(t)
+    }
+
+    /// Counts, in files, bytes and digest, `body` written at `path` by
+    /// `rev` in place of `old` (if there was a file), and labels the tree
+    /// `rev`.
+    fn count_set(&mut self, path: &str, old: Option<OldFile>, body: &Bytes, rev: Rev) {
+        if let Some((old_rev, old_body)) = old {
+            self.files -= 1;
+            self.bytes -= old_body.len() as u64;
+            self.digest = self
+                .digest
+                .wrapping_sub(file_digest(path, old_rev, &old_body));
+        }
+        self.files += 1;
+        self.bytes += body.len() as u64;
+        self.digest = self.digest.wrapping_add(file_digest(path, rev, body));
+        self.rev = rev;
     }
 
     /// Like [`Snapshot::set`], but changing this tree in place: the
@@ -295,17 +299,7 @@ impl Snapshot {
             Some(node) => *node = file,
             None => dir.insert_mut(Arc::from(*leaf), file),
         }
-        if let Some((old_rev, old_body)) = old {
-            self.files -= 1;
-            self.bytes -= old_body.len() as u64;
-            self.digest = self
-                .digest
-                .wrapping_sub(file_digest(path, old_rev, &old_body));
-        }
-        self.files += 1;
-        self.bytes += body.len() as u64;
-        self.digest = self.digest.wrapping_add(file_digest(path, rev, body));
-        self.rev = rev;
+        self.count_set(path, old, body, rev);
         Ok(())
     }
 
