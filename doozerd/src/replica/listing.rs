@@ -218,12 +218,13 @@ mod tests {
         assert_eq!(l.entry(&new, "/nope", 100), Err(StoreError::NoEnt));
     }
 
-    #[test]
-    fn walks_resume_and_far_offsets_are_range_at_once() {
+    /// A tree of `n` files `/d/<i mod dirs>/f<i>`, the glob `/d/**`, and
+    /// every path it matches, in walk order.
+    fn files_in_dirs(n: usize, dirs: usize) -> (Snapshot, Glob, Vec<String>) {
         let mut store = Store::new(10);
-        for i in 0..300 {
+        for i in 0..n {
             let m = Mutation::Set {
-                path: format!("/d/{}/f{i:03}", i % 7),
+                path: format!("/d/{}/f{i:04}", i % dirs),
                 rev: -1,
                 body: Default::default(),
             };
@@ -232,6 +233,12 @@ mod tests {
         let snap = store.head().clone();
         let glob = Glob::parse("/d/**").unwrap();
         let all: Vec<String> = snap.walk_iter(&glob).map(|e| e.path).collect();
+        (snap, glob, all)
+    }
+
+    #[test]
+    fn walks_resume_and_far_offsets_are_range_at_once() {
+        let (snap, glob, all) = files_in_dirs(300, 7);
         let mut w = Walks::default();
         for (off, path) in all.iter().enumerate() {
             assert_eq!(&w.entry(&snap, &glob, off).unwrap().path, path);
@@ -248,18 +255,7 @@ mod tests {
 
     #[test]
     fn a_walk_at_any_offset_starts_from_the_nearest_mark() {
-        let mut store = Store::new(10);
-        for i in 0..2000 {
-            let m = Mutation::Set {
-                path: format!("/d/{}/f{i:04}", i % 13),
-                rev: -1,
-                body: Default::default(),
-            };
-            store.apply(store.rev() + 1, &m);
-        }
-        let snap = store.head().clone();
-        let glob = Glob::parse("/d/**").unwrap();
-        let all: Vec<String> = snap.walk_iter(&glob).map(|e| e.path).collect();
+        let (snap, glob, all) = files_in_dirs(2000, 13);
         let mut w = Walks::default();
         // The first far walk passes every match below it, once.
         assert_eq!(w.entry(&snap, &glob, 1999).unwrap().path, all[1999]);
