@@ -135,6 +135,7 @@ fn write_image<W: Write>(c: &Client, w: W, dest: &str) -> Result<(Summary, W), F
         rev,
         seqn: 0,
         sets: Vec::new(),
+        former: Vec::new(),
     };
     let w = Counting { inner: w, bytes: 0 };
     let mut image = ImageWriter::new(w, &header).map_err(|e| write_failed(dest, e))?;

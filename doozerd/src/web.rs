@@ -81,6 +81,8 @@ pub struct NodeStats {
     pub store_bytes: u64,
     /// Values proposed to consensus.
     pub proposals: u64,
+    /// Of those, batches of client writes.
+    pub write_batches: u64,
     /// Paxos instances this node is working on or waiting for.
     pub instances_in_flight: u64,
     /// Other CALs' seqns this node started filling with NOP.
@@ -565,6 +567,7 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
         "consensus": {
             "instances_in_flight": s.instances_in_flight,
             "proposals": s.proposals,
+            "write_batches": s.write_batches,
             "fills": s.fills,
             "retries": s.round_retries,
             "revokes": s.revokes,
@@ -635,6 +638,7 @@ const METRICS: &[(&str, Kind, &str, Value)] = {
         ("doozer_uptime_seconds", Gauge, "Seconds since the node started.", One(|s, _| s.uptime_s)),
         ("doozer_consensus_instances_in_flight", Gauge, "Paxos instances started and not yet learned.", One(|s, _| s.instances_in_flight as f64)),
         ("doozer_consensus_proposals_total", Counter, "Values proposed to consensus.", One(|s, _| s.proposals as f64)),
+        ("doozer_consensus_write_batches_total", Counter, "Values proposed that carry client writes (one batch each).", One(|s, _| s.write_batches as f64)),
         ("doozer_consensus_fills_total", Counter, "Seqns of other CALs filled with NOP.", One(|s, _| s.fills as f64)),
         ("doozer_consensus_retries_total", Counter, "Paxos rounds retried.", One(|s, _| s.round_retries as f64)),
         ("doozer_consensus_revokes_total", Counter, "Bulk revokes: one Prepare covering many seqns being filled.", One(|s, _| s.revokes as f64)),

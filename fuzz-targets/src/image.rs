@@ -135,6 +135,7 @@ fn recover(header: &ImageHeader, files: Vec<ImageFile>) {
         seqn: header.seqn,
         rev: header.rev,
         sets,
+        former: Vec::new(),
         files: files
             .into_iter()
             .map(|f| FileCopy {
@@ -185,6 +186,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         rev: 9,
         seqn: 0,
         sets: Vec::new(),
+        former: Vec::new(),
     };
     let snapshot = ImageHeader {
         kind: ImageKind::Snapshot,
@@ -192,6 +194,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         rev: 9,
         seqn: 9,
         sets: vec![(10, vec!["A".into()]), (12, vec!["A".into(), "B".into()])],
+        former: Vec::new(),
     };
     [backup, snapshot]
         .iter()

@@ -30,8 +30,10 @@
 //!   int64 rev = 5;                // the store's rev the image is as of
 //!   uint64 seqn = 6;              // the consensus seqn it is as of (0 in a backup)
 //!   repeated CalSetAt sets = 7;   // the CAL sets of the window (none in a backup)
+//!   repeated FormerNode former = 8; // nodes whose files were deleted (none in a backup)
 //! }
 //! message CalSetAt { uint64 seqn = 1; repeated string ids = 2; }
+//! message FormerNode { string id = 1; string addr = 2; }
 //! message ImageFile { string path = 1; int64 rev = 2; bytes body = 3; }
 //! message Trailer { uint64 files = 1; fixed32 checksum = 2; }
 //! ```
@@ -92,6 +94,12 @@ pub struct ImageHeader {
     /// The CAL sets of the consensus window at `seqn`, as (first seqn,
     /// sorted node ids), seqns increasing; empty in a backup.
     pub sets: Vec<(u64, Vec<String>)>,
+    /// Nodes whose `/ctl/node/<id>` files were deleted (kicked, left),
+    /// as (id, peer address): a CAL of the window may be one, and its
+    /// datagrams are taken only from its address. Empty in a backup.
+    /// Added in format version 1 as an optional field: older readers
+    /// skip it.
+    pub former: Vec<(String, String)>,
 }
 
 /// One file of an image.
@@ -125,6 +133,17 @@ struct HeaderMsg {
     seqn: u64,
     #[prost(message, repeated, tag = "7")]
     sets: Vec<CalSetAt>,
+    #[prost(message, repeated, tag = "8")]
+    former: Vec<FormerNode>,
+}
+
+/// One former node of the header.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FormerNode {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(string, tag = "2")]
+    addr: String,
 }
 
 /// One CAL set of the header.
@@ -258,8 +277,8 @@ fn header_problem(h: &ImageHeader) -> Option<String> {
     if h.rev < 0 {
         return Some(format!("negative rev {}", h.rev));
     }
-    if h.kind == ImageKind::Backup && (h.seqn != 0 || !h.sets.is_empty()) {
-        return Some("a backup carries no seqn and no CAL sets".into());
+    if h.kind == ImageKind::Backup && (h.seqn != 0 || !h.sets.is_empty() || !h.former.is_empty()) {
+        return Some("a backup carries no seqn, no CAL sets and no former nodes".into());
     }
     if h.sets.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Some("CAL sets not in increasing seqn order".into());
@@ -324,6 +343,14 @@ impl<W: Write> ImageWriter<W> {
                 .map(|(seqn, ids)| CalSetAt {
                     seqn: *seqn,
                     ids: ids.clone(),
+                })
+                .collect(),
+            former: header
+                .former
+                .iter()
+                .map(|(id, addr)| FormerNode {
+                    id: id.clone(),
+                    addr: addr.clone(),
                 })
                 .collect(),
         };
@@ -503,6 +530,7 @@ fn header_of(rec: &OwnedRecord) -> Result<ImageHeader, ImageError> {
         rev: msg.rev,
         seqn: msg.seqn,
         sets: msg.sets.into_iter().map(|s| (s.seqn, s.ids)).collect(),
+        former: msg.former.into_iter().map(|f| (f.id, f.addr)).collect(),
     };
     match header_problem(&header) {
         Some(why) => Err(bad(why)),

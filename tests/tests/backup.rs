@@ -386,6 +386,7 @@ fn damaged_images_are_refused_naming_the_offset() {
         rev: 1,
         seqn: 1,
         sets: vec![(1, vec!["A".into()])],
+        former: Vec::new(),
     };
     let w = ImageWriter::new(Vec::new(), &header).unwrap();
     std::fs::write(&snap, w.finish().unwrap()).unwrap();

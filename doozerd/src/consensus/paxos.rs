@@ -691,7 +691,6 @@ impl Paxos {
     }
 
     /// Client values waiting for a seqn (not yet nominated).
-    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.queue.len()
     }

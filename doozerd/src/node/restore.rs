@@ -74,6 +74,7 @@ mod tests {
             rev: 9,
             seqn: 0,
             sets: vec![],
+            former: Vec::new(),
         }
     }
 

@@ -56,6 +56,7 @@ impl Sources<'_> {
             store_files: head.files(),
             store_bytes: head.bytes(),
             proposals: s.proposals,
+            write_batches: s.write_batches,
             instances_in_flight: consensus.as_ref().map_or(0, |(_, n)| *n as u64),
             fills: c.map_or(0, |c| c.fills),
             round_retries: c.map_or(0, |c| c.round_retries),

@@ -7,9 +7,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use doozer_proto::peer::PeerMsg;
-use doozer_proto::ErrCode;
 
-use super::{Pending, Replica};
+use super::Replica;
 use crate::cluster;
 use crate::consensus::{CalSet, NodeId, ProposalId};
 use crate::store::{Mutation, Value};
@@ -56,22 +55,10 @@ impl Replica {
     }
 
     /// Proposes an encoded value.
-    fn propose_bytes(&mut self, value: Bytes) -> Option<ProposalId> {
+    pub(super) fn propose_bytes(&mut self, value: Bytes) -> Option<ProposalId> {
         let p = self.paxos.as_mut()?;
         self.members.proposals += 1;
         Some(p.propose(value))
-    }
-
-    /// Proposes a client's write; answered when it is applied.
-    pub(super) fn propose_write(&mut self, m: Mutation, pending: Pending) {
-        match self.propose(m) {
-            Some(id) => {
-                self.hold(pending.conn, pending.tag, None);
-                self.writes.insert(id, pending);
-                *self.writing.entry(pending.conn).or_default() += 1;
-            }
-            None => self.fail(pending.conn, pending.tag, ErrCode::Readonly, None),
-        }
     }
 
     /// Applies everything consensus learned, in seqn order, and collects
@@ -80,6 +67,7 @@ impl Replica {
     /// anything it decides.
     pub(super) fn pump(&mut self) {
         loop {
+            self.flush_writes();
             let Some(p) = self.paxos.as_mut() else {
                 return;
             };
@@ -119,8 +107,10 @@ impl Replica {
                 if let Some(id) = id {
                     self.members.kicks.retain(|_, k| *k != id);
                 }
-                let pending = id.and_then(|id| self.writes.remove(&id));
-                if let Some(p) = pending {
+                let pending = id
+                    .and_then(|id| self.writes.remove(&id))
+                    .unwrap_or_default();
+                for p in pending.iter().flatten() {
                     self.write_done(p.conn);
                 }
                 self.record_applied(seqn, value);

@@ -333,22 +333,30 @@ impl Replica {
     }
 
     /// Applies what seqn `seqn` decided (one rev per change), answering
-    /// the client write it completes (if it is this node's), waits and
-    /// parked reads, and feeding the followers.
-    pub(super) fn apply_value(&mut self, seqn: u64, v: &Value, write: Option<Pending>) {
+    /// the client writes it holds (`writes`, one per change, when it is
+    /// this node's batch), waits and parked reads, and feeding the
+    /// followers.
+    pub(super) fn apply_value(&mut self, seqn: u64, v: &Value, mut writes: Vec<Option<Pending>>) {
         let results = self.store.apply_value(seqn, v);
         let n = results.len();
+        // Every change of a batch has its result; anything else is a bug,
+        // and the writes left over must still get an answer.
+        let extra = writes.split_off(n.min(writes.len()));
         for (i, applied) in results.into_iter().enumerate() {
             let at = At {
                 seqn,
                 last: i + 1 == n,
             };
-            if let (true, Some(p)) = (at.last, write) {
-                self.answer_write(p, v.changes.last(), &applied);
+            if let Some(Some(p)) = writes.get(i) {
+                self.answer_write(*p, v.changes.get(i), &applied);
             }
             self.feed_followers(&applied.event, at);
             self.answer_woken(applied.woken);
             self.after_apply(&applied.event, at);
+        }
+        if extra.iter().flatten().next().is_some() {
+            log::error!("BUG: seqn {seqn} applied {n} changes for more writes");
+            self.fail_writes(extra, ErrCode::Other, Some("outcome unknown"));
         }
     }
 

@@ -17,11 +17,12 @@
 //! both use it.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
 use super::Replica;
-use crate::consensus::CalSet;
+use crate::consensus::{CalSet, NodeId};
 use crate::storage::Record;
 use crate::store::{Copy, FileCopy, Mutation, Rev, Snapshot, Value};
 
@@ -40,6 +41,8 @@ pub struct SnapshotJob {
     pub rev: Rev,
     /// The CAL sets of the window after `seqn` (what a copy carries).
     pub sets: Vec<(u64, CalSet)>,
+    /// Nodes whose files were deleted, with their last address.
+    pub former: Vec<(NodeId, SocketAddr)>,
     /// The tree (shared with the store: O(1) to take).
     pub tree: Snapshot,
     /// For a checkpoint: the acceptor state the new log starts with.
@@ -65,6 +68,7 @@ impl SnapshotJob {
             seqn: self.seqn,
             rev: self.rev,
             sets: self.sets.clone(),
+            former: self.former.clone(),
             files,
         }
     }
@@ -79,6 +83,8 @@ pub struct Restored {
     pub rev: Rev,
     /// The CAL sets of its window.
     pub sets: Vec<(u64, CalSet)>,
+    /// Nodes whose files were deleted, with their last address.
+    pub former: Vec<(NodeId, SocketAddr)>,
     /// Its files.
     pub files: Vec<FileCopy>,
 }
@@ -176,6 +182,7 @@ impl Replica {
             seqn,
             rev: self.store.rev(),
             sets: self.members.window_sets_at(seqn),
+            former: self.members.former_nodes(),
             tree: self.store.head().clone(),
             records: Vec::new(),
         });
@@ -222,6 +229,7 @@ impl Replica {
             seqn,
             rev,
             sets: self.members.window_sets_at(seqn),
+            former: self.members.former_nodes(),
             tree,
             records: Vec::new(),
         })
@@ -289,7 +297,7 @@ impl Replica {
                 log::warn!("seqn {seqn}: {e}; applied as NOP");
                 Value::default()
             });
-            r.apply_value(*seqn, &v, None);
+            r.apply_value(*seqn, &v, Vec::new());
             if !decided {
                 recent.clear(); // only decided bytes may answer peers
                 continue;
@@ -321,6 +329,7 @@ impl Replica {
         self.store.install(copy);
         self.base = (snap.rev, snap.seqn);
         self.members.catch_up_to = snap.seqn;
+        self.members.remember_former(snap.former);
         self.load_members(snap.seqn, snap.sets);
         Ok(())
     }

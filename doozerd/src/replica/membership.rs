@@ -272,6 +272,22 @@ impl Membership {
         self.addrs = addrs;
     }
 
+    /// The nodes whose files were deleted, with their last address
+    /// (snapshots keep them: see [`Membership::remember_former`]).
+    pub(super) fn former_nodes(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.former.iter().map(|(id, a)| (id.clone(), *a)).collect()
+    }
+
+    /// Takes back the former nodes a snapshot kept. Without them, a node
+    /// restarted from a snapshot taken after a CAL's files were deleted
+    /// (a kick) would ignore that CAL's datagrams while it still decides
+    /// the seqns of the window with it (simulator seed 39082).
+    pub(super) fn remember_former(&mut self, former: Vec<(NodeId, SocketAddr)>) {
+        for (id, a) in former.into_iter().take(FORMER_NODES_MAX) {
+            self.former.insert(id, a);
+        }
+    }
+
     /// The address of node `id`, current or former.
     pub(super) fn addr_of(&self, id: &str) -> Option<SocketAddr> {
         self.addrs.get(id).or_else(|| self.former.get(id)).copied()
@@ -394,7 +410,12 @@ impl Replica {
     /// Client writes proposed here and not yet answered: a leaving CAL
     /// waits for them before it stops (see [`Replica::leave`]).
     pub fn writes_in_consensus(&self) -> usize {
-        self.writes.len()
+        let proposed: usize = self
+            .writes
+            .values()
+            .map(|w| w.iter().flatten().count())
+            .sum();
+        proposed + self.batch.waiting()
     }
 
     /// Whether the CALs of the next seqn other than this node are a
@@ -590,14 +611,15 @@ impl Replica {
             return;
         };
         self.writing.clear();
+        let unproposed = self.take_unproposed();
+        self.fail_writes(unproposed, ErrCode::Readonly, None);
         for (id, w) in std::mem::take(&mut self.writes) {
-            self.untag(w);
             if p.withdraw(id) {
-                self.fail(w.conn, w.tag, ErrCode::Readonly, None);
+                self.fail_writes(w, ErrCode::Readonly, None);
             } else {
                 let why = "outcome unknown: this node stopped being a CAL while the write was \
                            in consensus; read the file to see whether it happened";
-                self.fail(w.conn, w.tag, ErrCode::Other, Some(why.into()));
+                self.fail_writes(w, ErrCode::Other, Some(why));
             }
         }
         p.retire();

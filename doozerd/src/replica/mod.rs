@@ -27,6 +27,7 @@
 //! one more field of [`Output`], written and synced by the loop before it
 //! sends anything of that output.
 
+mod batch;
 mod cal;
 mod dispatch;
 mod durable;
@@ -91,6 +92,9 @@ pub struct Stats {
     pub clients: u64,
     /// Values proposed to consensus (client writes and the node's own).
     pub proposals: u64,
+    /// Of those, batches of client writes (`writes` / `write_batches`
+    /// is the mean batch size).
+    pub write_batches: u64,
     /// Peer messages dropped: undecodable, from an address that is no
     /// node's, or arriving while this node is not a CAL.
     pub peer_messages_ignored: u64,
@@ -237,8 +241,11 @@ pub struct Replica {
     /// refused with `READONLY`, except its followers' own requests.
     leaving: bool,
     sessions: BTreeMap<ConnId, Session>,
-    /// Client writes proposed and not yet applied.
-    writes: BTreeMap<ProposalId, Pending>,
+    /// Client writes proposed and not yet applied, one per change of
+    /// the batch value (`None`: the connection is gone).
+    writes: BTreeMap<ProposalId, Vec<Option<Pending>>>,
+    /// Client writes not yet proposed.
+    batch: batch::WriteBatch,
     /// How many of them each connection has.
     writing: BTreeMap<ConnId, usize>,
     /// Bytes of the answers in `out`, per connection (encoded), and in all.
@@ -329,6 +336,7 @@ impl Replica {
             leaving: false,
             sessions: BTreeMap::new(),
             writes: BTreeMap::new(),
+            batch: batch::WriteBatch::default(),
             writing: BTreeMap::new(),
             queued: BTreeMap::new(),
             queued_total: 0,
@@ -556,7 +564,10 @@ impl Replica {
                 self.parked.remove(&id);
             }
         }
-        self.writes.retain(|_, p| p.conn != conn);
+        for w in self.writes.values_mut() {
+            batch::forget(w, conn);
+        }
+        self.batch.forget(conn);
         self.writing.remove(&conn);
         if let Some(n) = self.queued.remove(&conn) {
             self.queued_total -= n;

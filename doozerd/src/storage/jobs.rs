@@ -35,6 +35,11 @@ impl DataDir {
                 .iter()
                 .map(|(seqn, set)| (*seqn, set.iter().cloned().collect()))
                 .collect(),
+            former: job
+                .former
+                .iter()
+                .map(|(id, addr)| (id.clone(), addr.to_string()))
+                .collect(),
         }
     }
 }
@@ -56,6 +61,15 @@ impl Recovered {
             })?;
             sets.push((seqn, set));
         }
+        let mut former = Vec::with_capacity(header.former.len());
+        for (id, addr) in header.former {
+            let addr = addr.parse().map_err(|e| StorageError::BadRecord {
+                file: self.snapshot_file.clone().unwrap_or_default(),
+                offset: 0,
+                why: format!("the address {addr:?} of former node {id:?}: {e}"),
+            })?;
+            former.push((id, addr));
+        }
         let files = files
             .into_iter()
             .map(|f| FileCopy {
@@ -68,6 +82,7 @@ impl Recovered {
             seqn: header.seqn,
             rev: header.rev,
             sets,
+            former,
             files,
         }))
     }

@@ -120,6 +120,7 @@ fn header(seqn: u64, rev: i64) -> ImageHeader {
         rev,
         seqn,
         sets: vec![(1, vec!["node1".into()])],
+        former: Vec::new(),
     }
 }
 
@@ -869,6 +870,7 @@ fn a_replica_job_comes_back_as_it_restores() {
         seqn: 30,
         rev: store.rev(),
         sets: vec![(1, set.clone())],
+        former: vec![("node0".into(), "127.0.0.1:8046".parse().unwrap())],
         tree: store.head().clone(),
         records: vec![Record::Floor { seqn: 31 }],
     };
@@ -879,6 +881,7 @@ fn a_replica_job_comes_back_as_it_restores() {
     let restored = r.take_restored().unwrap().unwrap();
     assert_eq!((restored.seqn, restored.rev), (30, store.rev()));
     assert_eq!(restored.sets, vec![(1, set)]);
+    assert_eq!(restored.former, job.former);
     let want = store
         .head()
         .walk_all(&crate::store::Glob::parse("/**").unwrap());

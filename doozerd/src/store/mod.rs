@@ -21,7 +21,7 @@ use bytes::Bytes;
 use doozer_proto::flags;
 use doozer_proto::rev as wire_rev;
 
-pub use mutation::{Guard, Mutation, MutationError, Value};
+pub use mutation::{Guard, Mutation, MutationError, Value, ValueBuilder};
 pub use path::{validate_path, Glob};
 pub use tree::{Snapshot, WalkEntry, WalkIter};
 

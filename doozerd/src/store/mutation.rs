@@ -207,22 +207,7 @@ fn encode_value(
     // Vec takes a byte for a fraction of what a BytesMut does.
     let mut buf = Vec::with_capacity(changes_len + guard_len_total + expires_len + tag_len);
     for m in changes {
-        encode_key(TAG_CHANGES, WireType::LengthDelimited, &mut buf);
-        encode_varint(change_len(m) as u64, &mut buf);
-        match m {
-            Mutation::Set { path, rev, body } => {
-                put_field(1, path.as_bytes(), &mut buf);
-                put_int64(2, *rev, &mut buf);
-                put_field(3, body, &mut buf);
-            }
-            Mutation::Del { path, rev } => {
-                put_field(1, path.as_bytes(), &mut buf);
-                put_int64(2, *rev, &mut buf);
-                encode_key(4, WireType::Varint, &mut buf);
-                encode_varint(1, &mut buf);
-            }
-            Mutation::Nop => {}
-        }
+        put_change(m, &mut buf);
     }
     if let Some(g) = guard {
         encode_key(TAG_GUARD, WireType::LengthDelimited, &mut buf);
@@ -238,6 +223,69 @@ fn encode_value(
         put_field(TAG_TAG, tag, &mut buf);
     }
     Bytes::from(buf)
+}
+
+/// Appends `m` as one `changes` field of a `Value`.
+fn put_change(m: &Mutation, buf: &mut Vec<u8>) {
+    encode_key(TAG_CHANGES, WireType::LengthDelimited, buf);
+    encode_varint(change_len(m) as u64, buf);
+    match m {
+        Mutation::Set { path, rev, body } => {
+            put_field(1, path.as_bytes(), buf);
+            put_int64(2, *rev, buf);
+            put_field(3, body, buf);
+        }
+        Mutation::Del { path, rev } => {
+            put_field(1, path.as_bytes(), buf);
+            put_int64(2, *rev, buf);
+            encode_key(4, WireType::Varint, buf);
+            encode_varint(1, buf);
+        }
+        Mutation::Nop => {}
+    }
+}
+
+/// A value of changes only (no guard, expiry or tag), built one change
+/// at a time: a batch of client writes. Its bytes are those of
+/// [`Value::of`] with the same changes (repeated fields concatenate).
+#[derive(Debug, Default)]
+pub struct ValueBuilder {
+    buf: Vec<u8>,
+    changes: usize,
+}
+
+impl ValueBuilder {
+    /// Bytes the value has so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether it has no change yet.
+    pub fn is_empty(&self) -> bool {
+        self.changes == 0
+    }
+
+    /// Changes it holds.
+    pub fn changes(&self) -> usize {
+        self.changes
+    }
+
+    /// Bytes `m` would add.
+    pub fn added_len(m: &Mutation) -> usize {
+        message_len(TAG_CHANGES, change_len(m))
+    }
+
+    /// Appends `m`, applied after the changes before it.
+    pub fn push(&mut self, m: &Mutation) {
+        put_change(m, &mut self.buf);
+        self.changes += 1;
+    }
+
+    /// The value's bytes; the builder is empty again.
+    pub fn take(&mut self) -> Bytes {
+        self.changes = 0;
+        Bytes::from(std::mem::take(&mut self.buf))
+    }
 }
 
 // The field numbers of `Value`.
@@ -443,6 +491,25 @@ mod tests {
         #[test]
         fn encodes_as_prost_does(v in arb_value()) {
             prop_assert_eq!(&v.encode()[..], &prost_encoding(&v)[..]);
+        }
+
+        /// A batch built a change at a time is the value of its changes,
+        /// and its length is known before each push.
+        #[test]
+        fn a_built_value_is_the_value_of_its_changes(
+            changes in proptest::collection::vec(arb_mutation(), 0..8),
+        ) {
+            let mut b = ValueBuilder::default();
+            for m in &changes {
+                let before = b.len();
+                b.push(m);
+                prop_assert_eq!(b.len(), before + ValueBuilder::added_len(m));
+            }
+            prop_assert_eq!(b.changes(), changes.len());
+            let bytes = b.take();
+            prop_assert!(b.is_empty());
+            prop_assert_eq!(&bytes[..], &Value::of(changes.clone()).encode()[..]);
+            prop_assert_eq!(Value::decode(&bytes), Ok(Value::of(changes)));
         }
     }
 }

@@ -9,6 +9,7 @@ fn snapshot_header() -> ImageHeader {
         rev: 2,
         seqn: 3,
         sets: vec![(3, vec!["a".into(), "b".into()])],
+        former: Vec::new(),
     }
 }
 
@@ -100,6 +101,7 @@ fn round_trip_of_a_backup() {
         rev: 1000,
         seqn: 0,
         sets: vec![],
+        former: Vec::new(),
     };
     let files = vec![
         file("/a", 5, "one"),
@@ -134,6 +136,7 @@ fn an_empty_tree_is_an_image_too() {
         rev: 0,
         seqn: 0,
         sets: vec![],
+        former: Vec::new(),
     };
     let data = ImageWriter::new(Vec::new(), &header)
         .unwrap()
@@ -272,7 +275,38 @@ fn header_msg() -> HeaderMsg {
         rev: 5,
         seqn: 0,
         sets: vec![],
+        former: vec![],
     }
+}
+
+#[test]
+fn former_nodes_come_back_as_written() {
+    let header = ImageHeader {
+        former: vec![("old".into(), "127.0.0.1:8046".into())],
+        ..snapshot_header()
+    };
+    let data = ImageWriter::new(Vec::new(), &header)
+        .unwrap()
+        .finish()
+        .unwrap();
+    // Field 8, 21 bytes: id "old" (field 1), addr (field 2).
+    let field = hex("42150a036f6c64120e3132372e302e302e313a38303436");
+    assert!(data.windows(field.len()).any(|w| w == field));
+    let (_, read) = ImageReader::open(&data[..]).unwrap();
+    assert_eq!(read, header);
+}
+
+#[test]
+fn a_backup_with_former_nodes_is_refused() {
+    let data = image_with_header(&HeaderMsg {
+        former: vec![FormerNode {
+            id: "a".into(),
+            addr: "127.0.0.1:8046".into(),
+        }],
+        ..header_msg()
+    });
+    let err = ImageReader::open(&data[..]).unwrap_err().to_string();
+    assert!(err.contains("no former nodes"), "{err}");
 }
 
 #[test]
@@ -392,6 +426,7 @@ proptest! {
             rev,
             seqn,
             sets: (0..seqn).map(|s| (s * 2, vec![format!("n{s}")])).collect(),
+            former: Vec::new(),
         };
         let files: Vec<ImageFile> = paths
             .iter()
