@@ -256,6 +256,10 @@ pub struct Paxos {
     fetch_quiet_until_ms: u64,
     /// Batches being built, one per peer.
     outbox: BTreeMap<NodeId, PeerMsg>,
+    /// With `Config::durable`: round-0 Accepts that may leave before the
+    /// records of the output they are taken with are synced (see
+    /// [`Paxos::take_early_messages`]), one batch per peer.
+    early: BTreeMap<NodeId, PeerMsg>,
     /// Skips waiting for a batch to ride on: since when, and which.
     skip_backlog: BTreeMap<NodeId, (u64, Vec<Seqn>)>,
     /// Items this node sent itself, handled before returning.
@@ -272,6 +276,15 @@ pub struct Paxos {
     /// Own seqns below this may have been nominated or skipped: a Floor
     /// record says so on disk before any of them is used.
     floor: Seqn,
+    /// The floor as of the last [`Paxos::take_records`], and as of the
+    /// last [`Paxos::records_synced`]: own seqns below `synced_floor` are
+    /// covered by a Floor record already on disk.
+    taken_floor: Seqn,
+    synced_floor: Seqn,
+    /// How far this node had learned, as of the same two calls: early
+    /// messages report only what is on disk.
+    taken_upto: Seqn,
+    synced_upto: Seqn,
     /// Own seqns below this were maybe used before a restart: they are
     /// settled through phase 1, never with round 0 or a skip.
     revoke_below: Seqn,
@@ -353,6 +366,7 @@ impl Paxos {
             stuck_since_ms: now_ms,
             fetch_quiet_until_ms: 0,
             outbox: BTreeMap::new(),
+            early: BTreeMap::new(),
             skip_backlog: BTreeMap::new(),
             local: VecDeque::new(),
             deferred: VecDeque::new(),
@@ -361,6 +375,10 @@ impl Paxos {
             stats: Stats::default(),
             records: Vec::new(),
             floor: first,
+            taken_floor: first,
+            synced_floor: first,
+            taken_upto: first,
+            synced_upto: first,
             revoke_below: 0,
             retired: false,
             #[cfg(test)]
@@ -435,6 +453,16 @@ impl Paxos {
     /// at round 0.
     pub fn take_records(&mut self, out: &mut Vec<Record>) {
         out.append(&mut self.records);
+        self.taken_floor = self.floor;
+        self.taken_upto = self.next_deliver;
+    }
+
+    /// Tells the core that every record taken so far is on disk (the
+    /// caller wrote and synced them). Round-0 Accepts of own seqns below
+    /// the floor synced then may leave before later records are synced.
+    pub fn records_synced(&mut self) {
+        self.synced_floor = self.synced_floor.max(self.taken_floor);
+        self.synced_upto = self.taken_upto;
     }
 
     /// The acceptor state of seqns above `after`, and the floor of own
@@ -545,6 +573,8 @@ impl Paxos {
                 Record::Floor { seqn } => {
                     self.revoke_below = self.revoke_below.max(*seqn);
                     self.floor = self.floor.max(*seqn);
+                    self.taken_floor = self.floor;
+                    self.synced_floor = self.floor;
                 }
                 _ => {}
             }
@@ -981,18 +1011,52 @@ impl Paxos {
     /// [`Paxos::ready`]): votes can leave before the caller applies what
     /// was learned.
     pub fn take_messages(&mut self) -> Vec<(NodeId, PeerMsg)> {
+        let outbox = std::mem::take(&mut self.outbox);
+        self.finish_batches(outbox, true)
+    }
+
+    /// Drains the batches that may leave before the records taken with
+    /// them are synced (with `Config::durable`; always empty without):
+    /// round-0 Accepts of own seqns below a Floor already on disk. They
+    /// are safe early because nothing in them needs this output's
+    /// records: the ballot is this node's round 0 of a seqn it never
+    /// nominates again after a restart (the floor), and its own vote
+    /// counts for the others only through its Vote message, which waits
+    /// for the sync like every other (docs/storage.md).
+    pub fn take_early_messages(&mut self) -> Vec<(NodeId, PeerMsg)> {
+        if self.early.is_empty() {
+            return Vec::new();
+        }
+        let early = std::mem::take(&mut self.early);
+        self.finish_batches(early, false)
+    }
+
+    /// Stamps each peer's batch with this node's header and splits what
+    /// does not fit a datagram. The usual batches also carry the skips
+    /// waiting for a ride and restart the peer's heartbeat clock.
+    fn finish_batches(
+        &mut self,
+        batches: BTreeMap<NodeId, PeerMsg>,
+        usual: bool,
+    ) -> Vec<(NodeId, PeerMsg)> {
         let mut messages = Vec::new();
-        let upto = self.next_deliver;
+        let upto = if usual {
+            self.next_deliver
+        } else {
+            self.synced_upto
+        };
         let silent: Vec<NodeId> = self
             .newest_cals
             .iter()
             .filter(|c| **c != self.cfg.id && self.silent_here(c))
             .cloned()
             .collect();
-        for (peer, mut msg) in std::mem::take(&mut self.outbox) {
-            upsert(&mut self.last_sent_ms, &peer, self.now_ms);
-            if let Some((_, skips)) = self.skip_backlog.remove(&peer) {
-                msg.skips.extend(skips);
+        for (peer, mut msg) in batches {
+            if usual {
+                upsert(&mut self.last_sent_ms, &peer, self.now_ms);
+                if let Some((_, skips)) = self.skip_backlog.remove(&peer) {
+                    msg.skips.extend(skips);
+                }
             }
             msg.learned_upto = upto;
             msg.sender = self.cfg.id.clone();
@@ -1560,6 +1624,9 @@ impl Paxos {
         let Some(cals) = self.cals(s).cloned() else {
             return;
         };
+        // Decided before `cover_own` may raise the floor: only a floor
+        // already on disk lets the Accept leave before this output's sync.
+        let early = self.cfg.durable && s < self.synced_floor;
         self.cover_own(s);
         let ballot = Ballot::reserved(&cals, s);
         let deadline = self.now_ms + self.round_timeout(0);
@@ -1572,14 +1639,25 @@ impl Paxos {
             attempts: 0,
         });
         self.active_end = self.active_end.max(s + 1);
-        self.broadcast(
-            &cals,
-            Item::Accept(Accept {
-                seqn: s,
-                round: 0,
-                value,
-            }),
-        );
+        let accept = Item::Accept(Accept {
+            seqn: s,
+            round: 0,
+            value,
+        });
+        if !early {
+            return self.broadcast(&cals, accept);
+        }
+        for c in cals.iter() {
+            if *c == self.cfg.id {
+                self.local.push_back(accept.clone());
+                continue;
+            }
+            let m = match self.early.get_mut(c.as_str()) {
+                Some(m) => m,
+                None => self.early.entry(c.clone()).or_default(),
+            };
+            add_item(m, accept.clone());
+        }
     }
 
     /// Skips own unused seqns below `upto` (Mencius): with nothing queued,

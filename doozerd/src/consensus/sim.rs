@@ -835,3 +835,45 @@ fn absurd_rounds_are_refused() {
         }
     }
 }
+
+/// With a data directory, a round-0 Accept may leave before its output's
+/// sync only for an own seqn below a Floor already synced
+/// (docs/storage.md#what-is-synced-when): the first nomination crosses
+/// the floor and waits; once its records are synced, the next ones go
+/// early; the Vote of this node's own acceptor never does.
+#[test]
+fn accepts_leave_early_only_below_a_synced_floor() {
+    let cals = CalSet::new(ids(3)).unwrap();
+    let cfg = Config {
+        durable: true,
+        ..Config::new("n0", Bytes::from_static(NOP))
+    };
+    let mut px = Paxos::new(cfg, 1, cals, 0, 1);
+    let accepts = |m: &[(NodeId, PeerMsg)]| m.iter().map(|(_, m)| m.accepts.len()).sum::<usize>();
+    let votes = |m: &[(NodeId, PeerMsg)]| m.iter().map(|(_, m)| m.votes.len()).sum::<usize>();
+    let mut records = Vec::new();
+
+    px.propose(Bytes::from_static(b"a"));
+    assert!(px.take_early_messages().is_empty(), "no floor on disk yet");
+    let usual = px.take_messages();
+    assert_eq!(accepts(&usual), 2, "the Accept waits for the sync");
+    px.take_records(&mut records);
+    assert!(records
+        .iter()
+        .any(|r| matches!(r, crate::storage::Record::Floor { .. })));
+    // Not synced yet (a write that failed): still nothing early.
+    px.propose(Bytes::from_static(b"b"));
+    assert!(px.take_early_messages().is_empty());
+    assert_eq!(accepts(&px.take_messages()), 2);
+    px.take_records(&mut records);
+
+    px.records_synced();
+    px.propose(Bytes::from_static(b"c"));
+    let early = px.take_early_messages();
+    assert_eq!(accepts(&early), 2, "one Accept to each other CAL");
+    assert_eq!(votes(&early), 0, "this node's vote waits for the sync");
+    assert!(early.iter().all(|(_, m)| m.learned_upto <= 1));
+    let usual = px.take_messages();
+    assert_eq!(accepts(&usual), 0);
+    assert_eq!(votes(&usual), 2, "its own vote, after the sync");
+}

@@ -57,6 +57,7 @@ impl Disk {
         self.pending.append(&mut out.persist);
         let waiting = self.checkpoint.is_some() || !self.pending.is_empty();
         if !waiting {
+            replica.records_synced();
             return self.release(out);
         }
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
@@ -64,6 +65,7 @@ impl Disk {
         }
         match self.write() {
             Ok(()) => {
+                replica.records_synced();
                 if self.retry_at.take().is_some() {
                     log::warn!("data directory: writes succeed again; consensus goes on");
                     replica.set_disk_error(None);

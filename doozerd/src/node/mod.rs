@@ -279,20 +279,19 @@ impl Node {
     /// out), then the role, the name service, the follow connection, the
     /// event streams, and the answers.
     fn act_on_output(&mut self, now: u64) {
-        // Durable first: nothing of this output leaves before what it
-        // depends on is on disk.
+        // Round-0 Accepts that need nothing of this output on disk leave
+        // first, so the other CALs sync their votes while this node syncs.
+        if !self.out.early_messages.is_empty() {
+            let early = std::mem::take(&mut self.out.early_messages);
+            self.send_peers(early);
+        }
+        // Durable first: nothing else of this output leaves before what
+        // it depends on is on disk.
         if let Some(d) = self.disk.as_mut() {
             d.persist(&mut self.out, &mut self.replica);
         }
-        for (to, msg) in self.out.messages.drain(..) {
-            use prost::Message;
-            if let Err(e) = self.peers.queue(to, msg.encode_to_vec().into()) {
-                // Batches are split to fit; a single oversized value cannot
-                // be proposed (SET bodies are limited).
-                log::error!("peer message to {to} not sent: {e}");
-            }
-        }
-        self.peers.flush();
+        let messages = std::mem::take(&mut self.out.messages);
+        self.send_peers(messages);
         match self.out.role_change.take() {
             Some(RoleChange::Promoted) => self.follower.promoted(&self.poll),
             Some(RoleChange::Demoted) => self.follower.demoted(&self.poll),
@@ -324,6 +323,23 @@ impl Node {
         self.out.clear();
         self.out.follow_requests = requests; // keeps the allocation
         self.out.follow_requests.clear();
+    }
+
+    /// Sends peer messages now.
+    fn send_peers(&mut self, mut messages: Vec<(SocketAddr, doozer_proto::peer::PeerMsg)>) {
+        use prost::Message;
+        for (to, msg) in messages.drain(..) {
+            if let Err(e) = self.peers.queue(to, msg.encode_to_vec().into()) {
+                // Batches are split to fit; a single oversized value cannot
+                // be proposed (SET bodies are limited).
+                log::error!("peer message to {to} not sent: {e}");
+            }
+        }
+        self.peers.flush();
+        // The allocation goes back to the output.
+        if self.out.messages.capacity() < messages.capacity() {
+            self.out.messages = messages;
+        }
     }
 
     fn accept(&mut self, kind: Kind, now: u64) {

@@ -243,9 +243,38 @@ impl Replica {
     /// counted).
     pub(super) fn take_peer_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
         out.append(&mut self.members.direct_out);
+        let msgs = std::mem::take(&mut self.members.peer_out);
+        self.route(msgs, true, out);
+    }
+
+    /// The messages that may leave before this output's records are
+    /// synced (`Paxos::take_early_messages`), routed as above.
+    pub(super) fn take_early_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
+        let Some(p) = self.paxos.as_mut() else {
+            return;
+        };
+        let msgs = p.take_early_messages();
+        // No digest: the head may hold changes not on disk yet, and a
+        // crash before the sync would leave the others comparing with a
+        // store that never was (rev 0 is not compared).
+        self.route(msgs, false, out);
+    }
+
+    /// Adds each message's peer address and, with `digest`, this store's
+    /// digest at its head.
+    fn route(
+        &mut self,
+        msgs: Vec<(NodeId, PeerMsg)>,
+        digest: bool,
+        out: &mut Vec<(SocketAddr, PeerMsg)>,
+    ) {
         let head = self.store.head();
-        let (rev, digest) = (head.rev(), head.digest());
-        for (to, mut msg) in std::mem::take(&mut self.members.peer_out) {
+        let (rev, digest) = if digest {
+            (head.rev(), head.digest())
+        } else {
+            (0, 0)
+        };
+        for (to, mut msg) in msgs {
             match self.members.addr_of(&to) {
                 Some(a) => {
                     msg.digest_rev = rev;

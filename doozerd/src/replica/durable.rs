@@ -133,6 +133,16 @@ impl Replica {
         }
     }
 
+    /// Everything the outputs so far asked to persist is on disk (the
+    /// event loop synced it): see [`Output::early_messages`].
+    ///
+    /// [`Output::early_messages`]: super::Output::early_messages
+    pub fn records_synced(&mut self) {
+        if let Some(p) = self.paxos.as_mut() {
+            p.records_synced();
+        }
+    }
+
     /// The data directory cannot be written (`Some(why)`, an error the
     /// event loop got), or can again (`None`). Meanwhile consensus stands
     /// still (no vote, promise or decision is made that could not be

@@ -136,6 +136,11 @@ pub enum Input {
 pub struct Output {
     /// Peer messages, with the address of the peer.
     pub messages: Vec<(SocketAddr, PeerMsg)>,
+    /// With a data directory: peer messages that may leave before
+    /// `persist` is synced (round-0 Accepts below a floor already on disk;
+    /// docs/storage.md#what-is-synced-when). Sending them first overlaps
+    /// this node's sync with the other CALs'.
+    pub early_messages: Vec<(SocketAddr, PeerMsg)>,
     /// Answers to clients, in the order they were produced.
     pub responses: Vec<(ConnId, Response)>,
     /// Copies of the store for followers, each with its place among the
@@ -196,6 +201,7 @@ impl Output {
     /// Empties every field, keeping the allocations.
     pub fn clear(&mut self) {
         self.messages.clear();
+        self.early_messages.clear();
         self.responses.clear();
         self.copies.clear();
         self.follow_requests.clear();
@@ -495,6 +501,7 @@ impl Replica {
             }
         }
         self.take_peer_messages(&mut out.messages);
+        self.take_early_messages(&mut out.early_messages);
         out.responses.append(&mut self.out);
         out.copies.append(&mut self.copies);
         self.queued.clear();

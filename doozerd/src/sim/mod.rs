@@ -13,7 +13,8 @@
 //! data directory: what an output asks to persist is on its disk before
 //! any of its messages or answers leave (the event loop's order), a crash
 //! keeps exactly that (a crash before an output's sync is a crash before
-//! the output), snapshots are taken now and then with the log behind them
+//! the output, except for its early messages, which leave first: a crash
+//! may come between them and the sync, see [`World::torn_crash`]), snapshots are taken now and then with the log behind them
 //! trimmed, and a restart recovers the same id from the disk
 //! ([`Replica::recover`]) — or, when the disk is lost too, starts a new id.
 //! Time is simulated; a run is determined by its seed.
@@ -204,6 +205,12 @@ pub(crate) struct World {
     pub links: Vec<Vec<bool>>,
     pub drop: f64,
     pub dup: f64,
+    /// Chance that a node crashes after sending an output's early
+    /// messages and before that output's sync (durable runs): what it
+    /// sent early must not need what it then loses.
+    pub torn_crash: f64,
+    /// Those crashes, as fault-log lines (taken by the test).
+    pub torn_log: Vec<String>,
     pub delay_max_ms: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: BTreeMap<u64, Ev>,
@@ -239,6 +246,8 @@ impl World {
             links: vec![vec![true; n]; n],
             drop: 0.0,
             dup: 0.0,
+            torn_crash: 0.0,
+            torn_log: Vec::new(),
             delay_max_ms: 2,
             queue: BinaryHeap::new(),
             events: BTreeMap::new(),
@@ -428,6 +437,24 @@ impl World {
         out.expand_copies();
         let trace = r.take_trace();
         let id = self.nodes[i].id.clone();
+        // Early messages leave before the sync, as the event loop sends
+        // them; a crash may come in between: the votes of this output are
+        // then lost (the oracle never hears of them), and what was sent
+        // early must not have needed them.
+        let early = std::mem::take(&mut out.early_messages);
+        let torn = !early.is_empty() && self.torn_crash > 0.0 && self.rng.chance(self.torn_crash);
+        for (to, msg) in early {
+            let bytes: Bytes = msg.encode_to_vec().into();
+            self.send_datagram(i, to, bytes);
+        }
+        if torn {
+            self.torn_log.push(format!(
+                "{:7} crash {i} after its early messages, before its sync",
+                self.now
+            ));
+            self.crash(i);
+            return;
+        }
         let fresh = trace.fresh_from;
         let votes = trace.votes.len();
         for (k, (voter, v)) in trace.votes.into_iter().enumerate() {
@@ -451,6 +478,9 @@ impl World {
         }
         // Persist, then send.
         self.nodes[i].disk.persist(&mut out);
+        if let Some(r) = self.nodes[i].replica.as_mut() {
+            r.records_synced();
+        }
         if self.timing.durable && self.rng.chance(0.01) {
             if let Some(job) = self.nodes[i]
                 .replica
