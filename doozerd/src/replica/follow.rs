@@ -11,10 +11,12 @@
 //! stream (it comes from the network) and applies it: the copy replaces the
 //! store at READY, and each event is replayed at exactly the next rev.
 
+use std::net::SocketAddr;
+
 use doozer_proto::{flags, ErrCode, Request, Response};
 
 use super::{ConnId, Replica};
-use crate::consensus::CalSet;
+use crate::consensus::{CalSet, NodeId};
 use crate::store::{validate_path, At, Copy, Event, FileCopy, Mutation, Rev, StoreError};
 
 /// Why a follow stream cannot be used any further (the follower drops the
@@ -106,6 +108,8 @@ pub struct Incoming {
     seqn: u64,
     /// The CAL sets of the copy's window.
     sets: Vec<(u64, CalSet)>,
+    /// The sender's former nodes (see `Membership::remember_former`).
+    former: Vec<(NodeId, SocketAddr)>,
     /// Files so far.
     files: usize,
     /// The first bad file, reported at READY (the copy is unusable).
@@ -173,7 +177,10 @@ impl Replica {
             // window: a node that copies computes the same set for every
             // seqn as everyone else.
             snapshot.seqn = Some(self.members.applied_seqn);
-            snapshot.value = Some(encode_sets(&self.members.window_sets()));
+            snapshot.value = Some(encode_sets(
+                &self.members.window_sets(),
+                &self.members.former_nodes(),
+            ));
             self.reply(conn, snapshot);
             self.stream_copy(conn, tag, snap);
         }
@@ -284,10 +291,10 @@ impl Replica {
         let Some(copy) = resp.rev.and_then(|r| Copy::new(r).ok()) else {
             return protocol("SNAPSHOT without a rev");
         };
-        let (Some(seqn), Some(sets)) = (resp.seqn, resp.value.as_deref().map(decode_sets)) else {
+        let (Some(seqn), Some(window)) = (resp.seqn, resp.value.as_deref().map(decode_sets)) else {
             return protocol("SNAPSHOT without its seqn and CAL sets");
         };
-        let Some(sets) = sets else {
+        let Some((sets, former)) = window else {
             return protocol("SNAPSHOT with malformed CAL sets");
         };
         if copy.rev() < self.store.rev() && !self.force_copy {
@@ -304,6 +311,7 @@ impl Replica {
             copy,
             seqn,
             sets,
+            former,
             files: 0,
             bad: None,
         }));
@@ -356,6 +364,7 @@ impl Replica {
         self.force_copy = false;
         let (files, seqn) = (c.files, c.seqn);
         log::info!("copied {files} files at rev {rev} (seqn {seqn}); following");
+        self.members.remember_former(c.former);
         self.after_copy(seqn, c.sets);
         self.replaced_store(seqn);
         Ok(())
@@ -473,11 +482,26 @@ fn follow_event(tag: Option<i32>, e: Event, at: At) -> Response {
     }
 }
 
-/// The CAL sets of a copy's window, as SNAPSHOT carries them.
+/// The CAL sets of a copy's window, as SNAPSHOT carries them, and the
+/// sender's former nodes (field 2, added later: an older node sends none
+/// and skips them): a node that copied after a kick must still know the
+/// kicked CAL's address while the window needs it, as a snapshot keeps
+/// it (docs/storage.md#images).
 #[derive(Clone, PartialEq, prost::Message)]
 struct WindowSets {
     #[prost(message, repeated, tag = "1")]
     sets: Vec<SetAt>,
+    #[prost(message, repeated, tag = "2")]
+    former: Vec<FormerAt>,
+}
+
+/// A former node and its last peer address.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FormerAt {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(string, tag = "2")]
+    addr: String,
 }
 
 /// One CAL set, as of a seqn.
@@ -489,7 +513,7 @@ struct SetAt {
     ids: Vec<String>,
 }
 
-fn encode_sets(sets: &[(u64, CalSet)]) -> bytes::Bytes {
+fn encode_sets(sets: &[(u64, CalSet)], former: &[(NodeId, SocketAddr)]) -> bytes::Bytes {
     use prost::Message;
     let msg = WindowSets {
         sets: sets
@@ -499,18 +523,35 @@ fn encode_sets(sets: &[(u64, CalSet)]) -> bytes::Bytes {
                 ids: c.iter().cloned().collect(),
             })
             .collect(),
+        former: former
+            .iter()
+            .map(|(id, a)| FormerAt {
+                id: id.clone(),
+                addr: a.to_string(),
+            })
+            .collect(),
     };
     msg.encode_to_vec().into()
 }
 
-/// The sets of a SNAPSHOT (`None` if they are malformed: from the network).
-fn decode_sets(bytes: &[u8]) -> Option<Vec<(u64, CalSet)>> {
+/// The sets and former nodes of a SNAPSHOT (`None` if they are malformed:
+/// from the network).
+type Window = (Vec<(u64, CalSet)>, Vec<(NodeId, SocketAddr)>);
+
+fn decode_sets(bytes: &[u8]) -> Option<Window> {
     use prost::Message;
     let msg = WindowSets::decode(bytes).ok()?;
-    msg.sets
+    let sets = msg
+        .sets
         .into_iter()
         .map(|s| CalSet::new(s.ids).ok().map(|c| (s.seqn, c)))
-        .collect()
+        .collect::<Option<Vec<_>>>()?;
+    let former = msg
+        .former
+        .into_iter()
+        .map(|f| f.addr.parse().ok().map(|a| (f.id, a)))
+        .collect::<Option<Vec<_>>>()?;
+    Some((sets, former))
 }
 
 fn marker(tag: Option<i32>, flags: i32, rev: Rev) -> Response {

@@ -714,34 +714,42 @@ mod cluster {
                 now: 0,
             };
             let _ = env_logger::builder().is_test(true).try_init();
-            for i in 0..n {
-                let id = format!("N{i}");
-                let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                let mut s = Replica::new(config(&id, timeout_ms));
-                s.connect(1);
-                if i == 0 {
-                    let info = NodeInfo {
-                        id: id.clone(),
-                        addr: addr.to_string(),
-                        hostname: "h".into(),
-                        version: "0".into(),
-                    };
-                    s.seed("local", &info);
-                } else {
-                    s.start_following();
-                }
-                net.nodes.push(s);
-                net.ids.push(id);
-                net.addrs.push(addr);
-                net.follows.push(None);
-                net.stopped.push(false);
-                net.answers.push(Vec::new());
-                net.demotions.push(0);
+            for _ in 0..n {
+                net.add_node(timeout_ms);
             }
             for i in 1..n {
                 net.attach(i, 0);
             }
             net
+        }
+
+        /// A new node: the first seeds the cluster, the others are
+        /// slaves not yet attached. Returns its index.
+        fn add_node(&mut self, timeout_ms: u64) -> usize {
+            let i = self.nodes.len();
+            let id = format!("N{i}");
+            let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
+            let mut s = Replica::new(config(&id, timeout_ms));
+            s.connect(1);
+            if i == 0 {
+                let info = NodeInfo {
+                    id: id.clone(),
+                    addr: addr.to_string(),
+                    hostname: "h".into(),
+                    version: "0".into(),
+                };
+                s.seed("local", &info);
+            } else {
+                s.start_following();
+            }
+            self.nodes.push(s);
+            self.ids.push(id);
+            self.addrs.push(addr);
+            self.follows.push(None);
+            self.stopped.push(false);
+            self.answers.push(Vec::new());
+            self.demotions.push(0);
+            i
         }
 
         /// Node `i` registers its files through `leader` and follows it
@@ -971,6 +979,17 @@ mod cluster {
         let r = net.write(spare, set(1, "/after", -1, "v"));
         assert_eq!(r.err_code, None);
         net.assert_same_stores();
+
+        // A node that joins now copies a store without the kicked node's
+        // files; the copy still names its address, as the others know it
+        // (it may still be a CAL of the window's seqns: seed 39082).
+        assert!(net.nodes[0].accepts_from(&victim_id, net.addrs[victim]));
+        let late = net.add_node(TIMEOUT_MS);
+        net.attach(late, 0);
+        assert!(
+            net.nodes[late].accepts_from(&victim_id, net.addrs[victim]),
+            "a node that copied after the kick ignores the kicked CAL"
+        );
 
         // The kicked node wakes up: it learns its removal and follows again.
         net.stopped[victim] = false;
