@@ -282,16 +282,18 @@ impl Node {
         // Round-0 Accepts that need nothing of this output on disk leave
         // first, so the other CALs sync their votes while this node syncs.
         if !self.out.early_messages.is_empty() {
-            let early = std::mem::take(&mut self.out.early_messages);
-            self.send_peers(early);
+            let mut early = std::mem::take(&mut self.out.early_messages);
+            self.send_peers(&mut early);
+            self.out.early_messages = early; // keeps the allocation
         }
         // Durable first: nothing else of this output leaves before what
         // it depends on is on disk.
         if let Some(d) = self.disk.as_mut() {
             d.persist(&mut self.out, &mut self.replica);
         }
-        let messages = std::mem::take(&mut self.out.messages);
-        self.send_peers(messages);
+        let mut messages = std::mem::take(&mut self.out.messages);
+        self.send_peers(&mut messages);
+        self.out.messages = messages; // keeps the allocation
         match self.out.role_change.take() {
             Some(RoleChange::Promoted) => self.follower.promoted(&self.poll),
             Some(RoleChange::Demoted) => self.follower.demoted(&self.poll),
@@ -325,8 +327,8 @@ impl Node {
         self.out.follow_requests.clear();
     }
 
-    /// Sends peer messages now.
-    fn send_peers(&mut self, mut messages: Vec<(SocketAddr, doozer_proto::peer::PeerMsg)>) {
+    /// Sends `messages` now, leaving the vector empty.
+    fn send_peers(&mut self, messages: &mut Vec<(SocketAddr, doozer_proto::peer::PeerMsg)>) {
         use prost::Message;
         for (to, msg) in messages.drain(..) {
             if let Err(e) = self.peers.queue(to, msg.encode_to_vec().into()) {
@@ -336,10 +338,6 @@ impl Node {
             }
         }
         self.peers.flush();
-        // The allocation goes back to the output.
-        if self.out.messages.capacity() < messages.capacity() {
-            self.out.messages = messages;
-        }
     }
 
     fn accept(&mut self, kind: Kind, now: u64) {
