@@ -1644,19 +1644,12 @@ impl Paxos {
             round: 0,
             value,
         });
-        if !early {
-            return self.broadcast(&cals, accept);
-        }
         for c in cals.iter() {
-            if *c == self.cfg.id {
-                self.local.push_back(accept.clone());
-                continue;
+            if early && *c != self.cfg.id {
+                add_item(self.early.entry(c.clone()).or_default(), accept.clone());
+            } else {
+                self.send(c, accept.clone());
             }
-            let m = match self.early.get_mut(c.as_str()) {
-                Some(m) => m,
-                None => self.early.entry(c.clone()).or_default(),
-            };
-            add_item(m, accept.clone());
         }
     }
 

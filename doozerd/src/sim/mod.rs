@@ -14,8 +14,9 @@
 //! any of its messages or answers leave (the event loop's order), a crash
 //! keeps exactly that (a crash before an output's sync is a crash before
 //! the output, except for its early messages, which leave first: a crash
-//! may come between them and the sync, see [`World::torn_crash`]), snapshots are taken now and then with the log behind them
-//! trimmed, and a restart recovers the same id from the disk
+//! may come between them and the sync, see [`World::torn_crash`]),
+//! snapshots are taken now and then with the log behind them trimmed,
+//! and a restart recovers the same id from the disk
 //! ([`Replica::recover`]) — or, when the disk is lost too, starts a new id.
 //! Time is simulated; a run is determined by its seed.
 //!
