@@ -43,6 +43,21 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Where a segment's records end: it is preallocated, so zeros follow
+/// (docs/storage.md#preallocation).
+fn records_end(seg: &Path) -> usize {
+    let bytes = std::fs::read(seg).expect("read segment");
+    let end = doozer_proto::record::Records::new(&bytes)
+        .map_while(|r| r.ok().map(|r| r.end as usize))
+        .last()
+        .expect("a segment header");
+    assert!(
+        bytes[end..].iter().all(|b| *b == 0),
+        "zeros after the records"
+    );
+    end
+}
+
 /// A single node killed with SIGKILL right after its last acknowledged
 /// write comes back with the same id, every file at its rev, the history
 /// `-hist` keeps readable again (the log's older records are replayed
@@ -301,12 +316,13 @@ fn a_dir_in_use_another_cluster_and_damage_are_refused_a_torn_tail_is_cut() {
         other.stderr
     );
 
-    // Garbage at the end of the newest segment, as a write cut short
-    // leaves: cut off, logged, and every write is still there.
+    // Garbage after the last record of the newest segment, as a write
+    // cut short leaves: cut off, logged, and every write is still there.
     let seg = segments(dir.path()).pop().expect("a segment");
-    let good = std::fs::metadata(&seg).expect("segment").len();
+    let good = records_end(&seg);
     let mut bytes = std::fs::read(&seg).expect("read segment");
-    bytes.extend_from_slice(&[0x00, 0x00, 0x10, 0x00, 0x21, 0xde, 0xad]);
+    let garbage = [0x00, 0x00, 0x10, 0x00, 0x21, 0xde, 0xad];
+    bytes[good..good + garbage.len()].copy_from_slice(&garbage);
     std::fs::write(&seg, &bytes).expect("write segment");
     let d = start(Some(port), dir.path(), &[]);
     let (body, _) = client(&d).get("/r/19", None).expect("get");
@@ -318,10 +334,10 @@ fn a_dir_in_use_another_cluster_and_damage_are_refused_a_torn_tail_is_cut() {
     );
     drop(d);
 
-    // One byte flipped in the middle of the segment: damage a crash
-    // cannot explain. Refused, naming the file and the offset.
+    // One byte flipped in the middle of the segment's records: damage a
+    // crash cannot explain. Refused, naming the file and the offset.
+    let at = records_end(&seg) / 2;
     let mut bytes = std::fs::read(&seg).expect("read segment");
-    let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
     std::fs::write(&seg, &bytes).expect("write segment");
     let bad = doozerd_run(&[

@@ -30,13 +30,13 @@ pub enum StorageError {
         pid: Option<u32>,
     },
     /// A file was written in a format version this build does not read.
-    #[error("{}: format version {found} is not supported (this doozerd reads version {supported})", file.display())]
+    #[error("{}: format version {found} is not supported (this doozerd reads versions {} to {supported})", file.display(), super::STORAGE_FORMAT_OLDEST)]
     Version {
         /// The file.
         file: PathBuf,
         /// The version found in it.
         found: u32,
-        /// The version this build reads.
+        /// The newest version this build reads.
         supported: u32,
     },
     /// A damaged record (bad checksum, torn, impossible length) where a

@@ -1,8 +1,15 @@
 //! Appending to the log: segments, group commit, rolling over, repairing
 //! after a failed write, and deleting segments a snapshot covers.
+//!
+//! Segments are preallocated: made `SEGMENT_BYTES` long with zeros, and
+//! synced, when they are created, then written in place. A sync of an
+//! append then writes only data, never the file's length, so it needs no
+//! file-system journal commit: on ext4 this made a sync of three nodes
+//! sharing one disk about twice as fast (docs/storage.md#preallocation).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::files::{self, LOG_EXT};
@@ -44,10 +51,10 @@ pub(super) struct Log {
     dir: PathBuf,
     /// Never empty: the last is the current segment.
     segments: Vec<Segment>,
-    /// The current segment, opened for appending.
+    /// The current segment, opened for writing in place at its `bytes`.
     file: File,
     /// Bytes after the current segment's `bytes` may hold a failed
-    /// append: cut them off before writing again.
+    /// append: zero them before writing again.
     dirty: bool,
     fault: Option<Fault>,
     /// Encoded records, reused.
@@ -56,30 +63,48 @@ pub(super) struct Log {
     written: u64,
 }
 
-/// Opens segment `path` for appending.
-fn open_append(path: &Path) -> Result<File, StorageError> {
+/// Zeros written at a time while preallocating.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Opens segment `path` for writing in place.
+fn open_write(path: &Path) -> Result<File, StorageError> {
     OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(path)
         .map_err(StorageError::io(path, "open"))
 }
 
-/// Creates segment `index` in `dir` holding only its header, synced, with
-/// the directory entry synced too. A leftover file of that name (from a
-/// rollover that failed or was cut short) is replaced.
+/// Makes `f` at least [`SEGMENT_BYTES`] long by writing zeros after its
+/// end (not a sparse `set_len` or `fallocate`: on ext4 both leave extents
+/// whose first write is a metadata change again). Not synced here.
+fn preallocate(f: &File) -> io::Result<()> {
+    let mut len = f.metadata()?.len();
+    while len < SEGMENT_BYTES {
+        let n = (SEGMENT_BYTES - len).min(ZEROS.len() as u64) as usize;
+        f.write_all_at(&ZEROS[..n], len)?;
+        len += n as u64;
+    }
+    Ok(())
+}
+
+/// Creates segment `index` in `dir` holding only its header and zeros up
+/// to [`SEGMENT_BYTES`], synced, with the directory entry synced too. A
+/// leftover file of that name (from a rollover that failed or was cut
+/// short) is replaced.
 fn create_segment(dir: &Path, index: u64) -> Result<(Segment, File), StorageError> {
     let path = files::numbered_path(dir, index, LOG_EXT);
     let mut header = Vec::new();
     SegmentHeader::encode(index, &mut header);
     let made = (|| {
-        let mut f = OpenOptions::new()
-            .append(true)
+        let f = OpenOptions::new()
+            .write(true)
             .create(true)
+            .truncate(true)
             .open(&path)
             .map_err(StorageError::io(&path, "create"))?;
-        f.set_len(0).map_err(StorageError::io(&path, "truncate"))?;
-        f.write_all(&header)
+        f.write_all_at(&header, 0)
             .map_err(StorageError::io(&path, "write"))?;
+        preallocate(&f).map_err(StorageError::io(&path, "write"))?;
         f.sync_data().map_err(StorageError::io(&path, "sync"))?;
         files::sync_dir(dir)?;
         Ok(f)
@@ -104,9 +129,10 @@ fn create_segment(dir: &Path, index: u64) -> Result<(Segment, File), StorageErro
 
 impl Log {
     /// The log over the segments recovery found (oldest first; their
-    /// tails already cut), opening the last for appending. No segments:
-    /// segment 1 is created. A last segment left empty (its header was
-    /// torn) gets its header again.
+    /// tails already cut), opening the last for appending, preallocated
+    /// again if it is short (cut, or written before preallocation). No
+    /// segments: segment 1 is created. A last segment left empty (its
+    /// header was torn) gets its header again.
     pub fn open(dir: &Path, mut segments: Vec<Segment>) -> Result<Log, StorageError> {
         let file = match segments.last_mut() {
             None => {
@@ -119,7 +145,19 @@ impl Log {
                 *last = seg;
                 f
             }
-            Some(last) => open_append(&last.path)?,
+            Some(last) => {
+                let f = open_write(&last.path)?;
+                if f.metadata()
+                    .map_err(StorageError::io(&last.path, "stat"))?
+                    .len()
+                    < SEGMENT_BYTES
+                {
+                    preallocate(&f).map_err(StorageError::io(&last.path, "write"))?;
+                    f.sync_data()
+                        .map_err(StorageError::io(&last.path, "sync"))?;
+                }
+                f
+            }
         };
         Ok(Log {
             dir: dir.to_path_buf(),
@@ -193,15 +231,16 @@ impl Log {
     }
 
     fn write_buf(&mut self) -> io::Result<()> {
+        let at = self.current().bytes;
         if let Some(Fault::WriteAfter(n)) = self.fault {
             if (self.buf.len() as u64) > n {
                 self.fault = None;
-                self.file.write_all(&self.buf[..n as usize])?;
+                self.file.write_all_at(&self.buf[..n as usize], at)?;
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
             self.fault = Some(Fault::WriteAfter(n - self.buf.len() as u64));
         }
-        self.file.write_all(&self.buf)
+        self.file.write_all_at(&self.buf, at)
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -213,8 +252,9 @@ impl Log {
     }
 
     /// Cuts the current segment back to its last synced end if an append
-    /// failed since. (After a failed sync the kernel may have dropped the
-    /// unsynced pages; rewriting them is what makes them durable.)
+    /// failed since, and zeros it again after that end. (After a failed
+    /// sync the kernel may have dropped the unsynced pages; rewriting
+    /// them is what makes them durable.)
     fn repair(&mut self) -> Result<(), StorageError> {
         if !self.dirty {
             return Ok(());
@@ -224,6 +264,7 @@ impl Log {
         self.file
             .set_len(seg.bytes)
             .map_err(StorageError::io(&path, "truncate"))?;
+        preallocate(&self.file).map_err(StorageError::io(&path, "write"))?;
         self.file
             .sync_data()
             .map_err(StorageError::io(&path, "sync"))?;

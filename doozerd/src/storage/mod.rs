@@ -48,7 +48,9 @@ use doozer_proto::record::{kind, Records};
 pub use error::StorageError;
 pub use log::{Fault, SEGMENT_BYTES};
 pub use memory::MemoryDir;
-pub use record::{Meta, Record, STORAGE_FORMAT_VERSION};
+pub use record::{
+    storage_format_readable, Meta, Record, STORAGE_FORMAT_OLDEST, STORAGE_FORMAT_VERSION,
+};
 pub use recover::Torn;
 
 use files::{LOG_DIR, LOG_EXT, META, SNAP_DIR, SNAP_EXT};
@@ -164,7 +166,7 @@ fn read_meta(path: &Path) -> Result<Option<Meta>, StorageError> {
     }
     let (meta, version) =
         Meta::decode(data.slice_ref(rec.payload)).map_err(|e| bad(0, e.to_string()))?;
-    if version != STORAGE_FORMAT_VERSION {
+    if !storage_format_readable(version) {
         return Err(StorageError::Version {
             file: path.to_path_buf(),
             found: version,

@@ -22,9 +22,21 @@ use doozer_proto::record::{encode_message, kind, RecordError};
 use prost::Message;
 
 /// The version of the data directory's format (meta file and log
-/// segments; snapshots carry the image format's own version). It changes
-/// when an older doozerd would misread the new format.
-pub const STORAGE_FORMAT_VERSION: u32 = 1;
+/// segments; snapshots carry the image format's own version) that this
+/// build writes. It changes when an older doozerd would misread the new
+/// format. Version 2: a segment is preallocated, so zeros follow its last
+/// record (version 1 read them as a torn tail, or as damage in any
+/// segment but the last).
+pub const STORAGE_FORMAT_VERSION: u32 = 2;
+
+/// The oldest data directory format version this build reads: a version
+/// 1 directory is taken up as it is, and its new segments are version 2.
+pub const STORAGE_FORMAT_OLDEST: u32 = 1;
+
+/// Whether this build reads data directory format `version`.
+pub fn storage_format_readable(version: u32) -> bool {
+    (STORAGE_FORMAT_OLDEST..=STORAGE_FORMAT_VERSION).contains(&version)
+}
 
 /// One durable fact of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -395,7 +407,7 @@ mod tests {
         }
         .encode();
         assert_eq!(meta[8], kind::META);
-        assert_eq!(&meta[9..], &[0x08, 1, 0x12, 1, b'n', 0x1a, 1, b'c']);
+        assert_eq!(&meta[9..], &[0x08, 2, 0x12, 1, b'n', 0x1a, 1, b'c']);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use doozer_proto::record::{is_record_at, kind, RecordError, Records};
 
 use super::log::Segment;
-use super::record::{Record, SegmentHeader, STORAGE_FORMAT_VERSION};
+use super::record::{storage_format_readable, Record, SegmentHeader, STORAGE_FORMAT_VERSION};
 use super::StorageError;
 
 /// What a crash cut off the end of the log at start-up: never
@@ -36,7 +36,7 @@ pub(super) struct Placed {
 /// One segment's records.
 struct SegmentRead {
     records: Vec<(u64, Record)>,
-    /// The length of the good part (the file's length unless torn).
+    /// The length of the good part: where the next append goes.
     good: u64,
     torn: Option<Torn>,
 }
@@ -61,7 +61,7 @@ fn check_header(path: &Path, index: u64, rec_kind: u8, payload: Bytes) -> Result
         ));
     }
     let h = SegmentHeader::decode(payload).map_err(|e| bad(path, 0, e.to_string()))?;
-    if h.version != STORAGE_FORMAT_VERSION {
+    if !storage_format_readable(h.version) {
         return Err(StorageError::Version {
             file: path.to_path_buf(),
             found: h.version,
@@ -79,16 +79,24 @@ fn check_header(path: &Path, index: u64, rec_kind: u8, payload: Bytes) -> Result
 }
 
 /// What to do about a bad record at the start of `at` in a segment:
-/// in the last segment, with no complete record with a good checksum
-/// anywhere after it, it is a tail torn by a crash and `Ok(Torn)`; else
-/// damage, an error naming the file and offset.
+/// nothing but zeros from there on is the preallocated room after the
+/// last append, `Ok(None)`; in the last segment, with no complete record
+/// with a good checksum anywhere after it, it is a tail torn by a crash
+/// and `Ok(Some(Torn))`, counting the bytes up to the last non-zero one;
+/// else damage, an error naming the file and offset.
 fn torn_or_damaged(
     path: &Path,
     data: &[u8],
     err: RecordError,
     last: bool,
-) -> Result<Torn, StorageError> {
+) -> Result<Option<Torn>, StorageError> {
     let at = err.offset();
+    let Some(nonzero_end) = data.iter().rposition(|b| *b != 0).map(|i| i as u64 + 1) else {
+        return Ok(None);
+    };
+    if nonzero_end <= at {
+        return Ok(None);
+    }
     let damaged = !last || (at as usize + 1..data.len()).any(|o| is_record_at(data, o));
     if damaged {
         return Err(StorageError::Record {
@@ -96,11 +104,11 @@ fn torn_or_damaged(
             source: err,
         });
     }
-    Ok(Torn {
+    Ok(Some(Torn {
         file: path.to_path_buf(),
         offset: at,
-        bytes_dropped: data.len() as u64 - at,
-    })
+        bytes_dropped: nonzero_end - at,
+    }))
 }
 
 /// Reads segment `index` at `path`; `last` if no segment follows it (only
@@ -114,7 +122,7 @@ fn read_segment(path: &Path, index: u64, last: bool) -> Result<SegmentRead, Stor
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                torn = Some(torn_or_damaged(path, &data, e, last)?);
+                torn = torn_or_damaged(path, &data, e, last)?;
                 break;
             }
         };

@@ -87,10 +87,25 @@ fn snapshot_file(dir: &Path, seqn: u64) -> PathBuf {
     dir.join("snap").join(format!("{seqn:016x}.snap"))
 }
 
-/// Where each record of a file starts.
+/// Where each record of a file starts (up to the zeros a segment is
+/// preallocated with).
 fn offsets(path: &Path) -> Vec<u64> {
     let data = std::fs::read(path).unwrap();
-    Records::new(&data).map(|r| r.unwrap().offset).collect()
+    Records::new(&data)
+        .map_while(|r| r.ok().map(|r| r.offset))
+        .collect()
+}
+
+/// Where a segment's records end: the zeros it was preallocated with
+/// start there.
+fn data_end(path: &Path) -> u64 {
+    let data = std::fs::read(path).unwrap();
+    let end = Records::new(&data)
+        .map_while(|r| r.ok().map(|r| r.end))
+        .last()
+        .unwrap();
+    assert!(data[end as usize..].iter().all(|b| *b == 0));
+    end
 }
 
 fn flip(path: &Path, at: u64) {
@@ -205,18 +220,22 @@ fn garbage_after_the_last_record_is_cut() {
     d.append(&applied_run(1..=3)).unwrap();
     drop(d);
     let seg = segment(t.path(), 1);
+    let end = data_end(&seg);
     let len = std::fs::metadata(&seg).unwrap().len();
+    // Right after the last record, and at the end of the file.
     let mut data = std::fs::read(&seg).unwrap();
-    data.extend_from_slice(&[0xab; 37]);
+    data[end as usize..end as usize + 37].fill(0xab);
+    data.extend_from_slice(&[0xcd; 5]);
     std::fs::write(&seg, data).unwrap();
 
     let (mut d, r) = reopen(t.path());
     let torn = r.torn.unwrap();
     assert_eq!(
         (torn.file, torn.offset, torn.bytes_dropped),
-        (seg.clone(), len, 37)
+        (seg.clone(), end, len + 5 - end)
     );
-    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
+    // Cut there, then preallocated again: zeros after the records.
+    assert_eq!(data_end(&seg), end);
     assert_eq!(r.records, applied_run(1..=3));
     d.append(&[applied(4)]).unwrap();
     drop(d);
@@ -226,20 +245,27 @@ fn garbage_after_the_last_record_is_cut() {
 }
 
 #[test]
-fn zeros_after_the_last_record_are_cut() {
-    // What a file system may leave after a crash: the length grew, the
-    // data did not arrive.
+fn zeros_after_the_last_record_are_room_not_a_torn_tail() {
+    // A segment is preallocated with zeros; a file system may also leave
+    // zeros after a crash (the length grew, the data did not arrive).
     let t = TempDir::new("zeros");
     let mut d = fresh(t.path());
     d.append(&applied_run(1..=2)).unwrap();
     drop(d);
     let seg = segment(t.path(), 1);
+    let end = data_end(&seg);
+    assert!(std::fs::metadata(&seg).unwrap().len() >= SEGMENT_BYTES);
     let mut data = std::fs::read(&seg).unwrap();
     data.extend_from_slice(&[0; 4096]);
     std::fs::write(&seg, data).unwrap();
-    let (_, r) = reopen(t.path());
-    assert_eq!(r.torn.unwrap().bytes_dropped, 4096);
+    let (mut d, r) = reopen(t.path());
+    assert!(r.torn.is_none());
     assert_eq!(r.records, applied_run(1..=2));
+    // The next append goes right after the last record.
+    d.append(&[applied(3)]).unwrap();
+    drop(d);
+    assert!(data_end(&seg) > end);
+    assert_eq!(reopen(t.path()).1.records, applied_run(1..=3));
 }
 
 #[test]
@@ -249,14 +275,18 @@ fn a_record_cut_in_the_middle_is_cut_off() {
     d.append(&applied_run(1..=3)).unwrap();
     drop(d);
     let seg = segment(t.path(), 1);
-    let len = std::fs::metadata(&seg).unwrap().len();
+    let end = data_end(&seg);
     let last = *offsets(&seg).last().unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    f.set_len(len - 5).unwrap();
-    drop(f);
+    // Its last 5 bytes never arrived: zeros, as preallocated.
+    let mut data = std::fs::read(&seg).unwrap();
+    data[end as usize - 5..end as usize].fill(0);
+    std::fs::write(&seg, data).unwrap();
     let (_, r) = reopen(t.path());
     let torn = r.torn.unwrap();
-    assert_eq!((torn.offset, torn.bytes_dropped), (last, len - 5 - last));
+    let kept = end - 5;
+    // Dropped: up to the last non-zero byte of the cut record.
+    assert!(torn.offset == last && torn.bytes_dropped <= kept - last);
+    assert!(torn.bytes_dropped > 0);
     assert_eq!(r.records, applied_run(1..=2));
 }
 
@@ -268,8 +298,11 @@ fn a_torn_segment_header_is_rewritten() {
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(3).unwrap();
     drop(f);
+    // The header's length field, little-endian: its high bytes are zeros.
+    let head = std::fs::read(&seg).unwrap();
+    let nonzero = head.iter().rposition(|b| *b != 0).unwrap() as u64 + 1;
     let (mut d, r) = reopen(t.path());
-    assert_eq!(r.torn.unwrap().bytes_dropped, 3);
+    assert_eq!(r.torn.unwrap().bytes_dropped, nonzero);
     d.append(&[applied(1)]).unwrap();
     drop(d);
     assert_eq!(reopen(t.path()).1.records, vec![applied(1)]);
@@ -329,8 +362,7 @@ fn damage_in_a_segment_before_the_last_stops_start_up() {
     let seg = segment(t.path(), 1);
     // The last record of segment 1, damaged in its last byte: a torn
     // tail, had it been the last segment.
-    let len = std::fs::metadata(&seg).unwrap().len();
-    flip(&seg, len - 1);
+    flip(&seg, data_end(&seg) - 1);
     let err = open_err(t.path());
     assert!(
         matches!(&err, StorageError::Record { file, .. } if *file == seg),
@@ -485,17 +517,17 @@ fn applied_changes_starting_late_need_a_snapshot() {
 fn an_unknown_format_version_is_refused() {
     let t = TempDir::new("version");
     drop(fresh(t.path()));
-    // Meta of version 2: version 2, id "n".
-    let mut meta2 = Vec::new();
-    encode_record(&mut meta2, kind::META, &[0x08, 2, 0x12, 1, b'n']).unwrap();
-    std::fs::write(t.path().join("meta"), &meta2).unwrap();
+    // Meta of version 3: version 3, id "n".
+    let mut meta3 = Vec::new();
+    encode_record(&mut meta3, kind::META, &[0x08, 3, 0x12, 1, b'n']).unwrap();
+    std::fs::write(t.path().join("meta"), &meta3).unwrap();
     let err = open_err(t.path());
     assert!(
         matches!(
             err,
             StorageError::Version {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -503,20 +535,48 @@ fn an_unknown_format_version_is_refused() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("version 2") && msg.contains("version 1"),
+        msg.contains("version 3") && msg.contains("versions 1 to 2"),
         "{msg}"
     );
 
-    // A segment of version 2.
+    // A segment of version 3.
     let t = TempDir::new("version-seg");
     drop(fresh(t.path()));
-    let mut seg2 = Vec::new();
-    encode_record(&mut seg2, kind::SEGMENT_HEADER, &[0x08, 2, 0x10, 1]).unwrap();
-    std::fs::write(segment(t.path(), 1), &seg2).unwrap();
+    let mut seg3 = Vec::new();
+    encode_record(&mut seg3, kind::SEGMENT_HEADER, &[0x08, 3, 0x10, 1]).unwrap();
+    std::fs::write(segment(t.path(), 1), &seg3).unwrap();
     assert!(matches!(
         open_err(t.path()),
-        StorageError::Version { found: 2, .. }
+        StorageError::Version { found: 3, .. }
     ));
+}
+
+#[test]
+fn a_version_1_directory_is_read_and_goes_on_in_version_2() {
+    // Version 1 wrote no zeros after a segment's last record.
+    let t = TempDir::new("version-1");
+    let mut d = fresh(t.path());
+    d.append(&applied_run(1..=3)).unwrap();
+    drop(d);
+    let mut meta1 = Vec::new();
+    encode_record(&mut meta1, kind::META, &[0x08, 1, 0x12, 1, b'n']).unwrap();
+    std::fs::write(t.path().join("meta"), &meta1).unwrap();
+    let seg = segment(t.path(), 1);
+    let records = offsets(&seg);
+    let mut v1 = Vec::new();
+    encode_record(&mut v1, kind::SEGMENT_HEADER, &[0x08, 1, 0x10, 1]).unwrap();
+    let data = std::fs::read(&seg).unwrap();
+    v1.extend_from_slice(&data[records[1] as usize..data_end(&seg) as usize]);
+    std::fs::write(&seg, &v1).unwrap();
+
+    let (mut d, r) = reopen(t.path());
+    assert!(r.torn.is_none());
+    assert_eq!(r.records, applied_run(1..=3));
+    // Taken up where it ended, preallocated again.
+    assert!(std::fs::metadata(&seg).unwrap().len() >= SEGMENT_BYTES);
+    d.append(&[applied(4)]).unwrap();
+    drop(d);
+    assert_eq!(reopen(t.path()).1.records, applied_run(1..=4));
 }
 
 #[test]
