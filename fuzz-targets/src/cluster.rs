@@ -249,7 +249,8 @@ impl Node {
         self.replica.ready(self.now_ms, &mut self.out);
         self.check_output();
         if let Some(disk) = &mut self.disk {
-            disk.persist(&mut self.out);
+            // Every output synced: `restart` checks the store it had.
+            disk.persist(&mut self.out, false);
         }
         self.deadline_ms = self.out.deadline_ms;
         self.responses.append(&mut self.out.responses);

@@ -103,6 +103,15 @@ pub struct Ready {
     /// Decided values in seqn order, with the id of this node's proposal
     /// when the value is one.
     pub learned: Vec<(Seqn, Bytes, Option<ProposalId>)>,
+    /// The seqns of `learned` holding this node's proposals whose writes
+    /// may be answered before the records of this output are synced
+    /// (with `Config::durable`; never without): this acceptor's vote at
+    /// the seqn is for the decided value and synced, and no vote of it at
+    /// that seqn or below is unsynced. Every decision up to there then
+    /// rests on votes already on disk (the other CALs send a vote only
+    /// once it is synced), so it survives any crash of this node, and
+    /// the value itself is in this node's log. In seqn order.
+    pub on_disk: Vec<Seqn>,
 }
 
 /// Counts of peer message parts, by kind.
@@ -269,6 +278,8 @@ pub struct Paxos {
     /// Bytes of values held in `deferred`.
     deferred_bytes: usize,
     learned_out: Vec<(Seqn, Bytes, Option<ProposalId>)>,
+    /// [`Ready::on_disk`], as delivered.
+    on_disk_out: Vec<Seqn>,
     stats: Stats,
     /// What must be durable before the messages produced with it leave
     /// (with `Config::durable`).
@@ -285,6 +296,11 @@ pub struct Paxos {
     /// messages report only what is on disk.
     taken_upto: Seqn,
     synced_upto: Seqn,
+    /// Seqns this acceptor voted in whose Vote records were not yet
+    /// taken, and those taken but not yet synced (with
+    /// `Config::durable`): what [`Paxos::decided_on_disk`] must not rely on.
+    votes_untaken: Vec<Seqn>,
+    votes_unsynced: Vec<Seqn>,
     /// Own seqns below this were maybe used before a restart: they are
     /// settled through phase 1, never with round 0 or a skip.
     revoke_below: Seqn,
@@ -372,6 +388,7 @@ impl Paxos {
             deferred: VecDeque::new(),
             deferred_bytes: 0,
             learned_out: Vec::new(),
+            on_disk_out: Vec::new(),
             stats: Stats::default(),
             records: Vec::new(),
             floor: first,
@@ -379,6 +396,8 @@ impl Paxos {
             synced_floor: first,
             taken_upto: first,
             synced_upto: first,
+            votes_untaken: Vec::new(),
+            votes_unsynced: Vec::new(),
             revoke_below: 0,
             retired: false,
             #[cfg(test)]
@@ -432,6 +451,7 @@ impl Paxos {
         // applying earlier ones): its store gets them from the node it
         // follows now, and a rejoin starts after them.
         self.learned_out.clear();
+        self.on_disk_out.clear();
         self.queue.clear();
         self.skip_backlog.clear();
         for inst in self.instances.values_mut() {
@@ -455,6 +475,7 @@ impl Paxos {
         out.append(&mut self.records);
         self.taken_floor = self.floor;
         self.taken_upto = self.next_deliver;
+        self.votes_unsynced.append(&mut self.votes_untaken);
     }
 
     /// Tells the core that every record taken so far is on disk (the
@@ -463,6 +484,7 @@ impl Paxos {
     pub fn records_synced(&mut self) {
         self.synced_floor = self.synced_floor.max(self.taken_floor);
         self.synced_upto = self.taken_upto;
+        self.votes_unsynced.clear();
     }
 
     /// The acceptor state of seqns above `after`, and the floor of own
@@ -1004,6 +1026,7 @@ impl Paxos {
         Ready {
             messages: self.take_messages(),
             learned: std::mem::take(&mut self.learned_out),
+            on_disk: std::mem::take(&mut self.on_disk_out),
         }
     }
 
@@ -1373,6 +1396,9 @@ impl Paxos {
             });
             match inst.acceptor.accept(b, a.value) {
                 Ok(()) => {
+                    if record.is_some() {
+                        self.votes_untaken.push(s);
+                    }
                     self.records.extend(record);
                     Some(Item::Vote(Vote {
                         seqn: s,
@@ -1497,6 +1523,20 @@ impl Paxos {
         inst.coordinator = None;
     }
 
+    /// Whether this acceptor's vote in `inst` (seqn `s`) is for `v` and
+    /// on disk, with no vote of it at `s` or below still unsynced (see
+    /// [`Ready::on_disk`]). No vote at or below a delivered seqn is cast
+    /// after its delivery, so what holds here holds for the whole output.
+    fn vote_on_disk(&self, s: Seqn, inst: &Instance, v: &Bytes) -> bool {
+        self.cfg.durable
+            && self
+                .votes_untaken
+                .iter()
+                .chain(&self.votes_unsynced)
+                .all(|t| *t > s)
+            && inst.acceptor.vote.as_ref().is_some_and(|(_, av)| av == v)
+    }
+
     /// Hands the caller every learned value that is next in seqn order.
     fn deliver(&mut self) {
         while let Some(v) = self
@@ -1506,6 +1546,7 @@ impl Paxos {
         {
             let s = self.next_deliver;
             let inst = self.instances.remove(&s).unwrap_or_default();
+            let on_disk = self.vote_on_disk(s, &inst, &v);
             let mut id = None;
             if let Some((pid, pv)) = inst.own {
                 if pv == v {
@@ -1514,6 +1555,9 @@ impl Paxos {
                     // Filled with NOP: propose again, ahead of newer values.
                     self.queue.push_front((pid, pv));
                 }
+            }
+            if id.is_some() && on_disk {
+                self.on_disk_out.push(s);
             }
             self.learned_out.push((s, v.clone(), id));
             self.history_bytes += v.len();

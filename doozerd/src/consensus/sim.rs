@@ -877,3 +877,53 @@ fn accepts_leave_early_only_below_a_synced_floor() {
     assert_eq!(accepts(&usual), 0);
     assert_eq!(votes(&usual), 2, "its own vote, after the sync");
 }
+
+#[test]
+fn a_decision_is_on_disk_only_once_every_own_vote_up_to_it_is_synced() {
+    for synced in [false, true] {
+        let cals = CalSet::new(ids(3)).unwrap();
+        let cfg = Config {
+            durable: true,
+            ..Config::new("n0", Bytes::from_static(NOP))
+        };
+        let mut px = Paxos::new(cfg, 1, cals.clone(), 0, 1);
+        px.propose(Bytes::from_static(b"a"));
+        let s = px
+            .take_messages()
+            .iter()
+            .flat_map(|(_, m)| m.accepts.iter().map(|a| a.seqn))
+            .next()
+            .expect("an Accept");
+        let mut records = Vec::new();
+        px.take_records(&mut records);
+        assert!(records
+            .iter()
+            .any(|r| matches!(r, crate::storage::Record::Vote { seqn, .. } if *seqn == s)));
+        if synced {
+            px.records_synced(); // the output holding this node's vote was synced
+        }
+        // The seqns before s end as NOP; n1's vote makes a majority for "a".
+        let below: Vec<(Seqn, &'static [u8])> = (1..s).map(|t| (t, NOP)).collect();
+        px.step("n1", learned_msg(&below), 0);
+        let vote = PeerMsg {
+            votes: vec![Vote {
+                seqn: s,
+                round: 0,
+                cal: cals.owner_index(s),
+            }],
+            ..Default::default()
+        };
+        px.step("n1", vote, 0);
+        let rd = px.ready();
+        assert!(
+            rd.learned
+                .iter()
+                .any(|(t, v, id)| *t == s && v[..] == b"a"[..] && id.is_some()),
+            "{:?}",
+            rd.learned
+        );
+        // Its own vote not yet synced, the decision may rest on it.
+        let want = if synced { vec![s] } else { Vec::new() };
+        assert_eq!(rd.on_disk, want, "synced: {synced}");
+    }
+}

@@ -525,6 +525,11 @@ impl Conns {
         }
     }
 
+    /// Whether any event stream is open.
+    pub(super) fn has_streams(&self) -> bool {
+        !self.streams.is_empty()
+    }
+
     /// Sends every event stream the changes applied since the last call,
     /// and a keep-alive ping when it is due. A stream that cannot keep up
     /// is closed; its client reconnects and resumes from its last rev.

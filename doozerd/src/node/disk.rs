@@ -18,6 +18,10 @@ use crate::storage::{DataDir, Record};
 /// How often a failed write is tried again.
 const RETRY: Duration = Duration::from_millis(500);
 
+/// How long records left waiting for the next output's sync
+/// (`Output::sync_can_wait`) wait at most when no output comes.
+const WAIT_MAX: Duration = Duration::from_millis(5);
+
 /// The data directory and what is waiting to be written to it.
 pub(super) struct Disk {
     dir: DataDir,
@@ -29,6 +33,9 @@ pub(super) struct Disk {
     held: Vec<(ConnId, Response)>,
     /// Since the last write failed: the next try.
     retry_at: Option<Instant>,
+    /// While `pending` holds records left waiting for the next output's
+    /// sync: when they are synced even if no output comes.
+    waiting_until: Option<Instant>,
 }
 
 impl Disk {
@@ -39,14 +46,30 @@ impl Disk {
             pending: Vec::new(),
             held: Vec::new(),
             retry_at: None,
+            waiting_until: None,
         }
     }
 
     /// Makes what `out` must make durable durable, before anything of it
     /// is sent: a checkpoint first, then its records, with one sync.
     /// If that fails, its messages are dropped and its answers held;
-    /// answers held before go out once a write succeeds.
-    pub(super) fn persist(&mut self, out: &mut Output, replica: &mut Replica) {
+    /// answers held before go out once a write succeeds. With `may_wait`
+    /// and [`Output::sync_can_wait`], its records wait instead for the
+    /// next output's sync (at most [`WAIT_MAX`]), so the loop goes on at
+    /// once (docs/storage.md#early-answers).
+    pub(super) fn persist(&mut self, out: &mut Output, replica: &mut Replica, may_wait: bool) {
+        if may_wait
+            && self.pending.is_empty()
+            && self.checkpoint.is_none()
+            && self.retry_at.is_none()
+            && !out.persist.is_empty()
+            && out.sync_can_wait()
+        {
+            self.pending.append(&mut out.persist);
+            self.waiting_until = Some(Instant::now() + WAIT_MAX);
+            return;
+        }
+        self.waiting_until = None;
         let has_records = out.checkpoint.is_some() || !out.persist.is_empty();
         if let Some(job) = out.checkpoint.take() {
             // A checkpoint holds the whole acceptor state: records made
@@ -116,9 +139,10 @@ impl Disk {
         }
     }
 
-    /// When the loop must try a failed write again.
+    /// When the loop must try a failed write again, or sync records
+    /// left waiting.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.retry_at
+        self.retry_at.or(self.waiting_until)
     }
 
     /// Whether writes are failing now.

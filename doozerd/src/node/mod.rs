@@ -286,10 +286,24 @@ impl Node {
             self.send_peers(&mut early);
             self.out.early_messages = early; // keeps the allocation
         }
+        // So do answers to writes decided on votes already on disk, this
+        // node's own among them (docs/storage.md#early-answers).
+        if !self.out.early_responses.is_empty() {
+            self.conns.answer(
+                &mut self.out.early_responses,
+                &mut Vec::new(),
+                self.poll.registry(),
+                &mut self.replica,
+                now,
+            );
+        }
         // Durable first: nothing else of this output leaves before what
         // it depends on is on disk.
         if let Some(d) = self.disk.as_mut() {
-            d.persist(&mut self.out, &mut self.replica);
+            // Event streams read the store itself: what they would send
+            // now must be on disk first.
+            let may_wait = !self.conns.has_streams();
+            d.persist(&mut self.out, &mut self.replica, may_wait);
         }
         let mut messages = std::mem::take(&mut self.out.messages);
         self.send_peers(&mut messages);

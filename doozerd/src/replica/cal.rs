@@ -76,6 +76,7 @@ impl Replica {
             if ready.learned.is_empty() {
                 return;
             }
+            let on_disk = ready.on_disk;
             for (seqn, value, id) in ready.learned {
                 if self.paxos.is_none() {
                     return; // demoted by an earlier value: the rest is not ours
@@ -113,8 +114,9 @@ impl Replica {
                 for p in pending.iter().flatten() {
                     self.write_done(p.conn);
                 }
+                let early = !pending.is_empty() && on_disk.contains(&seqn);
                 self.record_applied(seqn, value);
-                self.apply_value(seqn, &v, pending);
+                self.apply_value(seqn, &v, pending, early);
             }
         }
     }

@@ -336,7 +336,17 @@ impl Replica {
     /// the client writes it holds (`writes`, one per change, when it is
     /// this node's batch), waits and parked reads, and feeding the
     /// followers.
-    pub(super) fn apply_value(&mut self, seqn: u64, v: &Value, mut writes: Vec<Option<Pending>>) {
+    /// `early`: the writes' answers may leave before this output's sync
+    /// (see [`Output::early_responses`]).
+    ///
+    /// [`Output::early_responses`]: super::Output::early_responses
+    pub(super) fn apply_value(
+        &mut self,
+        seqn: u64,
+        v: &Value,
+        mut writes: Vec<Option<Pending>>,
+        early: bool,
+    ) {
         let results = self.store.apply_value(seqn, v);
         let n = results.len();
         // Every change of a batch has its result; anything else is a bug,
@@ -348,7 +358,9 @@ impl Replica {
                 last: i + 1 == n,
             };
             if let Some(Some(p)) = writes.get(i) {
+                self.answering_early = early;
                 self.answer_write(*p, v.changes.get(i), &applied);
+                self.answering_early = false;
             }
             self.feed_followers(&applied.event, at);
             self.answer_woken(applied.woken);
@@ -483,6 +495,10 @@ impl Replica {
         let bytes = prost::Message::encoded_len(&resp) + 4;
         *self.queued.entry(conn).or_default() += bytes;
         self.queued_total += bytes;
-        self.out.push((conn, resp));
+        if self.answering_early && !self.copies.iter().any(|(_, j)| j.conn == conn) {
+            self.early_out.push((conn, resp));
+        } else {
+            self.out.push((conn, resp));
+        }
     }
 }

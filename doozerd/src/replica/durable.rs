@@ -307,7 +307,7 @@ impl Replica {
                 log::warn!("seqn {seqn}: {e}; applied as NOP");
                 Value::default()
             });
-            r.apply_value(*seqn, &v, Vec::new());
+            r.apply_value(*seqn, &v, Vec::new(), false);
             if !decided {
                 recent.clear(); // only decided bytes may answer peers
                 continue;

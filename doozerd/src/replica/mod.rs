@@ -143,6 +143,13 @@ pub struct Output {
     pub early_messages: Vec<(SocketAddr, PeerMsg)>,
     /// Answers to clients, in the order they were produced.
     pub responses: Vec<(ConnId, Response)>,
+    /// With a data directory: answers to writes that may leave before
+    /// `persist` is synced, because their change is decided on votes
+    /// already on disk and is in this node's log as its own synced vote
+    /// (`Paxos::decided_on_disk`; docs/storage.md#early-answers). They
+    /// may overtake earlier answers of the same connection, which the
+    /// protocol allows (answers are matched by tag); never a copy's.
+    pub early_responses: Vec<(ConnId, Response)>,
     /// Copies of the store for followers, each with its place among the
     /// `responses` of its connection (it comes after that many of them):
     /// the loop streams it as the follower's socket drains, and holds what
@@ -198,11 +205,35 @@ impl Output {
         self.responses = out;
     }
 
+    /// With a data directory: whether this output's records may wait, unsynced,
+    /// for the next output's sync: they are all Applied records, and
+    /// nothing of this output leaves after the sync (no peer message,
+    /// answer, copy, follow request or change of role; early answers
+    /// already left). Applied records are what this node learned: values
+    /// decided on votes already on disk (this node's own votes are never
+    /// left waiting), so losing them in a crash loses nothing the cluster
+    /// decided, and the node learns them again after a restart
+    /// (docs/storage.md#early-answers). The loop then goes on without
+    /// waiting for the disk; the next output's sync covers them.
+    pub fn sync_can_wait(&self) -> bool {
+        self.checkpoint.is_none()
+            && self
+                .persist
+                .iter()
+                .all(|r| matches!(r, crate::storage::Record::Applied { .. }))
+            && self.messages.is_empty()
+            && self.responses.is_empty()
+            && self.copies.is_empty()
+            && self.follow_requests.is_empty()
+            && self.role_change.is_none()
+    }
+
     /// Empties every field, keeping the allocations.
     pub fn clear(&mut self) {
         self.messages.clear();
         self.early_messages.clear();
         self.responses.clear();
+        self.early_responses.clear();
         self.copies.clear();
         self.follow_requests.clear();
         self.role_change = None;
@@ -265,6 +296,10 @@ pub struct Replica {
     parked: BTreeMap<WaitId, (ConnId, Request)>,
     next_wait_id: WaitId,
     out: Vec<(ConnId, Response)>,
+    /// Answers for [`Output::early_responses`], and whether answers made
+    /// now go there (only while a write decided on disk is answered).
+    early_out: Vec<(ConnId, Response)>,
+    answering_early: bool,
     stats: Stats,
     listings: listing::Listings,
     walks: listing::Walks,
@@ -351,6 +386,8 @@ impl Replica {
             parked: BTreeMap::new(),
             next_wait_id: 1,
             out: Vec::new(),
+            early_out: Vec::new(),
+            answering_early: false,
             stats: Stats::default(),
             listings: listing::Listings::default(),
             walks: listing::Walks::default(),
@@ -503,6 +540,7 @@ impl Replica {
         self.take_peer_messages(&mut out.messages);
         self.take_early_messages(&mut out.early_messages);
         out.responses.append(&mut self.out);
+        out.early_responses.append(&mut self.early_out);
         out.copies.append(&mut self.copies);
         self.queued.clear();
         self.queued_total = 0;
@@ -581,6 +619,7 @@ impl Replica {
         }
         self.copies.retain(|(_, j)| j.conn != conn);
         self.out.retain(|(c, _)| *c != conn);
+        self.early_out.retain(|(c, _)| *c != conn);
     }
 
     /// A peer datagram's message: decoded and handed to consensus, or

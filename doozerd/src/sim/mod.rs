@@ -423,6 +423,43 @@ impl World {
 
     // ---- the node's loop ----
 
+    /// Sends what an output lets leave before its sync, as the event loop
+    /// sends it; true if the node then crashed, before the sync. The
+    /// votes of that output are then lost (the oracle never hears of
+    /// them), and what was sent or acknowledged early must not have
+    /// needed them.
+    fn leave_early(&mut self, i: usize, out: &mut Output) -> bool {
+        let early = std::mem::take(&mut out.early_messages);
+        let early_answers = std::mem::take(&mut out.early_responses);
+        let torn = !(early.is_empty() && early_answers.is_empty())
+            && self.torn_crash > 0.0
+            && self.rng.chance(self.torn_crash);
+        for (to, msg) in early {
+            let bytes: Bytes = msg.encode_to_vec().into();
+            self.send_datagram(i, to, bytes);
+        }
+        for (local, resp) in early_answers {
+            let Some(&c) = self.nodes[i].local.get(&local) else {
+                continue;
+            };
+            // A crash right after: the worst case is that the client got
+            // the answer (the kernel still sends what was written), so it
+            // hears it now, before the crash resets the connection.
+            match self.conns.get(&c).map(|c| c.client) {
+                Some(End::Client(k)) if torn => self.client_answer(k, resp),
+                _ => self.send_to_client(c, resp),
+            }
+        }
+        if torn {
+            self.torn_log.push(format!(
+                "{:7} crash {i} after its early messages, before its sync",
+                self.now
+            ));
+            self.crash(i);
+        }
+        torn
+    }
+
     /// One loop iteration of node `i`: drain the replica's output and act
     /// on it as `crate::node` does.
     fn iterate(&mut self, i: usize) {
@@ -438,22 +475,7 @@ impl World {
         out.expand_copies();
         let trace = r.take_trace();
         let id = self.nodes[i].id.clone();
-        // Early messages leave before the sync, as the event loop sends
-        // them; a crash may come in between: the votes of this output are
-        // then lost (the oracle never hears of them), and what was sent
-        // early must not have needed them.
-        let early = std::mem::take(&mut out.early_messages);
-        let torn = !early.is_empty() && self.torn_crash > 0.0 && self.rng.chance(self.torn_crash);
-        for (to, msg) in early {
-            let bytes: Bytes = msg.encode_to_vec().into();
-            self.send_datagram(i, to, bytes);
-        }
-        if torn {
-            self.torn_log.push(format!(
-                "{:7} crash {i} after its early messages, before its sync",
-                self.now
-            ));
-            self.crash(i);
+        if self.leave_early(i, &mut out) {
             return;
         }
         let fresh = trace.fresh_from;
@@ -477,10 +499,13 @@ impl World {
         for (seqn, value) in trace.learned {
             self.oracle.learned(&id, seqn, value);
         }
-        // Persist, then send.
-        self.nodes[i].disk.persist(&mut out);
-        if let Some(r) = self.nodes[i].replica.as_mut() {
-            r.records_synced();
+        // Persist, then send. Records may wait for the next output's
+        // sync, as the event loop lets them.
+        let synced = self.nodes[i].disk.persist(&mut out, true);
+        if synced {
+            if let Some(r) = self.nodes[i].replica.as_mut() {
+                r.records_synced();
+            }
         }
         if self.timing.durable && self.rng.chance(0.01) {
             if let Some(job) = self.nodes[i]
@@ -499,6 +524,16 @@ impl World {
             if let Some(&c) = self.nodes[i].local.get(&local) {
                 self.send_to_client(c, resp);
             }
+        }
+        // Records left waiting are lost if the node dies before the next
+        // sync: now and then it does, at once.
+        if !synced && self.torn_crash > 0.0 && self.rng.chance(self.torn_crash) {
+            self.torn_log.push(format!(
+                "{:7} crash {i} with records waiting for the next sync",
+                self.now
+            ));
+            self.crash(i);
+            return;
         }
         self.check_window(i);
         match out.role_change {
@@ -1210,6 +1245,7 @@ impl World {
     pub(crate) fn crash(&mut self, i: usize) {
         self.trace_line(i, "crashed");
         self.nodes[i].replica = None;
+        self.nodes[i].disk.crash();
         self.nodes[i].paused = false;
         self.nodes[i].follow = None;
         self.nodes[i].held.clear();

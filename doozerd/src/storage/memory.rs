@@ -10,12 +10,23 @@ use crate::replica::{Output, Restored, SnapshotJob};
 pub struct MemoryDir {
     snapshot: Option<SnapshotJob>,
     records: Vec<Record>,
+    /// Records of an output whose sync waits for the next one's
+    /// ([`Output::sync_can_wait`]): lost in a crash.
+    waiting: Vec<Record>,
 }
 
 impl MemoryDir {
     /// Takes one output's checkpoint and records, as the event loop
-    /// writes them before sending anything of it.
-    pub fn persist(&mut self, out: &mut Output) {
+    /// writes them before sending anything of it; false if they wait for
+    /// the next output's sync instead, as the event loop lets them (with
+    /// `may_wait`) when [`Output::sync_can_wait`] and no records wait
+    /// already.
+    pub fn persist(&mut self, out: &mut Output, may_wait: bool) -> bool {
+        if may_wait && self.waiting.is_empty() && !out.persist.is_empty() && out.sync_can_wait() {
+            self.waiting.append(&mut out.persist);
+            return false;
+        }
+        self.records.append(&mut self.waiting);
         if let Some(job) = out.checkpoint.take() {
             // The new log starts with the acceptor state; older segments
             // and snapshots are deleted.
@@ -25,6 +36,12 @@ impl MemoryDir {
             self.snapshot = Some(job);
         }
         self.records.append(&mut out.persist);
+        true
+    }
+
+    /// The process died: records not yet synced are gone.
+    pub fn crash(&mut self) {
+        self.waiting.clear();
     }
 
     /// A snapshot written in the background: the log behind it goes
