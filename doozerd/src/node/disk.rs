@@ -18,8 +18,8 @@ use crate::storage::{DataDir, Record};
 /// How often a failed write is tried again.
 const RETRY: Duration = Duration::from_millis(500);
 
-/// How long records left waiting for the next output's sync
-/// (`Output::sync_can_wait`) wait at most when no output comes.
+/// How long records left waiting for a later output's sync
+/// (`Output::sync_can_wait`) wait at most: then the loop syncs them.
 const WAIT_MAX: Duration = Duration::from_millis(5);
 
 /// The data directory and what is waiting to be written to it.
@@ -33,7 +33,7 @@ pub(super) struct Disk {
     held: Vec<(ConnId, Response)>,
     /// Since the last write failed: the next try.
     retry_at: Option<Instant>,
-    /// While `pending` holds records left waiting for the next output's
+    /// While `pending` holds records left waiting for a later output's
     /// sync: when they are synced even if no output comes.
     waiting_until: Option<Instant>,
 }
@@ -55,18 +55,21 @@ impl Disk {
     /// If that fails, its messages are dropped and its answers held;
     /// answers held before go out once a write succeeds. With `may_wait`
     /// and [`Output::sync_can_wait`], its records wait instead for the
-    /// next output's sync (at most [`WAIT_MAX`]), so the loop goes on at
-    /// once (docs/storage.md#early-answers).
+    /// first later output that needs a sync (at most [`WAIT_MAX`]), so
+    /// the loop goes on at once (docs/storage.md#early-answers).
     pub(super) fn persist(&mut self, out: &mut Output, replica: &mut Replica, may_wait: bool) {
-        if may_wait
-            && self.pending.is_empty()
+        let can_wait = may_wait
             && self.checkpoint.is_none()
             && self.retry_at.is_none()
-            && !out.persist.is_empty()
             && out.sync_can_wait()
-        {
+            && self.waiting_until.is_none_or(|t| Instant::now() < t);
+        // Records that wait stay in `pending` until an output needs them
+        // synced, or WAIT_MAX has passed since the first of them.
+        if can_wait && (!out.persist.is_empty() || self.waiting_until.is_some()) {
+            if self.waiting_until.is_none() {
+                self.waiting_until = Some(Instant::now() + WAIT_MAX);
+            }
             self.pending.append(&mut out.persist);
-            self.waiting_until = Some(Instant::now() + WAIT_MAX);
             return;
         }
         self.waiting_until = None;

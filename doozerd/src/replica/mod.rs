@@ -205,16 +205,17 @@ impl Output {
         self.responses = out;
     }
 
-    /// With a data directory: whether this output's records may wait, unsynced,
-    /// for the next output's sync: they are all Applied records, and
-    /// nothing of this output leaves after the sync (no peer message,
-    /// answer, copy, follow request or change of role; early answers
-    /// already left). Applied records are what this node learned: values
-    /// decided on votes already on disk (this node's own votes are never
-    /// left waiting), so losing them in a crash loses nothing the cluster
-    /// decided, and the node learns them again after a restart
+    /// With a data directory: whether this output's records may wait,
+    /// unsynced, for a later output's sync: they are all Applied records
+    /// (or none), and nothing of this output leaves after the sync (no
+    /// peer message, answer, copy, follow request or change of role;
+    /// early answers already left). Applied records are what this node
+    /// learned: values decided on votes already on disk (this node's own
+    /// votes never wait), so losing them in a crash loses nothing the
+    /// cluster decided, and the node learns them again after a restart
     /// (docs/storage.md#early-answers). The loop then goes on without
-    /// waiting for the disk; the next output's sync covers them.
+    /// waiting for the disk; the first output that needs a sync covers
+    /// them.
     pub fn sync_can_wait(&self) -> bool {
         self.checkpoint.is_none()
             && self

@@ -499,7 +499,7 @@ impl World {
         for (seqn, value) in trace.learned {
             self.oracle.learned(&id, seqn, value);
         }
-        // Persist, then send. Records may wait for the next output's
+        // Persist, then send. Records may wait for a later output's
         // sync, as the event loop lets them.
         let synced = self.nodes[i].disk.persist(&mut out, true);
         if synced {

@@ -18,11 +18,12 @@ pub struct MemoryDir {
 impl MemoryDir {
     /// Takes one output's checkpoint and records, as the event loop
     /// writes them before sending anything of it; false if they wait for
-    /// the next output's sync instead, as the event loop lets them (with
-    /// `may_wait`) when [`Output::sync_can_wait`] and no records wait
-    /// already.
+    /// a later output's sync instead, as the event loop lets them (with
+    /// `may_wait`) when [`Output::sync_can_wait`]: with records waiting,
+    /// an output that needs no sync adds to them (here with no time limit,
+    /// so they may wait longer than in the event loop).
     pub fn persist(&mut self, out: &mut Output, may_wait: bool) -> bool {
-        if may_wait && self.waiting.is_empty() && !out.persist.is_empty() && out.sync_can_wait() {
+        if may_wait && out.sync_can_wait() && !(out.persist.is_empty() && self.waiting.is_empty()) {
             self.waiting.append(&mut out.persist);
             return false;
         }
