@@ -298,7 +298,7 @@ pub struct Paxos {
     synced_upto: Seqn,
     /// Seqns this acceptor voted in whose Vote records were not yet
     /// taken, and those taken but not yet synced (with
-    /// `Config::durable`): what [`Paxos::decided_on_disk`] must not rely on.
+    /// `Config::durable`): what [`Ready::on_disk`] must not rely on.
     votes_untaken: Vec<Seqn>,
     votes_unsynced: Vec<Seqn>,
     /// Own seqns below this were maybe used before a restart: they are

@@ -146,7 +146,7 @@ pub struct Output {
     /// With a data directory: answers to writes that may leave before
     /// `persist` is synced, because their change is decided on votes
     /// already on disk and is in this node's log as its own synced vote
-    /// (`Paxos::decided_on_disk`; docs/storage.md#early-answers). They
+    /// (`Ready::on_disk`; docs/storage.md#early-answers). They
     /// may overtake earlier answers of the same connection, which the
     /// protocol allows (answers are matched by tag); never a copy's.
     pub early_responses: Vec<(ConnId, Response)>,
