@@ -87,6 +87,24 @@ fn preallocate(f: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Fills a segment that is shorter than [`SEGMENT_BYTES`] (cut after a
+/// torn tail or a failed append, or written before preallocation) with
+/// zeros again, synced. Best effort: on a full disk the segment simply
+/// grows with its appends, as before preallocation, so this never stops
+/// a start or a write.
+fn refill(f: &File, path: &Path) {
+    let short = f.metadata().map(|m| m.len() < SEGMENT_BYTES);
+    if !matches!(short, Ok(true)) {
+        return;
+    }
+    if let Err(e) = preallocate(f).and_then(|()| f.sync_data()) {
+        log::warn!(
+            "data directory: {}: cannot fill the segment with zeros ({e}); it grows with each write instead",
+            path.display()
+        );
+    }
+}
+
 /// Creates segment `index` in `dir` holding only its header and zeros up
 /// to [`SEGMENT_BYTES`], synced, with the directory entry synced too. A
 /// leftover file of that name (from a rollover that failed or was cut
@@ -147,15 +165,7 @@ impl Log {
             }
             Some(last) => {
                 let f = open_write(&last.path)?;
-                if f.metadata()
-                    .map_err(StorageError::io(&last.path, "stat"))?
-                    .len()
-                    < SEGMENT_BYTES
-                {
-                    preallocate(&f).map_err(StorageError::io(&last.path, "write"))?;
-                    f.sync_data()
-                        .map_err(StorageError::io(&last.path, "sync"))?;
-                }
+                refill(&f, &last.path);
                 f
             }
         };
@@ -264,10 +274,10 @@ impl Log {
         self.file
             .set_len(seg.bytes)
             .map_err(StorageError::io(&path, "truncate"))?;
-        preallocate(&self.file).map_err(StorageError::io(&path, "write"))?;
         self.file
             .sync_data()
             .map_err(StorageError::io(&path, "sync"))?;
+        refill(&self.file, &path);
         self.dirty = false;
         Ok(())
     }

@@ -10,7 +10,7 @@ use crate::replica::{Output, Restored, SnapshotJob};
 pub struct MemoryDir {
     snapshot: Option<SnapshotJob>,
     records: Vec<Record>,
-    /// Records of an output whose sync waits for the next one's
+    /// Records of outputs whose sync waits for a later one's
     /// ([`Output::sync_can_wait`]): lost in a crash.
     waiting: Vec<Record>,
 }
