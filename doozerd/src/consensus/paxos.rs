@@ -265,8 +265,8 @@ pub struct Paxos {
     fetch_quiet_until_ms: u64,
     /// Batches being built, one per peer.
     outbox: BTreeMap<NodeId, PeerMsg>,
-    /// With `Config::durable`: round-0 Accepts that may leave before the
-    /// records of the output they are taken with are synced (see
+    /// With `Config::durable`: round-0 Accepts and skips that may leave
+    /// before the records of the output they are taken with are synced (see
     /// [`Paxos::take_early_messages`]), one batch per peer.
     early: BTreeMap<NodeId, PeerMsg>,
     /// Skips waiting for a batch to ride on: since when, and which.
@@ -1040,12 +1040,14 @@ impl Paxos {
 
     /// Drains the batches that may leave before the records taken with
     /// them are synced (with `Config::durable`; always empty without):
-    /// round-0 Accepts of own seqns below a Floor already on disk. They
-    /// are safe early because nothing in them needs this output's
-    /// records: the ballot is this node's round 0 of a seqn it never
-    /// nominates again after a restart (the floor), and its own vote
-    /// counts for the others only through its Vote message, which waits
-    /// for the sync like every other (docs/storage.md).
+    /// round-0 Accepts and skips of own seqns below a Floor already on
+    /// disk. They are safe early because nothing in them needs this
+    /// output's records: the ballot is this node's round 0 of a seqn it
+    /// never nominates again after a restart (the floor: a restarted
+    /// owner settles it through phase 1, which fills a skipped seqn with
+    /// NOP, as the skip said), and its own vote counts for the others
+    /// only through its Vote message, which waits for the sync like every
+    /// other (docs/storage.md).
     pub fn take_early_messages(&mut self) -> Vec<(NodeId, PeerMsg)> {
         if self.early.is_empty() {
             return Vec::new();
@@ -1722,13 +1724,25 @@ impl Paxos {
         let Some(cals) = self.cals(s).cloned() else {
             return;
         };
+        // As for an early Accept (see `nominate`): with the floor above s
+        // already on disk, a restarted owner settles s through phase 1,
+        // which finds no value (s was never nominated) and fills it with
+        // NOP, so the skip needs nothing of this output and leaves before
+        // its sync. The others then deliver what waits behind s without
+        // waiting for this node's sync.
+        let early = self.cfg.durable && s < self.synced_floor;
         self.cover_own(s);
         self.stats.skips += 1;
         let nop = self.cfg.nop.clone();
         self.learn(s, nop);
         let now = self.now_ms;
         for c in cals.iter() {
-            if *c != self.cfg.id {
+            if *c == self.cfg.id {
+                continue;
+            }
+            if early {
+                self.early.entry(c.clone()).or_default().skips.push(s);
+            } else {
                 let e = self
                     .skip_backlog
                     .entry(c.clone())

@@ -927,3 +927,57 @@ fn a_decision_is_on_disk_only_once_every_own_vote_up_to_it_is_synced() {
         assert_eq!(rd.on_disk, want, "synced: {synced}");
     }
 }
+
+#[test]
+fn skips_leave_early_only_below_a_synced_floor() {
+    let cals = CalSet::new(ids(3)).unwrap();
+    let cfg = Config {
+        durable: true,
+        ..Config::new("n0", Bytes::from_static(NOP))
+    };
+    let mut px = Paxos::new(cfg, 1, cals.clone(), 0, 1);
+    let me = cals.index_of("n0").unwrap();
+    let own: Vec<Seqn> = (1..40).filter(|s| cals.owner_index(*s) == me).collect();
+    // A round-0 Accept from the owner of a seqn after `own[k]`: n0 will
+    // never need its own seqn below it and skips it.
+    let accept_after = |px: &mut Paxos, k: usize| {
+        let t = own[k] + 1;
+        let owner = format!("n{}", cals.owner_index(t));
+        let msg = PeerMsg {
+            accepts: vec![Accept {
+                seqn: t,
+                round: 0,
+                value: Bytes::from_static(b"v"),
+            }],
+            ..Default::default()
+        };
+        px.step(&owner, msg, 0);
+    };
+    let skips = |m: &[(NodeId, PeerMsg)]| -> Vec<Seqn> {
+        m.iter()
+            .flat_map(|(_, m)| m.skips.iter().copied())
+            .collect()
+    };
+    let mut records = Vec::new();
+
+    accept_after(&mut px, 0);
+    assert!(
+        !skips(&px.take_early_messages()).contains(&own[0]),
+        "no floor on disk yet: the skip waits for the sync"
+    );
+    let _ = px.take_messages();
+    px.take_records(&mut records);
+    assert!(records
+        .iter()
+        .any(|r| matches!(r, crate::storage::Record::Floor { .. })));
+    px.records_synced();
+
+    accept_after(&mut px, 1);
+    let early = px.take_early_messages();
+    assert_eq!(early.len(), 2, "to each other CAL: {early:?}");
+    assert!(
+        early.iter().all(|(_, m)| m.skips.contains(&own[1])),
+        "{early:?}"
+    );
+    assert!(!skips(&px.take_messages()).contains(&own[1]));
+}

@@ -137,7 +137,7 @@ pub struct Output {
     /// Peer messages, with the address of the peer.
     pub messages: Vec<(SocketAddr, PeerMsg)>,
     /// With a data directory: peer messages that may leave before
-    /// `persist` is synced (round-0 Accepts below a floor already on disk;
+    /// `persist` is synced (round-0 Accepts and skips below a floor already on disk;
     /// docs/storage.md#what-is-synced-when). Sending them first overlaps
     /// this node's sync with the other CALs'.
     pub early_messages: Vec<(SocketAddr, PeerMsg)>,
