@@ -296,11 +296,12 @@ pub struct Paxos {
     /// messages report only what is on disk.
     taken_upto: Seqn,
     synced_upto: Seqn,
-    /// Seqns this acceptor voted in whose Vote records were not yet
-    /// taken, and those taken but not yet synced (with
-    /// `Config::durable`): what [`Ready::on_disk`] must not rely on.
-    votes_untaken: Vec<Seqn>,
-    votes_unsynced: Vec<Seqn>,
+    /// The lowest seqn this acceptor voted in whose Vote record was not
+    /// yet taken, and the lowest whose record was taken but not yet
+    /// synced (with `Config::durable`): [`Ready::on_disk`] holds only
+    /// below both.
+    untaken_vote_min: Option<Seqn>,
+    unsynced_vote_min: Option<Seqn>,
     /// Own seqns below this were maybe used before a restart: they are
     /// settled through phase 1, never with round 0 or a skip.
     revoke_below: Seqn,
@@ -396,8 +397,8 @@ impl Paxos {
             synced_floor: first,
             taken_upto: first,
             synced_upto: first,
-            votes_untaken: Vec::new(),
-            votes_unsynced: Vec::new(),
+            untaken_vote_min: None,
+            unsynced_vote_min: None,
             revoke_below: 0,
             retired: false,
             #[cfg(test)]
@@ -475,7 +476,7 @@ impl Paxos {
         out.append(&mut self.records);
         self.taken_floor = self.floor;
         self.taken_upto = self.next_deliver;
-        self.votes_unsynced.append(&mut self.votes_untaken);
+        self.unsynced_vote_min = min_of(self.unsynced_vote_min, self.untaken_vote_min.take());
     }
 
     /// Tells the core that every record taken so far is on disk (the
@@ -484,7 +485,7 @@ impl Paxos {
     pub fn records_synced(&mut self) {
         self.synced_floor = self.synced_floor.max(self.taken_floor);
         self.synced_upto = self.taken_upto;
-        self.votes_unsynced.clear();
+        self.unsynced_vote_min = None;
     }
 
     /// The acceptor state of seqns above `after`, and the floor of own
@@ -1399,7 +1400,7 @@ impl Paxos {
             match inst.acceptor.accept(b, a.value) {
                 Ok(()) => {
                     if record.is_some() {
-                        self.votes_untaken.push(s);
+                        self.untaken_vote_min = min_of(self.untaken_vote_min, Some(s));
                     }
                     self.records.extend(record);
                     Some(Item::Vote(Vote {
@@ -1531,11 +1532,7 @@ impl Paxos {
     /// after its delivery, so what holds here holds for the whole output.
     fn vote_on_disk(&self, s: Seqn, inst: &Instance, v: &Bytes) -> bool {
         self.cfg.durable
-            && self
-                .votes_untaken
-                .iter()
-                .chain(&self.votes_unsynced)
-                .all(|t| *t > s)
+            && min_of(self.untaken_vote_min, self.unsynced_vote_min).is_none_or(|t| t > s)
             && inst.acceptor.vote.as_ref().is_some_and(|(_, av)| av == v)
     }
 
@@ -1924,6 +1921,11 @@ impl Paxos {
 /// the header on each. A single part larger than `max` travels alone.
 /// Sets `map[key]` to `v`, allocating the key only when it is new (these
 /// maps are updated for every datagram, nearly always for a known peer).
+/// The lower of two optional seqns.
+fn min_of(a: Option<Seqn>, b: Option<Seqn>) -> Option<Seqn> {
+    a.into_iter().chain(b).min()
+}
+
 fn upsert<V>(map: &mut BTreeMap<NodeId, V>, key: &str, v: V) {
     match map.get_mut(key) {
         Some(old) => *old = v,

@@ -48,9 +48,8 @@ use doozer_proto::record::{kind, Records};
 pub use error::StorageError;
 pub use log::{Fault, SEGMENT_BYTES};
 pub use memory::MemoryDir;
-pub use record::{
-    storage_format_readable, Meta, Record, STORAGE_FORMAT_OLDEST, STORAGE_FORMAT_VERSION,
-};
+use record::storage_format_readable;
+pub use record::{Meta, Record, STORAGE_FORMAT_OLDEST, STORAGE_FORMAT_VERSION};
 pub use recover::Torn;
 
 use files::{LOG_DIR, LOG_EXT, META, SNAP_DIR, SNAP_EXT};

@@ -34,7 +34,7 @@ pub const STORAGE_FORMAT_VERSION: u32 = 2;
 pub const STORAGE_FORMAT_OLDEST: u32 = 1;
 
 /// Whether this build reads data directory format `version`.
-pub fn storage_format_readable(version: u32) -> bool {
+pub(super) fn storage_format_readable(version: u32) -> bool {
     (STORAGE_FORMAT_OLDEST..=STORAGE_FORMAT_VERSION).contains(&version)
 }
 
