@@ -836,6 +836,17 @@ fn absurd_rounds_are_refused() {
     }
 }
 
+/// Node n0 of a 3-CAL set, with a data directory (`Config::durable`),
+/// from seqn 1; and the set.
+fn durable_n0() -> (Paxos, CalSet) {
+    let cals = CalSet::new(ids(3)).unwrap();
+    let cfg = Config {
+        durable: true,
+        ..Config::new("n0", Bytes::from_static(NOP))
+    };
+    (Paxos::new(cfg, 1, cals.clone(), 0, 1), cals)
+}
+
 /// With a data directory, a round-0 Accept may leave before its output's
 /// sync only for an own seqn below a Floor already synced
 /// (docs/storage.md#what-is-synced-when): the first nomination crosses
@@ -843,12 +854,7 @@ fn absurd_rounds_are_refused() {
 /// early; the Vote of this node's own acceptor never does.
 #[test]
 fn accepts_leave_early_only_below_a_synced_floor() {
-    let cals = CalSet::new(ids(3)).unwrap();
-    let cfg = Config {
-        durable: true,
-        ..Config::new("n0", Bytes::from_static(NOP))
-    };
-    let mut px = Paxos::new(cfg, 1, cals, 0, 1);
+    let (mut px, _) = durable_n0();
     let accepts = |m: &[(NodeId, PeerMsg)]| m.iter().map(|(_, m)| m.accepts.len()).sum::<usize>();
     let votes = |m: &[(NodeId, PeerMsg)]| m.iter().map(|(_, m)| m.votes.len()).sum::<usize>();
     let mut records = Vec::new();
@@ -881,12 +887,7 @@ fn accepts_leave_early_only_below_a_synced_floor() {
 #[test]
 fn a_decision_is_on_disk_only_once_every_own_vote_up_to_it_is_synced() {
     for synced in [false, true] {
-        let cals = CalSet::new(ids(3)).unwrap();
-        let cfg = Config {
-            durable: true,
-            ..Config::new("n0", Bytes::from_static(NOP))
-        };
-        let mut px = Paxos::new(cfg, 1, cals.clone(), 0, 1);
+        let (mut px, cals) = durable_n0();
         px.propose(Bytes::from_static(b"a"));
         let s = px
             .take_messages()
@@ -930,12 +931,7 @@ fn a_decision_is_on_disk_only_once_every_own_vote_up_to_it_is_synced() {
 
 #[test]
 fn skips_leave_early_only_below_a_synced_floor() {
-    let cals = CalSet::new(ids(3)).unwrap();
-    let cfg = Config {
-        durable: true,
-        ..Config::new("n0", Bytes::from_static(NOP))
-    };
-    let mut px = Paxos::new(cfg, 1, cals.clone(), 0, 1);
+    let (mut px, cals) = durable_n0();
     let me = cals.index_of("n0").unwrap();
     let own: Vec<Seqn> = (1..40).filter(|s| cals.owner_index(*s) == me).collect();
     // A round-0 Accept from the owner of a seqn after `own[k]`: n0 will

@@ -431,9 +431,7 @@ impl World {
     fn leave_early(&mut self, i: usize, out: &mut Output) -> bool {
         let early = std::mem::take(&mut out.early_messages);
         let early_answers = std::mem::take(&mut out.early_responses);
-        let torn = !(early.is_empty() && early_answers.is_empty())
-            && self.torn_crash > 0.0
-            && self.rng.chance(self.torn_crash);
+        let torn = !(early.is_empty() && early_answers.is_empty()) && self.torn_now();
         for (to, msg) in early {
             let bytes: Bytes = msg.encode_to_vec().into();
             self.send_datagram(i, to, bytes);
@@ -451,13 +449,21 @@ impl World {
             }
         }
         if torn {
-            self.torn_log.push(format!(
-                "{:7} crash {i} after its early messages, before its sync",
-                self.now
-            ));
-            self.crash(i);
+            self.torn_crash_now(i, "after its early messages, before its sync");
         }
         torn
+    }
+
+    /// Whether a node crashes at a torn moment now (`torn_crash` chance).
+    fn torn_now(&mut self) -> bool {
+        self.torn_crash > 0.0 && self.rng.chance(self.torn_crash)
+    }
+
+    /// Crashes node `i` at a torn moment, logged with `when`.
+    fn torn_crash_now(&mut self, i: usize, when: &str) {
+        self.torn_log
+            .push(format!("{:7} crash {i} {when}", self.now));
+        self.crash(i);
     }
 
     /// One loop iteration of node `i`: drain the replica's output and act
@@ -527,12 +533,8 @@ impl World {
         }
         // Records left waiting are lost if the node dies before the next
         // sync: now and then it does, at once.
-        if !synced && self.torn_crash > 0.0 && self.rng.chance(self.torn_crash) {
-            self.torn_log.push(format!(
-                "{:7} crash {i} with records waiting for the next sync",
-                self.now
-            ));
-            self.crash(i);
+        if !synced && self.torn_now() {
+            self.torn_crash_now(i, "with records waiting for the next sync");
             return;
         }
         self.check_window(i);
