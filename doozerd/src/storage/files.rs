@@ -87,6 +87,11 @@ pub fn make_dir(dir: &Path) -> Result<(), StorageError> {
     if dir.is_dir() {
         return Ok(());
     }
+    if dir.exists() {
+        // A file where DIR should be: say so, not "File exists".
+        let e = std::io::Error::from_raw_os_error(libc::ENOTDIR);
+        return Err(StorageError::io(dir, "create")(e));
+    }
     fs::create_dir_all(dir).map_err(StorageError::io(dir, "create"))?;
     match dir.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),

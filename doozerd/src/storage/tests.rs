@@ -214,6 +214,19 @@ fn a_second_open_finds_the_directory_locked() {
 }
 
 #[test]
+fn a_file_where_the_directory_should_be_is_refused_as_not_a_directory() {
+    let t = TempDir::new("not-dir");
+    std::fs::create_dir_all(t.path()).unwrap();
+    let file = t.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let msg = open_err(&file).to_string();
+    assert!(
+        msg.contains(&file.display().to_string()) && msg.contains("Not a directory"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn garbage_after_the_last_record_is_cut() {
     let t = TempDir::new("garbage");
     let mut d = fresh(t.path());
