@@ -71,6 +71,10 @@ pub struct Config {
     /// ([`Paxos::take_records`]), for the caller to make durable before
     /// the messages that follow from them leave.
     pub durable: bool,
+    /// With `durable`: an acceptor beyond the first majority of a round-0
+    /// Accept votes lazily while the ones before it vote (see
+    /// [`Paxos::take_lazy_messages`]).
+    pub lazy_votes: bool,
 }
 
 impl Config {
@@ -89,6 +93,7 @@ impl Config {
             heartbeat_ms: 500,
             silent_ms: 60_000,
             durable: false,
+            lazy_votes: true,
         }
     }
 }
@@ -211,6 +216,17 @@ impl Item {
     }
 }
 
+/// Which batches [`Paxos::finish_batches`] stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batches {
+    /// [`Paxos::take_messages`].
+    Usual,
+    /// [`Paxos::take_early_messages`].
+    Early,
+    /// [`Paxos::take_lazy_messages`].
+    Lazy,
+}
+
 /// Multi-Paxos over a window of instances; see the module doc.
 #[derive(Debug)]
 pub struct Paxos {
@@ -269,6 +285,15 @@ pub struct Paxos {
     /// before the records of the output they are taken with are synced (see
     /// [`Paxos::take_early_messages`]), one batch per peer.
     early: BTreeMap<NodeId, PeerMsg>,
+    /// With `Config::durable`: lazy votes (see
+    /// [`Paxos::take_lazy_messages`]), one batch per peer.
+    lazy: BTreeMap<NodeId, PeerMsg>,
+    /// With `Config::durable`: when each CAL's last vote arrived (an
+    /// acceptor votes lazily only while the ones before it vote).
+    last_vote_ms: BTreeMap<NodeId, u64>,
+    /// Whether a record not yet taken needs a prompt sync (anything but
+    /// a lazy vote's): see [`Paxos::take_records`].
+    eager_records: bool,
     /// Skips waiting for a batch to ride on: since when, and which.
     skip_backlog: BTreeMap<NodeId, (u64, Vec<Seqn>)>,
     /// Items this node sent itself, handled before returning.
@@ -350,6 +375,10 @@ const DEFERRED_BYTES_MAX: usize = 16 << 20;
 const HISTORY_BYTES_MAX: usize = 32 << 20;
 /// Learned values sent per fetch.
 const FETCH_SEQNS_MAX: u64 = 256;
+/// An acceptor votes lazily only while each acceptor ranked before it
+/// voted within this long ([`Paxos::take_lazy_messages`]): when one of
+/// them stops, the others vote as usual again after this long.
+pub(super) const LAZY_WHILE_VOTED_MS: u64 = 20;
 /// Bytes of values sent per fetch.
 const FETCH_BYTES_MAX: usize = 256 * 1024;
 
@@ -384,6 +413,9 @@ impl Paxos {
             fetch_quiet_until_ms: 0,
             outbox: BTreeMap::new(),
             early: BTreeMap::new(),
+            lazy: BTreeMap::new(),
+            last_vote_ms: BTreeMap::new(),
+            eager_records: false,
             skip_backlog: BTreeMap::new(),
             local: VecDeque::new(),
             deferred: VecDeque::new(),
@@ -472,11 +504,17 @@ impl Paxos {
     /// with or after them (docs/storage.md): a restarted acceptor must
     /// never contradict what it said, and an owner never nominates twice
     /// at round 0.
-    pub fn take_records(&mut self, out: &mut Vec<Record>) {
+    ///
+    /// Returns whether the records taken may wait for a later sync: they
+    /// are only lazy votes (or none), whose messages wait with them
+    /// ([`Paxos::take_lazy_messages`]).
+    pub fn take_records(&mut self, out: &mut Vec<Record>) -> bool {
         out.append(&mut self.records);
+        let may_wait = !std::mem::take(&mut self.eager_records);
         self.taken_floor = self.floor;
         self.taken_upto = self.next_deliver;
         self.unsynced_vote_min = min_of(self.unsynced_vote_min, self.untaken_vote_min.take());
+        may_wait
     }
 
     /// Tells the core that every record taken so far is on disk (the
@@ -1019,6 +1057,7 @@ impl Paxos {
         // What former CALs said no longer counts.
         self.reports.retain(|p, _| out.contains(p));
         self.last_heard_ms.retain(|p, _| out.contains(p));
+        self.last_vote_ms.retain(|p, _| out.contains(p));
         self.peers = out;
     }
 
@@ -1036,7 +1075,7 @@ impl Paxos {
     /// was learned.
     pub fn take_messages(&mut self) -> Vec<(NodeId, PeerMsg)> {
         let outbox = std::mem::take(&mut self.outbox);
-        self.finish_batches(outbox, true)
+        self.finish_batches(outbox, Batches::Usual)
     }
 
     /// Drains the batches that may leave before the records taken with
@@ -1054,18 +1093,41 @@ impl Paxos {
             return Vec::new();
         }
         let early = std::mem::take(&mut self.early);
-        self.finish_batches(early, false)
+        self.finish_batches(early, Batches::Early)
+    }
+
+    /// Drains the lazy votes (with `Config::durable` and
+    /// `Config::lazy_votes`; always empty without). Of a round-0 Accept's
+    /// acceptors, the owner and the next `quorum - 2` CALs after it (by
+    /// [`CalSet::fill_rank`]) vote as usual; the others vote lazily while
+    /// each of those voted within [`LAZY_WHILE_VOTED_MS`]. A lazy vote is
+    /// recorded like any other and leaves only once its record is synced,
+    /// but its record needs no sync of its own ([`Paxos::take_records`]
+    /// says so): the caller may let it wait for the next sync it makes
+    /// anyway. The first majority decides without it, so the disks of
+    /// the others are not loaded with syncs nobody waits for; and should
+    /// one of that majority fail, the lazy vote still comes, a little
+    /// later (docs/storage.md#lazy-votes).
+    pub fn take_lazy_messages(&mut self) -> Vec<(NodeId, PeerMsg)> {
+        if self.lazy.is_empty() {
+            return Vec::new();
+        }
+        let lazy = std::mem::take(&mut self.lazy);
+        self.finish_batches(lazy, Batches::Lazy)
     }
 
     /// Stamps each peer's batch with this node's header and splits what
-    /// does not fit a datagram. The usual batches also carry the skips
-    /// waiting for a ride and restart the peer's heartbeat clock.
+    /// does not fit a datagram. The usual and lazy batches also carry the
+    /// skips waiting for a ride (both leave after the sync of the Floor
+    /// that covers them); the usual ones restart the peer's heartbeat
+    /// clock.
     fn finish_batches(
         &mut self,
         batches: BTreeMap<NodeId, PeerMsg>,
-        usual: bool,
+        kind: Batches,
     ) -> Vec<(NodeId, PeerMsg)> {
         let mut messages = Vec::new();
+        let usual = kind == Batches::Usual;
         let upto = if usual {
             self.next_deliver
         } else {
@@ -1080,6 +1142,8 @@ impl Paxos {
         for (peer, mut msg) in batches {
             if usual {
                 upsert(&mut self.last_sent_ms, &peer, self.now_ms);
+            }
+            if kind != Batches::Early {
                 if let Some((_, skips)) = self.skip_backlog.remove(&peer) {
                     msg.skips.extend(skips);
                 }
@@ -1234,7 +1298,12 @@ impl Paxos {
             Item::Prepare { round, seqn } => self.on_prepare(from, idx, round, seqn),
             Item::Promise(p) => self.on_promise(&cals, idx, p),
             Item::Accept(a) => self.on_accept(from, &cals, idx, a),
-            Item::Vote(v) => self.on_vote(&cals, idx, v),
+            Item::Vote(v) => {
+                if self.cfg.durable && from != self.cfg.id {
+                    upsert(&mut self.last_vote_ms, from, self.now_ms);
+                }
+                self.on_vote(&cals, idx, v)
+            }
             Item::Reject(r) => self.on_reject(&cals, r),
             Item::Learned(l) => self.on_learned(l),
             Item::Skip(s) => self.on_skip(&cals, idx, s),
@@ -1293,6 +1362,7 @@ impl Paxos {
         let inst = self.instances.entry(s).or_default();
         inst.max_round = inst.max_round.max(round);
         if durable && inst.acceptor.promised.is_none_or(|p| p < b) {
+            self.eager_records = true;
             self.records.push(Record::Promise {
                 seqn: s,
                 round,
@@ -1385,6 +1455,7 @@ impl Paxos {
             return;
         }
         let me = self.my_index(s);
+        let lazy = me.is_some_and(|me| self.votes_lazily(cals, s, a.round, me));
         let inst = self.instances.entry(s).or_default();
         inst.max_round = inst.max_round.max(a.round);
         let chosen = inst.learner.proposal(b, a.value.clone(), cals.quorum());
@@ -1401,6 +1472,7 @@ impl Paxos {
                 Ok(()) => {
                     if record.is_some() {
                         self.untaken_vote_min = min_of(self.untaken_vote_min, Some(s));
+                        self.eager_records |= !lazy;
                     }
                     self.records.extend(record);
                     Some(Item::Vote(Vote {
@@ -1435,8 +1507,46 @@ impl Paxos {
                 coordinator: from.to_owned(),
                 value: voted,
             });
-            self.broadcast(cals, vote);
+            if lazy {
+                // Counted here at once, as every own vote: nothing this
+                // node learns from it leaves before the vote is synced.
+                for c in cals.iter() {
+                    if *c == self.cfg.id {
+                        self.local.push_back(vote.clone());
+                    } else {
+                        add_item(self.lazy.entry(c.clone()).or_default(), vote.clone());
+                    }
+                }
+            } else {
+                self.broadcast(cals, vote);
+            }
         }
+    }
+
+    /// Whether this acceptor (index `me` in `cals`) votes lazily for a
+    /// round-`round` Accept at `s`: see [`Paxos::take_lazy_messages`].
+    fn votes_lazily(&self, cals: &CalSet, s: Seqn, round: u64, me: u32) -> bool {
+        if !(self.cfg.durable && self.cfg.lazy_votes) || round != 0 {
+            return false;
+        }
+        let Some(rank) = cals.fill_rank(s, me) else {
+            return false; // the owner
+        };
+        let eager = cals.quorum() as u32 - 1;
+        if rank < eager {
+            return false;
+        }
+        // Each acceptor ranked before this one must be voting: otherwise
+        // the decision would wait for this vote.
+        (0..cals.len() as u32)
+            .filter(|&i| cals.fill_rank(s, i).is_some_and(|r| r < eager))
+            .all(|i| {
+                cals.get(i).is_some_and(|c| {
+                    self.last_vote_ms
+                        .get(c)
+                        .is_some_and(|&t| self.now_ms < t + LAZY_WHILE_VOTED_MS)
+                })
+            })
     }
 
     fn on_vote(&mut self, cals: &CalSet, idx: u32, v: Vote) {
@@ -1602,6 +1712,7 @@ impl Paxos {
     fn cover_own(&mut self, s: Seqn) {
         if self.cfg.durable && s >= self.floor {
             self.floor = s + 1 + self.cfg.alpha;
+            self.eager_records = true;
             self.records.push(Record::Floor { seqn: self.floor });
         }
     }
@@ -1917,15 +2028,13 @@ impl Paxos {
     }
 }
 
-/// Splits a batch whose encoding exceeds `max` bytes into several, keeping
-/// the header on each. A single part larger than `max` travels alone.
-/// Sets `map[key]` to `v`, allocating the key only when it is new (these
-/// maps are updated for every datagram, nearly always for a known peer).
 /// The lower of two optional seqns.
 fn min_of(a: Option<Seqn>, b: Option<Seqn>) -> Option<Seqn> {
     a.into_iter().chain(b).min()
 }
 
+/// Sets `map[key]` to `v`, allocating the key only when it is new (these
+/// maps are updated for every datagram, nearly always for a known peer).
 fn upsert<V>(map: &mut BTreeMap<NodeId, V>, key: &str, v: V) {
     match map.get_mut(key) {
         Some(old) => *old = v,
@@ -1935,6 +2044,8 @@ fn upsert<V>(map: &mut BTreeMap<NodeId, V>, key: &str, v: V) {
     }
 }
 
+/// Splits a batch whose encoding exceeds `max` bytes into several, keeping
+/// the header on each. A single part larger than `max` travels alone.
 fn split_batch(msg: PeerMsg, max: usize) -> Vec<PeerMsg> {
     if msg.encoded_len() <= max {
         return vec![msg];

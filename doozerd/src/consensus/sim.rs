@@ -977,3 +977,59 @@ fn skips_leave_early_only_below_a_synced_floor() {
     );
     assert!(!skips(&px.take_messages()).contains(&own[1]));
 }
+
+/// Lazy votes (docs/storage.md#lazy-votes): n0 is the second acceptor
+/// after the owner n1 (CAL order n0, n1, n2), so it votes lazily on n1's
+/// round-0 Accepts while n2, the first, votes; never on n2's own seqns,
+/// where it is the first; and as usual again once n2 was silent for
+/// `LAZY_WHILE_VOTED_MS`.
+#[test]
+fn a_vote_is_lazy_only_beyond_the_first_majority_while_that_votes() {
+    let (mut px, cals) = durable_n0();
+    let accept = |px: &mut Paxos, s: Seqn, now: u64| {
+        let owner = format!("n{}", cals.owner_index(s));
+        let msg = PeerMsg {
+            accepts: vec![Accept {
+                seqn: s,
+                round: 0,
+                value: Bytes::from_static(b"v"),
+            }],
+            ..Default::default()
+        };
+        px.step(&owner, msg, now);
+    };
+    let votes = |m: &[(NodeId, PeerMsg)]| m.iter().map(|(_, m)| m.votes.len()).sum::<usize>();
+    // (usual votes, lazy votes, whether the records may wait)
+    let take = |px: &mut Paxos| {
+        let mut records = Vec::new();
+        let usual = votes(&px.take_messages());
+        let lazy = votes(&px.take_lazy_messages());
+        let may_wait = px.take_records(&mut records);
+        px.records_synced();
+        (usual, lazy, may_wait)
+    };
+    assert_eq!(cals.owner_index(4), 1);
+    // n2 has not voted yet: n0 votes as usual (and its skip of seqn 3
+    // puts a Floor on disk first).
+    accept(&mut px, 4, 0);
+    assert_eq!(take(&mut px), (2, 0, false));
+    let n2_vote = PeerMsg {
+        votes: vec![Vote {
+            seqn: 4,
+            round: 0,
+            cal: 1,
+        }],
+        ..Default::default()
+    };
+    px.step("n2", n2_vote, 1);
+    // n2 votes: n0's vote on n1's next seqn is lazy, and its record
+    // needs no sync of its own.
+    accept(&mut px, 7, 5);
+    assert_eq!(take(&mut px), (0, 2, true));
+    // On n2's own seqns n0 is the first acceptor: never lazy.
+    accept(&mut px, 8, 6);
+    assert_eq!(take(&mut px), (2, 0, false));
+    // n2 silent for LAZY_WHILE_VOTED_MS: as usual again.
+    accept(&mut px, 10, 1 + super::paxos::LAZY_WHILE_VOTED_MS);
+    assert_eq!(take(&mut px), (2, 0, false));
+}

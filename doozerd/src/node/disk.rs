@@ -8,7 +8,10 @@
 //! stops consensus and refuses writes (`Replica::set_disk_error`), and
 //! answers of later outputs, which then make no records (reads), go out.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use doozer_proto::peer::PeerMsg;
 
 use doozer_proto::Response;
 
@@ -31,6 +34,9 @@ pub(super) struct Disk {
     pending: Vec<Record>,
     /// Answers of outputs whose records are not yet durable.
     held: Vec<(ConnId, Response)>,
+    /// Lazy votes whose records wait in `pending` for a later sync
+    /// (`Output::lazy_messages`).
+    lazy: Vec<(SocketAddr, PeerMsg)>,
     /// Since the last write failed: the next try.
     retry_at: Option<Instant>,
     /// While `pending` holds records left waiting for a later output's
@@ -45,6 +51,7 @@ impl Disk {
             checkpoint: None,
             pending: Vec::new(),
             held: Vec::new(),
+            lazy: Vec::new(),
             retry_at: None,
             waiting_until: None,
         }
@@ -70,6 +77,7 @@ impl Disk {
                 self.waiting_until = Some(Instant::now() + WAIT_MAX);
             }
             self.pending.append(&mut out.persist);
+            self.lazy.append(&mut out.lazy_messages);
             return;
         }
         self.waiting_until = None;
@@ -125,8 +133,11 @@ impl Disk {
         Ok(())
     }
 
-    /// Everything durable: answers held before go out first.
+    /// Everything durable: answers held before go out first, and lazy
+    /// votes go with the output's messages.
     fn release(&mut self, out: &mut Output) {
+        out.messages.append(&mut self.lazy);
+        out.messages.append(&mut out.lazy_messages);
         if !self.held.is_empty() {
             self.held.append(&mut out.responses);
             std::mem::swap(&mut self.held, &mut out.responses);
@@ -137,6 +148,8 @@ impl Disk {
     /// with records are held (they may acknowledge what is not on disk).
     fn hold(&mut self, out: &mut Output, has_records: bool) {
         out.messages.clear();
+        out.lazy_messages.clear();
+        self.lazy.clear();
         if has_records {
             self.held.append(&mut out.responses);
         }

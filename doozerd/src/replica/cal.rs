@@ -262,6 +262,19 @@ impl Replica {
         self.route(msgs, false, out);
     }
 
+    /// The lazy votes (`Paxos::take_lazy_messages`), routed as above.
+    /// A retired CAL may still vote (lazily too).
+    pub(super) fn take_lazy_messages(&mut self, out: &mut Vec<(SocketAddr, PeerMsg)>) {
+        let mut msgs = Vec::new();
+        for p in [self.paxos.as_mut(), self.retired.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            msgs.append(&mut p.take_lazy_messages());
+        }
+        self.route(msgs, false, out);
+    }
+
     /// Adds each message's peer address and, with `digest`, this store's
     /// digest at its head.
     fn route(

@@ -129,7 +129,7 @@ impl Replica {
             .into_iter()
             .flatten()
         {
-            p.take_records(&mut out.persist);
+            out.eager_records |= !p.take_records(&mut out.persist);
         }
     }
 

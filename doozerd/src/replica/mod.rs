@@ -141,6 +141,11 @@ pub struct Output {
     /// docs/storage.md#what-is-synced-when). Sending them first overlaps
     /// this node's sync with the other CALs'.
     pub early_messages: Vec<(SocketAddr, PeerMsg)>,
+    /// With a data directory: lazy votes (`Paxos::take_lazy_messages`;
+    /// docs/storage.md#lazy-votes). Like `messages`, they leave only once
+    /// `persist` is synced, but they need no sync of their own: when the
+    /// records may wait ([`Output::sync_can_wait`]), they wait with them.
+    pub lazy_messages: Vec<(SocketAddr, PeerMsg)>,
     /// Answers to clients, in the order they were produced.
     pub responses: Vec<(ConnId, Response)>,
     /// With a data directory: answers to writes that may leave before
@@ -174,6 +179,9 @@ pub struct Output {
     /// With a data directory: what must be written and synced before any
     /// message or answer of this output leaves (docs/storage.md).
     pub persist: Vec<crate::storage::Record>,
+    /// With a data directory: whether a record consensus put in `persist`
+    /// needs a prompt sync: anything but a lazy vote.
+    pub eager_records: bool,
 }
 
 impl Output {
@@ -207,21 +215,24 @@ impl Output {
 
     /// With a data directory: whether this output's records may wait,
     /// unsynced, for a later output's sync: they are all Applied records
-    /// (or none), and nothing of this output leaves after the sync (no
-    /// peer message, answer, copy, follow request or change of role;
-    /// early answers already left). Applied records are what this node
-    /// learned: values decided on votes already on disk (this node's own
-    /// votes never wait), so losing them in a crash loses nothing the
-    /// cluster decided, and the node learns them again after a restart
-    /// (docs/storage.md#early-answers). The loop then goes on without
+    /// or lazy votes (or none), and nothing of this output leaves after
+    /// the sync but lazy votes (no other peer message, answer, copy,
+    /// follow request or change of role; early answers already left).
+    /// Applied records are what this node learned, and no decision
+    /// waits for a lazy vote; every message that depends on either
+    /// waits for their sync, so losing them in a crash loses nothing
+    /// the cluster relies on, and the node learns the values again after
+    /// a restart (docs/storage.md#early-answers, #lazy-votes). The loop then goes on without
     /// waiting for the disk; the first output that needs a sync covers
     /// them.
     pub fn sync_can_wait(&self) -> bool {
+        use crate::storage::Record;
         self.checkpoint.is_none()
+            && !self.eager_records
             && self
                 .persist
                 .iter()
-                .all(|r| matches!(r, crate::storage::Record::Applied { .. }))
+                .all(|r| matches!(r, Record::Applied { .. } | Record::Vote { .. }))
             && self.messages.is_empty()
             && self.responses.is_empty()
             && self.copies.is_empty()
@@ -233,6 +244,7 @@ impl Output {
     pub fn clear(&mut self) {
         self.messages.clear();
         self.early_messages.clear();
+        self.lazy_messages.clear();
         self.responses.clear();
         self.early_responses.clear();
         self.copies.clear();
@@ -243,6 +255,7 @@ impl Output {
         self.deadline_ms = None;
         self.checkpoint = None;
         self.persist.clear();
+        self.eager_records = false;
     }
 }
 
@@ -540,6 +553,7 @@ impl Replica {
         }
         self.take_peer_messages(&mut out.messages);
         self.take_early_messages(&mut out.early_messages);
+        self.take_lazy_messages(&mut out.lazy_messages);
         out.responses.append(&mut self.out);
         out.early_responses.append(&mut self.early_out);
         out.copies.append(&mut self.copies);

@@ -38,7 +38,7 @@ use prost::Message;
 
 use crate::attach::{self, Resume};
 use crate::cluster::NodeInfo;
-use crate::consensus::SplitMix64;
+use crate::consensus::{SplitMix64, VoteRecord};
 use crate::replica::{
     ClusterConfig, ConnId, Input, Output, Replica, ReplicaConfig, RoleChange, Secrets,
 };
@@ -173,6 +173,13 @@ pub(crate) struct Node {
     pub promotions: u32,
     /// Its data directory, with `Timing::durable` (it outlives crashes).
     pub disk: MemoryDir,
+    /// Votes and learned values of outputs whose records wait for a
+    /// later sync (lazy votes, and what the node learned counting them):
+    /// the oracle hears of them once they are synced, and a crash before
+    /// that loses them, as it loses the records. Nothing depending on
+    /// them has left the node meanwhile.
+    unsynced_votes: Vec<(String, VoteRecord)>,
+    unsynced_learned: Vec<(u64, Bytes)>,
 }
 
 /// Something due at a time.
@@ -289,6 +296,8 @@ impl World {
                 demotions: 0,
                 promotions: 0,
                 disk: MemoryDir::default(),
+                unsynced_votes: Vec::new(),
+                unsynced_learned: Vec::new(),
             });
         }
         for i in 0..n {
@@ -486,25 +495,20 @@ impl World {
         }
         let fresh = trace.fresh_from;
         let votes = trace.votes.len();
-        for (k, (voter, v)) in trace.votes.into_iter().enumerate() {
+        for (k, vote) in trace.votes.into_iter().enumerate() {
             if let Some((first, before)) = fresh {
                 if k == before {
-                    self.check_fresh(&id, first);
+                    self.check_fresh(i, &id, first);
                 }
             }
-            let top = self.voted_upto.entry(voter.clone()).or_default();
-            *top = (*top).max(v.seqn);
-            self.oracle.voted(&voter, v);
+            self.nodes[i].unsynced_votes.push(vote);
         }
         if let Some((first, before)) = fresh {
             if before >= votes {
-                self.check_fresh(&id, first);
+                self.check_fresh(i, &id, first);
             }
         }
-
-        for (seqn, value) in trace.learned {
-            self.oracle.learned(&id, seqn, value);
-        }
+        self.nodes[i].unsynced_learned.extend(trace.learned);
         // Persist, then send. Records may wait for a later output's
         // sync, as the event loop lets them.
         let synced = self.nodes[i].disk.persist(&mut out, true);
@@ -512,6 +516,7 @@ impl World {
             if let Some(r) = self.nodes[i].replica.as_mut() {
                 r.records_synced();
             }
+            self.synced(i);
         }
         if self.timing.durable && self.rng.chance(0.01) {
             if let Some(job) = self.nodes[i]
@@ -568,10 +573,32 @@ impl World {
         }
     }
 
+    /// Node `i`'s votes and learned values up to now are on its disk:
+    /// the oracle takes them.
+    fn synced(&mut self, i: usize) {
+        let id = self.nodes[i].id.clone();
+        for (voter, v) in std::mem::take(&mut self.nodes[i].unsynced_votes) {
+            let top = self.voted_upto.entry(voter.clone()).or_default();
+            *top = (*top).max(v.seqn);
+            self.oracle.voted(&voter, v);
+        }
+        for (seqn, value) in std::mem::take(&mut self.nodes[i].unsynced_learned) {
+            self.oracle.learned(&id, seqn, value);
+        }
+    }
+
     /// An id never votes without the state it voted with before: a
-    /// consensus state made afresh must start after its last vote.
-    fn check_fresh(&mut self, id: &str, first: u64) {
-        if let Some(&v) = self.voted_upto.get(id).filter(|&&v| v >= first) {
+    /// consensus state made afresh (on node `i`) must start after its
+    /// last vote, synced or not.
+    fn check_fresh(&mut self, i: usize, id: &str, first: u64) {
+        let unsynced = self.nodes[i]
+            .unsynced_votes
+            .iter()
+            .filter(|(voter, _)| voter == id)
+            .map(|(_, v)| v.seqn)
+            .max();
+        let top = self.voted_upto.get(id).copied().max(unsynced);
+        if let Some(v) = top.filter(|&v| v >= first) {
             self.oracle.violations.push(format!(
                 "{id} took part in consensus from seqn {first} with no memory of its votes up to seqn {v}"
             ));
@@ -1248,6 +1275,8 @@ impl World {
         self.trace_line(i, "crashed");
         self.nodes[i].replica = None;
         self.nodes[i].disk.crash();
+        self.nodes[i].unsynced_votes.clear();
+        self.nodes[i].unsynced_learned.clear();
         self.nodes[i].paused = false;
         self.nodes[i].follow = None;
         self.nodes[i].held.clear();

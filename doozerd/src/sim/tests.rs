@@ -148,6 +148,46 @@ fn finding_1_a_cal_that_gave_up_rejoins_with_its_votes() {
     assert_safe(&w);
 }
 
+/// Lazy votes (docs/storage.md#lazy-votes): the third CAL's vote on a
+/// round-0 Accept leaves only once it is synced, though its sync may wait.
+/// Here the eager acceptor (node 1) misses the Accept of node 0's write,
+/// so the lazy one (node 2) holds the only other vote, and it dies before
+/// its sync. Had its vote left unsynced, node 0 would answer the write;
+/// then nodes 1 and 2, cut from node 0, fill the seqn with NOP and the
+/// answered write is lost.
+#[test]
+fn a_lazy_vote_leaves_only_once_synced() {
+    let timing = Timing {
+        timeout_ms: 3_600_000,
+        durable: true,
+        ..Timing::default()
+    };
+    let mut w = form(7, 3, 0, timing);
+    // Node 0 proposes in seqns where node 1 votes at once and node 2
+    // lazily (CAL order N0, N1, N2), once node 2 sees node 1 voting.
+    for k in 0..10 {
+        w.set(k, 0, &format!("/warm/{k}"), "x");
+        w.run(2);
+    }
+    w.cut_one_way(0, 1);
+    let tag = w.set(10, 0, "/lost", "acked?").expect("sent");
+    w.run(10);
+    // Node 2 voted lazily: its vote waits for a sync nothing asked for
+    // yet. (Voting as usual, it answers within 6 ms here.)
+    assert!(
+        !w.answers.contains_key(&(10, tag)),
+        "answered before the lazy vote was synced: {:?}",
+        w.answers.get(&(10, tag))
+    );
+    w.crash(2);
+    w.partition(&[&[0], &[1, 2]]);
+    w.restart(2);
+    w.run(2_000);
+    w.heal();
+    assert!(w.run_until_true(60_000, healed), "{}", describe(&w));
+    assert_safe(&w);
+}
+
 /// Finding 2: a crashed CAL's last report of how far it had learned made
 /// the two others, cut from each other, believe they were behind; both
 /// stepped down and nothing could ever be applied again. They must stay

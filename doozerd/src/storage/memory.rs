@@ -2,6 +2,10 @@
 //! leave it on disk, for the simulator and the fuzz targets: what one
 //! output syncs is kept, nothing else (a crash keeps exactly this).
 
+use std::net::SocketAddr;
+
+use doozer_proto::peer::PeerMsg;
+
 use super::Record;
 use crate::replica::{Output, Restored, SnapshotJob};
 
@@ -13,6 +17,9 @@ pub struct MemoryDir {
     /// Records of outputs whose sync waits for a later one's
     /// ([`Output::sync_can_wait`]): lost in a crash.
     waiting: Vec<Record>,
+    /// The lazy votes of those outputs: sent once they are synced, lost
+    /// in a crash.
+    lazy: Vec<(SocketAddr, PeerMsg)>,
 }
 
 impl MemoryDir {
@@ -21,13 +28,17 @@ impl MemoryDir {
     /// a later output's sync instead, as the event loop lets them (with
     /// `may_wait`) when [`Output::sync_can_wait`]: with records waiting,
     /// an output that needs no sync adds to them (here with no time limit,
-    /// so they may wait longer than in the event loop).
+    /// so they may wait longer than in the event loop). Lazy votes wait
+    /// with their records; once synced, they join `out.messages`.
     pub fn persist(&mut self, out: &mut Output, may_wait: bool) -> bool {
         if may_wait && out.sync_can_wait() && !(out.persist.is_empty() && self.waiting.is_empty()) {
             self.waiting.append(&mut out.persist);
+            self.lazy.append(&mut out.lazy_messages);
             return false;
         }
         self.records.append(&mut self.waiting);
+        out.messages.append(&mut self.lazy);
+        out.messages.append(&mut out.lazy_messages);
         if let Some(job) = out.checkpoint.take() {
             // The new log starts with the acceptor state; older segments
             // and snapshots are deleted.
@@ -43,6 +54,7 @@ impl MemoryDir {
     /// The process died: records not yet synced are gone.
     pub fn crash(&mut self) {
         self.waiting.clear();
+        self.lazy.clear();
     }
 
     /// A snapshot written in the background: the log behind it goes
