@@ -1033,3 +1033,70 @@ fn a_vote_is_lazy_only_beyond_the_first_majority_while_that_votes() {
     accept(&mut px, 10, 1 + super::paxos::LAZY_WHILE_VOTED_MS);
     assert_eq!(take(&mut px), (2, 0, false));
 }
+
+/// Floors ahead of need (docs/storage.md#lazy-votes; see
+/// `Paxos::cover_own`): once n0's own seqns come within `alpha` of its
+/// floor, the next Floor is recorded as a record that may wait for a
+/// later sync. Synced by then, it lets the skips past the old floor
+/// leave early instead of waiting for a Floor sync of their own; never
+/// synced (its write failed, or it still waits), nothing relies on it.
+#[test]
+fn the_next_floor_is_recorded_ahead_and_may_wait() {
+    for sync_ahead in [true, false] {
+        let (mut px, cals) = durable_n0();
+        let me = cals.index_of("n0").unwrap();
+        let skips = |m: &[(NodeId, PeerMsg)]| -> Vec<Seqn> {
+            m.iter()
+                .flat_map(|(_, m)| m.skips.iter().copied())
+                .collect()
+        };
+        px.step("n1", learned_msg(&[(1, NOP), (2, NOP)]), 0);
+        let mut first_floor = None;
+        let mut ahead = 0;
+        let mut syncing = true;
+        for s in (3..300).filter(|s| cals.owner_index(*s) == me) {
+            // The others' next seqns decided: n0 skips its own s, unused.
+            px.step("n1", learned_msg(&[(s + 1, NOP), (s + 2, NOP)]), 0);
+            let early = skips(&px.take_early_messages());
+            let _ = px.take_messages();
+            let mut records = Vec::new();
+            let may_wait = px.take_records(&mut records);
+            let floors: Vec<Seqn> = records
+                .iter()
+                .filter_map(|r| match r {
+                    crate::storage::Record::Floor { seqn } => Some(*seqn),
+                    _ => None,
+                })
+                .collect();
+            match first_floor {
+                None => {
+                    assert!(!early.contains(&s), "no floor on disk yet");
+                    assert!(!may_wait, "the first Floor is needed now");
+                    first_floor = floors.first().copied();
+                }
+                Some(first) => {
+                    let want = syncing || s < first;
+                    assert_eq!(early.contains(&s), want, "skip of {s} (synced: {syncing})");
+                    if !floors.is_empty() && syncing {
+                        assert!(may_wait, "a Floor ahead of need may wait: {floors:?}");
+                        ahead += 1;
+                        syncing = sync_ahead;
+                    }
+                }
+            }
+            if syncing {
+                px.records_synced();
+            }
+            // The caller applies what was delivered, growing the window.
+            for (t, _, _) in px.ready().learned {
+                px.set_cals(t, cals.clone());
+            }
+        }
+        let first = first_floor.expect("a first Floor");
+        let want = if sync_ahead { 4 } else { 1 };
+        assert!(
+            first < 300 && ahead >= want,
+            "first floor {first}, {ahead} ahead"
+        );
+    }
+}
