@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use doozer_proto::peer::PeerMsg;
-
 use doozer_proto::Response;
 
 use crate::replica::{ConnId, Output, Replica, SnapshotJob};
