@@ -1101,7 +1101,7 @@ impl Paxos {
     /// `Config::lazy_votes`; always empty without). Of a round-0 Accept's
     /// acceptors, the owner and the next `quorum - 2` CALs after it (by
     /// [`CalSet::fill_rank`]) vote as usual; the others vote lazily while
-    /// each of those voted within [`LAZY_WHILE_VOTED_MS`]. A lazy vote is
+    /// each of those voted within `LAZY_WHILE_VOTED_MS`. A lazy vote is
     /// recorded like any other and leaves only once its record is synced,
     /// but its record needs no sync of its own ([`Paxos::take_records`]
     /// says so): the caller may let it wait for the next sync it makes
