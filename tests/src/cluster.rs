@@ -284,6 +284,12 @@ impl Cluster {
         }
     }
 
+    /// Nodes started from now on serve the web viewer, each on a free
+    /// port (`/$metrics`, `/$stats.json`).
+    pub fn serve_web(&mut self) {
+        self.web = true;
+    }
+
     /// A cluster of nodes the test started itself (e.g. booted through a
     /// name service); `args` are given to nodes started later.
     pub fn adopt(nodes: Vec<Doozerd>, args: &[&str]) -> Cluster {

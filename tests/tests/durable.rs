@@ -6,7 +6,8 @@
 //! accepts writes again; one CAL restarted rejoins as the same CAL; an
 //! emptied DIR makes a new node; a second doozerd on a DIR in use, a
 //! different `-c`, a flipped byte inside the log are refused with errors
-//! naming what is wrong; a torn tail is cut off and logged.
+//! naming what is wrong; a torn tail is cut off and logged; writes in a
+//! row are answered while the third CAL votes lazily.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use doozer_tests::browser::http_get;
 use doozer_tests::cluster::{call_timeout, node_id, Cluster, State, CLUSTER_DEADLINE, HIST};
 use doozer_tests::*;
 
@@ -137,15 +139,25 @@ struct DurableCluster {
 
 impl DurableCluster {
     fn start() -> DurableCluster {
+        DurableCluster::start_full(false)
+    }
+
+    /// With `web`, every node serves the web viewer too.
+    fn start_full(web: bool) -> DurableCluster {
         let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new("durable-cal")).collect();
         let seed_args = vec!["-hist".to_string(), HIST.to_string()];
-        let seed = start(
-            None,
-            dirs[0].path(),
-            &seed_args.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+        let mut b = Doozerd::builder()
+            .args(["-d", dirs[0].path().to_str().expect("utf-8 temp path")])
+            .args(seed_args.iter().map(String::as_str));
+        if web {
+            b = b.web(&format!("127.0.0.1:{}", free_port()));
+        }
+        let seed = b.start();
         let seed_addr = seed.addr().to_string();
         let mut c = Cluster::adopt(vec![seed], &[]);
+        if web {
+            c.serve_web();
+        }
         let mut args = vec![seed_args];
         for (slot, dir) in dirs.iter().enumerate().skip(1) {
             let dir = dir.path().to_str().expect("utf-8").to_string();
@@ -223,6 +235,33 @@ fn three_cals_all_killed_under_writes_lose_nothing() {
         }
     }
     dc.c.assert_consistent(&[]);
+}
+
+/// Lazy votes (docs/storage.md#lazy-votes): writes in a row through one
+/// CAL are all answered, on every node at their revs, while the CAL
+/// third in each Accept's order sends its vote with its next sync, which
+/// `/$metrics` counts.
+#[test]
+fn writes_in_a_row_are_answered_while_the_third_cal_votes_lazily() {
+    let mut dc = DurableCluster::start_full(true);
+    let revs: Vec<i64> = (0..200)
+        .map(|k| dc.c.set(0, &format!("/lazy/{k}"), 0, b"v"))
+        .collect();
+    let lazy: f64 = (0..3)
+        .map(|i| {
+            let web = dc.c.d(i).web().expect("the web viewer is on");
+            let text = http_get(web, "/$metrics").text();
+            let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
+            m.value("doozer_consensus_lazy_votes_total", &[])
+                .unwrap_or_else(|| panic!("node {i}: no lazy vote counter\n{text}"))
+        })
+        .sum();
+    assert!(lazy > 0.0, "no lazy vote in 200 writes in a row");
+    for i in 0..3 {
+        for (k, rev) in revs.iter().enumerate() {
+            assert_eq!(get_at_rev(dc.c.d(i), &format!("/lazy/{k}"), *rev), b"v");
+        }
+    }
 }
 
 /// One CAL killed and started again on its DIR rejoins as the same CAL

@@ -167,6 +167,8 @@ pub struct Stats {
     pub round_retries: u64,
     /// Own seqns skipped (decided NOP without a round).
     pub skips: u64,
+    /// Votes cast lazily (with a data directory, docs/storage.md#lazy-votes).
+    pub lazy_votes: u64,
     /// Message parts ignored as invalid (bad ballot, unknown sender, ...).
     pub invalid: u64,
     /// Message parts dropped because they were too far ahead.
@@ -1509,6 +1511,7 @@ impl Paxos {
                 value: voted,
             });
             if lazy {
+                self.stats.lazy_votes += 1;
                 // Counted here at once, as every own vote: nothing this
                 // node learns from it leaves before the vote is synced.
                 for c in cals.iter() {

@@ -60,6 +60,7 @@ impl Sources<'_> {
             instances_in_flight: consensus.as_ref().map_or(0, |(_, n)| *n as u64),
             fills: c.map_or(0, |c| c.fills),
             round_retries: c.map_or(0, |c| c.round_retries),
+            lazy_votes: c.map_or(0, |c| c.lazy_votes),
             revokes: c.map_or(0, |c| c.revokes),
             malformed_values: s.malformed_values,
             divergences: s.divergences,
