@@ -294,7 +294,7 @@ pub struct Paxos {
     /// acceptor votes lazily only while the ones before it vote).
     last_vote_ms: BTreeMap<NodeId, u64>,
     /// Whether a record not yet taken needs a prompt sync (anything but
-    /// a lazy vote or a Floor recorded ahead): see [`Paxos::take_records`].
+    /// a lazy vote's): see [`Paxos::take_records`].
     eager_records: bool,
     /// Skips waiting for a batch to ride on: since when, and which.
     skip_backlog: BTreeMap<NodeId, (u64, Vec<Seqn>)>,
@@ -508,9 +508,8 @@ impl Paxos {
     /// at round 0.
     ///
     /// Returns whether the records taken may wait for a later sync: they
-    /// are only lazy votes, whose messages wait with them
-    /// ([`Paxos::take_lazy_messages`]), and Floors recorded ahead (see
-    /// `cover_own`), or none.
+    /// are only lazy votes (or none), whose messages wait with them
+    /// ([`Paxos::take_lazy_messages`]).
     pub fn take_records(&mut self, out: &mut Vec<Record>) -> bool {
         out.append(&mut self.records);
         let may_wait = !std::mem::take(&mut self.eager_records);
@@ -1713,23 +1712,10 @@ impl Paxos {
     /// a Floor record above it goes to disk first (in blocks of `alpha`,
     /// so one record covers many seqns). After a restart, own seqns below
     /// the floor are settled through phase 1.
-    ///
-    /// Once `s` is within `alpha` of the floor, the next block's Floor is
-    /// recorded ahead, as a record that may wait for the next sync (like
-    /// a lazy vote's, see [`Paxos::take_records`]): nothing relies on it
-    /// before it is synced, and by the time `s` reaches the old floor it
-    /// usually is, so the Accepts and skips there still leave early
-    /// instead of waiting for a sync of their own.
     fn cover_own(&mut self, s: Seqn) {
-        if !self.cfg.durable {
-            return;
-        }
-        if s >= self.floor {
+        if self.cfg.durable && s >= self.floor {
             self.floor = s + 1 + self.cfg.alpha;
             self.eager_records = true;
-            self.records.push(Record::Floor { seqn: self.floor });
-        } else if s + self.cfg.alpha >= self.floor {
-            self.floor += self.cfg.alpha;
             self.records.push(Record::Floor { seqn: self.floor });
         }
     }

@@ -180,8 +180,7 @@ pub struct Output {
     /// message or answer of this output leaves (docs/storage.md).
     pub persist: Vec<crate::storage::Record>,
     /// With a data directory: whether a record consensus put in `persist`
-    /// needs a prompt sync: anything but a lazy vote or a Floor recorded
-    /// ahead of need.
+    /// needs a prompt sync: anything but a lazy vote.
     pub eager_records: bool,
 }
 
@@ -215,28 +214,25 @@ impl Output {
     }
 
     /// With a data directory: whether this output's records may wait,
-    /// unsynced, for a later output's sync: they are all Applied
-    /// records, lazy votes or Floors recorded ahead of need (or none), and
-    /// nothing of this output leaves after the sync but lazy votes (no
-    /// other peer message, answer, copy, follow request or change of
-    /// role; early answers already left). Applied records are what this
-    /// node learned, no decision waits for a lazy vote, and no message
-    /// relies on a Floor before it is synced; every message that depends
-    /// on any of them waits for their sync, so losing them in a crash
-    /// loses nothing the cluster relies on, and the node learns the
-    /// values again after a restart (docs/storage.md#early-answers,
-    /// #lazy-votes). The loop then goes on without waiting for the disk;
-    /// the first output that needs a sync covers them.
+    /// unsynced, for a later output's sync: they are all Applied records
+    /// or lazy votes (or none), and nothing of this output leaves after
+    /// the sync but lazy votes (no other peer message, answer, copy,
+    /// follow request or change of role; early answers already left).
+    /// Applied records are what this node learned, and no decision
+    /// waits for a lazy vote; every message that depends on either
+    /// waits for their sync, so losing them in a crash loses nothing
+    /// the cluster relies on, and the node learns the values again after
+    /// a restart (docs/storage.md#early-answers, #lazy-votes). The loop then goes on without
+    /// waiting for the disk; the first output that needs a sync covers
+    /// them.
     pub fn sync_can_wait(&self) -> bool {
         use crate::storage::Record;
         self.checkpoint.is_none()
             && !self.eager_records
-            && self.persist.iter().all(|r| {
-                matches!(
-                    r,
-                    Record::Applied { .. } | Record::Vote { .. } | Record::Floor { .. }
-                )
-            })
+            && self
+                .persist
+                .iter()
+                .all(|r| matches!(r, Record::Applied { .. } | Record::Vote { .. }))
             && self.messages.is_empty()
             && self.responses.is_empty()
             && self.copies.is_empty()
