@@ -222,9 +222,9 @@ impl Output {
     /// waits for a lazy vote; every message that depends on either
     /// waits for their sync, so losing them in a crash loses nothing
     /// the cluster relies on, and the node learns the values again after
-    /// a restart (docs/storage.md#early-answers, #lazy-votes). The loop then goes on without
-    /// waiting for the disk; the first output that needs a sync covers
-    /// them.
+    /// a restart (docs/storage.md#early-answers, #lazy-votes). The loop
+    /// then goes on without waiting for the disk; the first output that
+    /// needs a sync covers them.
     pub fn sync_can_wait(&self) -> bool {
         use crate::storage::Record;
         self.checkpoint.is_none()
