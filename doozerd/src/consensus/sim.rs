@@ -929,6 +929,21 @@ fn a_decision_is_on_disk_only_once_every_own_vote_up_to_it_is_synced() {
     }
 }
 
+/// `px` takes, at `now`, the round-0 Accept of `s` from its owner (ids
+/// `n0`, `n1`, ... as in [`durable_n0`]).
+fn owner_accepts(px: &mut Paxos, cals: &CalSet, s: Seqn, now: u64) {
+    let owner = format!("n{}", cals.owner_index(s));
+    let msg = PeerMsg {
+        accepts: vec![Accept {
+            seqn: s,
+            round: 0,
+            value: Bytes::from_static(b"v"),
+        }],
+        ..Default::default()
+    };
+    px.step(&owner, msg, now);
+}
+
 #[test]
 fn skips_leave_early_only_below_a_synced_floor() {
     let (mut px, cals) = durable_n0();
@@ -936,19 +951,7 @@ fn skips_leave_early_only_below_a_synced_floor() {
     let own: Vec<Seqn> = (1..40).filter(|s| cals.owner_index(*s) == me).collect();
     // A round-0 Accept from the owner of a seqn after `own[k]`: n0 will
     // never need its own seqn below it and skips it.
-    let accept_after = |px: &mut Paxos, k: usize| {
-        let t = own[k] + 1;
-        let owner = format!("n{}", cals.owner_index(t));
-        let msg = PeerMsg {
-            accepts: vec![Accept {
-                seqn: t,
-                round: 0,
-                value: Bytes::from_static(b"v"),
-            }],
-            ..Default::default()
-        };
-        px.step(&owner, msg, 0);
-    };
+    let accept_after = |px: &mut Paxos, k: usize| owner_accepts(px, &cals, own[k] + 1, 0);
     let skips = |m: &[(NodeId, PeerMsg)]| -> Vec<Seqn> {
         m.iter()
             .flat_map(|(_, m)| m.skips.iter().copied())
@@ -986,18 +989,7 @@ fn skips_leave_early_only_below_a_synced_floor() {
 #[test]
 fn a_vote_is_lazy_only_beyond_the_first_majority_while_that_votes() {
     let (mut px, cals) = durable_n0();
-    let accept = |px: &mut Paxos, s: Seqn, now: u64| {
-        let owner = format!("n{}", cals.owner_index(s));
-        let msg = PeerMsg {
-            accepts: vec![Accept {
-                seqn: s,
-                round: 0,
-                value: Bytes::from_static(b"v"),
-            }],
-            ..Default::default()
-        };
-        px.step(&owner, msg, now);
-    };
+    let accept = |px: &mut Paxos, s: Seqn, now: u64| owner_accepts(px, &cals, s, now);
     let votes = |m: &[(NodeId, PeerMsg)]| m.iter().map(|(_, m)| m.votes.len()).sum::<usize>();
     // (usual votes, lazy votes, whether the records may wait)
     let take = |px: &mut Paxos| {
