@@ -6,8 +6,7 @@
 //! never changes, so the sorted names of `(rev, path)` are kept for a few
 //! recent listings and each later offset is an index.
 
-use std::sync::Arc;
-
+use crate::store::dir::Entry;
 use crate::store::{Glob, Rev, Snapshot, StoreError, WalkEntry};
 
 /// Below this offset the tree is walked directly (cheap, no allocation).
@@ -18,7 +17,7 @@ const LISTINGS_MAX: usize = 4;
 /// Recent directory listings, most recent last.
 #[derive(Default)]
 pub struct Listings {
-    recent: Vec<(Rev, String, Vec<Arc<str>>)>,
+    recent: Vec<(Rev, String, Vec<Entry>)>,
 }
 
 impl Listings {

@@ -10,6 +10,7 @@
 //!
 //! CONTRACT (the server is written against exactly these signatures).
 
+pub mod dir;
 pub mod mutation;
 pub mod path;
 pub mod tree;
@@ -156,7 +157,8 @@ impl Copy {
         if f.rev < 1 || f.rev > self.rev {
             return Err(StoreError::Range);
         }
-        self.tree = self.tree.set(&f.path, &f.body, wire_rev::CLOBBER, f.rev)?;
+        self.tree
+            .set_in_place(&f.path, &f.body, wire_rev::CLOBBER, f.rev)?;
         Ok(())
     }
 }
@@ -196,8 +198,19 @@ pub struct Store {
     /// history keeps: then a SET changes the head in place, and no
     /// snapshot but the head is kept (see [`Store::set_keep_history`]).
     keep_history: bool,
-    /// Snapshots of revs `oldest_rev()..=rev()`; never empty.
-    snaps: VecDeque<Snapshot>,
+    /// Snapshots of revs `oldest_rev()..=rev()`; never empty, and the
+    /// head (the last) is always there. A rev inside a value of several
+    /// changes (not the value's last) keeps `None`: [`Store::snapshot`]
+    /// rebuilds it from the nearest snapshot before it and the events
+    /// after that, so the history of a batch costs one tree version, not
+    /// one per change (docs/benchmarks.md#memory).
+    snaps: VecDeque<Option<Snapshot>>,
+    /// The snapshot of the rev just before the window, kept while the
+    /// window's oldest rev has none of its own: where rebuilding the
+    /// window's first revs starts.
+    base: Option<Snapshot>,
+    /// The events from `base` up to the window (at most one value's).
+    base_events: Vec<Event>,
     /// Events of revs `max(1, oldest_rev())..=rev()`, with where each sits
     /// in the consensus log.
     events: VecDeque<(Event, At)>,
@@ -215,6 +228,20 @@ pub struct Store {
     /// Shared event paths, so NOPs and errors allocate none.
     root_path: Arc<str>,
     err_path: Arc<str>,
+}
+
+/// `snap` changed as `event` says: the tree of the event's rev, when
+/// `snap` is the tree of the rev before it. The event was made from that
+/// very tree, so it applies again the same way (a failed change is
+/// recorded as its `/ctl/err` SET or as a NOP).
+fn replay(snap: &Snapshot, event: &Event) -> Snapshot {
+    let (path, rev) = (&*event.path, event.rev);
+    let done = match event.flags {
+        flags::SET => snap.set(path, &event.body, wire_rev::CLOBBER, rev),
+        flags::DEL => snap.del(path, wire_rev::CLOBBER, rev),
+        _ => Ok(snap.at_rev(rev)),
+    };
+    done.unwrap_or_else(|_| snap.at_rev(rev))
 }
 
 /// The event of `body` written at `path` as `rev`.
@@ -247,11 +274,13 @@ impl Store {
     pub fn new(history_revs: u64) -> Store {
         let history_revs = usize::try_from(history_revs.max(1)).unwrap_or(usize::MAX);
         let mut snaps = VecDeque::new();
-        snaps.push_back(Snapshot::empty());
+        snaps.push_back(Some(Snapshot::empty()));
         Store {
             history_revs,
             keep_history: true,
             snaps,
+            base: None,
+            base_events: Vec::new(),
             events: VecDeque::new(),
             glob_waits: BTreeMap::new(),
             waits_by_base: BTreeMap::new(),
@@ -271,8 +300,11 @@ impl Store {
     /// The tree at the head revision (always there).
     pub fn head(&self) -> &Snapshot {
         // `snaps` is never empty: `new` pushes rev 0 and trimming keeps at
-        // least one.
-        self.snaps.back().expect("store always has a head snapshot")
+        // least one; only revs before the head give up their snapshot.
+        self.snaps
+            .back()
+            .and_then(Option::as_ref)
+            .expect("store always has a head snapshot")
     }
 
     /// The head revision (0 before anything is applied).
@@ -282,7 +314,7 @@ impl Store {
 
     /// The oldest revision still readable.
     pub fn oldest_rev(&self) -> Rev {
-        self.snaps.front().map_or(0, Snapshot::rev)
+        self.rev() - self.snaps.len() as Rev + 1
     }
 
     /// The tree as of `rev` (`None`: the head).
@@ -298,9 +330,42 @@ impl Store {
             return Err(ReadAt::TooLate);
         }
         // In range, so the index fits; revs in `snaps` are consecutive.
-        let snap = &self.snaps[(rev - oldest) as usize];
-        debug_assert_eq!(snap.rev(), rev);
-        Ok(snap.clone())
+        let at = (rev - oldest) as usize;
+        if let Some(Some(snap)) = self.snaps.get(at) {
+            debug_assert_eq!(snap.rev(), rev);
+            return Ok(snap.clone());
+        }
+        Ok(self.rebuild(at))
+    }
+
+    /// The tree of the rev at `at` in `snaps`, which has none of its own:
+    /// the nearest snapshot before it (or `base`) with the events after
+    /// that applied again, at most one value's changes.
+    fn rebuild(&self, at: usize) -> Snapshot {
+        let before = (0..at)
+            .rev()
+            .find_map(|i| self.snaps.get(i).cloned().flatten());
+        let Some(mut snap) = before.or_else(|| self.base.clone()) else {
+            // Unreachable: the window's first rev has a snapshot or `base`.
+            debug_assert!(false, "store: no snapshot to rebuild from");
+            return self.head().clone();
+        };
+        let target = self.oldest_rev() + at as Rev;
+        let first = self.first_event_rev();
+        for rev in snap.rev() + 1..=target {
+            let event = if rev < first {
+                self.base_events.iter().find(|e| e.rev == rev)
+            } else {
+                self.event(rev)
+            };
+            let Some(event) = event else {
+                // Unreachable: events are kept from `base` on.
+                debug_assert!(false, "store: no event at rev {rev} to rebuild");
+                break;
+            };
+            snap = replay(&snap, event);
+        }
+        snap
     }
 
     /// The event recorded at `rev`, if it is still kept (`None` for rev 0,
@@ -446,7 +511,20 @@ impl Store {
         at: At,
         error: Option<StoreError>,
     ) -> Applied {
-        self.snaps.push_back(snap);
+        // The head so far was a change inside a value, not its last: its
+        // snapshot goes, to be rebuilt if ever read.
+        let inside_value = self.events.back().is_some_and(|(_, at)| !at.last);
+        if inside_value && self.keep_history {
+            let alone = self.snaps.len() == 1;
+            if let Some(slot) = self.snaps.back_mut() {
+                let head = slot.take();
+                if alone {
+                    self.base = head;
+                    self.base_events.clear();
+                }
+            }
+        }
+        self.snaps.push_back(Some(snap));
         self.events.push_back((event.clone(), at));
         let keep = if self.keep_history {
             self.history_revs
@@ -454,12 +532,25 @@ impl Store {
             1
         };
         while self.snaps.len() > keep {
-            self.snaps.pop_front();
+            if let Some(Some(gone)) = self.snaps.pop_front() {
+                self.base = Some(gone);
+                self.base_events.clear();
+            }
+        }
+        if matches!(self.snaps.front(), Some(Some(_))) {
+            self.base = None;
+            self.base_events.clear();
         }
         // Events are kept from the oldest snapshot's rev on (an event at
         // rev r is what made snapshot r).
         while self.first_event_rev() < self.oldest_rev() && !self.events.is_empty() {
-            self.events.pop_front();
+            let Some((gone, _)) = self.events.pop_front() else {
+                break;
+            };
+            // What leads from `base` to the window stays.
+            if self.base.as_ref().is_some_and(|b| gone.rev > b.rev()) {
+                self.base_events.push(gone);
+            }
         }
         debug_assert!(self.events.len() <= self.snaps.len());
 
@@ -486,9 +577,11 @@ impl Store {
         while self.snaps.len() > 1 {
             self.snaps.pop_front();
         }
-        let mut head = self.snaps.pop_back()?;
+        self.base = None;
+        self.base_events.clear();
+        let mut head = self.snaps.pop_back().flatten()?;
         if head.set_in_place(path, body, *cond, rev).is_err() {
-            self.snaps.push_back(head);
+            self.snaps.push_back(Some(head));
             return None;
         }
         Some(self.push_rev(head, set_event(rev, path, body), at, None))
@@ -511,7 +604,7 @@ impl Store {
         if let Mutation::Set { path, body, .. } = m {
             if let Ok(t) = head.set(path, body, wire_rev::CLOBBER, head.rev()) {
                 if let Some(last) = self.snaps.back_mut() {
-                    *last = t;
+                    *last = Some(t);
                 }
             }
         }
@@ -541,7 +634,9 @@ impl Store {
     pub fn install(&mut self, copy: Copy) -> Vec<Woken> {
         let rev = copy.rev;
         self.snaps.clear();
-        self.snaps.push_back(copy.tree.at_rev(rev));
+        self.snaps.push_back(Some(copy.tree.at_rev(rev)));
+        self.base = None;
+        self.base_events.clear();
         self.events.clear();
         self.waits_by_base.clear();
         self.glob_wait_bytes = 0;

@@ -1,45 +1,23 @@
 //! The persistent tree. CONTRACT: signatures below are what the server uses.
 //!
-//! A directory is a persistent red-black map from name to node, so a change
-//! copies only the O(log n) map nodes on the way to the changed entry in each
-//! directory along the path; everything else is shared with older
-//! snapshots. A set into a directory of 100,000 files costs about as much
-//! as into a small one, and a kept revision costs only that path.
+//! A directory is a persistent B+tree from name to entry ([`super::dir`]),
+//! so a change copies only the O(log n) nodes on the way to the changed
+//! entry in each directory along the path; everything else is shared with
+//! older snapshots. A set into a directory of 100,000 files costs about as
+//! much as into a small one, and a kept revision costs only that path.
 
 use std::fmt;
-use std::ops::Bound;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use doozer_proto::rev as wire_rev;
-use rpds::RedBlackTreeMapSync;
 
+use super::dir::{Dir, Entry};
 use super::path::{names, validate_path, GlobState};
 use super::{Glob, Rev, StoreError};
 
-/// A directory: entries by name, sorted bytewise (names are ASCII).
-pub(crate) type Dir = RedBlackTreeMapSync<Arc<str>, Node>;
-
-/// A file or a directory.
-#[derive(Clone, Debug)]
-pub(crate) enum Node {
-    /// A file: its body and the rev that last wrote it.
-    File {
-        /// The body.
-        body: Bytes,
-        /// The rev of the change that wrote it.
-        rev: Rev,
-    },
-    /// A non-empty directory (empty ones are removed).
-    Dir(Dir),
-}
-
-/// A file found where a change goes: its rev and body.
-type OldFile = (Rev, Bytes);
-
 /// What a path names in a snapshot.
 enum Found<'a> {
-    File(&'a Bytes, Rev),
+    File(&'a Entry),
     Dir(&'a Dir),
     Missing,
 }
@@ -72,7 +50,7 @@ impl fmt::Debug for Snapshot {
         // The whole tree would be unreadable; the rev identifies it.
         f.debug_struct("Snapshot")
             .field("rev", &self.rev)
-            .field("root_entries", &self.root.size())
+            .field("root_entries", &self.root.len())
             .finish()
     }
 }
@@ -106,9 +84,8 @@ fn descend<'a>(root: &'a Dir, names: &[&str], empty: &'a Dir) -> Result<Vec<&'a 
     dirs.push(root);
     let mut dir = root;
     for name in names.iter().take(names.len().saturating_sub(1)) {
-        dir = match dir.get(*name) {
-            Some(Node::File { .. }) => return Err(StoreError::NotDir),
-            Some(Node::Dir(sub)) => sub,
+        dir = match dir.get(name) {
+            Some(e) => e.as_dir().ok_or(StoreError::NotDir)?,
             None => empty,
         };
         dirs.push(dir);
@@ -116,17 +93,8 @@ fn descend<'a>(root: &'a Dir, names: &[&str], empty: &'a Dir) -> Result<Vec<&'a 
     Ok(dirs)
 }
 
-/// `dir` with `name` bound to `node`, reusing the existing key so rewriting
-/// a file allocates no new name.
-fn put(dir: &Dir, name: &str, node: Node) -> Dir {
-    let key = dir
-        .get_key_value(name)
-        .map_or_else(|| Arc::from(name), |(k, _)| k.clone());
-    dir.insert(key, node)
-}
-
 /// The directories from `root` to the parent of the file at `names`, and
-/// the length of that file's body if it exists, once `cond` is checked against its rev (a
+/// that file if it exists, once `cond` is checked against its rev (a
 /// missing file has rev 0). The root itself, or a directory at `names`, is
 /// `IsDir`; a file on the way is `NotDir`.
 fn leaf_dirs<'a>(
@@ -134,17 +102,17 @@ fn leaf_dirs<'a>(
     names: &[&str],
     cond: Rev,
     empty: &'a Dir,
-) -> Result<(Vec<&'a Dir>, Option<OldFile>), StoreError> {
+) -> Result<(Vec<&'a Dir>, Option<Entry>), StoreError> {
     let Some(leaf) = names.last() else {
         // Only the root has no names, and it is a directory.
         return Err(StoreError::IsDir);
     };
     let dirs = descend(root, names, empty)?;
-    let exists = match dirs.last().and_then(|parent| parent.get(*leaf)) {
-        Some(Node::Dir(_)) => return Err(StoreError::IsDir),
-        Some(Node::File { rev: cur, body }) => {
-            check_rev(cond, *cur)?;
-            Some((*cur, body.clone()))
+    let exists = match dirs.last().and_then(|parent| parent.get(leaf)) {
+        Some(e) if e.as_dir().is_some() => return Err(StoreError::IsDir),
+        Some(file) => {
+            check_rev(cond, file.rev())?;
+            Some(file.clone())
         }
         None => {
             check_rev(cond, wire_rev::MISSING)?;
@@ -154,36 +122,37 @@ fn leaf_dirs<'a>(
     Ok((dirs, exists))
 }
 
-/// `root` with a file at `names`, written by `rev`, if `cond` allows; and
-/// the length of the body it replaced, if any.
+/// `root` with a file at `names` holding `body`, written by `rev`, if
+/// `cond` allows; and the file it replaced, if any.
 fn set_in(
     root: &Dir,
     names: &[&str],
-    body: &Bytes,
+    body: &[u8],
     cond: Rev,
     rev: Rev,
-) -> Result<(Dir, Option<OldFile>), StoreError> {
-    let empty = Dir::new_sync();
+) -> Result<(Dir, Option<Entry>), StoreError> {
+    let empty = Dir::new();
     let (dirs, old) = leaf_dirs(root, names, cond, &empty)?;
-    let mut node = Node::File {
-        body: body.clone(),
-        rev,
+    let (Some(leaf), Some(parent)) = (names.last(), dirs.last()) else {
+        return Err(StoreError::IsDir); // unreachable: leaf_dirs checked
     };
-    for (dir, name) in dirs.iter().zip(names).rev() {
-        node = Node::Dir(put(dir, name, node));
+    let mut cur = (*parent).clone();
+    cur.insert(Entry::file(leaf, body, rev));
+    // Up the path: each directory with its rebuilt child.
+    let last = names.len() - 1;
+    for (dir, name) in dirs[..last].iter().zip(&names[..last]).rev() {
+        let mut up = (*dir).clone();
+        up.insert(Entry::dir(name, cur));
+        cur = up;
     }
-    match node {
-        Node::Dir(root) => Ok((root, old)),
-        // The loop ran at least once (names is not empty).
-        Node::File { .. } => unreachable!("set_in rebuilt no directory"),
-    }
+    Ok((cur, old))
 }
 
-/// `root` without the file at `names`, if `cond` allows, and the length of
-/// the body removed: `Ok(None)` if nothing changed (it was missing).
-/// Directories left empty are removed.
-fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, OldFile)>, StoreError> {
-    let empty = Dir::new_sync();
+/// `root` without the file at `names`, if `cond` allows, and the file
+/// removed: `Ok(None)` if nothing changed (it was missing). Directories
+/// left empty are removed.
+fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, Entry)>, StoreError> {
+    let empty = Dir::new();
     let (dirs, old) = leaf_dirs(root, names, cond, &empty)?;
     let Some(old) = old else {
         return Ok(None); // deleting a missing file changes nothing
@@ -191,24 +160,51 @@ fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, OldFile)
     let (Some(leaf), Some(parent)) = (names.last(), dirs.last()) else {
         return Err(StoreError::IsDir); // unreachable: leaf_dirs checked
     };
-    let mut cur = parent.remove(*leaf);
+    let mut cur = (*parent).clone();
+    cur.remove(leaf);
     let last = names.len() - 1;
     for (dir, name) in dirs[..last].iter().zip(&names[..last]).rev() {
-        cur = if cur.is_empty() {
+        let mut up = (*dir).clone();
+        if cur.is_empty() {
             // Directories exist only while they hold something.
-            dir.remove(*name)
+            up.remove(name);
         } else {
-            put(dir, name, Node::Dir(cur))
-        };
+            up.insert(Entry::dir(name, cur));
+        }
+        cur = up;
     }
     Ok(Some((cur, old)))
+}
+
+/// Writes the file `leaf` into `dir`, creating the directories `parents`
+/// on the way, changing in place every node nobody else shares.
+/// Iterative: each level's directory is taken out of its entry (without a
+/// copy when unshared), changed, and put back on the way up.
+fn set_mut(dir: &mut Dir, parents: &[&str], leaf: Entry) {
+    let mut taken: Vec<Dir> = Vec::with_capacity(parents.len());
+    let mut cur = std::mem::take(dir);
+    for name in parents {
+        let sub = cur
+            .get_mut(name)
+            .and_then(Entry::take_dir)
+            .unwrap_or_default();
+        taken.push(cur);
+        cur = sub;
+    }
+    cur.insert(leaf);
+    for name in parents.iter().rev() {
+        let Some(mut up) = taken.pop() else { break };
+        up.insert(Entry::dir(name, cur));
+        cur = up;
+    }
+    *dir = cur;
 }
 
 impl Snapshot {
     /// The empty tree at rev 0.
     pub(crate) fn empty() -> Snapshot {
         Snapshot {
-            root: Dir::new_sync(),
+            root: Dir::new(),
             rev: 0,
             files: 0,
             bytes: 0,
@@ -245,13 +241,13 @@ impl Snapshot {
     /// Counts, in files, bytes and digest, `body` written at `path` by
     /// `rev` in place of `old` (if there was a file), and labels the tree
     /// `rev`.
-    fn count_set(&mut self, path: &str, old: Option<OldFile>, body: &Bytes, rev: Rev) {
-        if let Some((old_rev, old_body)) = old {
+    fn count_set(&mut self, path: &str, old: Option<Entry>, body: &Bytes, rev: Rev) {
+        if let Some(old) = old {
             self.files -= 1;
-            self.bytes -= old_body.len() as u64;
+            self.bytes -= old.body().len() as u64;
             self.digest = self
                 .digest
-                .wrapping_sub(file_digest(path, old_rev, &old_body));
+                .wrapping_sub(file_digest(path, old.rev(), old.body()));
         }
         self.files += 1;
         self.bytes += body.len() as u64;
@@ -261,7 +257,7 @@ impl Snapshot {
 
     /// Like [`Snapshot::set`], but changing this tree in place: the
     /// directories on the way are copied only where another version still
-    /// shares them (`rpds` copy-on-write), so with no other version (a
+    /// shares them (copy-on-write), so with no other version (a
     /// replay that keeps no history) a write copies and frees nothing. On
     /// error the tree is unchanged.
     pub(crate) fn set_in_place(
@@ -275,30 +271,12 @@ impl Snapshot {
         let names: Vec<&str> = names(path).collect();
         // Every check first (a file on the way, a directory at the leaf,
         // the rev), so that nothing changes on error.
-        let empty = Dir::new_sync();
+        let empty = Dir::new();
         let (_, old) = leaf_dirs(&self.root, &names, cond, &empty)?;
         let Some((leaf, parents)) = names.split_last() else {
             return Err(StoreError::IsDir); // unreachable: leaf_dirs checked
         };
-        let file = Node::File {
-            body: body.clone(),
-            rev,
-        };
-        let mut dir = &mut self.root;
-        for name in parents {
-            if !dir.contains_key(*name) {
-                dir.insert_mut(Arc::from(*name), Node::Dir(Dir::new_sync()));
-            }
-            dir = match dir.get_mut(*name) {
-                Some(Node::Dir(sub)) => sub,
-                // leaf_dirs found no file on the way.
-                _ => return Err(StoreError::NotDir),
-            };
-        }
-        match dir.get_mut(*leaf) {
-            Some(node) => *node = file,
-            None => dir.insert_mut(Arc::from(*leaf), file),
-        }
+        set_mut(&mut self.root, parents, Entry::file(leaf, body, rev));
         self.count_set(path, old, body, rev);
         Ok(())
     }
@@ -309,14 +287,14 @@ impl Snapshot {
         validate_path(path)?;
         let names: Vec<&str> = names(path).collect();
         Ok(match del_in(&self.root, &names, cond)? {
-            Some((root, (old_rev, old_body))) => Snapshot {
+            Some((root, old)) => Snapshot {
                 root,
                 rev,
                 files: self.files - 1,
-                bytes: self.bytes - old_body.len() as u64,
+                bytes: self.bytes - old.body().len() as u64,
                 digest: self
                     .digest
-                    .wrapping_sub(file_digest(path, old_rev, &old_body)),
+                    .wrapping_sub(file_digest(path, old.rev(), old.body())),
             },
             None => self.at_rev(rev),
         })
@@ -328,16 +306,13 @@ impl Snapshot {
         let mut dir = &self.root;
         let mut names = names(path).peekable();
         while let Some(name) = names.next() {
-            match dir.get(name) {
+            let Some(entry) = dir.get(name) else {
+                return Ok(Found::Missing);
+            };
+            match entry.as_dir() {
+                Some(sub) => dir = sub,
+                None if names.peek().is_none() => return Ok(Found::File(entry)),
                 None => return Ok(Found::Missing),
-                Some(Node::File { body, rev }) => {
-                    return Ok(if names.peek().is_none() {
-                        Found::File(body, *rev)
-                    } else {
-                        Found::Missing
-                    });
-                }
-                Some(Node::Dir(sub)) => dir = sub,
             }
         }
         Ok(Found::Dir(dir))
@@ -369,7 +344,7 @@ impl Snapshot {
     /// `IsDir`; a path under a file is missing too.
     pub fn get(&self, path: &str) -> Result<(Bytes, Rev), StoreError> {
         match self.find(path)? {
-            Found::File(body, rev) => Ok((body.clone(), rev)),
+            Found::File(file) => Ok((file.body_bytes(), file.rev())),
             Found::Dir(_) => Err(StoreError::IsDir),
             Found::Missing => Ok((Bytes::new(), wire_rev::MISSING)),
         }
@@ -379,8 +354,8 @@ impl Snapshot {
     /// and `rev::DIR`; missing `(0, 0)`.
     pub fn stat(&self, path: &str) -> Result<(usize, Rev), StoreError> {
         Ok(match self.find(path)? {
-            Found::File(body, rev) => (body.len(), rev),
-            Found::Dir(dir) => (dir.size(), wire_rev::DIR),
+            Found::File(file) => (file.body().len(), file.rev()),
+            Found::Dir(dir) => (dir.len(), wire_rev::DIR),
             Found::Missing => (0, wire_rev::MISSING),
         })
     }
@@ -388,13 +363,12 @@ impl Snapshot {
     /// The `offset`-th entry name (sorted) of a directory: `NoEnt` if
     /// missing, `NotDir` for a file, `Range` past the end.
     ///
-    /// Costs O(offset): the maps do not index by position.
+    /// Costs O(log n): every node of a directory counts its entries.
     pub fn getdir(&self, path: &str, offset: usize) -> Result<String, StoreError> {
         match self.find(path)? {
             Found::Dir(dir) => dir
-                .keys()
                 .nth(offset)
-                .map(|k| k.to_string())
+                .map(|e| e.name().to_string())
                 .ok_or(StoreError::Range),
             Found::File(..) => Err(StoreError::NotDir),
             Found::Missing => Err(StoreError::NoEnt),
@@ -402,10 +376,11 @@ impl Snapshot {
     }
 
     /// Every entry name of a directory, sorted: `NoEnt` if missing,
-    /// `NotDir` for a file. Names are shared with the tree, not copied.
-    pub fn dir_names(&self, path: &str) -> Result<Vec<Arc<str>>, StoreError> {
+    /// `NotDir` for a file. The entries are shared with the tree, not
+    /// copied; each derefs to its name.
+    pub fn dir_names(&self, path: &str) -> Result<Vec<Entry>, StoreError> {
         match self.find(path)? {
-            Found::Dir(dir) => Ok(dir.keys().cloned().collect()),
+            Found::Dir(dir) => Ok(dir.iter().cloned().collect()),
             Found::File(..) => Err(StoreError::NotDir),
             Found::Missing => Err(StoreError::NoEnt),
         }
@@ -460,8 +435,8 @@ impl Snapshot {
             Box::new(dir.iter())
         } else {
             Box::new(
-                dir.range::<str, _>((Bound::Included(name_prefix), Bound::Unbounded))
-                    .take_while(move |(k, _)| k.starts_with(name_prefix)),
+                dir.iter_from(name_prefix, true)
+                    .take_while(move |e| e.name().starts_with(name_prefix)),
             )
         };
         let base_len = it.path.len();
@@ -498,8 +473,8 @@ impl Snapshot {
         let prefix = name_prefix(glob);
         for (i, name) in names.iter().enumerate() {
             let children: Children<'a> = Box::new(
-                dir.range::<str, _>((Bound::Excluded(*name), Bound::Unbounded))
-                    .take_while(move |(k, _)| i > 0 || k.starts_with(prefix)),
+                dir.iter_from(name, false)
+                    .take_while(move |e| i > 0 || e.name().starts_with(prefix)),
             );
             let base_len = it.path.len();
             it.stack.push(Frame {
@@ -508,7 +483,7 @@ impl Snapshot {
                 state: state.clone(),
             });
             // Go down into `name` if it is a directory the glob can enter.
-            let Some(Node::Dir(sub)) = dir.get(*name) else {
+            let Some(sub) = dir.get(name).and_then(Entry::as_dir) else {
                 break;
             };
             let mut next = state.clone();
@@ -535,7 +510,7 @@ fn name_prefix(glob: &Glob) -> &str {
 }
 
 /// Iterator over one directory's entries in name order.
-type Children<'a> = Box<dyn Iterator<Item = (&'a Arc<str>, &'a Node)> + 'a>;
+type Children<'a> = Box<dyn Iterator<Item = &'a Entry> + 'a>;
 
 /// A directory being walked.
 struct Frame<'a> {
@@ -561,28 +536,29 @@ impl Iterator for WalkIter<'_> {
     fn next(&mut self) -> Option<WalkEntry> {
         loop {
             let frame = self.stack.last_mut()?;
-            let Some((name, node)) = frame.children.next() else {
+            let Some(entry) = frame.children.next() else {
                 self.stack.pop();
                 continue;
             };
             self.path.truncate(frame.base_len);
+            let name = entry.name();
             self.path.push('/');
             self.path.push_str(name);
             self.scratch.clone_from(&frame.state);
             if !self.glob.advance(&mut self.scratch, name.as_bytes()) {
                 continue;
             }
-            match node {
-                Node::File { body, rev } => {
+            match entry.as_dir() {
+                None => {
                     if self.glob.accepts(&self.scratch) {
                         return Some(WalkEntry {
                             path: self.path.clone(),
-                            body: body.clone(),
-                            rev: *rev,
+                            body: entry.body_bytes(),
+                            rev: entry.rev(),
                         });
                     }
                 }
-                Node::Dir(dir) => {
+                Some(dir) => {
                     let mut state = self.scratch.clone();
                     if self.glob.advance(&mut state, b"/") {
                         let base_len = self.path.len();
@@ -661,8 +637,8 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         assert_eq!(all, names);
-        assert_eq!(s.dir_names("/f"), Err(StoreError::NotDir));
-        assert_eq!(s.dir_names("/x"), Err(StoreError::NoEnt));
+        assert_eq!(s.dir_names("/f").err(), Some(StoreError::NotDir));
+        assert_eq!(s.dir_names("/x").err(), Some(StoreError::NoEnt));
     }
 
     #[test]
@@ -775,7 +751,7 @@ mod tests {
 
     #[test]
     fn deepest_paths_work_on_a_small_stack() {
-        // Set and del are iterative; dropping a tree recurses (inside rpds),
+        // Set and del are iterative; dropping a tree recurses (entry, node),
         // bounded by the path length limit. Check the deepest path fits
         // Rust's default 2 MiB thread stack even unoptimized (release
         // needs under 256 KiB).
