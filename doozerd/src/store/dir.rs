@@ -188,6 +188,7 @@ struct Inner {
     len: usize,
     /// The first entry under this node (its first child's).
     first: Entry,
+    /// The children, all at one depth.
     kids: Slots<Arc<Node>>,
 }
 
@@ -229,7 +230,6 @@ impl Node {
         }
     }
 
-    /// `right` (a node of the same kind, after this one) appended.
     /// Splits an overfull node: in half, or, when it grew at its end
     /// (names written in ascending order, as a bulk load often is),
     /// leaving only [`MIN`] slots to the right, so such a directory's

@@ -450,7 +450,10 @@ impl Store {
     pub fn apply_at(&mut self, rev: Rev, m: &Mutation, at: At) -> Applied {
         let head_rev = self.rev();
         assert_eq!(rev, head_rev + 1, "store: apply out of order");
-        if !self.keep_history {
+        // The head is a change inside a value (its snapshot goes anyway,
+        // see `push_rev`) or history is off: a SET changes it in place.
+        let inside_value = self.events.back().is_some_and(|(_, at)| !at.last);
+        if !self.keep_history || (inside_value && self.snaps.len() > 1) {
             if let Some(applied) = self.set_in_place(rev, m, at) {
                 return applied;
             }
@@ -562,9 +565,13 @@ impl Store {
         }
     }
 
-    /// A SET applied to the head in place (history off): `None` if `m` is
-    /// not a SET or fails (the usual path then applies it, recording the
-    /// error), the head unchanged.
+    /// A SET applied to the head in place, when no other rev needs the
+    /// head's own snapshot (history off, or the head is a change inside a
+    /// value, whose rev keeps none): the tree's nodes shared with kept
+    /// snapshots are copied, the rest changed where they are. So a batch
+    /// copies each path it changes once, not once per change. `None` if
+    /// `m` is not a SET or fails (the usual path then applies it,
+    /// recording the error), the head unchanged.
     fn set_in_place(&mut self, rev: Rev, m: &Mutation, at: At) -> Option<Applied> {
         let Mutation::Set {
             path,
@@ -574,15 +581,24 @@ impl Store {
         else {
             return None;
         };
-        while self.snaps.len() > 1 {
-            self.snaps.pop_front();
+        if !self.keep_history {
+            while self.snaps.len() > 1 {
+                self.snaps.pop_front();
+            }
+            self.base = None;
+            self.base_events.clear();
         }
-        self.base = None;
-        self.base_events.clear();
-        let mut head = self.snaps.pop_back().flatten()?;
+        // The head's slot is left empty: the rev inside a value keeps no
+        // snapshot; without history the slot goes.
+        let mut head = self.snaps.back_mut()?.take()?;
         if head.set_in_place(path, body, *cond, rev).is_err() {
-            self.snaps.push_back(Some(head));
+            if let Some(slot) = self.snaps.back_mut() {
+                *slot = Some(head);
+            }
             return None;
+        }
+        if !self.keep_history {
+            self.snaps.pop_back();
         }
         Some(self.push_rev(head, set_event(rev, path, body), at, None))
     }
