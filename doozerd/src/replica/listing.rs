@@ -1,10 +1,11 @@
 //! GETDIR and WALK at high offsets without walking each time.
 //!
 //! Clients list a directory by asking for offset 0, 1, 2, ... at one rev
-//! (the Go protocol has no cursor). The tree finds the n-th entry in O(n),
-//! so listing a directory of 100,000 files would cost O(n²). A snapshot
-//! never changes, so the sorted names of `(rev, path)` are kept for a few
-//! recent listings and each later offset is an index.
+//! (the Go protocol has no cursor). A snapshot never changes, so the
+//! sorted names of `(rev, path)` are kept for a few recent listings and
+//! each later offset is an index. (This was written when the tree found
+//! the n-th entry in O(n); its directories now count their entries, so
+//! [`Snapshot::getdir`] is O(log n) and this cache saves only that.)
 
 use crate::store::dir::Entry;
 use crate::store::{Glob, Rev, Snapshot, StoreError, WalkEntry};
