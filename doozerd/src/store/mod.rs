@@ -175,6 +175,13 @@ pub struct Applied {
     pub woken: Vec<Woken>,
 }
 
+/// Every this many revs one keeps its own snapshot in the history window
+/// (the head always has one): reading any other rev costs at most this
+/// many changes less one, applied again to the kept snapshot before it
+/// (a few µs each), and the history holds one tree version per this many
+/// revs (docs/benchmarks.md#memory).
+const SNAPSHOT_EVERY: Rev = 8;
+
 /// The path a failed mutation's error text is written to.
 pub use doozer_proto::ctl::ERR_PATH;
 
@@ -199,17 +206,20 @@ pub struct Store {
     /// snapshot but the head is kept (see [`Store::set_keep_history`]).
     keep_history: bool,
     /// Snapshots of revs `oldest_rev()..=rev()`; never empty, and the
-    /// head (the last) is always there. A rev inside a value of several
-    /// changes (not the value's last) keeps `None`: [`Store::snapshot`]
-    /// rebuilds it from the nearest snapshot before it and the events
-    /// after that, so the history of a batch costs one tree version, not
-    /// one per change (docs/benchmarks.md#memory).
+    /// head (the last) is always there. Only every [`SNAPSHOT_EVERY`]-th
+    /// rev keeps a snapshot once it is no longer the head; the others
+    /// keep `None`, and [`Store::snapshot`] rebuilds them from the nearest
+    /// snapshot before and the events after it. The changes between two
+    /// kept revs are made to the head in place, so the history costs one
+    /// tree version per kept rev, holding the paths changed since the one
+    /// before (docs/benchmarks.md#memory).
     snaps: VecDeque<Option<Snapshot>>,
     /// The snapshot of the rev just before the window, kept while the
     /// window's oldest rev has none of its own: where rebuilding the
     /// window's first revs starts.
     base: Option<Snapshot>,
-    /// The events from `base` up to the window (at most one value's).
+    /// The events from `base` up to the window (fewer than
+    /// [`SNAPSHOT_EVERY`]).
     base_events: Vec<Event>,
     /// Events of revs `max(1, oldest_rev())..=rev()`, with where each sits
     /// in the consensus log.
@@ -338,9 +348,18 @@ impl Store {
         Ok(self.rebuild(at))
     }
 
+    /// Whether the head's rev keeps its snapshot once a newer rev is the
+    /// head: every [`SNAPSHOT_EVERY`]-th rev does, and a head that no
+    /// event made (rev 0, a copy just installed).
+    fn head_is_kept(&self) -> bool {
+        self.events
+            .back()
+            .is_none_or(|(e, _)| e.rev % SNAPSHOT_EVERY == 0)
+    }
+
     /// The tree of the rev at `at` in `snaps`, which has none of its own:
     /// the nearest snapshot before it (or `base`) with the events after
-    /// that applied again, at most one value's changes.
+    /// that applied again (fewer than [`SNAPSHOT_EVERY`]).
     fn rebuild(&self, at: usize) -> Snapshot {
         let before = (0..at)
             .rev()
@@ -450,10 +469,9 @@ impl Store {
     pub fn apply_at(&mut self, rev: Rev, m: &Mutation, at: At) -> Applied {
         let head_rev = self.rev();
         assert_eq!(rev, head_rev + 1, "store: apply out of order");
-        // The head is a change inside a value (its snapshot goes anyway,
-        // see `push_rev`) or history is off: a SET changes it in place.
-        let inside_value = self.events.back().is_some_and(|(_, at)| !at.last);
-        if !self.keep_history || (inside_value && self.snaps.len() > 1) {
+        // The head's rev keeps no snapshot (it goes anyway, see
+        // `push_rev`) or history is off: a SET changes it in place.
+        if !self.keep_history || (!self.head_is_kept() && self.snaps.len() > 1) {
             if let Some(applied) = self.set_in_place(rev, m, at) {
                 return applied;
             }
@@ -514,10 +532,9 @@ impl Store {
         at: At,
         error: Option<StoreError>,
     ) -> Applied {
-        // The head so far was a change inside a value, not its last: its
-        // snapshot goes, to be rebuilt if ever read.
-        let inside_value = self.events.back().is_some_and(|(_, at)| !at.last);
-        if inside_value && self.keep_history {
+        // The head so far keeps no snapshot of its own once it is not the
+        // head: its snapshot goes, to be rebuilt if ever read.
+        if !self.head_is_kept() && self.keep_history {
             let alone = self.snaps.len() == 1;
             if let Some(slot) = self.snaps.back_mut() {
                 let head = slot.take();
@@ -566,10 +583,10 @@ impl Store {
     }
 
     /// A SET applied to the head in place, when no other rev needs the
-    /// head's own snapshot (history off, or the head is a change inside a
-    /// value, whose rev keeps none): the tree's nodes shared with kept
-    /// snapshots are copied, the rest changed where they are. So a batch
-    /// copies each path it changes once, not once per change. `None` if
+    /// head's own snapshot (history off, or the head's rev keeps none):
+    /// the tree's nodes shared with kept snapshots are copied, the rest
+    /// changed where they are. So the changes between two kept revs copy
+    /// each path they change once, not once per change. `None` if
     /// `m` is not a SET or fails (the usual path then applies it,
     /// recording the error), the head unchanged.
     fn set_in_place(&mut self, rev: Rev, m: &Mutation, at: At) -> Option<Applied> {

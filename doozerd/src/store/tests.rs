@@ -658,12 +658,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Values of several changes: each change has its own rev, and every
-    /// rev in the window reads as the model says, though only each
-    /// value's last rev keeps a snapshot of its own (the others are
-    /// rebuilt from events), also once the window's start falls inside a
-    /// value.
+    /// rev in the window reads as the model says, though only every
+    /// `SNAPSHOT_EVERY`-th rev keeps a snapshot of its own (the others
+    /// are rebuilt from events, the changes between made in place), also
+    /// once the window's start falls between two kept revs.
     #[test]
-    fn revs_inside_a_value_read_as_if_each_had_its_own_snapshot(
+    fn every_rev_reads_as_if_each_had_its_own_snapshot(
         values in proptest::collection::vec(
             proptest::collection::vec(arb_mutation(), 0..5), 1..20),
         hist in 1u64..12,
