@@ -605,8 +605,8 @@ impl Store {
             self.base = None;
             self.base_events.clear();
         }
-        // The head's slot is left empty: the rev inside a value keeps no
-        // snapshot; without history the slot goes.
+        // The head's slot is left empty (its rev keeps no snapshot);
+        // without history the slot goes.
         let mut head = self.snaps.back_mut()?.take()?;
         if head.set_in_place(path, body, *cond, rev).is_err() {
             if let Some(slot) = self.snaps.back_mut() {
