@@ -20,10 +20,15 @@ use doozer_tests::cluster::{call_timeout, node_id, Cluster, State, CLUSTER_DEADL
 use doozer_tests::*;
 
 /// Starts a node on `port` with `-d dir` and `args`.
-fn start(port: Option<u16>, dir: &Path, args: &[&str]) -> Doozerd {
+/// A node on `dir` with `args`, to be started.
+fn with_dir(dir: &Path, args: &[&str]) -> DoozerdBuilder {
     let mut all = vec!["-d", dir.to_str().expect("utf-8 temp path")];
     all.extend_from_slice(args);
-    let b = Doozerd::builder().args(all.iter().copied());
+    Doozerd::builder().args(all.iter().copied())
+}
+
+fn start(port: Option<u16>, dir: &Path, args: &[&str]) -> Doozerd {
+    let b = with_dir(dir, args);
     match port {
         Some(p) => b.port(p).start(),
         None => b.start(),
@@ -146,9 +151,8 @@ impl DurableCluster {
     fn start_full(web: bool) -> DurableCluster {
         let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new("durable-cal")).collect();
         let seed_args = vec!["-hist".to_string(), HIST.to_string()];
-        let mut b = Doozerd::builder()
-            .args(["-d", dirs[0].path().to_str().expect("utf-8 temp path")])
-            .args(seed_args.iter().map(String::as_str));
+        let seed_strs: Vec<&str> = seed_args.iter().map(String::as_str).collect();
+        let mut b = with_dir(dirs[0].path(), &seed_strs);
         if web {
             b = b.web(&format!("127.0.0.1:{}", free_port()));
         }
