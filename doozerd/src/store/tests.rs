@@ -603,6 +603,20 @@ fn check_snapshot(snap: &Snapshot, model: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Every rev of `store`'s window (`hist` revs up to the head) reads as
+/// `models` (one per rev from 0) says.
+fn check_window(store: &Store, hist: u64, models: &[Model]) -> Result<(), TestCaseError> {
+    let rev = store.rev();
+    let oldest = store.oldest_rev();
+    prop_assert_eq!(oldest, (rev + 1 - hist as Rev).max(0));
+    for r in oldest..=rev {
+        let snap = store.snapshot(Some(r)).expect("in window");
+        prop_assert_eq!(snap.rev(), r);
+        check_snapshot(&snap, &models[r as usize])?;
+    }
+    Ok(())
+}
+
 fn arb_path() -> impl Strategy<Value = String> {
     prop_oneof![
         8 => "(/[ab]){1,3}",
@@ -643,13 +657,7 @@ proptest! {
             prop_assert_eq!(applied.error, want_err, "{:?}", m);
             prop_assert_eq!(applied.event.rev, rev);
             models.push(model);
-            let oldest = store.oldest_rev();
-            prop_assert_eq!(oldest, (rev + 1 - hist as Rev).max(0));
-            for r in oldest..=rev {
-                let snap = store.snapshot(Some(r)).expect("in window");
-                prop_assert_eq!(snap.rev(), r);
-                check_snapshot(&snap, &models[r as usize])?;
-            }
+            check_window(&store, hist, &models)?;
         }
     }
 }
@@ -691,13 +699,7 @@ proptest! {
             }
             let rev = store.rev();
             prop_assert_eq!(rev, models.len() as Rev - 1);
-            let oldest = store.oldest_rev();
-            prop_assert_eq!(oldest, (rev + 1 - hist as Rev).max(0));
-            for r in oldest..=rev {
-                let snap = store.snapshot(Some(r)).expect("in window");
-                prop_assert_eq!(snap.rev(), r);
-                check_snapshot(&snap, &models[r as usize])?;
-            }
+            check_window(&store, hist, &models)?;
         }
     }
 }
