@@ -232,14 +232,11 @@ impl Replica {
                 rev: Some(rev),
                 ..Default::default()
             }),
-            (Verb::Getdir, _) => self
-                .listings
-                .entry(&snap, path, offset as usize)
-                .map(|name| Response {
-                    tag,
-                    path: Some(name),
-                    ..Default::default()
-                }),
+            (Verb::Getdir, _) => snap.getdir(path, offset as usize).map(|name| Response {
+                tag,
+                path: Some(name),
+                ..Default::default()
+            }),
             (Verb::Walk, Some(glob)) => {
                 self.walks
                     .entry(&snap, &glob, offset as usize)

@@ -315,7 +315,6 @@ pub struct Replica {
     early_out: Vec<(ConnId, Response)>,
     answering_early: bool,
     stats: Stats,
-    listings: listing::Listings,
     walks: listing::Walks,
     /// Connections following this node (slaves), with their FOLLOW tag.
     followers: BTreeMap<ConnId, Option<i32>>,
@@ -403,7 +402,6 @@ impl Replica {
             early_out: Vec::new(),
             answering_early: false,
             stats: Stats::default(),
-            listings: listing::Listings::default(),
             walks: listing::Walks::default(),
             followers: BTreeMap::new(),
             follow_state: follow::FollowState::default(),

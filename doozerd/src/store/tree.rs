@@ -641,6 +641,26 @@ mod tests {
         assert_eq!(s.dir_names("/x").err(), Some(StoreError::NoEnt));
     }
 
+    /// GETDIR at any offset of a large directory, at two revs: the
+    /// entry counts kept in the directory's nodes find the right name,
+    /// and an earlier name added at a later rev shifts the later ones.
+    #[test]
+    fn getdir_at_far_offsets_follows_each_rev() {
+        let names: Vec<String> = (0..200).map(|i| format!("/d/f{i:03}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let old = tree(&refs);
+        for off in [0, 63, 64, 100, 199] {
+            assert_eq!(old.getdir("/d", off), Ok(format!("f{off:03}")));
+        }
+        assert_eq!(old.getdir("/d", 200), Err(StoreError::Range));
+        let new = old.set("/d/a", &b("x"), -1, 201).expect("set");
+        assert_eq!(new.getdir("/d", 0), Ok("a".to_string()));
+        assert_eq!(new.getdir("/d", 100), Ok("f099".to_string()));
+        assert_eq!(new.getdir("/d", 200), Ok("f199".to_string()));
+        assert_eq!(old.getdir("/d", 100), Ok("f100".to_string()));
+        assert_eq!(new.getdir("/nope", 100), Err(StoreError::NoEnt));
+    }
+
     #[test]
     fn walk_order_is_depth_first_by_name() {
         let s = tree(&["/a0", "/a-", "/a/b", "/a/a/z", "/b", "/a/c"]);
