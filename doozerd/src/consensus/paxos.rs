@@ -375,6 +375,10 @@ const DEFERRED_BYTES_MAX: usize = 16 << 20;
 /// Most bytes of delivered values kept for stragglers: with large values,
 /// fewer than `history_max` of them (memory stays bounded).
 const HISTORY_BYTES_MAX: usize = 32 << 20;
+/// Delivered values kept below the least any peer reported learning: a
+/// peer restarted from its data directory may resume a little before what
+/// it reported, and a slave made CAL joins from where it followed.
+pub(crate) const HISTORY_SLACK: u64 = 256;
 /// Learned values sent per fetch.
 const FETCH_SEQNS_MAX: u64 = 256;
 /// An acceptor votes lazily only while each acceptor ranked before it
@@ -586,14 +590,7 @@ impl Paxos {
             self.history_bytes = 0;
             self.history_base = self.next_deliver;
         }
-        while self.history.len() > self.cfg.history_max
-            || self.history_bytes > HISTORY_BYTES_MAX && self.history.len() > 1
-        {
-            if let Some(old) = self.history.pop_front() {
-                self.history_bytes -= old.len();
-            }
-            self.history_base += 1;
-        }
+        self.trim_history();
     }
 
     /// Takes up the acceptor state read back from disk after a restart:
@@ -890,6 +887,12 @@ impl Paxos {
         let before = self.queue.len();
         self.queue.retain(|(pid, _)| *pid != id);
         self.queue.len() < before
+    }
+
+    /// The oldest delivered seqn whose value this node still keeps for
+    /// peers that lack it (`next_seqn()` when it keeps none).
+    pub fn oldest_kept(&self) -> Seqn {
+        self.history_base
     }
 
     /// The seqn the next learned value will have.
@@ -1198,6 +1201,32 @@ impl Paxos {
 
     fn is_learned(&self, s: Seqn) -> bool {
         s < self.next_deliver || self.instances.get(&s).is_some_and(|i| i.learned.is_some())
+    }
+
+    /// Drops the delivered values no CAL can still ask for: those every
+    /// peer reported learning, less [`HISTORY_SLACK`] (docs/cluster.md#falling-behind),
+    /// and beyond that the oldest past `history_max` values or
+    /// [`HISTORY_BYTES_MAX`]. A peer that never reported (just joined,
+    /// or not heard from since this node started) keeps everything up to
+    /// those caps; a silent peer's last report keeps what it lacked then.
+    fn trim_history(&mut self) {
+        let mut floor = Some(self.next_deliver);
+        for p in &self.peers {
+            floor = match (floor, self.reports.get(p)) {
+                (Some(f), Some(r)) => Some(f.min(r.upto)),
+                _ => None,
+            };
+        }
+        let keep_from = floor.map_or(0, |f| f.saturating_sub(HISTORY_SLACK));
+        while self.history.len() > self.cfg.history_max
+            || self.history_bytes > HISTORY_BYTES_MAX && self.history.len() > 1
+            || self.history_base < keep_from && !self.history.is_empty()
+        {
+            if let Some(old) = self.history.pop_front() {
+                self.history_bytes -= old.len();
+            }
+            self.history_base += 1;
+        }
     }
 
     /// The decided value of `s`, if still held.
@@ -1674,14 +1703,7 @@ impl Paxos {
             self.learned_out.push((s, v.clone(), id));
             self.history_bytes += v.len();
             self.history.push_back(v);
-            while self.history.len() > self.cfg.history_max
-                || self.history_bytes > HISTORY_BYTES_MAX && self.history.len() > 1
-            {
-                if let Some(old) = self.history.pop_front() {
-                    self.history_bytes -= old.len();
-                }
-                self.history_base += 1;
-            }
+            self.trim_history();
             if let Some((gone, _)) = self.cal_sets.pop_front() {
                 if self.cal_sets.front().map(|(c, _)| c) != Some(&gone) {
                     self.update_peers();

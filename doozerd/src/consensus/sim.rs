@@ -23,6 +23,7 @@ use bytes::Bytes;
 use doozer_proto::peer::{Accept, Learned, PeerMsg, Prepare, Vote};
 
 use super::*;
+use paxos::HISTORY_SLACK;
 
 const NOP: &[u8] = b"nop:";
 const FAULT_MS: u64 = 1_500;
@@ -510,6 +511,52 @@ fn one_dead_cal_is_revoked_in_bulk_and_does_not_throttle() {
     );
     // 300 writes plus ~150 fills, without waiting fill_ms per window.
     assert!(sim.now < 1_500, "took {} ms", sim.now);
+}
+
+/// Proposes `n` values from the given nodes, one per simulated ms, so
+/// each takes seqns of its own.
+fn propose_spread(sim: &mut Sim, from: &[usize], n: usize) {
+    for k in 0..n {
+        let v = Bytes::from(format!("w{}-{k}", sim.proposals.len()));
+        sim.propose_at(from[k % from.len()], v);
+        sim.drain().unwrap();
+        let t = sim.now + 1;
+        sim.run_until(t).unwrap();
+    }
+}
+
+#[test]
+fn delivered_values_are_kept_only_while_a_peer_may_lack_them() {
+    // history_max is 100,000 here: only the peers' reports bound it.
+    let mut sim = Sim::new(9, 3, 100);
+    sim.net.delay_max_ms = 2;
+    propose_spread(&mut sim, &[0, 1, 2], 1_000);
+    settle(&mut sim, 5_000);
+    let head = sim.nodes[0].px.next_seqn();
+    assert!(head > 1_000, "{head}");
+    for (i, n) in sim.nodes.iter().enumerate() {
+        let kept = n.px.next_seqn() - n.px.oldest_kept();
+        assert!(
+            kept <= HISTORY_SLACK + 16,
+            "n{i} keeps {kept} values every peer learned"
+        );
+    }
+    // A paused CAL's last report holds what it lacks at the others, so it
+    // catches up through consensus when it comes back, however far behind.
+    sim.nodes[2].paused = true;
+    let lacks_from = sim.nodes[2].px.next_seqn();
+    propose_spread(&mut sim, &[0, 1], 1_000);
+    for n in &sim.nodes[..2] {
+        assert!(n.px.next_seqn() > lacks_from + 1_000);
+        assert!(
+            n.px.oldest_kept() + HISTORY_SLACK <= lacks_from + 16,
+            "kept from {} for a peer lacking {lacks_from}",
+            n.px.oldest_kept()
+        );
+    }
+    sim.nodes[2].paused = false;
+    settle(&mut sim, 10_000);
+    assert!(!sim.nodes[2].px.cannot_catch_up());
 }
 
 #[test]
