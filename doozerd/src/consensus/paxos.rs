@@ -263,6 +263,11 @@ pub struct Paxos {
     next_proposal: u64,
     /// Own seqns below this are nominated or skipped.
     next_own: Seqn,
+    /// One past the highest seqn this node nominated a value at: while
+    /// it is above `next_deliver`, a value of its own is in flight.
+    nominated_end: Seqn,
+    /// When this node last nominated a value of its own.
+    nominated_ms: u64,
     /// One past the highest seqn seen in use.
     active_end: Seqn,
     /// Seqns below this had their fill clock started by `mark_needed`.
@@ -379,6 +384,10 @@ const HISTORY_BYTES_MAX: usize = 32 << 20;
 /// peer restarted from its data directory may resume a little before what
 /// it reported, and a slave made CAL joins from where it followed.
 pub(crate) const HISTORY_SLACK: u64 = 256;
+/// A CAL that nominated nothing for this long skips its seqns ahead of
+/// the others' values ([`Paxos::idle`]): longer than the gaps between a
+/// busy CAL's batches.
+const IDLE_MS: u64 = 20;
 /// Learned values sent per fetch.
 const FETCH_SEQNS_MAX: u64 = 256;
 /// An acceptor votes lazily only while each acceptor ranked before it
@@ -409,6 +418,8 @@ impl Paxos {
             queue: VecDeque::new(),
             next_proposal: 1,
             next_own: first,
+            nominated_end: first,
+            nominated_ms: 0,
             active_end: first,
             marked_end: first,
             peers: Vec::new(),
@@ -1479,6 +1490,12 @@ impl Paxos {
         // Mencius: a value suggested at s means our unused seqns below s
         // will never be needed for anything but NOP.
         self.advance_own(s + 1);
+        if a.round == 0 && self.idle() {
+            // Skip ours up to the owner's next seqn too, so its next value
+            // needs no word from us, only a majority's votes
+            // (docs/cluster.md#skipping-ahead).
+            self.skip_own_below(s + cals.len() as u64);
+        }
         if let Some(v) = self.learned_value(s) {
             if from != self.cfg.id {
                 self.send(from, Item::Learned(Learned { seqn: s, value: v }));
@@ -1807,6 +1824,8 @@ impl Paxos {
         // already on disk lets the Accept leave before this output's sync.
         let early = self.cfg.durable && s < self.synced_floor;
         self.cover_own(s);
+        self.nominated_end = self.nominated_end.max(s + 1);
+        self.nominated_ms = self.now_ms;
         let ballot = Ballot::reserved(&cals, s);
         let deadline = self.now_ms + self.round_timeout(0);
         let inst = self.instances.entry(s).or_default();
@@ -1832,6 +1851,16 @@ impl Paxos {
         }
     }
 
+    /// Whether this node proposes nothing lately: nothing queued, nothing
+    /// in flight, nothing nominated for [`IDLE_MS`]. A busy CAL skipping
+    /// ahead would only push its next value further out, at a NOP rev for
+    /// each seqn it skipped.
+    fn idle(&self) -> bool {
+        self.queue.is_empty()
+            && self.nominated_end <= self.next_deliver
+            && self.now_ms >= self.nominated_ms.saturating_add(IDLE_MS)
+    }
+
     /// Skips own unused seqns below `upto` (Mencius): with nothing queued,
     /// they can only be NOP, so say so now.
     fn advance_own(&mut self, upto: Seqn) {
@@ -1839,6 +1868,12 @@ impl Paxos {
         if !self.queue.is_empty() {
             self.assign_own();
         }
+        self.skip_own_below(upto);
+    }
+
+    /// Skips own unused seqns below `upto` (within the window), without
+    /// taking them as in use: nothing below `upto` is marked needed.
+    fn skip_own_below(&mut self, upto: Seqn) {
         let end = upto.min(self.window_end());
         let mut s = self.next_own.max(self.next_deliver);
         while s < end {

@@ -63,6 +63,8 @@ struct Net {
     delay_max_ms: u64,
     /// Partition group of each node; messages cross no group boundary.
     group: Vec<u32>,
+    /// Extra delay of every message from or to each node (a slow link).
+    slow_ms: Vec<u64>,
 }
 
 /// One simulation run.
@@ -120,6 +122,7 @@ impl Sim {
                 dup: 0.0,
                 delay_max_ms: 5,
                 group: vec![0; n],
+                slow_ms: vec![0; n],
             },
             chosen: Vec::new(),
             value_seqn: BTreeMap::new(),
@@ -182,7 +185,8 @@ impl Sim {
             1
         };
         for _ in 0..copies {
-            let at = self.now + 1 + self.rng.below(self.net.delay_max_ms);
+            let slow = self.net.slow_ms[from] + self.net.slow_ms[to];
+            let at = self.now + 1 + self.rng.below(self.net.delay_max_ms) + slow;
             let k = self.net.next;
             self.net.next += 1;
             self.net.queue.push(Reverse((at, k)));
@@ -485,11 +489,41 @@ fn owner_write_takes_one_round_trip() {
         assert_eq!(n.px.stats().fills, 0);
     }
     // n1 skipped seqn 1 when it saw n2's Accept at 2; the skip travelled
-    // with n1's votes: no batch carried a skip alone.
+    // with n1's votes: no batch carried a skip alone. (n1 was not idle
+    // for IDLE_MS yet, so it skipped nothing ahead.)
     let s1 = sim.nodes[1].px.stats();
     assert_eq!(s1.skips, 1);
     assert_eq!(s1.sent.skips, 2);
     assert_eq!(s1.sent.batches, 2, "one batch (votes + skip) to each peer");
+}
+
+#[test]
+fn an_idle_slow_cal_does_not_slow_the_owners_writes() {
+    // n2's links take 20 ms more each way, the others' 1 ms. A write needs
+    // a majority's votes (n0's and n1's), and the other CALs' seqns before
+    // it skipped: n2 skips its seqn before n0's next one as soon as it
+    // sees n0's Accept, so after the first write n0 waits for n1 alone.
+    let mut sim = Sim::new(3, 3, 100);
+    sim.net.delay_max_ms = 1;
+    sim.net.slow_ms[2] = 20;
+    for k in 0..20 {
+        sim.propose_at(0, Bytes::from(format!("v{k}")));
+        sim.drain().unwrap();
+        let sent = sim.now;
+        while sim.proposals[k].acked.is_none() {
+            let t = sim.now + 1;
+            sim.run_until(t).unwrap();
+            assert!(sim.now < sent + 200, "write {k} not acknowledged");
+        }
+        let took = sim.now - sent;
+        if k > 0 {
+            assert!(took <= 4, "write {k} took {took} ms: it waited for n2");
+        }
+        // Let n2's skips arrive before the next write, as a client's think
+        // time would.
+        let t = sim.now + 50;
+        sim.run_until(t).unwrap();
+    }
 }
 
 #[test]
