@@ -469,3 +469,26 @@ fn a_linearizable_read_through_a_cal_that_was_stopped_sees_earlier_writes() {
     assert!(stale.is_empty(), "{}", stale.join("\n"));
     c.assert_consistent(&history);
 }
+
+/// docs/cluster.md#falling-behind: the others keep the values a stopped
+/// CAL lacks (from its last report on), however far past the 256 values
+/// kept in a healthy cluster it falls behind, within the caps: continued,
+/// it catches up through consensus, without giving up and copying the
+/// store, and stays a CAL.
+#[test]
+fn a_cal_stopped_for_many_writes_catches_up_without_a_copy() {
+    let mut c = Cluster::start(3, &["-timeout", "600"]);
+    let slot = c.wait_cal(2);
+    c.stop(2);
+    for k in 0..1_000 {
+        c.set(k % 2, "/behind/x", -1, format!("v{k}").as_bytes());
+    }
+    c.cont(2);
+    c.assert_consistent(&[]);
+    let log = c.d(2).stderr();
+    assert!(
+        !log.contains("no longer keep what it lacks"),
+        "node 2 gave up catching up and copied the store:\n{log}"
+    );
+    assert_eq!(c.wait_cal(2), slot, "node 2 is still a CAL in its slot");
+}
