@@ -301,6 +301,11 @@ impl Sim {
         Ok(())
     }
 
+    /// Runs `ms` of simulated time from now.
+    fn run_for(&mut self, ms: u64) -> Result<(), String> {
+        self.run_until(self.now + ms)
+    }
+
     fn live(&self) -> Vec<usize> {
         (0..self.nodes.len()).filter(|&i| self.up(i)).collect()
     }
@@ -409,8 +414,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
                 sim.progress_report()
             ));
         }
-        let t = sim.now + 50;
-        sim.run_until(t)?;
+        sim.run_for(50)?;
     }
     Ok(())
 }
@@ -456,8 +460,7 @@ fn random_runs_are_safe_and_make_progress_part_1() {
 fn settle(sim: &mut Sim, limit: u64) {
     let end = sim.now + limit;
     while !sim.settled() && sim.now < end {
-        let t = sim.now + 10;
-        sim.run_until(t).unwrap();
+        sim.run_for(10).unwrap();
     }
     assert!(sim.settled(), "{}", sim.progress_report());
 }
@@ -511,8 +514,7 @@ fn an_idle_slow_cal_does_not_slow_the_owners_writes() {
         sim.drain().unwrap();
         let sent = sim.now;
         while sim.proposals[k].acked.is_none() {
-            let t = sim.now + 1;
-            sim.run_until(t).unwrap();
+            sim.run_for(1).unwrap();
             assert!(sim.now < sent + 200, "write {k} not acknowledged");
         }
         let took = sim.now - sent;
@@ -521,8 +523,7 @@ fn an_idle_slow_cal_does_not_slow_the_owners_writes() {
         }
         // Let n2's skips arrive before the next write, as a client's think
         // time would.
-        let t = sim.now + 50;
-        sim.run_until(t).unwrap();
+        sim.run_for(50).unwrap();
     }
 }
 
@@ -554,8 +555,7 @@ fn propose_spread(sim: &mut Sim, from: &[usize], n: usize) {
         let v = Bytes::from(format!("w{}-{k}", sim.proposals.len()));
         sim.propose_at(from[k % from.len()], v);
         sim.drain().unwrap();
-        let t = sim.now + 1;
-        sim.run_until(t).unwrap();
+        sim.run_for(1).unwrap();
     }
 }
 
@@ -841,8 +841,7 @@ fn closed_loop_rate(dead: Option<usize>) -> usize {
             }
         }
         sim.drain().unwrap();
-        let t = sim.now + 1;
-        sim.run_until(t).unwrap();
+        sim.run_for(1).unwrap();
         if sim.now == 1_000 {
             acked_at_1s = sim.proposals.iter().filter(|p| p.acked.is_some()).count();
         }
