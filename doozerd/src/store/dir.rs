@@ -478,7 +478,11 @@ fn insert_in(node: &mut Arc<Node>, entry: Entry) -> (Option<Entry>, Option<Node>
                 at_end = i + 1 == inner.kids.len();
                 inner.kids.insert(i + 1, Arc::new(right));
             }
-            inner.refresh_first();
+            // Only the first child's first entry is this node's: a change
+            // anywhere else leaves it (and its refcount) alone.
+            if i == 0 {
+                inner.refresh_first();
+            }
             old
         }
     };
@@ -498,7 +502,12 @@ fn remove_in(node: &mut Arc<Node>, name: &[u8]) -> Option<Entry> {
             let old = remove_in(&mut inner.kids[i], name)?;
             inner.len -= 1;
             inner.mend(i);
-            inner.refresh_first();
+            // `mend` joins child i with the one before it, or (i = 0)
+            // the one after: the first child's first entry stays unless
+            // the removal was in it.
+            if i == 0 {
+                inner.refresh_first();
+            }
             Some(old)
         }
     }
@@ -562,6 +571,12 @@ mod tests {
                 assert!(depths.windows(2).all(|p| p[0] == p[1]), "uneven");
                 let first = inner.kids[0].first().map(Entry::name);
                 assert_eq!(Some(inner.first.name()), first);
+                // The very entry, not an older one of that name (which
+                // would keep a replaced body alive).
+                let same = inner.kids[0].first().is_some_and(|e| {
+                    e.rev() == inner.first.rev() && e.body() == inner.first.body()
+                });
+                assert!(same, "first is a stale entry");
                 let lasts_before_firsts = inner.kids.windows(2).all(|p| {
                     let last = Dir {
                         root: Some(p[0].clone()),
