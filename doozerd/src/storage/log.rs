@@ -6,13 +6,19 @@
 //! append then writes only data, never the file's length, so it needs no
 //! file-system journal commit: on ext4 this made a sync of three nodes
 //! sharing one disk about twice as fast (docs/storage.md#preallocation).
+//!
+//! The next segment is made on a helper thread while the current one
+//! fills, under a temporary name (a spare): rolling over is then a rename
+//! and a directory sync on the loop, not 256 KiB written and synced
+//! (docs/storage.md#spare-segments).
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
-use super::files::{self, LOG_EXT};
+use super::files::{self, LOG_EXT, TMP_EXT};
 use super::record::{Record, SegmentHeader};
 use super::StorageError;
 
@@ -61,6 +67,66 @@ pub(super) struct Log {
     buf: Vec<u8>,
     /// Bytes appended since [`Log::reset_written`].
     written: u64,
+    /// The next segment, being made on a helper thread.
+    spare: Option<Spare>,
+}
+
+/// A segment made ready ahead of need under a temporary name (a `.tmp`
+/// file: one a crash leaves behind is removed at start-up, never read).
+#[derive(Debug)]
+struct Spare {
+    /// The number it is made for (its header says so).
+    index: u64,
+    /// Its temporary path.
+    path: PathBuf,
+    thread: Option<JoinHandle<Result<File, StorageError>>>,
+}
+
+impl Spare {
+    /// Starts making segment `index` of `dir` on a helper thread.
+    fn start(dir: &Path, index: u64) -> Spare {
+        let path = spare_path(dir, index);
+        let p = path.clone();
+        let thread = std::thread::Builder::new()
+            .name("segment".into())
+            .spawn(move || write_segment(&p, index));
+        Spare {
+            index,
+            path,
+            // A thread that cannot be spawned reads as a spare that failed:
+            // the roll makes the segment itself.
+            thread: thread.ok(),
+        }
+    }
+
+    /// Waits for the thread: the spare, open for writing, or `None` if
+    /// it could not be made (its file is removed then).
+    fn finish(mut self) -> Option<File> {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Ok(f))) => Some(f),
+            Some(Ok(Err(e))) => {
+                log::debug!("data directory: spare segment: {e}");
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        // Never leave a writer running into a directory whose lock is
+        // about to be released; a spare not taken is not needed.
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Where the spare for segment `index` of `dir` is made.
+fn spare_path(dir: &Path, index: u64) -> PathBuf {
+    files::numbered_path(dir, index, LOG_EXT).with_extension(TMP_EXT)
 }
 
 /// Zeros written at a time while preallocating.
@@ -105,42 +171,67 @@ fn refill(f: &File, path: &Path) {
     }
 }
 
-/// Creates segment `index` in `dir` holding only its header and zeros up
-/// to [`SEGMENT_BYTES`], synced, with the directory entry synced too. A
-/// leftover file of that name (from a rollover that failed or was cut
-/// short) is replaced.
-fn create_segment(dir: &Path, index: u64) -> Result<(Segment, File), StorageError> {
-    let path = files::numbered_path(dir, index, LOG_EXT);
+/// The header of segment `index`, encoded.
+fn segment_header(index: u64) -> Vec<u8> {
     let mut header = Vec::new();
     SegmentHeader::encode(index, &mut header);
+    header
+}
+
+/// Writes, at `path`, segment `index` holding only its header and zeros
+/// up to [`SEGMENT_BYTES`], synced (not its directory entry). A leftover
+/// file there is replaced; on an error the file is removed (best effort:
+/// a partial segment left behind is cut to nothing at the next start, or
+/// replaced by the next attempt).
+fn write_segment(path: &Path, index: u64) -> Result<File, StorageError> {
     let made = (|| {
         let f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)
-            .map_err(StorageError::io(&path, "create"))?;
-        f.write_all_at(&header, 0)
-            .map_err(StorageError::io(&path, "write"))?;
-        preallocate(&f).map_err(StorageError::io(&path, "write"))?;
-        f.sync_data().map_err(StorageError::io(&path, "sync"))?;
-        files::sync_dir(dir)?;
+            .open(path)
+            .map_err(StorageError::io(path, "create"))?;
+        f.write_all_at(&segment_header(index), 0)
+            .map_err(StorageError::io(path, "write"))?;
+        preallocate(&f).map_err(StorageError::io(path, "write"))?;
+        f.sync_data().map_err(StorageError::io(path, "sync"))?;
         Ok(f)
     })();
-    let f = match made {
-        Ok(f) => f,
-        Err(e) => {
-            // Best effort: a partial segment left behind is cut to nothing
-            // at the next start, or replaced by the next attempt.
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+/// Creates segment `index` in `dir` (see [`write_segment`]), with the
+/// directory entry synced too; or, with `spare` (a file [`write_segment`]
+/// made for it under another name), renames that into place, and syncs
+/// the directory entry.
+fn create_segment(
+    dir: &Path,
+    index: u64,
+    spare: Option<(File, &Path)>,
+) -> Result<(Segment, File), StorageError> {
+    let path = files::numbered_path(dir, index, LOG_EXT);
+    let f = match spare {
+        Some((f, from)) => {
+            if let Err(e) = std::fs::rename(from, &path) {
+                let _ = std::fs::remove_file(from);
+                return Err(StorageError::io(&path, "rename")(e));
+            }
+            f
         }
+        None => write_segment(&path, index)?,
     };
+    if let Err(e) = files::sync_dir(dir) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     let seg = Segment {
         index,
         path,
         max_seqn: 0,
-        bytes: header.len() as u64,
+        bytes: segment_header(index).len() as u64,
     };
     Ok((seg, f))
 }
@@ -154,12 +245,12 @@ impl Log {
     pub fn open(dir: &Path, mut segments: Vec<Segment>) -> Result<Log, StorageError> {
         let file = match segments.last_mut() {
             None => {
-                let (seg, f) = create_segment(dir, 1)?;
+                let (seg, f) = create_segment(dir, 1, None)?;
                 segments.push(seg);
                 f
             }
             Some(last) if last.bytes == 0 => {
-                let (seg, f) = create_segment(dir, last.index)?;
+                let (seg, f) = create_segment(dir, last.index, None)?;
                 *last = seg;
                 f
             }
@@ -169,6 +260,7 @@ impl Log {
                 f
             }
         };
+        let next = segments[segments.len() - 1].index + 1;
         Ok(Log {
             dir: dir.to_path_buf(),
             segments,
@@ -177,6 +269,7 @@ impl Log {
             fault: None,
             buf: Vec::new(),
             written: 0,
+            spare: Some(Spare::start(dir, next)),
         })
     }
 
@@ -282,27 +375,52 @@ impl Log {
         Ok(())
     }
 
-    /// Closes the current segment and starts the next.
+    /// Closes the current segment and starts the next: the spare made
+    /// for it if there is one (waiting for it if it is not ready yet),
+    /// else made here; then starts the spare after it.
     pub fn roll(&mut self) -> Result<(), StorageError> {
         // A segment that is not the last must end in a whole record.
         self.repair()?;
-        let (seg, f) = create_segment(&self.dir, self.current().index + 1)?;
+        let index = self.current().index + 1;
+        let spare = self.spare.take();
+        let (seg, f) = match spare {
+            Some(mut s) if s.index == index => {
+                let path = std::mem::take(&mut s.path);
+                let made = s.finish();
+                create_segment(&self.dir, index, made.map(|f| (f, path.as_path())))?
+            }
+            // A spare for another number (none is made while a roll
+            // fails) is dropped, its file removed.
+            _ => create_segment(&self.dir, index, None)?,
+        };
         self.written += seg.bytes;
         self.segments.push(seg);
         self.file = f;
+        self.spare = Some(Spare::start(&self.dir, index + 1));
         Ok(())
     }
 
-    /// Deletes the oldest segments while every record in them has a seqn
-    /// ≤ `seqn`, never the current one. Only a prefix goes, oldest first
-    /// with the directory synced after each, so what is left after a
-    /// crash is always a run of consecutive segments.
-    pub fn drop_through(&mut self, seqn: u64) -> Result<(), StorageError> {
-        while self.segments.len() > 1 && self.segments[0].max_seqn <= seqn {
-            files::remove(&self.segments[0].path)?;
-            self.segments.remove(0);
-        }
-        Ok(())
+    /// The oldest segments while every record in them has a seqn ≤
+    /// `seqn`, never the current one: those a snapshot as of `seqn` makes
+    /// unnecessary, (index, path), oldest first. Removed in this order
+    /// with the directory synced after each (by the snapshot's thread),
+    /// what is left after a crash is always a run of consecutive
+    /// segments.
+    pub fn covered(&self, seqn: u64) -> Vec<(u64, PathBuf)> {
+        let closed = &self.segments[..self.segments.len() - 1];
+        (closed.iter())
+            .take_while(|s| s.max_seqn <= seqn)
+            .map(|s| (s.index, s.path.clone()))
+            .collect()
+    }
+
+    /// Forgets the oldest segments up to number `index`, which were
+    /// removed (see [`Log::covered`]); never the current one.
+    pub fn forget_through(&mut self, index: u64) {
+        let n = (self.segments[..self.segments.len() - 1].iter())
+            .take_while(|s| s.index <= index)
+            .count();
+        self.segments.drain(..n);
     }
 
     /// Deletes every segment but the current one, oldest first.

@@ -54,7 +54,7 @@ pub use recover::Torn;
 
 use files::{LOG_DIR, LOG_EXT, META, SNAP_DIR, SNAP_EXT};
 use log::Log;
-use snapshot::SnapshotJob;
+use snapshot::{Doomed, SnapshotJob, Written};
 
 /// A snapshot is due once the log grew by at least this much since the
 /// last one (or the last snapshot's size, if more): small stores
@@ -226,15 +226,18 @@ impl DataDir {
         files::make_dir(dir)?;
         let lock = files::lock(dir)?;
         let (log_dir, snap_dir) = (dir.join(LOG_DIR), dir.join(SNAP_DIR));
-        let segments = files::list_numbered(&log_dir, LOG_EXT)?.numbered;
+        let log_listing = files::list_numbered(&log_dir, LOG_EXT)?;
+        let segments = log_listing.numbered;
         let snap_listing = files::list_numbered(&snap_dir, SNAP_EXT)?;
         let snaps = snap_listing.numbered;
         for tmp in snap_listing
             .leftovers
             .iter()
+            .chain(&log_listing.leftovers)
             .chain(Some(&dir.join(META).with_extension(files::TMP_EXT)))
         {
-            // Left by a crash while writing: never renamed, never used.
+            // Left by a crash while writing (a snapshot, a spare segment):
+            // never renamed, never used.
             if tmp.exists() {
                 files::remove(tmp)?;
             }
@@ -325,37 +328,67 @@ impl DataDir {
         }
         header.kind = ImageKind::Snapshot;
         let snap_dir = self.dir.join(SNAP_DIR);
+        let seqn = header.seqn;
+        let doomed = Doomed {
+            snapshots: (self.snapshots.iter())
+                .filter(|(s, _)| *s < seqn)
+                .map(|(s, _)| (*s, snapshot::snapshot_path(&snap_dir, *s)))
+                .collect(),
+            segments: self.log.covered(seqn),
+        };
         self.job = Some(SnapshotJob::start(
             snap_dir,
             header,
             tree,
             self.log.written(),
+            doomed,
         ));
         true
     }
 
     /// Call once per loop iteration. `None` while no snapshot is being
     /// written or it is not done; then its result: the seqn it is as of,
-    /// or an error. Once it is durable, older snapshots are deleted, and
-    /// so are the oldest log segments whose records all have a seqn ≤ its
-    /// seqn (never the current one); every record with a higher seqn is
-    /// kept. An error means the snapshot failed (the directory is as it
-    /// was: start another later), or that it is durable but deleting
-    /// what it replaced failed (the next snapshot deletes it).
+    /// or an error. Once it is durable, its thread deletes older
+    /// snapshots, and the oldest log segments that were closed when it
+    /// started and whose records all have a seqn ≤ its seqn; every record
+    /// with a higher seqn is kept. An error means the snapshot failed (the
+    /// directory is as it was: start another later), or that it is
+    /// durable but deleting what it replaced failed (the next snapshot
+    /// deletes it).
     pub fn poll_snapshot(&mut self) -> Option<Result<u64, StorageError>> {
         if !self.job.as_ref()?.is_finished() {
             return None;
         }
-        let job = self.job.take()?;
+        let mut job = self.job.take()?;
         let (seqn, at_start) = (job.seqn, job.log_written_at_start);
-        Some(job.join().and_then(|bytes| {
+        let doomed = std::mem::take(&mut job.doomed);
+        Some(job.join().and_then(|written| {
             self.log
                 .reset_written(self.log.written().saturating_sub(at_start));
-            self.added_snapshot(seqn, bytes);
-            self.delete_snapshots(|s| s < seqn)?;
-            self.log.drop_through(seqn)?;
+            self.took_snapshot(seqn, &doomed, written)?;
             Ok(seqn)
         }))
+    }
+
+    /// Notes what a snapshot job did: the snapshot as of `seqn` is on
+    /// disk, and the first `written.removed` files of `doomed` are gone.
+    /// Its error, if removing stopped early.
+    fn took_snapshot(
+        &mut self,
+        seqn: u64,
+        doomed: &Doomed,
+        written: Written,
+    ) -> Result<(), StorageError> {
+        self.added_snapshot(seqn, written.bytes);
+        let snaps = written.removed.min(doomed.snapshots.len());
+        for (s, _) in &doomed.snapshots[..snaps] {
+            self.snapshots.retain(|(x, _)| x != s);
+        }
+        let segs = written.removed - snaps;
+        if let Some((index, _)) = segs.checked_sub(1).map(|i| &doomed.segments[i]) {
+            self.log.forget_through(*index);
+        }
+        written.remove_error.map_or(Ok(()), Err)
     }
 
     /// Replaces the whole durable state after the store was replaced by a
@@ -370,10 +403,12 @@ impl DataDir {
         tree: &crate::store::Snapshot,
         records: &[Record],
     ) -> Result<(), StorageError> {
-        if let Some(job) = self.job.take() {
+        if let Some(mut job) = self.job.take() {
             let seqn = job.seqn;
-            if let Ok(bytes) = job.cancel() {
-                self.added_snapshot(seqn, bytes); // finished: deleted below
+            let doomed = std::mem::take(&mut job.doomed);
+            if let Ok(written) = job.cancel() {
+                // Finished: deleted below, with anything it left.
+                let _ = self.took_snapshot(seqn, &doomed, written);
             }
         }
         header.kind = ImageKind::Snapshot;

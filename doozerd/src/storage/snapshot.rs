@@ -118,7 +118,30 @@ pub(super) fn read_snapshot(
     Ok((header, out))
 }
 
-/// A snapshot being written on a helper thread.
+/// The files a [`SnapshotJob`] removes once its snapshot is durable, in
+/// this order: older snapshots, then the oldest log segments (a prefix of
+/// the log, oldest first). Each with its number (a snapshot's seqn, a
+/// segment's index).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Doomed {
+    pub snapshots: Vec<(u64, PathBuf)>,
+    pub segments: Vec<(u64, PathBuf)>,
+}
+
+/// What a [`SnapshotJob`] did.
+#[derive(Debug)]
+pub(super) struct Written {
+    /// The snapshot's size in bytes.
+    pub bytes: u64,
+    /// How many of the files it was to remove it removed: a prefix of
+    /// them, in order.
+    pub removed: usize,
+    /// Why it stopped removing before the last, if it did.
+    pub remove_error: Option<StorageError>,
+}
+
+/// A snapshot being written on a helper thread, which then removes what
+/// it makes unnecessary.
 #[derive(Debug)]
 pub(super) struct SnapshotJob {
     /// The seqn it is as of.
@@ -126,27 +149,54 @@ pub(super) struct SnapshotJob {
     /// The log's byte count when it started: what is appended after
     /// counts towards the next snapshot.
     pub log_written_at_start: u64,
+    /// What it removes once its snapshot is durable.
+    pub doomed: Doomed,
     cancel: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<u64, StorageError>>>,
+    thread: Option<JoinHandle<Result<Written, StorageError>>>,
 }
 
 impl SnapshotJob {
-    /// Starts writing `tree` as the snapshot `header` describes.
+    /// Starts writing `tree` as the snapshot `header` describes; once it
+    /// is durable, removes the files of `doomed` one by one in order (each
+    /// with its directory synced), stopping at the first that fails, so
+    /// what goes is always a prefix of them. Removing on the thread keeps
+    /// the directory syncs off the event loop.
     pub fn start(
         snap_dir: PathBuf,
         header: ImageHeader,
         tree: Snapshot,
         log_written_at_start: u64,
+        doomed: Doomed,
     ) -> SnapshotJob {
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
         let seqn = header.seqn;
+        let paths: Vec<PathBuf> = (doomed.snapshots.iter())
+            .chain(&doomed.segments)
+            .map(|(_, p)| p.clone())
+            .collect();
         let thread = std::thread::Builder::new()
             .name("snapshot".into())
-            .spawn(move || write_snapshot(&snap_dir, &header, &tree, &flag));
+            .spawn(move || {
+                let bytes = write_snapshot(&snap_dir, &header, &tree, &flag)?;
+                let mut written = Written {
+                    bytes,
+                    removed: 0,
+                    remove_error: None,
+                };
+                for path in &paths {
+                    if let Err(e) = files::remove(path) {
+                        written.remove_error = Some(e);
+                        break;
+                    }
+                    written.removed += 1;
+                }
+                Ok(written)
+            });
         SnapshotJob {
             seqn,
             log_written_at_start,
+            doomed,
             cancel,
             // A thread that cannot be spawned reads as one that stopped.
             thread: thread.ok(),
@@ -159,8 +209,8 @@ impl SnapshotJob {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    /// Waits for the thread: the snapshot's size, or why it failed.
-    pub fn join(mut self) -> Result<u64, StorageError> {
+    /// Waits for the thread: what it did, or why the snapshot failed.
+    pub fn join(mut self) -> Result<Written, StorageError> {
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             _ => Err(StorageError::SnapshotThread),
@@ -169,7 +219,7 @@ impl SnapshotJob {
 
     /// Stops the thread as soon as it can and waits for it; what it wrote
     /// is removed (or, if it had finished, stays as a valid snapshot).
-    pub fn cancel(self) -> Result<u64, StorageError> {
+    pub fn cancel(self) -> Result<Written, StorageError> {
         self.cancel.store(true, Ordering::Relaxed);
         self.join()
     }

@@ -732,6 +732,108 @@ fn rollover_and_snapshots_keep_every_record_after_the_snapshot() {
     assert!(matches!(err, StorageError::MissingSnapshot { .. }), "{err}");
 }
 
+/// Waits (at most 60 s) until `done` holds.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The `.tmp` files in DIR/log.
+fn log_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_roll_renames_the_spare_made_ahead_and_a_left_spare_is_removed_at_start() {
+    use std::os::unix::fs::MetadataExt;
+    let t = TempDir::new("spare");
+    let mut d = fresh(t.path());
+    // Segment 2 is made ahead, under a temporary name, on a helper thread.
+    let spare = segment(t.path(), 2).with_extension("tmp");
+    wait_until("the spare is made", || {
+        std::fs::metadata(&spare).is_ok_and(|m| m.len() >= SEGMENT_BYTES)
+    });
+    let ino = std::fs::metadata(&spare).unwrap().ino();
+    // Nine 30,000-byte appends fill segment 1; the tenth rolls over.
+    append_applied(&mut d, 1, 10, 30_000);
+    assert_eq!(d.usage().segments, 2);
+    assert_eq!(
+        std::fs::metadata(segment(t.path(), 2)).unwrap().ino(),
+        ino,
+        "segment 2 is the spare, renamed"
+    );
+    drop(d);
+    // The spare for segment 3 went with the directory; one a crash left
+    // behind is removed at the next start, and read by nobody.
+    assert_eq!(log_leftovers(t.path()), Vec::<PathBuf>::new());
+    let left = segment(t.path(), 3).with_extension("tmp");
+    std::fs::write(&left, b"a spare cut short by a crash").unwrap();
+    let (_, r) = reopen(t.path());
+    let applied: Vec<u64> = (r.records.iter())
+        .filter(|r| matches!(r, Record::Applied { .. }))
+        .map(Record::seqn)
+        .collect();
+    assert_eq!(applied, (1..=10).collect::<Vec<_>>());
+    assert!(
+        !log_leftovers(t.path()).contains(&left),
+        "leftover spare removed"
+    );
+}
+
+#[test]
+fn segments_a_snapshot_could_not_remove_are_removed_by_the_next_in_order() {
+    let t = TempDir::new("remove-prefix");
+    let mut d = fresh(t.path());
+    append_applied(&mut d, 1, 100, 30_000); // about 3 MiB: 12 segments
+    let before = d.usage().segments;
+    assert!(before >= 4, "{before} segments");
+    // Segment 2 cannot be removed: a directory stands in its place.
+    let (seg2, aside) = (segment(t.path(), 2), t.path().join("seg2-aside"));
+    std::fs::rename(&seg2, &aside).unwrap();
+    std::fs::create_dir(&seg2).unwrap();
+    std::fs::write(seg2.join("x"), b"x").unwrap();
+    let store = store_with(10, 10);
+    assert!(d.start_snapshot(header(70, store.rev()), store.head().clone()));
+    let err = loop {
+        if let Some(r) = d.poll_snapshot() {
+            break r.expect_err("segment 2 cannot be removed");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(err.to_string().contains("0000000000000002.log"), "{err}");
+    // Segment 1 went; nothing after segment 2 did: always a prefix.
+    assert!(!segment(t.path(), 1).exists());
+    assert!(segment(t.path(), 3).exists());
+    assert_eq!(d.usage().segments, before - 1);
+    assert_eq!(d.usage().snapshots, 1);
+    // Once it can be, the next snapshot removes segment 2 and the rest.
+    std::fs::remove_dir_all(&seg2).unwrap();
+    std::fs::rename(&aside, &seg2).unwrap();
+    assert!(d.start_snapshot(header(71, store.rev()), store.head().clone()));
+    assert_eq!(wait_snapshot(&mut d), 71);
+    assert!(!seg2.exists());
+    let after = d.usage().segments;
+    assert!(after < before - 1, "{after} segments");
+    assert_eq!(d.usage().snapshots, 1);
+    drop(d);
+    let (d, r) = reopen(t.path());
+    assert_eq!(d.usage().segments, after);
+    let applied: Vec<u64> = (r.records.iter())
+        .filter(|r| matches!(r, Record::Applied { .. }))
+        .map(Record::seqn)
+        .collect();
+    assert_eq!(applied, (72..=100).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_checkpoint_drops_the_old_log_and_snapshots() {
     let t = TempDir::new("checkpoint");
