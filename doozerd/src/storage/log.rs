@@ -382,16 +382,16 @@ impl Log {
         // A segment that is not the last must end in a whole record.
         self.repair()?;
         let index = self.current().index + 1;
-        let spare = self.spare.take();
+        // A spare for another number is dropped (its file removed) before
+        // anything else: never after the next spare is started.
+        let spare = self.spare.take().filter(|s| s.index == index);
         let (seg, f) = match spare {
-            Some(mut s) if s.index == index => {
+            Some(mut s) => {
                 let path = std::mem::take(&mut s.path);
                 let made = s.finish();
                 create_segment(&self.dir, index, made.map(|f| (f, path.as_path())))?
             }
-            // A spare for another number (none is made while a roll
-            // fails) is dropped, its file removed.
-            _ => create_segment(&self.dir, index, None)?,
+            None => create_segment(&self.dir, index, None)?,
         };
         self.written += seg.bytes;
         self.segments.push(seg);
