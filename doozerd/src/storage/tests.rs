@@ -141,10 +141,15 @@ fn header(seqn: u64, rev: i64) -> ImageHeader {
 
 /// Waits for the snapshot being written.
 fn wait_snapshot(d: &mut DataDir) -> u64 {
+    wait_snapshot_result(d).unwrap()
+}
+
+/// Waits (at most 60 s) for the snapshot being written: its result.
+fn wait_snapshot_result(d: &mut DataDir) -> Result<u64, StorageError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(r) = d.poll_snapshot() {
-            return r.unwrap();
+            return r;
         }
         assert!(Instant::now() < deadline, "snapshot never finished");
         std::thread::sleep(Duration::from_millis(1));
@@ -803,12 +808,7 @@ fn segments_a_snapshot_could_not_remove_are_removed_by_the_next_in_order() {
     std::fs::write(seg2.join("x"), b"x").unwrap();
     let store = store_with(10, 10);
     assert!(d.start_snapshot(header(70, store.rev()), store.head().clone()));
-    let err = loop {
-        if let Some(r) = d.poll_snapshot() {
-            break r.expect_err("segment 2 cannot be removed");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
+    let err = wait_snapshot_result(&mut d).expect_err("segment 2 cannot be removed");
     assert!(err.to_string().contains("0000000000000002.log"), "{err}");
     // Segment 1 went; nothing after segment 2 did: always a prefix.
     assert!(!segment(t.path(), 1).exists());
