@@ -120,15 +120,29 @@ impl Entry {
         head.is_dir.then_some(&head.dir)
     }
 
-    /// A directory entry's [`Dir`], taken out without a copy when nobody
-    /// else holds this entry (the entry is then left without it, to be
-    /// replaced), else a clone; `None` for a file.
-    pub(crate) fn take_dir(&mut self) -> Option<Dir> {
-        let taken = self.0.with_arc_mut(|arc| {
+    /// Runs `f` on this directory entry's [`Dir`] to change it: in place
+    /// when nobody else holds this entry, else on a copy in a new entry
+    /// that replaces this one (the old version keeps the old one). `None`
+    /// for a file, `f` not run.
+    pub(crate) fn with_dir_mut<R>(&mut self, f: impl FnOnce(&mut Dir) -> R) -> Option<R> {
+        if !self.head().is_dir {
+            return None;
+        }
+        let mut f = Some(f);
+        let done = self.0.with_arc_mut(|arc| {
             let head = Arc::get_mut(arc)?.header_mut();
-            head.is_dir.then(|| std::mem::take(&mut head.dir))
+            f.take().map(|f| f(&mut head.dir))
         });
-        taken.or_else(|| self.as_dir().cloned())
+        if done.is_some() {
+            return done;
+        }
+        let copy = Entry::dir(self.name(), self.head().dir.clone());
+        *self = copy;
+        self.0.with_arc_mut(|arc| {
+            // Just made, so nobody else holds it.
+            let head = Arc::get_mut(arc)?.header_mut();
+            f.take().map(|f| f(&mut head.dir))
+        })
     }
 
     fn cmp_name(&self, name: &[u8]) -> Ordering {
@@ -331,22 +345,35 @@ impl Dir {
     }
 
     /// The entry named `name`, to change in place (keeping its name):
-    /// the nodes on the way are copied if another clone shares them.
+    /// the nodes on the way are copied if another clone shares them. The
+    /// way is found first without changing anything (a missing name
+    /// copies nothing), then followed by index, comparing no names again.
     pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut Entry> {
-        self.get(name)?;
         let name = name.as_bytes();
-        let mut node = Arc::make_mut(self.root.as_mut()?);
-        loop {
+        let mut way: SmallVec<[usize; 8]> = SmallVec::new();
+        let mut node = self.root.as_deref()?;
+        let at = loop {
             match node {
                 Node::Inner(inner) => {
                     let i = inner.kid_for(name);
-                    node = Arc::make_mut(&mut inner.kids[i]);
+                    way.push(i);
+                    node = &inner.kids[i];
                 }
                 Node::Leaf(entries) => {
-                    let i = entries.binary_search_by(|e| e.cmp_name(name)).ok()?;
-                    return entries.get_mut(i);
+                    break entries.binary_search_by(|e| e.cmp_name(name)).ok()?;
                 }
             }
+        };
+        let mut node = Arc::make_mut(self.root.as_mut()?);
+        for i in way {
+            match node {
+                Node::Inner(inner) => node = Arc::make_mut(&mut inner.kids[i]),
+                Node::Leaf(_) => return None, // unreachable: the way ends at a leaf
+            }
+        }
+        match node {
+            Node::Leaf(entries) => entries.get_mut(at),
+            Node::Inner(_) => None,
         }
     }
 
@@ -375,25 +402,42 @@ impl Dir {
     /// same name, which is returned. Nodes on the way are copied only if
     /// another clone shares them.
     pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
+        let unchecked = self.insert_checked(entry, |_| Ok::<(), std::convert::Infallible>(()));
+        match unchecked {
+            Ok(old) => old,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`Dir::insert`], if `check` allows it, given the entry of the
+    /// same name (if any): one search for both. On `check`'s error the
+    /// directory holds what it held (the nodes on the way may have been
+    /// copied, unchanged).
+    pub(crate) fn insert_checked<E>(
+        &mut self,
+        entry: Entry,
+        check: impl FnOnce(Option<&Entry>) -> Result<(), E>,
+    ) -> Result<Option<Entry>, E> {
         let Some(root) = self.root.as_mut() else {
+            check(None)?;
             let mut leaf = Slots::new();
             leaf.push(entry);
             self.root = Some(Arc::new(Node::Leaf(leaf)));
-            return None;
+            return Ok(None);
         };
-        let (old, split) = insert_in(root, entry);
+        let (old, split) = insert_in(root, entry, &mut Some(check))?;
         if let Some(right) = split {
             // The root split: a new root above the two halves.
             let left = root.clone();
             let Some(first) = left.first().cloned() else {
-                return old; // unreachable: split halves are not empty
+                return Ok(old); // unreachable: split halves are not empty
             };
             let len = left.len() + right.len();
             let mut kids = Slots::new();
             kids.extend([left, Arc::new(right)]);
             *root = Arc::new(Node::Inner(Inner { len, first, kids }));
         }
-        old
+        Ok(old)
     }
 
     /// This directory without the entry named `name`, which is returned
@@ -451,16 +495,28 @@ impl Dir {
     }
 }
 
-/// Puts `entry` under `node`: the entry it replaced, and the node split
-/// off to the right if `node` grew too wide.
-fn insert_in(node: &mut Arc<Node>, entry: Entry) -> (Option<Entry>, Option<Node>) {
+/// What [`insert_in`] did: the entry it replaced, and the node split off
+/// to the right if the node grew too wide.
+type Inserted = (Option<Entry>, Option<Node>);
+
+/// Puts `entry` under `node`, if `check` (taken when the leaf is reached)
+/// allows it given the entry of the same name.
+fn insert_in<E>(
+    node: &mut Arc<Node>,
+    entry: Entry,
+    check: &mut Option<impl FnOnce(Option<&Entry>) -> Result<(), E>>,
+) -> Result<Inserted, E> {
     let node = Arc::make_mut(node);
     // Whether the new slot is this node's last.
     let mut at_end = false;
     let old = match node {
         Node::Leaf(entries) => {
-            match entries.binary_search_by(|e| e.cmp_name(entry.name_bytes())) {
-                Ok(i) => return (Some(std::mem::replace(&mut entries[i], entry)), None),
+            let found = entries.binary_search_by(|e| e.cmp_name(entry.name_bytes()));
+            if let Some(check) = check.take() {
+                check(found.ok().map(|i| &entries[i]))?;
+            }
+            match found {
+                Ok(i) => return Ok((Some(std::mem::replace(&mut entries[i], entry)), None)),
                 Err(i) => {
                     at_end = i == entries.len();
                     entries.insert(i, entry);
@@ -470,7 +526,7 @@ fn insert_in(node: &mut Arc<Node>, entry: Entry) -> (Option<Entry>, Option<Node>
         }
         Node::Inner(inner) => {
             let i = inner.kid_for(entry.name_bytes());
-            let (old, split) = insert_in(&mut inner.kids[i], entry);
+            let (old, split) = insert_in(&mut inner.kids[i], entry, check)?;
             if old.is_none() {
                 inner.len += 1;
             }
@@ -487,7 +543,7 @@ fn insert_in(node: &mut Arc<Node>, entry: Entry) -> (Option<Entry>, Option<Node>
         }
     };
     let split = (node.width() > MAX).then(|| node.split(at_end));
-    (old, split)
+    Ok((old, split))
 }
 
 /// Removes the entry named `name` (which exists) from under `node`.

@@ -10,6 +10,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use doozer_proto::rev as wire_rev;
+use smallvec::SmallVec;
 
 use super::dir::{Dir, Entry};
 use super::path::{names, validate_path, GlobState};
@@ -122,32 +123,6 @@ fn leaf_dirs<'a>(
     Ok((dirs, exists))
 }
 
-/// `root` with a file at `names` holding `body`, written by `rev`, if
-/// `cond` allows; and the file it replaced, if any.
-fn set_in(
-    root: &Dir,
-    names: &[&str],
-    body: &[u8],
-    cond: Rev,
-    rev: Rev,
-) -> Result<(Dir, Option<Entry>), StoreError> {
-    let empty = Dir::new();
-    let (dirs, old) = leaf_dirs(root, names, cond, &empty)?;
-    let (Some(leaf), Some(parent)) = (names.last(), dirs.last()) else {
-        return Err(StoreError::IsDir); // unreachable: leaf_dirs checked
-    };
-    let mut cur = (*parent).clone();
-    cur.insert(Entry::file(leaf, body, rev));
-    // Up the path: each directory with its rebuilt child.
-    let last = names.len() - 1;
-    for (dir, name) in dirs[..last].iter().zip(&names[..last]).rev() {
-        let mut up = (*dir).clone();
-        up.insert(Entry::dir(name, cur));
-        cur = up;
-    }
-    Ok((cur, old))
-}
-
 /// `root` without the file at `names`, if `cond` allows, and the file
 /// removed: `Ok(None)` if nothing changed (it was missing). Directories
 /// left empty are removed.
@@ -176,28 +151,41 @@ fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, Entry)>,
     Ok(Some((cur, old)))
 }
 
-/// Writes the file `leaf` into `dir`, creating the directories `parents`
-/// on the way, changing in place every node nobody else shares.
-/// Iterative: each level's directory is taken out of its entry (without a
-/// copy when unshared), changed, and put back on the way up.
-fn set_mut(dir: &mut Dir, parents: &[&str], leaf: Entry) {
-    let mut taken: Vec<Dir> = Vec::with_capacity(parents.len());
-    let mut cur = std::mem::take(dir);
-    for name in parents {
-        let sub = cur
-            .get_mut(name)
-            .and_then(Entry::take_dir)
-            .unwrap_or_default();
-        taken.push(cur);
-        cur = sub;
+/// Writes `file` into `dir` under the directories `parents`, if `cond`
+/// allows it (see [`check_rev`]), creating the missing directories and
+/// changing in place every node and entry nobody else shares: the file
+/// it replaced, if any. One search per directory on the way. On error
+/// `dir` holds what it held (its nodes on the way may have been copied).
+///
+/// Recursive, one level per directory; paths are at most
+/// [`super::path::MAX_PATH_LEN`] bytes, which dropping a tree recurses
+/// through anyway (`deepest_paths_work_on_a_small_stack`).
+fn set_at(
+    dir: &mut Dir,
+    parents: &[&str],
+    file: Entry,
+    cond: Rev,
+) -> Result<Option<Entry>, StoreError> {
+    let Some((name, rest)) = parents.split_first() else {
+        return dir.insert_checked(file, |old| match old {
+            Some(e) if e.as_dir().is_some() => Err(StoreError::IsDir),
+            Some(e) => check_rev(cond, e.rev()),
+            None => check_rev(cond, wire_rev::MISSING),
+        });
+    };
+    match dir.get_mut(name) {
+        Some(entry) => entry
+            .with_dir_mut(|sub| set_at(sub, rest, file, cond))
+            .unwrap_or(Err(StoreError::NotDir)),
+        None => {
+            // Made aside and put in only once the file is in it, so a
+            // refused write leaves no empty directory behind.
+            let mut sub = Dir::new();
+            let old = set_at(&mut sub, rest, file, cond)?;
+            dir.insert(Entry::dir(name, sub));
+            Ok(old)
+        }
     }
-    cur.insert(leaf);
-    for name in parents.iter().rev() {
-        let Some(mut up) = taken.pop() else { break };
-        up.insert(Entry::dir(name, cur));
-        cur = up;
-    }
-    *dir = cur;
 }
 
 impl Snapshot {
@@ -222,7 +210,8 @@ impl Snapshot {
     }
 
     /// This tree with `body` written at `path` (if `cond` allows), as
-    /// revision `rev`.
+    /// revision `rev`: a clone changed in place, so exactly the nodes on
+    /// the way, which this tree shares, are copied.
     pub(crate) fn set(
         &self,
         path: &str,
@@ -230,11 +219,8 @@ impl Snapshot {
         cond: Rev,
         rev: Rev,
     ) -> Result<Snapshot, StoreError> {
-        validate_path(path)?;
-        let names: Vec<&str> = names(path).collect();
-        let (root, old) = set_in(&self.root, &names, body, cond, rev)?;
-        let mut t = Snapshot { root, ..*self };
-        t.count_set(path, old, body, rev);
+        let mut t = self.clone();
+        t.set_in_place(path, body, cond, rev)?;
         Ok(t)
     }
 
@@ -268,15 +254,11 @@ impl Snapshot {
         rev: Rev,
     ) -> Result<(), StoreError> {
         validate_path(path)?;
-        let names: Vec<&str> = names(path).collect();
-        // Every check first (a file on the way, a directory at the leaf,
-        // the rev), so that nothing changes on error.
-        let empty = Dir::new();
-        let (_, old) = leaf_dirs(&self.root, &names, cond, &empty)?;
+        let names: SmallVec<[&str; 8]> = names(path).collect();
         let Some((leaf, parents)) = names.split_last() else {
-            return Err(StoreError::IsDir); // unreachable: leaf_dirs checked
+            return Err(StoreError::IsDir); // the root
         };
-        set_mut(&mut self.root, parents, Entry::file(leaf, body, rev));
+        let old = set_at(&mut self.root, parents, Entry::file(leaf, body, rev), cond)?;
         self.count_set(path, old, body, rev);
         Ok(())
     }
@@ -746,6 +728,31 @@ mod tests {
         );
     }
 
+    /// A write refused on the in-place path (the one the store takes
+    /// between kept revs) leaves the tree as it was: no directory made
+    /// for it, no count or digest changed.
+    #[test]
+    fn a_refused_set_in_place_changes_nothing() {
+        let mut s = tree(&["/a/b"]);
+        let digest = s.digest();
+        for (path, cond, err) in [
+            ("/n/e/w", -2, StoreError::RevMismatch),
+            ("/a/new/x", -2, StoreError::RevMismatch),
+            ("/a/b/c", -1, StoreError::NotDir),
+            ("/a", -1, StoreError::IsDir),
+            ("/a/b", 0, StoreError::RevMismatch),
+        ] {
+            assert_eq!(s.set_in_place(path, &b("x"), cond, 9), Err(err), "{path}");
+            assert_eq!(s.stat("/"), Ok((1, wire_rev::DIR)), "{path}");
+            assert_eq!(s.stat("/a"), Ok((1, wire_rev::DIR)), "{path}");
+            assert_eq!(s.get("/a/b"), Ok((b("/a/b"), 1)), "{path}");
+            assert_eq!((s.files(), s.digest(), s.rev()), (1, digest, 1), "{path}");
+        }
+        s.set_in_place("/n/e/w", &b("x"), 0, 9).expect("set");
+        assert_eq!(s.get("/n/e/w"), Ok((b("x"), 9)));
+        assert_eq!(s.stat("/"), Ok((2, wire_rev::DIR)));
+    }
+
     #[test]
     fn del_rules_and_dir_removal() {
         let s = tree(&["/a/b/c", "/a/d", "/e"]);
@@ -771,7 +778,7 @@ mod tests {
 
     #[test]
     fn deepest_paths_work_on_a_small_stack() {
-        // Set and del are iterative; dropping a tree recurses (entry, node),
+        // Del is iterative; set and dropping a tree recurse (entry, node),
         // bounded by the path length limit. Check the deepest path fits
         // Rust's default 2 MiB thread stack even unoptimized (release
         // needs under 256 KiB).
