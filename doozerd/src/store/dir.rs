@@ -344,37 +344,15 @@ impl Dir {
         }
     }
 
-    /// The entry named `name`, to change in place (keeping its name):
-    /// the nodes on the way are copied if another clone shares them. The
-    /// way is found first without changing anything (a missing name
-    /// copies nothing), then followed by index, comparing no names again.
-    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut Entry> {
-        let name = name.as_bytes();
-        let mut way: SmallVec<[usize; 8]> = SmallVec::new();
-        let mut node = self.root.as_deref()?;
-        let at = loop {
-            match node {
-                Node::Inner(inner) => {
-                    let i = inner.kid_for(name);
-                    way.push(i);
-                    node = &inner.kids[i];
-                }
-                Node::Leaf(entries) => {
-                    break entries.binary_search_by(|e| e.cmp_name(name)).ok()?;
-                }
-            }
-        };
-        let mut node = Arc::make_mut(self.root.as_mut()?);
-        for i in way {
-            match node {
-                Node::Inner(inner) => node = Arc::make_mut(&mut inner.kids[i]),
-                Node::Leaf(_) => return None, // unreachable: the way ends at a leaf
-            }
-        }
-        match node {
-            Node::Leaf(entries) => entries.get_mut(at),
-            Node::Inner(_) => None,
-        }
+    /// Runs `f` on the entry named `name`, to change it or put a new
+    /// entry of that name in its place; `None` (`f` not run) if there is
+    /// none. One search: the nodes on the way are copied where another
+    /// clone shares them even when `name` is missing (the caller then
+    /// inserts it, which copies the same nodes), and each node's first
+    /// entry is taken again afterwards, so no node keeps the entry `f`
+    /// replaced alive.
+    pub(crate) fn update<R>(&mut self, name: &str, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        update_in(self.root.as_mut()?, name.as_bytes(), f)
     }
 
     /// The `n`-th entry in name order.
@@ -546,6 +524,24 @@ fn insert_in<E>(
     Ok((old, split))
 }
 
+/// [`Dir::update`] under `node`.
+fn update_in<R>(node: &mut Arc<Node>, name: &[u8], f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    match Arc::make_mut(node) {
+        Node::Leaf(entries) => {
+            let i = entries.binary_search_by(|e| e.cmp_name(name)).ok()?;
+            Some(f(&mut entries[i]))
+        }
+        Node::Inner(inner) => {
+            let i = inner.kid_for(name);
+            let done = update_in(&mut inner.kids[i], name, f)?;
+            if i == 0 {
+                inner.refresh_first();
+            }
+            Some(done)
+        }
+    }
+}
+
 /// Removes the entry named `name` (which exists) from under `node`.
 fn remove_in(node: &mut Arc<Node>, name: &[u8]) -> Option<Entry> {
     match Arc::make_mut(node) {
@@ -628,10 +624,10 @@ mod tests {
                 let first = inner.kids[0].first().map(Entry::name);
                 assert_eq!(Some(inner.first.name()), first);
                 // The very entry, not an older one of that name (which
-                // would keep a replaced body alive).
-                let same = inner.kids[0].first().is_some_and(|e| {
-                    e.rev() == inner.first.rev() && e.body() == inner.first.body()
-                });
+                // would keep a replaced body, or directory, alive).
+                let same = inner.kids[0]
+                    .first()
+                    .is_some_and(|e| e.0.as_ptr() == inner.first.0.as_ptr());
                 assert!(same, "first is a stale entry");
                 let lasts_before_firsts = inner.kids.windows(2).all(|p| {
                     let last = Dir {
@@ -652,12 +648,16 @@ mod tests {
     enum Op {
         Put(u16, u8),
         Del(u16),
+        /// A new entry put in place of an existing one through
+        /// [`Dir::update`], as a write into a subdirectory does.
+        Swap(u16, u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             3 => (0u16..600, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
             2 => (0u16..600).prop_map(Op::Del),
+            2 => (0u16..600, any::<u8>()).prop_map(|(k, v)| Op::Swap(k, v)),
         ]
     }
 
@@ -682,6 +682,13 @@ mod tests {
                         let name = format!("k{k}");
                         let old = dir.remove(&name);
                         prop_assert_eq!(old.map(|e| e.body()[0]), model.remove(&name));
+                    }
+                    Op::Swap(k, v) => {
+                        let name = format!("k{k}");
+                        let new = Entry::file(&name, &[*v], Rev::from(*v));
+                        let old = dir.update(&name, |e| std::mem::replace(e, new).body()[0]);
+                        let want = model.get_mut(&name).map(|m| std::mem::replace(m, *v));
+                        prop_assert_eq!(old, want);
                     }
                 }
                 if n % 97 == 0 {

@@ -155,7 +155,8 @@ fn del_in(root: &Dir, names: &[&str], cond: Rev) -> Result<Option<(Dir, Entry)>,
 /// allows it (see [`check_rev`]), creating the missing directories and
 /// changing in place every node and entry nobody else shares: the file
 /// it replaced, if any. One search per directory on the way. On error
-/// `dir` holds what it held (its nodes on the way may have been copied).
+/// `dir` holds what it held (its nodes on the way may have been copied,
+/// and a shared directory entry replaced by an equal one).
 ///
 /// Recursive, one level per directory; paths are at most
 /// [`super::path::MAX_PATH_LEN`] bytes, which dropping a tree recurses
@@ -173,15 +174,21 @@ fn set_at(
             None => check_rev(cond, wire_rev::MISSING),
         });
     };
-    match dir.get_mut(name) {
-        Some(entry) => entry
-            .with_dir_mut(|sub| set_at(sub, rest, file, cond))
-            .unwrap_or(Err(StoreError::NotDir)),
+    // Taken by whichever way the write goes on.
+    let mut file = Some(file);
+    let mut take = || file.take().ok_or(StoreError::IsDir); // never twice
+    let through = dir.update(name, |entry| {
+        entry
+            .with_dir_mut(|sub| set_at(sub, rest, take()?, cond))
+            .unwrap_or(Err(StoreError::NotDir))
+    });
+    match through {
+        Some(done) => done,
         None => {
             // Made aside and put in only once the file is in it, so a
             // refused write leaves no empty directory behind.
             let mut sub = Dir::new();
-            let old = set_at(&mut sub, rest, file, cond)?;
+            let old = set_at(&mut sub, rest, take()?, cond)?;
             dir.insert(Entry::dir(name, sub));
             Ok(old)
         }
