@@ -788,7 +788,8 @@ mod tests {
         // Del is iterative; set and dropping a tree recurse (entry, node),
         // bounded by the path length limit. Check the deepest path fits
         // Rust's default 2 MiB thread stack even unoptimized (release
-        // needs under 256 KiB).
+        // needs under 512 KiB since set recurses; it was under 256 KiB
+        // when set was iterative).
         let deep = "/a".repeat(crate::store::path::MAX_PATH_LEN / 2);
         let handle = std::thread::Builder::new()
             .stack_size(2048 * 1024)
