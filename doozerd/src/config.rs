@@ -20,6 +20,9 @@ pub const DEFAULT_WEB_PORT: u16 = 8000;
 pub const DEFAULT_HISTORY_REVS: u64 = 2000;
 /// Largest `-hist` accepted: a bound on memory, far above any real use.
 pub const MAX_HISTORY_REVS: u64 = 10_000_000;
+/// Largest `-spin` accepted, in microseconds: beyond a millisecond a
+/// sleeping process's wake-up is no longer what a wait costs.
+pub const MAX_SPIN_US: u64 = 1_000;
 
 /// Everything doozerd needs to start, validated. Its `Debug` form hides
 /// the secrets.
@@ -64,6 +67,9 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// `-restore`: a backup to seed a new cluster from.
     pub restore: Option<PathBuf>,
+    /// `-spin`: microseconds the event loop busy-polls before it sleeps,
+    /// while lightly loaded; 0: never (the default).
+    pub spin_us: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +89,9 @@ impl std::fmt::Debug for Config {
             .field("fill_ms", &self.fill_ms)
             .field("boot", &self.boot)
             .field("tls", &self.tls)
+            .field("data_dir", &self.data_dir)
+            .field("restore", &self.restore)
+            .field("spin_us", &self.spin_us)
             .finish()
     }
 }
@@ -171,6 +180,12 @@ fn options() -> getopts::Options {
     o.optopt("", "hist", "revisions of history kept (default 2000)", "N");
     o.optopt(
         "",
+        "spin",
+        "microseconds to busy-poll before sleeping while lightly loaded: lower latency for more CPU (default 0: off)",
+        "US",
+    );
+    o.optopt(
+        "",
         "tlscert",
         "serve clients over TLS: this node's certificate chain (PEM; it must name the host of -l)",
         "FILE",
@@ -230,7 +245,8 @@ pub fn parse(
 
     let cluster_name = cluster_name(&m)?;
 
-    let history_revs = history(&m)?;
+    let history_revs = whole(&m, "hist", DEFAULT_HISTORY_REVS, 1, MAX_HISTORY_REVS)?;
+    let spin_us = whole(&m, "spin", 0, 0, MAX_SPIN_US)?;
 
     let timeout_ms = seconds(&m, "timeout", 60_000, 1_000, 86_400_000)?;
     let pulse_ms = seconds(&m, "pulse", 1_000, 10, 3_600_000)?;
@@ -258,6 +274,7 @@ pub fn parse(
         tls,
         data_dir,
         restore,
+        spin_us,
     })))
 }
 
@@ -358,14 +375,20 @@ fn cluster_name(m: &getopts::Matches) -> Result<String, ConfigError> {
     Ok(name)
 }
 
-/// `-hist`: revisions of history kept.
-fn history(m: &getopts::Matches) -> Result<u64, ConfigError> {
-    match m.opt_str("hist") {
-        None => Ok(DEFAULT_HISTORY_REVS),
+/// A flag taking a whole number from `min` to `max` (`-hist`, `-spin`).
+fn whole(
+    m: &getopts::Matches,
+    flag: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match m.opt_str(flag) {
+        None => Ok(default),
         Some(s) => match s.parse::<u64>() {
-            Ok(n) if (1..=MAX_HISTORY_REVS).contains(&n) => Ok(n),
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
             _ => Err(ConfigError(format!(
-                "-hist {}: want a whole number from 1 to {MAX_HISTORY_REVS}",
+                "-{flag} {}: want a whole number from {min} to {max}",
                 shown(&s)
             ))),
         },
@@ -516,6 +539,22 @@ mod tests {
         assert_eq!(c.cluster_name, "local");
         assert_eq!(c.history_revs, 2000);
         assert_eq!((c.timeout_ms, c.pulse_ms, c.fill_ms), (60_000, 1_000, 100));
+        assert_eq!(c.spin_us, 0);
+    }
+
+    #[test]
+    fn spin_is_whole_microseconds_up_to_a_millisecond() {
+        assert_eq!(config(&["-spin", "100"]).spin_us, 100);
+        assert_eq!(config(&["-spin", "0"]).spin_us, 0);
+        assert_eq!(config(&["-spin", "1000"]).spin_us, MAX_SPIN_US);
+        for bad in ["1001", "-1", "0.5", "50us", ""] {
+            let e = run(&["-spin", bad]).expect_err(bad);
+            assert_eq!(
+                e.0,
+                format!("-spin {bad:?}: want a whole number from 0 to 1000"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct NodeStats {
     pub round_retries: u64,
     /// Votes this CAL cast lazily (`-d`, docs/storage.md#lazy-votes).
     pub lazy_votes: u64,
+    /// Waits the event loop ended while busy-polling (`-spin`): each a
+    /// sleep and wake-up saved.
+    pub spin_wakes: u64,
     /// Bulk revokes: one Prepare covering many seqns being filled.
     pub revokes: u64,
     /// Learned values that did not decode (applied as NOP).
@@ -591,6 +594,7 @@ fn stats_json(s: &NodeStats, store: &Store) -> serde_json::Value {
     v["pulse_s"] = json!(s.pulse_s);
     v["timeout_s"] = json!(s.timeout_s);
     v["consensus"]["lazy_votes"] = json!(s.lazy_votes);
+    v["spin_wakes"] = json!(s.spin_wakes);
     v["ctl"] = ctl_layout();
     v
 }
@@ -645,6 +649,7 @@ const METRICS: &[(&str, Kind, &str, Value)] = {
         ("doozer_consensus_fills_total", Counter, "Seqns of other CALs filled with NOP.", One(|s, _| s.fills as f64)),
         ("doozer_consensus_retries_total", Counter, "Paxos rounds retried.", One(|s, _| s.round_retries as f64)),
         ("doozer_consensus_lazy_votes_total", Counter, "Votes cast lazily: sent with the next sync of the data directory, since a majority before this CAL votes at once.", One(|s, _| s.lazy_votes as f64)),
+        ("doozer_loop_spin_wakes_total", Counter, "Waits the event loop ended while busy-polling (-spin): each a sleep and wake-up saved.", One(|s, _| s.spin_wakes as f64)),
         ("doozer_consensus_revokes_total", Counter, "Bulk revokes: one Prepare covering many seqns being filled.", One(|s, _| s.revokes as f64)),
         ("doozer_consensus_divergences_total", Counter, "Times this node's store differed from a majority of the CALs' at the same rev (it stopped serving and copied it again).", One(|s, _| s.divergences as f64)),
         ("doozer_consensus_learned_gaps_total", Counter, "Learned seqns that were not the next one (a bug; the node copied the store again).", One(|s, _| s.learned_gaps as f64)),

@@ -362,8 +362,8 @@ impl Cluster {
 
     /// [`Cluster::start`], every node serving the web viewer (so its
     /// `/$stats.json` and `/$metrics`) on a free port of its own.
-    pub fn start_with_web(cals: usize) -> Cluster {
-        Cluster::grow(Cluster::seed_full(&[], None, None, None, true), cals)
+    pub fn start_with_web(cals: usize, args: &[&str]) -> Cluster {
+        Cluster::grow(Cluster::seed_full(args, None, None, None, true), cals)
     }
 
     /// [`Cluster::start`], every node on its own

@@ -24,11 +24,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use doozer_proto::ErrCode;
+use doozer_tests::browser::http_get;
 use doozer_tests::cluster::{
     assert_covers_every_kind, assert_history_ok, call_timeout, get_at, recv_tag_timeout, Cluster,
     Workload, CLUSTER_DEADLINE,
 };
 use doozer_tests::history::{Call, Outcome, Recorder};
+use doozer_tests::prometheus;
 use doozer_tests::*;
 
 /// Waits until node `via` shows exactly `want` as its CAL slots (a node may
@@ -491,4 +493,35 @@ fn a_cal_stopped_for_many_writes_catches_up_without_a_copy() {
         "node 2 gave up catching up and copied the store:\n{log}"
     );
     assert_eq!(c.wait_cal(2), slot, "node 2 is still a CAL in its slot");
+}
+
+/// `-spin` (docs/benchmarks.md#busy-polling): with every node busy-polling
+/// before it sleeps, writes in a row through each CAL are all answered,
+/// and every one is on every node at its rev; the nodes count the waits
+/// that busy-polling ended (none without `-spin`).
+#[test]
+fn writes_in_a_row_with_busy_polling_are_on_every_node_at_their_revs() {
+    let mut c = Cluster::start_with_web(3, &["-spin", "300"]);
+    for k in 0..300 {
+        c.set(
+            k % 3,
+            &format!("/spin/{k}"),
+            0,
+            format!("body {k}").as_bytes(),
+        );
+    }
+    let wakes: f64 = (0..3)
+        .map(|i| {
+            let web = c.d(i).web().expect("the web viewer is on");
+            let text = http_get(web, "/$metrics").text();
+            let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
+            m.value("doozer_loop_spin_wakes_total", &[])
+                .unwrap_or_else(|| panic!("node {i}: no spin counter\n{text}"))
+        })
+        .sum();
+    assert!(
+        wakes > 0.0,
+        "300 writes in a row, and no wait ended while busy-polling"
+    );
+    c.assert_consistent(&[]);
 }

@@ -64,7 +64,7 @@ fn dash_h_prints_usage_with_every_flag() {
     let out = doozerd_run(&["-h"]);
     let text = out.ok();
     for flag in [
-        "-l", "-a", "-b", "-c", "-w", "-timeout", "-pulse", "-fill", "-hist", "-v",
+        "-l", "-a", "-b", "-c", "-w", "-timeout", "-pulse", "-fill", "-hist", "-spin", "-v",
     ] {
         assert!(text.contains(flag), "usage lacks {flag}: {text}");
     }
@@ -84,6 +84,10 @@ fn bad_values_are_one_line_errors() {
         (vec!["-hist", "abc"], "hist"),
         (vec!["-hist", "0"], "hist"),
         (vec!["-hist=-3"], "hist"),
+        (
+            vec!["-spin", "1001"],
+            "-spin \"1001\": want a whole number from 0 to 1000",
+        ),
         (vec!["-c", "bad name"], "bad name"),
         (vec!["-c", ""], "-c"),
     ] {

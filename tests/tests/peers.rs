@@ -215,7 +215,7 @@ fn without_a_secret_a_node_that_is_no_cal_cannot_teach_values() {
     // write, so it can register a node of its own: EVIL, at the address
     // of a UDP socket it holds. Its batches then pass the address check
     // (they come from EVIL's address) but EVIL is in no CAL set.
-    let mut c = Cluster::start_with_web(3);
+    let mut c = Cluster::start_with_web(3, &[]);
     let before = c.set(0, "/before", 0, b"x");
     let evil = UdpSocket::bind("127.0.0.1:0").expect("udp");
     let evil_addr = evil.local_addr().expect("addr");

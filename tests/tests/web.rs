@@ -1442,7 +1442,7 @@ fn wait_cluster<T>(b: &Browser, what: &str, mut f: impl FnMut(&ClusterPage) -> O
 #[test]
 fn the_cluster_page_lists_every_node_and_marks_a_stopped_cal_unhealthy() {
     use doozer_tests::cluster::Cluster;
-    let mut c = Cluster::start_with_web(3);
+    let mut c = Cluster::start_with_web(3, &[]);
     let slave = c.attach(0, &[]);
     let web = c.d(0).web().expect("node 0 serves the viewer");
     let b = Browser::start();

@@ -153,7 +153,17 @@ pub struct Node {
     node_id: String,
     cluster: String,
     viewer: Viewer,
+    /// `-spin`: how long the loop busy-polls before it sleeps, while
+    /// lightly loaded (see [`Node::wait`]); zero: never.
+    spin: Duration,
+    /// Waits ended while busy-polling (the stats pages show it).
+    spin_wakes: u64,
 }
+
+/// The loop busy-polls (`-spin`) only while the values it applies hold
+/// at most this many changes: under load, batches are larger, the next
+/// event comes soon anyway, and the CPU is better left to the others.
+const SPIN_BATCH_MAX: usize = 2;
 
 /// What the web viewer shows besides the store and the stats
 /// (docs/web.md): the flags the cluster page judges by, and the samples
@@ -199,6 +209,7 @@ macro_rules! sources {
                 .registrar
                 .as_ref()
                 .is_some_and(Registrar::name_conflict),
+            spin_wakes: $node.spin_wakes,
         }
     };
 }
@@ -220,7 +231,7 @@ impl Node {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
+            match self.wait(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
@@ -472,6 +483,31 @@ impl Node {
     /// How long the next poll may block: not at all if a paused connection
     /// can go on; until the replica's next deadline, the next ping, or the
     /// follower's next timer.
+    /// Waits for events until `timeout`. With `-spin` and a light load,
+    /// it first polls without sleeping, yielding the CPU between polls,
+    /// for up to the `-spin` time (never past `timeout`): an answer or
+    /// vote that comes back within it is handled without the wake-up of
+    /// a sleeping process, which on a small virtual machine costs about
+    /// as much as the work itself (docs/benchmarks.md, "Busy-polling").
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        let spin = timeout.map_or(self.spin, |t| t.min(self.spin));
+        if !spin.is_zero() && self.replica.last_batch() <= SPIN_BATCH_MAX {
+            let until = Instant::now() + spin;
+            loop {
+                self.poll.poll(events, Some(Duration::ZERO))?;
+                if !events.is_empty() {
+                    self.spin_wakes += 1;
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        self.poll.poll(events, timeout)
+    }
+
     fn poll_timeout(&self) -> Option<Duration> {
         if self.conns.any_ready(&self.replica) {
             return Some(Duration::ZERO);

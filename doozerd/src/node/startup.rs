@@ -129,6 +129,8 @@ impl Node {
             listener,
             // (Before `web_listener` moves.)
             viewer: super::Viewer::new(config, web_listener.is_some()),
+            spin: std::time::Duration::from_micros(config.spin_us),
+            spin_wakes: 0,
             web_listener,
             peers,
             replica,

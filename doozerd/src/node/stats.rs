@@ -27,6 +27,7 @@ pub(super) struct Sources<'a> {
     pub event_streams: usize,
     pub output_pending_bytes: usize,
     pub ns_name_conflict: bool,
+    pub spin_wakes: u64,
 }
 
 impl Sources<'_> {
@@ -61,6 +62,7 @@ impl Sources<'_> {
             fills: c.map_or(0, |c| c.fills),
             round_retries: c.map_or(0, |c| c.round_retries),
             lazy_votes: c.map_or(0, |c| c.lazy_votes),
+            spin_wakes: self.spin_wakes,
             revokes: c.map_or(0, |c| c.revokes),
             malformed_values: s.malformed_values,
             divergences: s.divergences,

@@ -346,6 +346,9 @@ impl Replica {
     ) {
         let results = self.store.apply_value(seqn, v);
         let n = results.len();
+        if n > 0 {
+            self.last_batch = n;
+        }
         // Every change of a batch has its result; anything else is a bug,
         // and the writes left over must still get an answer.
         let extra = writes.split_off(n.min(writes.len()));

@@ -342,6 +342,8 @@ pub struct Replica {
     /// The rev and seqn the store was last replaced whole at (seeded,
     /// copied, read back): the oldest point a snapshot can be as of.
     base: (crate::store::Rev, u64),
+    /// How many changes the last value that had any held.
+    last_batch: usize,
     /// What the simulator's oracle watches: votes cast, values learned.
     #[cfg(test)]
     trace: Trace,
@@ -380,6 +382,7 @@ impl Replica {
     /// A replica over an empty store.
     pub fn new(config: ReplicaConfig) -> Replica {
         Replica {
+            last_batch: 0,
             store: Store::new(config.history_revs),
             paxos: None,
             retired: None,
@@ -489,6 +492,11 @@ impl Replica {
     /// trusted: it diverged); a resume point is then worthless.
     pub fn must_copy(&self) -> bool {
         self.force_copy
+    }
+
+    /// How many changes the last applied value that had any held.
+    pub fn last_batch(&self) -> usize {
+        self.last_batch
     }
 
     /// The store, for reading (web pages, attach candidates).
