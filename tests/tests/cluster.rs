@@ -495,10 +495,10 @@ fn a_cal_stopped_for_many_writes_catches_up_without_a_copy() {
     assert_eq!(c.wait_cal(2), slot, "node 2 is still a CAL in its slot");
 }
 
-/// `-spin` (docs/benchmarks.md#busy-polling): with every node busy-polling
-/// before it sleeps, writes in a row through each CAL are all answered,
-/// and every one is on every node at its rev; the nodes count the waits
-/// that busy-polling ended (none without `-spin`).
+/// `-spin` (docs/benchmarks.md#busy-polling--spin): with every node
+/// busy-polling before it sleeps, writes in a row through each CAL are all
+/// answered, and every one is on every node at its rev; the nodes count
+/// the waits that busy-polling ended (none without `-spin`).
 #[test]
 fn writes_in_a_row_with_busy_polling_are_on_every_node_at_their_revs() {
     let mut c = Cluster::start_with_web(3, &["-spin", "300"]);
