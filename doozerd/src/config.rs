@@ -245,8 +245,8 @@ pub fn parse(
 
     let cluster_name = cluster_name(&m)?;
 
-    let history_revs = whole(&m, "hist", DEFAULT_HISTORY_REVS, 1, MAX_HISTORY_REVS)?;
-    let spin_us = whole(&m, "spin", 0, 0, MAX_SPIN_US)?;
+    let history_revs = whole(&m, "hist", DEFAULT_HISTORY_REVS, 1..=MAX_HISTORY_REVS)?;
+    let spin_us = whole(&m, "spin", 0, 0..=MAX_SPIN_US)?;
 
     let timeout_ms = seconds(&m, "timeout", 60_000, 1_000, 86_400_000)?;
     let pulse_ms = seconds(&m, "pulse", 1_000, 10, 3_600_000)?;
@@ -375,21 +375,22 @@ fn cluster_name(m: &getopts::Matches) -> Result<String, ConfigError> {
     Ok(name)
 }
 
-/// A flag taking a whole number from `min` to `max` (`-hist`, `-spin`).
+/// A flag taking a whole number in `range` (`-hist`, `-spin`).
 fn whole(
     m: &getopts::Matches,
     flag: &str,
     default: u64,
-    min: u64,
-    max: u64,
+    range: std::ops::RangeInclusive<u64>,
 ) -> Result<u64, ConfigError> {
     match m.opt_str(flag) {
         None => Ok(default),
         Some(s) => match s.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            Ok(n) if range.contains(&n) => Ok(n),
             _ => Err(ConfigError(format!(
-                "-{flag} {}: want a whole number from {min} to {max}",
-                shown(&s)
+                "-{flag} {}: want a whole number from {} to {}",
+                shown(&s),
+                range.start(),
+                range.end()
             ))),
         },
     }

@@ -480,9 +480,6 @@ impl Node {
         }
     }
 
-    /// How long the next poll may block: not at all if a paused connection
-    /// can go on; until the replica's next deadline, the next ping, or the
-    /// follower's next timer.
     /// Waits for events until `timeout`. With `-spin` and a light load,
     /// it first polls without sleeping, yielding the CPU between polls,
     /// for up to the `-spin` time (never past `timeout`): an answer or
@@ -508,6 +505,9 @@ impl Node {
         self.poll.poll(events, timeout)
     }
 
+    /// How long the next poll may block: not at all if a paused connection
+    /// can go on; until the replica's next deadline, the next ping, or the
+    /// follower's next timer.
     fn poll_timeout(&self) -> Option<Duration> {
         if self.conns.any_ready(&self.replica) {
             return Some(Duration::ZERO);
