@@ -7,7 +7,8 @@
 //! takes its slot while clients keep writing); a slave re-attaching when
 //! its CAL is SIGKILLed; a five-CAL cluster with two and then three CALs
 //! stopped; 32 KiB bodies; a linearizable read through a CAL that was
-//! stopped while the others wrote.
+//! stopped while the others wrote; writes in a row with every node
+//! busy-polling (`-spin`).
 //!
 //! After every scenario the running nodes must hold identical stores at one
 //! explicit rev, and every acknowledged SET must read back at its rev on
