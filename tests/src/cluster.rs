@@ -101,6 +101,23 @@ fn send_signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -s {signal} {pid}: {status}");
 }
 
+/// SIGSTOPs process `pid` (one the test started) and waits until the
+/// kernel shows it stopped.
+pub fn stop_pid(pid: u32) {
+    send_signal(pid, "STOP");
+    poll_until(crate::DEADLINE, "the process to be stopped", || {
+        (proc_state(pid) == Some('T')).then_some(())
+    });
+}
+
+/// SIGCONTs process `pid` and waits until it is no longer stopped.
+pub fn cont_pid(pid: u32) {
+    send_signal(pid, "CONT");
+    poll_until(crate::DEADLINE, "the process to run again", || {
+        (proc_state(pid) != Some('T')).then_some(())
+    });
+}
+
 /// The one-letter process state from `/proc/<pid>/stat` (`T` = stopped),
 /// so the test knows the signal took effect before it goes on.
 fn proc_state(pid: u32) -> Option<char> {
@@ -504,21 +521,13 @@ impl Cluster {
 
     /// SIGSTOPs node `i` and waits until the kernel shows it stopped.
     pub fn stop(&mut self, i: usize) {
-        let pid = self.d(i).pid();
-        send_signal(pid, "STOP");
-        poll_until(crate::DEADLINE, "the process to be stopped", || {
-            (proc_state(pid) == Some('T')).then_some(())
-        });
+        stop_pid(self.d(i).pid());
         self.nodes[i].state = State::Stopped;
     }
 
     /// SIGCONTs node `i` and waits until it is no longer stopped.
     pub fn cont(&mut self, i: usize) {
-        let pid = self.d(i).pid();
-        send_signal(pid, "CONT");
-        poll_until(crate::DEADLINE, "the process to run again", || {
-            (proc_state(pid) != Some('T')).then_some(())
-        });
+        cont_pid(self.d(i).pid());
         self.nodes[i].state = State::Running;
     }
 

@@ -1190,6 +1190,44 @@ fn a_closed_event_stream_is_no_longer_counted() {
     assert_eq!(streams(), Some(1), "one stream open");
 }
 
+/// A stats request answered in the same loop iteration that hears a
+/// stream's client leave does not count that stream (the stats are
+/// gathered before that iteration's writes close it). The node is
+/// stopped while the stream closes and the request is sent on a
+/// connection it accepted before, so one iteration sees both.
+#[test]
+fn a_stream_closed_in_the_iteration_of_a_stats_request_is_not_counted() {
+    use doozer_tests::cluster::{cont_pid, stop_pid};
+    let (d, web) = start_node();
+    let mut a = SseConn::open(web, "/$events/", &[]);
+    a.until_ready();
+    let mut stats = TcpStream::connect(web).expect("connect to -w");
+    // Accepted (the node answers another request after it) before the
+    // node stops.
+    assert_eq!(
+        http_get(web, "/$stats.json").json()["event_streams"].as_i64(),
+        Some(1)
+    );
+    stop_pid(d.pid());
+    drop(a);
+    stats
+        .write_all(format!("GET /$stats.json HTTP/1.1\r\nHost: {web}\r\n\r\n").as_bytes())
+        .expect("send the request");
+    cont_pid(d.pid());
+    stats
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    let mut reply = Vec::new();
+    let _ = stats.read_to_end(&mut reply); // the node closes after the reply
+    let text = String::from_utf8_lossy(&reply);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no body: {text}"));
+    let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(json["event_streams"].as_i64(), Some(0), "{body}");
+}
+
 #[test]
 fn a_resume_point_older_than_the_history_window_starts_over() {
     let web = web_addr();

@@ -263,9 +263,16 @@ impl Conns {
         self.web_open
     }
 
-    /// Event streams open.
+    /// Event streams open: not those whose client left or that failed
+    /// and are closed at this iteration's flush (the stats pages are
+    /// answered before it).
     pub(super) fn streams(&self) -> usize {
-        self.streams.len()
+        self.streams
+            .iter()
+            .filter(
+                |&&i| matches!(self.slab.get(i), Some(Some(c)) if !c.dead && !c.close_after_flush),
+            )
+            .count()
     }
 
     /// Bytes of unsent output the node holds for its connections.
