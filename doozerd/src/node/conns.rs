@@ -263,6 +263,11 @@ impl Conns {
         self.web_open
     }
 
+    /// Whether a web request waits for [`Conns::serve_http`].
+    pub(super) fn http_waiting(&self) -> bool {
+        !self.http_ready.is_empty()
+    }
+
     /// Event streams open: not those whose client left or that failed
     /// and are closed at this iteration's flush (the stats pages are
     /// answered before it).

@@ -397,6 +397,11 @@ impl Node {
 
     /// Answers the web requests read this iteration.
     fn serve_http(&mut self) {
+        // Most iterations have no web request: gather nothing for them
+        // (counting the open event streams walks them).
+        if !self.conns.http_waiting() {
+            return;
+        }
         // The stats are gathered only for the pages that show them. (The
         // macro, not `self.sources()`: `self.conns` is borrowed mutably
         // below, and only a field-by-field borrow allows that.)
