@@ -138,7 +138,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
 
 /// Parses a response from `raw`. Without `eof`, returns `None` unless the
 /// body's end is known (Content-Length or the last chunk).
-fn parse_response(raw: &[u8], eof: bool) -> Option<HttpResponse> {
+pub fn parse_response(raw: &[u8], eof: bool) -> Option<HttpResponse> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let rest = &raw[end + 4..];

@@ -1219,13 +1219,10 @@ fn a_stream_closed_in_the_iteration_of_a_stats_request_is_not_counted() {
         .expect("read timeout");
     let mut reply = Vec::new();
     let _ = stats.read_to_end(&mut reply); // the node closes after the reply
-    let text = String::from_utf8_lossy(&reply);
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no body: {text}"));
-    let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    assert_eq!(json["event_streams"].as_i64(), Some(0), "{body}");
+    let resp = doozer_tests::browser::parse_response(&reply, true)
+        .unwrap_or_else(|| panic!("no HTTP reply: {}", String::from_utf8_lossy(&reply)));
+    let json = resp.json();
+    assert_eq!(json["event_streams"].as_i64(), Some(0), "{json}");
 }
 
 #[test]
