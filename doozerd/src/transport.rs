@@ -39,7 +39,6 @@
 //! A replayed genuine datagram verifies: to consensus it is the network
 //! duplicating a datagram, which Paxos tolerates (docs/security.md).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -221,7 +220,10 @@ pub struct PeerTransport {
     local: SocketAddr,
     /// Seals and checks datagrams when the cluster has a secret.
     key: Option<PeerKey>,
-    outbox: HashMap<SocketAddr, Vec<Bytes>>,
+    /// Messages per peer, in the order each peer was first queued to
+    /// since the last flush: datagrams leave in that order
+    /// (docs/cluster.md#message-order).
+    outbox: Vec<(SocketAddr, Vec<Bytes>)>,
     buf: Vec<u8>,
     stats: TransportStats,
     warning: DropWarning,
@@ -242,7 +244,7 @@ impl PeerTransport {
             socket,
             local,
             key,
-            outbox: HashMap::new(),
+            outbox: Vec::new(),
             buf: vec![0; 65_536],
             stats: TransportStats::default(),
             warning: DropWarning::default(),
@@ -271,22 +273,24 @@ impl PeerTransport {
         if msg.len() > MAX_MESSAGE_LEN {
             return Err(TooLarge { len: msg.len() });
         }
-        self.outbox.entry(to).or_default().push(msg);
+        // Few peers: a scan beats hashing, and keeps the order.
+        match self.outbox.iter_mut().find(|(a, _)| *a == to) {
+            Some((_, msgs)) => msgs.push(msg),
+            None => self.outbox.push((to, vec![msg])),
+        }
         Ok(())
     }
 
-    /// Sends everything queued, packed per peer.
+    /// Sends everything queued, packed per peer, peers in the order they
+    /// were first queued to.
     pub fn flush(&mut self) {
-        for (to, msgs) in self.outbox.iter_mut() {
-            if msgs.is_empty() {
-                continue;
-            }
-            for envelope in pack(msgs.drain(..)) {
+        for (to, msgs) in self.outbox.drain(..) {
+            for envelope in pack(msgs) {
                 let datagram = match &self.key {
-                    Some(key) => key.seal(self.local, *to, &envelope),
+                    Some(key) => key.seal(self.local, to, &envelope),
                     None => envelope,
                 };
-                match self.socket.send_to(&datagram, *to) {
+                match self.socket.send_to(&datagram, to) {
                     Ok(_) => self.stats.datagrams_sent += 1,
                     Err(e) => {
                         self.stats.send_dropped += 1;
@@ -296,10 +300,6 @@ impl PeerTransport {
                     }
                 }
             }
-        }
-        // Peers come and go; don't keep an entry per address forever.
-        if self.outbox.len() > 64 {
-            self.outbox.retain(|_, v| v.capacity() > 0 && !v.is_empty());
         }
     }
 
@@ -517,6 +517,27 @@ mod tests {
         raw.send_to(&[0x0a, 0x05, 1], b_addr).unwrap(); // truncated
         drop_until(&mut b, |st| st.garbage_dropped >= 2);
         assert_eq!(b.stats().garbage_dropped, 2);
+    }
+
+    /// Datagrams leave per peer in the order each peer was first queued
+    /// to, so the core's order (a vote's owner first) holds on the wire.
+    #[test]
+    fn peers_are_flushed_in_the_order_they_were_first_queued_to() {
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut a = PeerTransport::bind(lo, None).unwrap();
+        let mut b = PeerTransport::bind(lo, None).unwrap();
+        let mut c = PeerTransport::bind(lo, None).unwrap();
+        let (b_addr, c_addr) = (b.local_addr().unwrap(), c.local_addr().unwrap());
+        for (to, m) in [(c_addr, 1), (b_addr, 2), (c_addr, 3)] {
+            a.queue(to, msg(8, m)).unwrap();
+        }
+        let order: Vec<SocketAddr> = a.outbox.iter().map(|(to, _)| *to).collect();
+        assert_eq!(order, vec![c_addr, b_addr]);
+        a.flush();
+        assert!(a.outbox.is_empty());
+        assert_eq!(a.stats().datagrams_sent, 2);
+        assert_eq!(recv_n(&mut c, 2).len(), 2);
+        assert_eq!(recv_n(&mut b, 1).len(), 1);
     }
 
     #[test]

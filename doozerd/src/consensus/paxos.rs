@@ -1155,6 +1155,13 @@ impl Paxos {
             .filter(|c| **c != self.cfg.id && self.silent_here(c))
             .cloned()
             .collect();
+        // A vote goes first to the seqn's owner, which coordinates round
+        // 0 and answers the client once it has it; the others only learn
+        // (docs/cluster.md#message-order). Stable: otherwise by id.
+        let mut batches: Vec<(NodeId, PeerMsg)> = batches.into_iter().collect();
+        if batches.len() > 1 {
+            batches.sort_by_key(|(peer, msg)| !self.owns_a_vote(peer, msg));
+        }
         for (peer, mut msg) in batches {
             if usual {
                 upsert(&mut self.last_sent_ms, &peer, self.now_ms);
@@ -1177,6 +1184,13 @@ impl Paxos {
     }
 
     // ---- internals ----
+
+    /// Whether `msg` holds a vote for a seqn that `peer` owns.
+    fn owns_a_vote(&self, peer: &NodeId, msg: &PeerMsg) -> bool {
+        msg.votes
+            .iter()
+            .any(|v| self.cals(v.seqn).is_some_and(|c| c.owner(v.seqn) == peer))
+    }
 
     fn ahead_max(&self) -> u64 {
         4 * self.cfg.alpha + FETCH_SEQNS_MAX

@@ -1024,6 +1024,30 @@ fn owner_accepts(px: &mut Paxos, cals: &CalSet, s: Seqn, now: u64) {
     px.step(&owner, msg, now);
 }
 
+/// A vote leaves first for the seqn's owner, which waits for it to
+/// answer its client, even when that owner's id sorts last
+/// (docs/cluster.md#message-order).
+#[test]
+fn a_vote_goes_first_to_the_owner_of_its_seqn() {
+    let cals = CalSet::new(ids(3)).unwrap();
+    for owner in ["n1", "n2"] {
+        let mut px = Paxos::new(
+            Config::new("n0", Bytes::from_static(NOP)),
+            1,
+            cals.clone(),
+            0,
+            1,
+        );
+        let s = (1..=3).find(|s| cals.owner(*s) == owner).unwrap();
+        owner_accepts(&mut px, &cals, s, 0);
+        let out = px.take_messages();
+        let to: Vec<&str> = out.iter().map(|(p, _)| p.as_ref()).collect();
+        assert_eq!(to.len(), 2, "{to:?}");
+        assert_eq!(to[0], owner, "{to:?}");
+        assert!(out[0].1.votes.iter().any(|v| v.seqn == s));
+    }
+}
+
 #[test]
 fn skips_leave_early_only_below_a_synced_floor() {
     let (mut px, cals) = durable_n0();
