@@ -7,8 +7,9 @@
 //! takes its slot while clients keep writing); a slave re-attaching when
 //! its CAL is SIGKILLed; a five-CAL cluster with two and then three CALs
 //! stopped; 32 KiB bodies; a linearizable read through a CAL that was
-//! stopped while the others wrote; writes in a row with every node
-//! busy-polling (`-spin`).
+//! stopped while the others wrote; a CAL stopped past what the others keep
+//! for it, which copies the store and rejoins; writes in a row with every
+//! node busy-polling (`-spin`).
 //!
 //! After every scenario the running nodes must hold identical stores at one
 //! explicit rev, and every acknowledged SET must read back at its rev on
@@ -494,6 +495,45 @@ fn a_cal_stopped_for_many_writes_catches_up_without_a_copy() {
         "node 2 gave up catching up and copied the store:\n{log}"
     );
     assert_eq!(c.wait_cal(2), slot, "node 2 is still a CAL in its slot");
+}
+
+/// docs/cluster.md#falling-behind: a CAL stopped while the others decide
+/// more values than they keep for it (4,096) cannot catch up through
+/// consensus; continued, it gives up on the others' evidence, copies the
+/// store, rejoins in its slot, and ends with every node's store the same,
+/// every acknowledged write at its rev; a write through it then succeeds.
+#[test]
+fn a_cal_stopped_past_what_the_others_keep_copies_and_rejoins_its_slot() {
+    let mut c = Cluster::start(3, &["-timeout", "600"]);
+    let slot = c.wait_cal(2);
+    c.stop(2);
+    let mut last = 0;
+    for k in 0..5_000 {
+        last = c.set(
+            k % 2,
+            &format!("/past/{}", k % 50),
+            -1,
+            format!("v{k}").as_bytes(),
+        );
+    }
+    c.cont(2);
+    const GAVE_UP: &str = "they no longer keep what it lacks";
+    poll_until(CLUSTER_DEADLINE, "node 2 to give up catching up", || {
+        c.d(2).stderr().contains(GAVE_UP).then_some(())
+    });
+    // Its slot still names it: after the copy it is promoted again.
+    poll_until(CLUSTER_DEADLINE, "node 2 to rejoin consensus", || {
+        let log = c.d(2).stderr();
+        let after = &log[log.find(GAVE_UP)?..];
+        after.contains("promoted: a CAL from seqn").then_some(())
+    });
+    poll_until(CLUSTER_DEADLINE, "node 2 to have the writes", || {
+        (c.d(2).raw().rev() >= last).then_some(())
+    });
+    assert_eq!(c.wait_cal(2), slot, "node 2 is back in its slot");
+    let rev = c.set(2, "/past/after", 0, b"through node 2");
+    assert!(rev > last, "rev {rev} after {last}");
+    c.assert_consistent(&[]);
 }
 
 /// `-spin` (docs/benchmarks.md#busy-polling--spin): with every node
