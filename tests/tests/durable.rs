@@ -7,7 +7,8 @@
 //! emptied DIR makes a new node; a second doozerd on a DIR in use, a
 //! different `-c`, a flipped byte inside the log are refused with errors
 //! naming what is wrong; a torn tail is cut off and logged; writes in a
-//! row are answered while the third CAL votes lazily.
+//! row are answered while the third CAL votes lazily; a node stopped by
+//! signals comes back at the rev it stopped at.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -300,6 +301,107 @@ fn a_restarted_cal_rejoins_and_an_emptied_dir_makes_a_new_node() {
     // It follows: a write through a CAL reaches it.
     let rev = dc.c.set(0, "/seen-by-new", 0, b"3");
     assert_eq!(get_at_rev(dc.c.d(2), "/seen-by-new", rev), b"3");
+}
+
+/// The number after `prefix` in `log`, if any (the last such line).
+fn rev_after(log: &str, prefix: &str) -> Option<i64> {
+    let at = log.rfind(prefix)? + prefix.len();
+    let digits: String = log[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A node stopped by signals writes what it applied and left waiting for
+/// a later sync (docs/storage.md#early-answers) before it exits, so it
+/// comes back on its DIR at the rev it stopped at, not a little behind.
+/// The CAL that votes lazily under writes through another often has
+/// records waiting; stopped (SIGSTOP) with SIGINT and SIGTERM pending, it
+/// reads both in one loop iteration and stops at once, with no output in
+/// between that would sync them. Rounds until one stop found records
+/// waiting (its log says how many it wrote; at most 40 rounds); every
+/// round must come back at its stop's rev.
+#[test]
+fn a_cal_stopped_by_signals_comes_back_at_the_rev_it_stopped_at() {
+    let mut dc = DurableCluster::start_full(true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|k| {
+            let (uri, stop, acked) = (dc.c.d(0).uri(), Arc::clone(&stop), Arc::clone(&acked));
+            thread::spawn(move || writer(uri, k, stop, acked))
+        })
+        .collect();
+    let more_writes = |n: usize| {
+        let from = acked.lock().unwrap().len();
+        poll_until(CLUSTER_DEADLINE, "more writes", || {
+            (acked.lock().unwrap().len() >= from + n).then_some(())
+        });
+    };
+    more_writes(200);
+    let lazy_votes = |i: usize| {
+        let web = dc.c.d(i).web().expect("the web viewer is on");
+        let text = http_get(web, "/$metrics").text();
+        let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
+        m.value("doozer_consensus_lazy_votes_total", &[])
+            .unwrap_or_else(|| panic!("node {i}: no lazy vote counter\n{text}"))
+    };
+    let (lazy, votes) = [1, 2]
+        .map(|i| (i, lazy_votes(i)))
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("two CALs");
+    assert!(votes > 0.0, "no lazy vote under writes in a row");
+    let mut waited = 0;
+    let mut rounds = 0;
+    while rounds < 40 {
+        let round = rounds;
+        rounds += 1;
+        if round > 0 {
+            dc.c.wait_cal(lazy);
+            more_writes(100);
+        }
+        dc.c.stop(lazy);
+        let pid = dc.c.d(lazy).pid();
+        rolling::signal(pid, "INT");
+        rolling::signal(pid, "TERM");
+        dc.c.cont(lazy);
+        let status = poll_until(CLUSTER_DEADLINE, "the CAL to exit", || {
+            dc.c.nodes[lazy].d.try_wait()
+        });
+        dc.c.nodes[lazy].state = State::Killed;
+        let log = dc.c.d(lazy).stderr();
+        assert_eq!(
+            status.code(),
+            Some(143),
+            "SIGTERM after SIGINT stops at once:\n{log}"
+        );
+        const STOP: &str = "data directory: stopping at rev ";
+        let stopped = rev_after(&log, STOP).unwrap_or_else(|| panic!("no stop line:\n{log}"));
+        let line = log[log.rfind(STOP).expect("the stop line")..]
+            .lines()
+            .next();
+        waited = line
+            .and_then(|l| rev_after(l, " ("))
+            .unwrap_or_else(|| panic!("no count of waiting records:\n{log}"));
+
+        dc.restart(lazy);
+        let log = dc.c.d(lazy).stderr();
+        let back = rev_after(&log, "store back at rev ")
+            .unwrap_or_else(|| panic!("no restart line:\n{log}"));
+        assert_eq!(
+            back, stopped,
+            "round {round}: the store on disk after the stop:\n{log}"
+        );
+        if waited > 0 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    assert!(waited > 0, "no stop in {rounds} found records waiting");
+    // Shown with --nocapture: how many stops it took.
+    eprintln!("{rounds} stops; the last wrote {waited} waiting records");
 }
 
 /// GET `path` at `rev` (waits until the node reaches it).

@@ -119,6 +119,23 @@ impl Disk {
         }
     }
 
+    /// At a stop: writes what waits (records left for a later sync, a
+    /// checkpoint whose write failed), so the data directory holds
+    /// everything applied up to `rev`, and says so. Lazy votes written
+    /// now are never sent: a vote nobody heard of is safe to keep.
+    pub(super) fn write_at_stop(&mut self, rev: i64) {
+        let waiting = self.pending.len();
+        match self.write() {
+            Ok(()) => log::info!(
+                "data directory: stopping at rev {rev} ({waiting} waiting records written)"
+            ),
+            Err(why) => log::warn!(
+                "data directory: {why}; stopping with {waiting} records not written \
+                 (the node learns them again from the others)"
+            ),
+        }
+    }
+
     /// Writes the checkpoint and the pending records, syncing.
     fn write(&mut self) -> Result<(), String> {
         if let Some(job) = &self.checkpoint {

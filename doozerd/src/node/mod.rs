@@ -226,8 +226,20 @@ impl Node {
     }
 
     /// Serves until SIGTERM or SIGINT (see `node/leave.rs`); returns how
-    /// it ended, or an error if the poll itself fails.
+    /// it ended, or an error if the poll itself fails. With `-d`, what
+    /// it applied and left waiting for a later sync is written first, so
+    /// a node stopped this way comes back at the rev it stopped at
+    /// (docs/storage.md#early-answers).
     pub fn run(&mut self) -> Result<Exit, NodeError> {
+        let exit = self.serve();
+        if let Some(d) = self.disk.as_mut() {
+            d.write_at_stop(self.replica.store().rev());
+        }
+        exit
+    }
+
+    /// The event loop of [`Node::run`].
+    fn serve(&mut self) -> Result<Exit, NodeError> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
