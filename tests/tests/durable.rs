@@ -6,7 +6,8 @@
 //! accepts writes again; one CAL restarted rejoins as the same CAL; an
 //! emptied DIR makes a new node; a second doozerd on a DIR in use, a
 //! different `-c`, a flipped byte inside the log are refused with errors
-//! naming what is wrong; a torn tail is cut off and logged; writes in a
+//! naming what is wrong; a torn tail, and a record missing a page with
+//! good records after it, are cut off and logged; writes in a
 //! row are answered while the third CAL votes lazily; a node stopped by
 //! signals comes back at the rev it stopped at.
 
@@ -500,6 +501,53 @@ fn a_dir_in_use_another_cluster_and_damage_are_refused_a_torn_tail_is_cut() {
         "{}",
         bad.stderr
     );
+}
+
+/// A power failure in one multi-page append can leave a later page of it
+/// on disk without an earlier one (docs/storage.md#a-torn-tail-or-damage):
+/// a whole zero sector inside a record with good records after it. The
+/// node starts, cutting the log at that record and logging it; everything
+/// before it is there.
+#[test]
+fn a_record_missing_a_page_with_good_records_after_it_is_cut_at_start_up() {
+    let dir = TempDir::new("durable-lost-page");
+    let mut d = start(None, dir.path(), &[]);
+    let port = d.port();
+    let c = client(&d);
+    for i in 0..10 {
+        c.set(&format!("/p/{i}"), 0, "x").expect("set");
+    }
+    let big = vec![b'b'; 3_000];
+    for i in 0..3 {
+        c.set(&format!("/big/{i}"), 0, big.clone()).expect("set");
+    }
+    drop(c);
+    d.kill();
+
+    // The first record holding a big body: zero the first whole sector
+    // inside it, as if that page never reached the disk.
+    let seg = segments(dir.path()).pop().expect("a segment");
+    let mut bytes = std::fs::read(&seg).expect("read segment");
+    let (at, end) = doozer_proto::record::Records::new(&bytes)
+        .map_while(|r| r.ok().map(|r| (r.offset as usize, r.end as usize)))
+        .find(|(at, end)| end - at > 2_000)
+        .expect("a record with a big body");
+    let sector = (at / 512 + 1) * 512;
+    assert!(sector + 512 <= end);
+    bytes[sector..sector + 512].fill(0);
+    std::fs::write(&seg, &bytes).expect("write segment");
+
+    let d = start(Some(port), dir.path(), &[]);
+    let log = d.stderr();
+    assert!(
+        log.contains("torn by a crash") && log.contains(&format!("offset {at}")),
+        "{log}"
+    );
+    let c = client(&d);
+    let (body, _) = c.get("/p/9", None).expect("get");
+    assert_eq!(&body[..], b"x");
+    let (_, rev) = c.get("/big/0", None).expect("get");
+    assert_eq!(rev, 0, "/big/0 was in the cut records");
 }
 
 /// A tmpfs mounted for one test, unmounted (with everything in it) on

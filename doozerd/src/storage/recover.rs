@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use doozer_proto::record::{is_record_at, kind, RecordError, Records};
+use doozer_proto::record::{is_record_at, kind, RecordError, Records, RECORD_HEADER_LEN};
 
 use super::log::Segment;
 use super::record::{storage_format_readable, Record, SegmentHeader, STORAGE_FORMAT_VERSION};
@@ -78,12 +78,43 @@ fn check_header(path: &Path, index: u64, rec_kind: u8, payload: Bytes) -> Result
     Ok(())
 }
 
+/// The unit a disk writes whole or not at all: the smallest sector size.
+/// A page of an append that never reached the disk reads back as whole
+/// zero sectors (segments are preallocated with zeros).
+const SECTOR: usize = 512;
+
+/// Whether the bytes from a bad record's start `at` to `next`, where a
+/// good record starts, show a page of the last append that never reached
+/// the disk: a chunk of them between 512-byte sector boundaries that ends
+/// at a boundary and is all zeros, at least the record's header long.
+/// A record's header is never zero, and damage to a synced record (a
+/// flipped bit, a bad block read back as garbage) does not zero a whole
+/// sector (docs/storage.md#a-torn-tail-or-damage).
+fn unwritten_sector_in(data: &[u8], at: usize, next: usize) -> bool {
+    let mut start = at;
+    while start < next {
+        let end = (start / SECTOR + 1) * SECTOR;
+        if end > next {
+            // The chunk holding `next`: its sector was written.
+            return false;
+        }
+        let chunk = &data[start..end];
+        if chunk.len() > RECORD_HEADER_LEN && chunk.iter().all(|b| *b == 0) {
+            return true;
+        }
+        start = end;
+    }
+    false
+}
+
 /// What to do about a bad record at the start of `at` in a segment:
 /// nothing but zeros from there on is the preallocated room after the
 /// last append, `Ok(None)`; in the last segment, with no complete record
-/// with a good checksum anywhere after it, it is a tail torn by a crash
-/// and `Ok(Some(Torn))`, counting the bytes up to the last non-zero one;
-/// else damage, an error naming the file and offset.
+/// with a good checksum anywhere after it, or with a whole zero sector
+/// between it and the next good one (a multi-page append cut by a power
+/// failure: its pages reach the disk in no set order), it is a tail torn
+/// by a crash and `Ok(Some(Torn))`, counting the bytes up to the last
+/// non-zero one; else damage, an error naming the file and offset.
 fn torn_or_damaged(
     path: &Path,
     data: &[u8],
@@ -97,7 +128,9 @@ fn torn_or_damaged(
     if nonzero_end <= at {
         return Ok(None);
     }
-    let damaged = !last || (at as usize + 1..data.len()).any(|o| is_record_at(data, o));
+    let next_good = (at as usize + 1..data.len()).find(|o| is_record_at(data, *o));
+    let damaged =
+        !last || next_good.is_some_and(|next| !unwritten_sector_in(data, at as usize, next));
     if damaged {
         return Err(StorageError::Record {
             file: path.to_path_buf(),

@@ -311,6 +311,101 @@ fn a_record_cut_in_the_middle_is_cut_off() {
     assert_eq!(r.records, applied_run(1..=2));
 }
 
+/// An Applied record whose value is `len` bytes: several sectors.
+fn applied_big(seqn: u64, len: usize) -> Record {
+    Record::Applied {
+        seqn,
+        value: Bytes::from(vec![b'v'; len]),
+    }
+}
+
+/// docs/storage.md#a-torn-tail-or-damage: a power failure in one
+/// multi-page append may leave a later page of it on disk without an
+/// earlier one. A whole zero sector in the first bad record, or zeros from
+/// its start to a sector boundary, with good records after it, is such an
+/// append: cut off from the bad record, everything before it kept.
+#[test]
+fn a_multi_page_append_missing_a_page_is_cut_off() {
+    for zero_the_start in [false, true] {
+        let t = TempDir::new("torn-pages");
+        let mut d = fresh(t.path());
+        d.append(&applied_run(1..=2)).unwrap();
+        d.append(&[
+            applied_big(3, 3_000),
+            applied_big(4, 3_000),
+            applied_big(5, 3_000),
+        ])
+        .unwrap();
+        drop(d);
+        let seg = segment(t.path(), 1);
+        let at = offsets(&seg)[3]; // [0] is the header; seqn 3's record
+        let mut data = std::fs::read(&seg).unwrap();
+        let boundary = (at as usize / 512 + 1) * 512;
+        if zero_the_start {
+            // The append's first sector lost: zeros from the record's start.
+            assert!(boundary - at as usize >= 9);
+            data[at as usize..boundary].fill(0);
+        } else {
+            // A sector inside the record lost.
+            data[boundary..boundary + 512].fill(0);
+        }
+        let nonzero_end = data.iter().rposition(|b| *b != 0).unwrap() as u64 + 1;
+        std::fs::write(&seg, data).unwrap();
+
+        let (mut d, r) = reopen(t.path());
+        let torn = r.torn.expect("cut off");
+        assert_eq!(
+            (torn.file, torn.offset, torn.bytes_dropped),
+            (seg.clone(), at, nonzero_end - at)
+        );
+        assert_eq!(r.records, applied_run(1..=2));
+        d.append(&[applied(3)]).unwrap();
+        drop(d);
+        assert_eq!(reopen(t.path()).1.records, applied_run(1..=3));
+    }
+}
+
+/// Zeros shorter than a record's header before a sector boundary (its
+/// length field), and zeros that do not fill a sector, followed by good
+/// records: damage, refused.
+#[test]
+fn a_few_zeros_in_an_earlier_record_are_damage_not_a_lost_page() {
+    // Seqn 3's record placed 4 bytes before a sector boundary: the size of
+    // seqn 2's record grows byte for byte with its value (200 to 711
+    // bytes: the same length of varints).
+    let size_of_2 = |len: usize| {
+        let t = TempDir::new("sizes");
+        let mut d = fresh(t.path());
+        d.append(&[applied(1), applied_big(2, len), applied(3)])
+            .unwrap();
+        drop(d);
+        let o = offsets(&segment(t.path(), 1));
+        (o[2], o[3] - o[2])
+    };
+    let (at2, base) = size_of_2(200);
+    let want = (at2 + base) / 512 * 512 + 512 + 508;
+    let len = 200 + ((want - at2 - base) % 512) as usize;
+    let t = TempDir::new("few-zeros");
+    let mut d = fresh(t.path());
+    d.append(&[applied(1), applied_big(2, len)]).unwrap();
+    d.append(&[applied_big(3, 3_000), applied_big(4, 3_000)])
+        .unwrap();
+    drop(d);
+    let seg = segment(t.path(), 1);
+    let at = offsets(&seg)[3];
+    assert_eq!(at % 512, 508);
+    let mut data = std::fs::read(&seg).unwrap();
+    data[at as usize..at as usize + 4].fill(0);
+    let next = at as usize + 4;
+    data[next + 6..next + 506].fill(0);
+    std::fs::write(&seg, data).unwrap();
+    let err = open_err(t.path());
+    assert!(
+        matches!(&err, StorageError::Record { file, source } if *file == seg && source.offset() == at),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_torn_segment_header_is_rewritten() {
     let t = TempDir::new("torn-header");
