@@ -380,9 +380,8 @@ fn a_cal_stopped_by_signals_comes_back_at_the_rev_it_stopped_at() {
         let line = log[log.rfind(STOP).expect("the stop line")..]
             .lines()
             .next();
-        waited = line
-            .and_then(|l| rev_after(l, " ("))
-            .unwrap_or_else(|| panic!("no count of waiting records:\n{log}"));
+        // "... at rev N (K records that waited ...)" when K > 0.
+        waited = line.and_then(|l| rev_after(l, " (")).unwrap_or(0);
 
         dc.restart(lazy);
         let log = dc.c.d(lazy).stderr();

@@ -126,8 +126,9 @@ impl Disk {
     pub(super) fn write_at_stop(&mut self, rev: i64) {
         let waiting = self.pending.len();
         match self.write() {
+            Ok(()) if waiting == 0 => log::info!("data directory: stopping at rev {rev}"),
             Ok(()) => log::info!(
-                "data directory: stopping at rev {rev} ({waiting} waiting records written)"
+                "data directory: stopping at rev {rev} ({waiting} records that waited for a sync written)"
             ),
             Err(why) => log::warn!(
                 "data directory: {why}; stopping with {waiting} records not written \
