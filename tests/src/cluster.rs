@@ -91,9 +91,10 @@ pub struct Cluster {
     net: Option<Net>,
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to `pid` with the `kill` command. Only
-/// ever called with the PID of a process this test started.
-fn send_signal(pid: u32, signal: &str) {
+/// Sends `signal` (`TERM`, `INT`, `STOP`, `CONT`, ...) to `pid` with the
+/// `kill` command. Only ever called with the PID of a process the test
+/// started.
+pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .args(["-s", signal, &pid.to_string()])
         .status()
@@ -104,7 +105,7 @@ fn send_signal(pid: u32, signal: &str) {
 /// SIGSTOPs process `pid` (one the test started) and waits until the
 /// kernel shows it stopped.
 pub fn stop_pid(pid: u32) {
-    send_signal(pid, "STOP");
+    signal(pid, "STOP");
     poll_until(crate::DEADLINE, "the process to be stopped", || {
         (proc_state(pid) == Some('T')).then_some(())
     });
@@ -112,7 +113,7 @@ pub fn stop_pid(pid: u32) {
 
 /// SIGCONTs process `pid` and waits until it is no longer stopped.
 pub fn cont_pid(pid: u32) {
-    send_signal(pid, "CONT");
+    signal(pid, "CONT");
     poll_until(crate::DEADLINE, "the process to run again", || {
         (proc_state(pid) != Some('T')).then_some(())
     });

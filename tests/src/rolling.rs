@@ -24,6 +24,9 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Sends a signal to a process the test started (kept here for callers
+/// of the rolling helpers).
+pub use crate::cluster::signal;
 use crate::cluster::{Cluster, State, CLUSTER_DEADLINE};
 use crate::{doozer_with, err_of, poll_until, req, value_of, CmdOutput, RequestExt, Verb};
 
@@ -200,16 +203,6 @@ pub fn wait_healthy(uri: &str) {
         last = Some(out);
         thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Sends `signal` (`TERM`, `STOP`, ...) to `pid`, a process the caller
-/// started.
-pub fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args(["-s", signal, &pid.to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("run kill -s {signal} {pid}: {e}"));
-    assert!(status.success(), "kill -s {signal} {pid}: {status}");
 }
 
 /// SIGTERMs node `i` and waits for it to exit by itself; its exit code

@@ -18,7 +18,9 @@ use std::thread;
 use std::time::Duration;
 
 use doozer_tests::browser::http_get;
-use doozer_tests::cluster::{call_timeout, node_id, Cluster, State, CLUSTER_DEADLINE, HIST};
+use doozer_tests::cluster::{
+    call_timeout, node_id, signal, Cluster, State, CLUSTER_DEADLINE, HIST,
+};
 use doozer_tests::*;
 
 /// Starts a node on `port` with `-d dir` and `args`.
@@ -362,8 +364,8 @@ fn a_cal_stopped_by_signals_comes_back_at_the_rev_it_stopped_at() {
         }
         dc.c.stop(lazy);
         let pid = dc.c.d(lazy).pid();
-        rolling::signal(pid, "INT");
-        rolling::signal(pid, "TERM");
+        signal(pid, "INT");
+        signal(pid, "TERM");
         dc.c.cont(lazy);
         let status = poll_until(CLUSTER_DEADLINE, "the CAL to exit", || {
             dc.c.nodes[lazy].d.try_wait()
