@@ -142,6 +142,11 @@ pub struct EventStream {
     /// store) and the last file sent. It goes out as the client reads, a
     /// chunk at a time, so a stream that does not read holds little.
     listing: Option<(Snapshot, Option<String>)>,
+    /// A rev past the last message sent whose changes were all outside the
+    /// directory (or NOPs): its `rev` message waits for
+    /// [`EventStream::send_held_rev`], and a change sent meanwhile
+    /// supersedes it (docs/web.md).
+    held_rev: Option<Rev>,
 }
 
 /// Bytes of listing added to a stream's output at a time.
@@ -162,8 +167,11 @@ impl EventStream {
     /// Writes what the stream has next into `out`: more of its listing (a
     /// chunk), or, once the listing is out, every change from its next rev
     /// to the store's head, encoding each rev at most once per batch
-    /// through `cache`. A stream that fell out of the history window starts
-    /// over with a listing. True if more of the listing is waiting.
+    /// through `cache`. Revs after the last change sent that changed
+    /// nothing under the directory are held, not sent (see
+    /// [`EventStream::send_held_rev`]). A stream that fell out of the
+    /// history window starts over with a listing. True if more of the
+    /// listing is waiting.
     pub fn catch_up(&mut self, store: &Store, cache: &mut ChangeCache, out: &mut BytesMut) -> bool {
         if self.listing.is_some() {
             return self.list_more(out);
@@ -187,11 +195,28 @@ impl EventStream {
                 None => last_unsent = Some(rev),
             }
         }
-        if let Some(rev) = last_unsent {
-            push_message(out, "rev", Some(rev), &rev_data(rev));
+        if self.next_rev <= head {
+            // The newest rev decides: a change sent after a held rev
+            // carries a later id, so the held one is no longer news.
+            self.held_rev = last_unsent;
         }
         self.next_rev = self.next_rev.max(head + 1);
         false
+    }
+
+    /// Whether a `rev` message is held (see [`EventStream::catch_up`]).
+    pub fn holds_rev(&self) -> bool {
+        self.held_rev.is_some()
+    }
+
+    /// Writes the held `rev` message, if any, into `out`. The node sends
+    /// held revs a little later, together, so that on a cluster, where
+    /// other CALs' empty seqns follow most writes, a change does not cost
+    /// every stream a second message (docs/web.md).
+    pub fn send_held_rev(&mut self, out: &mut BytesMut) {
+        if let Some(rev) = self.held_rev.take() {
+            push_message(out, "rev", Some(rev), &rev_data(rev));
+        }
     }
 
     /// A `reset`; the listing of the directory at the head follows
@@ -200,6 +225,7 @@ impl EventStream {
         let snap = store.head().clone();
         push_message(out, "reset", None, &rev_data(snap.rev()));
         self.listing = Some((snap, None));
+        self.held_rev = None; // `ready` gives the listing's rev
     }
 
     /// The next chunk of the listing; `ready` after its last file. True if
@@ -473,6 +499,7 @@ fn open_stream(dir: &str, resume: Option<Rev>, store: &Store) -> Option<(EventSt
         glob,
         next_rev: 0,
         listing: None,
+        held_rev: None,
     };
     let mut out = BytesMut::new();
     let head = store.rev();
@@ -481,6 +508,7 @@ fn open_stream(dir: &str, resume: Option<Rev>, store: &Store) -> Option<(EventSt
             push_message(&mut out, "ready", Some(n), &rev_data(n));
             stream.next_rev = n + 1;
             stream.catch_up(store, &mut ChangeCache::default(), &mut out);
+            stream.send_held_rev(&mut out); // a new stream's rev goes at once
         }
         _ => {
             stream.reset(store, &mut out);
@@ -832,18 +860,55 @@ mod tests {
         let mut out = BytesMut::new();
         stream.catch_up(&s, &mut ChangeCache::default(), &mut out);
         let m = messages(&out);
-        assert_eq!(kinds(&m), ["change", "change", "rev"]);
+        assert_eq!(kinds(&m), ["change", "change"]);
         assert_eq!(
             (m[0].1, &m[0].2["kind"], &m[0].2["enc"]),
             (Some(4), &json!("set"), &json!("base64"))
         );
         assert_eq!(m[0].2["len"], 2);
         assert_eq!((m[1].1, &m[1].2["kind"]), (Some(6), &json!("del")));
+        // The NOP's rev is held until asked for.
+        assert!(stream.holds_rev());
+        stream.send_held_rev(&mut out);
+        let m = messages(&out);
+        assert_eq!(kinds(&m), ["change", "change", "rev"]);
         assert_eq!(m[2].1, Some(7));
         // nothing new: nothing sent
         let mut out = BytesMut::new();
         stream.catch_up(&s, &mut ChangeCache::default(), &mut out);
+        stream.send_held_rev(&mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_change_supersedes_a_held_rev_and_a_later_empty_rev_replaces_it() {
+        let mut s = store_with(&[("/a/x", b"1")]);
+        let (mut stream, _) = open_stream("/a/", None, &s).expect("valid dir");
+        let mut out = BytesMut::new();
+        let set = |p: &str| Mutation::Set {
+            path: p.into(),
+            rev: -1,
+            body: Bytes::from_static(b"v"),
+        };
+        s.apply(2, &set("/elsewhere"));
+        stream.catch_up(&s, &mut ChangeCache::default(), &mut out);
+        assert!(out.is_empty() && stream.holds_rev());
+        // A change inside: its id is later, the held rev is dropped.
+        s.apply(3, &set("/a/y"));
+        stream.catch_up(&s, &mut ChangeCache::default(), &mut out);
+        assert!(!stream.holds_rev());
+        stream.send_held_rev(&mut out);
+        assert_eq!(kinds(&messages(&out)), ["change"]);
+        // Two empty revs in two passes: only the later one goes out.
+        s.apply(4, &Mutation::Nop);
+        stream.catch_up(&s, &mut ChangeCache::default(), &mut out);
+        s.apply(5, &set("/elsewhere"));
+        stream.catch_up(&s, &mut ChangeCache::default(), &mut out);
+        let mut out = BytesMut::new();
+        stream.send_held_rev(&mut out);
+        let m = messages(&out);
+        assert_eq!((kinds(&m), m[0].1), (vec!["rev"], Some(5)));
+        assert!(!stream.holds_rev());
     }
 
     #[test]

@@ -59,6 +59,12 @@ const MAX_STREAM_BACKLOG: usize = 1 << 20;
 pub(super) const READ_CHUNK: usize = 64 << 10;
 /// How often event streams get a keep-alive comment.
 const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// How long an event stream's `rev` message (revs that changed nothing
+/// under its directory) may wait for a change that makes it unneeded: on
+/// a cluster most writes are followed by other CALs' empty seqns, and
+/// sending their rev at once cost every stream a second `send` per write
+/// (docs/web.md, docs/benchmarks.md#held-rev-messages).
+const HELD_REV_DELAY: Duration = Duration::from_millis(100);
 /// Bytes read from one connection per loop iteration before the others
 /// get a turn.
 const READ_BUDGET: usize = 1 << 20;
@@ -215,6 +221,8 @@ pub(super) struct Conns {
     streamed_rev: Rev,
     change_cache: web::ChangeCache,
     next_ping: Instant,
+    /// When the streams' held `rev` messages go out, if any is held.
+    held_revs_due: Option<Instant>,
     /// When connections are next checked for draining and head deadlines.
     next_sweep: Instant,
     /// TLS on the client port (`-tlscert`).
@@ -253,6 +261,7 @@ impl Conns {
             streamed_rev: head,
             change_cache: web::ChangeCache::default(),
             next_ping: Instant::now() + PING_INTERVAL,
+            held_revs_due: None,
             next_sweep: Instant::now() + Duration::from_secs(1),
             tls,
         }
@@ -289,7 +298,10 @@ impl Conns {
     /// the next ping, the next sweep.
     pub(super) fn deadline(&self) -> Option<Instant> {
         let ping = (!self.streams.is_empty()).then_some(self.next_ping);
-        [ping, Some(self.next_sweep)].into_iter().flatten().min()
+        [ping, self.held_revs_due, Some(self.next_sweep)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Accepts every pending connection on `listener`. Past the limit of
@@ -545,6 +557,7 @@ impl Conns {
     /// Sends every event stream the changes applied since the last call,
     /// and a keep-alive ping when it is due. A stream that cannot keep up
     /// is closed; its client reconnects and resumes from its last rev.
+    /// `rev` messages wait up to [`HELD_REV_DELAY`] (docs/web.md).
     pub(super) fn feed_streams(&mut self, store: &Store) {
         if self.streams.is_empty() {
             return; // the common case: no viewer open
@@ -555,11 +568,13 @@ impl Conns {
         if ping {
             self.next_ping = now + PING_INTERVAL;
         }
-        if head == self.streamed_rev && !ping {
+        let held_due = self.held_revs_due.is_some_and(|t| now >= t);
+        if head == self.streamed_rev && !ping && !held_due {
             return;
         }
         self.streamed_rev = head;
         self.change_cache.clear();
+        let mut holding = false;
         for i in self.streams.clone() {
             let Some(Some(conn)) = self.slab.get_mut(i) else {
                 continue;
@@ -573,6 +588,10 @@ impl Conns {
             // the whole listing up behind a client that does not read.
             if let Some(stream) = conn.events.as_mut().filter(|s| !s.listing()) {
                 let listing = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
+                if held_due || ping {
+                    stream.send_held_rev(&mut conn.wbuf);
+                }
+                holding |= stream.holds_rev();
                 if !listing && conn.wbuf.len() > MAX_STREAM_BACKLOG {
                     log::debug!("connection {i}: event stream too far behind; closing");
                     conn.dead = true;
@@ -581,6 +600,13 @@ impl Conns {
             self.out_bytes += conn.wbuf.len() - before;
             self.dirty.push(i);
         }
+        // One deadline for every stream: the first rev held since the
+        // last send starts it, later ones go out with it.
+        self.held_revs_due = match self.held_revs_due {
+            Some(t) if holding && !held_due => Some(t),
+            _ if holding => Some(now + HELD_REV_DELAY),
+            _ => None,
+        };
     }
 
     /// Encodes `responses` into their connections' buffers (in order;
@@ -762,8 +788,10 @@ impl Conns {
             let was_listing = stream.listing();
             let mut more = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
             if was_listing && !more {
-                // Listed: the changes made meanwhile follow at once.
+                // Listed: the changes made meanwhile follow at once, and
+                // the rev too (only `feed_streams` holds revs back).
                 more = stream.catch_up(store, &mut self.change_cache, &mut conn.wbuf);
+                stream.send_held_rev(&mut conn.wbuf);
             }
             more
         } else {
