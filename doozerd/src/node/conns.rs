@@ -63,7 +63,7 @@ const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// under its directory) may wait for a change that makes it unneeded: on
 /// a cluster most writes are followed by other CALs' empty seqns, and
 /// sending their rev at once cost every stream a second `send` per write
-/// (docs/web.md, docs/benchmarks.md#held-rev-messages).
+/// (docs/web.md; docs/benchmarks.md, "Held rev messages").
 const HELD_REV_DELAY: Duration = Duration::from_millis(100);
 /// Bytes read from one connection per loop iteration before the others
 /// get a turn.
