@@ -416,20 +416,10 @@ pub fn respond(buf: &[u8], store: &Store, ctx: &Context<'_>) -> Outcome {
             None => not_found(),
         },
         _ if path.starts_with("/$events/") => {
-            let dir = &path["/$events".len()..];
             let resume = last_event_id.or_else(|| query_rev(query));
-            match open_stream(dir, resume, store) {
-                // HEAD: the head a stream would have, and no stream.
-                Some(_) if head_only => reply(200, "text/event-stream", b""),
-                Some((stream, mut out)) => {
-                    let mut headers = BytesMut::from(
-                        &b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\nretry: 1000\n\n"[..],
-                    );
-                    headers.unsplit(std::mem::take(&mut out));
-                    return Outcome::Stream(Box::new(stream), headers);
-                }
-                // Like every other answer, without its body for HEAD.
-                None => not_found(),
+            match event_stream(&path["/$events".len()..], resume, head_only, store) {
+                Ok(stream) => return stream,
+                Err(reply) => reply, // like every other answer: HEAD strips it
             }
         }
         _ if path.starts_with("/$") => not_found(),
@@ -445,6 +435,29 @@ pub fn respond(buf: &[u8], store: &Store, ctx: &Context<'_>) -> Outcome {
         _ => not_found(),
     };
     Outcome::Reply(if head_only { strip_body(reply) } else { reply })
+}
+
+/// `/$events/<dir>`: a new event stream of `dir` (`Ok`), or the answer to
+/// send instead (`Err`): a 404, or for HEAD the head a stream would have,
+/// with no stream (nor its listing made for nothing).
+fn event_stream(
+    dir: &str,
+    resume: Option<Rev>,
+    head_only: bool,
+    store: &Store,
+) -> Result<Outcome, Vec<u8>> {
+    if head_only {
+        return Err(match dir_glob(dir) {
+            Some(_) => reply(200, "text/event-stream", b""),
+            None => not_found(),
+        });
+    }
+    let (stream, mut out) = open_stream(dir, resume, store).ok_or_else(not_found)?;
+    let mut headers = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\nretry: 1000\n\n"[..],
+    );
+    headers.unsplit(std::mem::take(&mut out));
+    Ok(Outcome::Stream(Box::new(stream), headers))
 }
 
 /// The glob of everything under `dir` (which ends in `/`), if `dir` is a
