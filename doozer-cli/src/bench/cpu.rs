@@ -1,6 +1,6 @@
 //! `-cpu WEB[,WEB...]`: the server CPU per operation of a get/set bench.
 //! Each node's `process_cpu_seconds_total` is read from its web viewer's
-//! `/$metrics` before and after the measured run (docs/reference.md#doozer-bench);
+//! `/$metrics` before and after the measured run (docs/reference.md#commands);
 //! CPU time per operation hardly depends on what else a shared machine
 //! runs, unlike operations per second.
 

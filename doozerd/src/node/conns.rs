@@ -647,7 +647,7 @@ impl Conns {
         // Answers before event streams: a change's fan-out to 1,000
         // streams takes about 10 ms of `send` calls here, and the write
         // that made it (or any other client) must not wait behind it
-        // (docs/benchmarks.md#answers-before-event-streams). Stable, so
+        // (docs/benchmarks.md, "Answers before event streams"). Stable, so
         // each kind keeps its turns.
         let slab = &self.slab;
         dirty.sort_by_key(|&i| matches!(slab.get(i), Some(Some(c)) if c.events.is_some()));

@@ -906,7 +906,7 @@ fn check_seeds(part: u64, parts: u64) {
 }
 
 /// Seeds beyond the default range that once failed (found by long runs,
-/// docs/cluster.md#long-runs), kept after their fix: 10404 (attach tried a
+/// docs/cluster.md "Long runs"), kept after their fix: 10404 (attach tried a
 /// member that had just refused), 35347 (a kick of a dead CAL queued
 /// behind writes expired undecided: kicks go first), 39082 (a kicked CAL
 /// the others still waited for could not attach: writing its node files
