@@ -18,7 +18,7 @@
 //! viewer there (docs/viewer.png was made that way).
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -1188,6 +1188,44 @@ fn a_closed_event_stream_is_no_longer_counted() {
         (streams() == Some(1)).then_some(())
     });
     assert_eq!(streams(), Some(1), "one stream open");
+}
+
+/// A HEAD of an event stream gets the head alone and no stream (the
+/// node closes the connection and counts no stream); a HEAD of an invalid
+/// directory gets a 404 head without its body (found by fuzzing).
+#[test]
+fn head_of_an_event_stream_answers_a_head_and_opens_no_stream() {
+    let (d, web) = start_node();
+    set(&d, "/h/a", b"1");
+    for (path, status) in [("/$events/h/", "200"), ("/$events/a%20b/", "404")] {
+        let mut s = TcpStream::connect(web).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        s.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("send");
+        // Until the node closes; a stream it kept open (events, pings)
+        // fails at the deadline instead of reading on.
+        let deadline = Instant::now() + DEADLINE;
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            assert!(Instant::now() < deadline, "{path}: not closed: {all:?}");
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("{path}: {e}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&all);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {text}"
+        );
+        assert!(text.ends_with("\r\n\r\n"), "{path}: a body: {text:?}");
+    }
+    let stats = http_get(web, "/$stats.json").json();
+    assert_eq!(stats["event_streams"].as_i64(), Some(0), "{stats}");
 }
 
 /// A stats request answered in the same loop iteration that hears a
