@@ -113,8 +113,13 @@ pub fn http_request(
             Ok(n) => {
                 raw.extend_from_slice(&chunk[..n]);
                 // Stop early once a Content-Length body is complete, in
-                // case the server keeps the connection open.
-                if let Some(resp) = parse_response(&raw, false) {
+                // case the server keeps the connection open (not for HEAD,
+                // whose Content-Length is the GET body's: read to the end
+                // to see that nothing follows the head).
+                if let Some(resp) = (method != "HEAD")
+                    .then(|| parse_response(&raw, false))
+                    .flatten()
+                {
                     return Ok(resp);
                 }
             }
@@ -122,7 +127,12 @@ pub fn http_request(
             Err(e) => return Err(format!("{method} {path}: read: {e}")),
         }
     }
-    parse_response(&raw, true).ok_or_else(|| {
+    let parsed = if method == "HEAD" {
+        parse_head_response(&raw)
+    } else {
+        parse_response(&raw, true)
+    };
+    parsed.ok_or_else(|| {
         format!(
             "{method} {path}: malformed HTTP response: {:?}",
             String::from_utf8_lossy(&raw)
@@ -136,9 +146,20 @@ pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
     http_request(addr, "GET", path, None, DEADLINE).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Parses a response from `raw`. Without `eof`, returns `None` unless the
-/// body's end is known (Content-Length or the last chunk).
-pub fn parse_response(raw: &[u8], eof: bool) -> Option<HttpResponse> {
+/// Parses a complete answer to HEAD (read to EOF): its body is whatever
+/// followed the head, which should be nothing (its Content-Length is the
+/// GET body's).
+fn parse_head_response(raw: &[u8]) -> Option<HttpResponse> {
+    let (head, rest) = parse_head(raw)?;
+    Some(HttpResponse {
+        body: rest.to_vec(),
+        ..head
+    })
+}
+
+/// The response in `raw` without its body (status, headers with names
+/// lowercased), and what follows its head, once the head is complete.
+fn parse_head(raw: &[u8]) -> Option<(HttpResponse, &[u8])> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let rest = &raw[end + 4..];
@@ -154,6 +175,23 @@ pub fn parse_response(raw: &[u8], eof: bool) -> Option<HttpResponse> {
         let (k, v) = line.split_once(':')?;
         headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
+    let head = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    Some((head, rest))
+}
+
+/// Parses a response from `raw`. Without `eof`, returns `None` unless the
+/// body's end is known (Content-Length or the last chunk).
+pub fn parse_response(raw: &[u8], eof: bool) -> Option<HttpResponse> {
+    let (
+        HttpResponse {
+            status, headers, ..
+        },
+        rest,
+    ) = parse_head(raw)?;
     let get = |name: &str| {
         headers
             .iter()
