@@ -446,16 +446,19 @@ fn event_stream(
     head_only: bool,
     store: &Store,
 ) -> Result<Outcome, Vec<u8>> {
+    // A stream's head has no Content-Length (it ends when either side
+    // closes); a HEAD answers the same head, then closes.
+    const HEAD: &str =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n";
     if head_only {
         return Err(match dir_glob(dir) {
-            Some(_) => reply(200, "text/event-stream", b""),
+            Some(_) => format!("{HEAD}Connection: close\r\n\r\n").into_bytes(),
             None => not_found(),
         });
     }
     let (stream, mut out) = open_stream(dir, resume, store).ok_or_else(not_found)?;
-    let mut headers = BytesMut::from(
-        &b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\nretry: 1000\n\n"[..],
-    );
+    let mut headers =
+        BytesMut::from(format!("{HEAD}Connection: keep-alive\r\n\r\nretry: 1000\n\n").as_bytes());
     headers.unsplit(std::mem::take(&mut out));
     Ok(Outcome::Stream(Box::new(stream), headers))
 }
@@ -1016,6 +1019,10 @@ mod tests {
             assert!(r.starts_with(&format!("HTTP/1.1 {status}")), "{path}: {r}");
             assert!(r.ends_with("\r\n\r\n"), "{path}: a body: {r:?}");
         }
+        // A stream's head, as a GET gets it: no length (its body has none).
+        let r = request("HEAD", "/$events/ctl/", &s);
+        assert!(r.contains("Content-Type: text/event-stream\r\n"), "{r}");
+        assert!(!r.contains("Content-Length"), "{r}");
         let events = "HEAD /$events/ctl/ HTTP/1.1\r\n\r\n";
         let ctx = Context {
             stats: &NodeStats::default,
