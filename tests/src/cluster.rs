@@ -89,6 +89,10 @@ pub struct Cluster {
     /// When set, every node gets its own loopback address and group id
     /// from it, so that links between nodes can be cut.
     net: Option<Net>,
+    /// Whether every node has a data directory of its own
+    /// ([`DoozerdBuilder::durable`](crate::DoozerdBuilder::durable)), so
+    /// that [`Cluster::restart`] brings it back with its id and store.
+    durable: bool,
 }
 
 /// Sends `signal` (`TERM`, `INT`, `STOP`, `CONT`, ...) to `pid` with the
@@ -241,11 +245,11 @@ impl Cluster {
     /// [`Cluster::seed`], every node (this one and later ones) on its own
     /// [`Host`](crate::nemesis::Host) of `net`.
     pub fn seed_on(net: &Net, args: &[&str]) -> Cluster {
-        Cluster::seed_full(args, None, None, Some(net), false)
+        Cluster::seed_full(args, None, None, Some(net), false, false)
     }
 
     fn seed_with(args: &[&str], secret: Option<&str>, tls: Option<&TlsFiles>) -> Cluster {
-        Cluster::seed_full(args, secret, tls, None, false)
+        Cluster::seed_full(args, secret, tls, None, false, false)
     }
 
     fn seed_full(
@@ -254,6 +258,7 @@ impl Cluster {
         tls: Option<&TlsFiles>,
         net: Option<&Net>,
         web: bool,
+        durable: bool,
     ) -> Cluster {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut all = vec!["-hist".to_string(), HIST.to_string()];
@@ -266,6 +271,7 @@ impl Cluster {
             tls: tls.cloned(),
             net: net.cloned(),
             web,
+            durable,
         };
         let d = c.builder().args(all).start();
         let id = node_id(&d);
@@ -296,6 +302,7 @@ impl Cluster {
         } else {
             b
         };
+        let b = if self.durable { b.durable() } else { b };
         match &self.tls {
             Some(t) => b.tls(t),
             None => b,
@@ -326,6 +333,7 @@ impl Cluster {
             tls: None,
             net: None,
             web: false,
+            durable: false,
         }
     }
 
@@ -381,13 +389,25 @@ impl Cluster {
     /// [`Cluster::start`], every node serving the web viewer (so its
     /// `/$stats.json` and `/$metrics`) on a free port of its own.
     pub fn start_with_web(cals: usize, args: &[&str]) -> Cluster {
-        Cluster::grow(Cluster::seed_full(args, None, None, None, true), cals)
+        Cluster::grow(
+            Cluster::seed_full(args, None, None, None, true, false),
+            cals,
+        )
     }
 
     /// [`Cluster::start`], every node on its own
     /// [`Host`](crate::nemesis::Host) of `net`.
     pub fn start_on(net: &Net, cals: usize, args: &[&str]) -> Cluster {
         Cluster::grow(Cluster::seed_on(net, args), cals)
+    }
+
+    /// [`Cluster::start_on`], every node with a data directory of its own
+    /// (`-d`), so that [`Cluster::restart`] brings a killed node back.
+    pub fn start_durable_on(net: &Net, cals: usize, args: &[&str]) -> Cluster {
+        Cluster::grow(
+            Cluster::seed_full(args, None, None, Some(net), false, true),
+            cals,
+        )
     }
 
     /// Grows a freshly seeded cluster to `cals` CALs, one slave and one
@@ -530,6 +550,15 @@ impl Cluster {
     pub fn cont(&mut self, i: usize) {
         cont_pid(self.d(i).pid());
         self.nodes[i].state = State::Running;
+    }
+
+    /// Starts node `i` again as it was started ([`Doozerd::restart`]; SIGKILLed
+    /// first if it runs): with `-d`, the same node, its id and store.
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.nodes[i].state = State::Killed;
+        self.nodes[i].d.restart()?;
+        self.nodes[i].state = State::Running;
+        Ok(())
     }
 
     /// SIGKILLs node `i` (a stopped process dies too) and reaps it.

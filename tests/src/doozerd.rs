@@ -27,6 +27,7 @@ pub struct DoozerdBuilder {
     ip: Option<Ipv4Addr>,
     gid: Option<u32>,
     limits: Vec<(Limit, u64, u64)>,
+    durable: bool,
 }
 
 /// A resource limit of the daemon's process ([`DoozerdBuilder::limit`]).
@@ -91,6 +92,13 @@ impl DoozerdBuilder {
     /// the child between fork and exec).
     pub fn limit(mut self, what: Limit, soft: u64, hard: u64) -> Self {
         self.limits.push((what, soft, hard));
+        self
+    }
+
+    /// Gives the node a data directory (`-d`, docs/storage.md) inside its
+    /// scratch directory, which [`Doozerd::restart`] keeps.
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
         self
     }
 
@@ -161,15 +169,44 @@ impl DoozerdBuilder {
     fn spawn(&self, port: u16) -> Result<Doozerd, String> {
         let dir = TempDir::new("doozerd");
         let addr = SocketAddr::from((self.listen_ip(), port));
-        let stdout_path = dir.path().join("stdout");
-        let stderr_path = dir.path().join("stderr");
-        let stdout = std::fs::File::create(&stdout_path).expect("create stdout file");
-        let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
+        let child = self.command(addr, dir.path())?;
+        Ok(Doozerd {
+            child,
+            addr,
+            stdout_path: dir.path().join("stdout"),
+            stderr_path: dir.path().join("stderr"),
+            dir,
+            exited: None,
+            tls: self.tls.as_ref().map(|t| (t.clone(), t.client())),
+            gid: self.gid,
+            web: self.web.as_deref().and_then(|w| w.parse().ok()),
+            builder: self.clone(),
+        })
+    }
+
+    /// Starts the process on `addr`, its output appended to `stdout` and
+    /// `stderr` in `dir` (a restarted node's too, so that its log reads
+    /// on), and its data directory, if durable, `data` in `dir`.
+    fn command(&self, addr: SocketAddr, dir: &Path) -> Result<Child, String> {
+        let append = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
+                .map_err(|e| format!("open {name} in {}: {e}", dir.display()))
+        };
+        let (stdout, stderr) = (append("stdout")?, append("stderr")?);
+        let data = dir.join("data");
         let mut cmd = Command::new(doozerd_bin());
         cmd.arg("-l")
             .arg(addr.to_string())
             .arg("-w")
             .arg(self.web.as_deref().unwrap_or("false"))
+            .args(if self.durable {
+                vec!["-d".as_ref(), data.as_os_str()]
+            } else {
+                Vec::new()
+            })
             .args(&self.args)
             .args(self.tls.iter().flat_map(|t| {
                 [
@@ -216,18 +253,7 @@ impl DoozerdBuilder {
                 });
             }
         }
-        let child = cmd.spawn().map_err(|e| format!("spawn doozerd: {e}"))?;
-        Ok(Doozerd {
-            child,
-            addr,
-            dir,
-            stdout_path,
-            stderr_path,
-            exited: None,
-            tls: self.tls.as_ref().map(|t| (t.clone(), t.client())),
-            gid: self.gid,
-            web: self.web.as_deref().and_then(|w| w.parse().ok()),
-        })
+        cmd.spawn().map_err(|e| format!("spawn doozerd: {e}"))
     }
 }
 
@@ -248,6 +274,8 @@ pub struct Doozerd {
     gid: Option<u32>,
     /// The web viewer's address, when it was started with one.
     web: Option<SocketAddr>,
+    /// What started it, for [`Doozerd::restart`].
+    builder: DoozerdBuilder,
 }
 
 impl Doozerd {
@@ -374,6 +402,17 @@ impl Doozerd {
             let _ = self.child.kill();
             self.exited = self.child.wait().ok();
         }
+    }
+
+    /// SIGKILLs the process if it runs, then starts it again as it was
+    /// started, on the same address (and, if durable, the same data
+    /// directory), its output appended to the same log, and waits until it
+    /// answers; an error (with its output) if it does not.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        self.child = self.builder.command(self.addr, self.dir.path())?;
+        self.exited = None;
+        self.wait_ready()
     }
 
     /// Opens a raw protocol connection (TLS if the node serves it).

@@ -4,8 +4,10 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::anomaly::{Anomaly, Check};
 use super::net::{links_between, partition_links, Host};
 use super::testbed::Testbed;
+use crate::cluster::node_id;
 
 /// One fault, bounded in time. Node numbers are indices in the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +25,15 @@ pub enum Fault {
         node: usize,
         /// How long the round waits, with the node dead, before the heal
         /// checks (time for the kick).
+        secs: f64,
+    },
+    /// SIGKILL the nodes at once, and after `secs` start them again on
+    /// their data directories (a [`Testbed::start_durable`] testbed): each
+    /// must come back under its id with everything it acknowledged.
+    Restart {
+        /// The nodes.
+        nodes: Vec<usize>,
+        /// How long they stay dead.
         secs: f64,
     },
     /// Cut the node from every other node, both ways, for `secs`.
@@ -85,6 +96,9 @@ impl fmt::Display for Fault {
         match self {
             Fault::Pause { node, secs } => write!(f, "pause node {node} for {secs} s"),
             Fault::Kill { node, secs } => write!(f, "kill node {node} (then {secs} s)"),
+            Fault::Restart { nodes, secs } => {
+                write!(f, "kill nodes {nodes:?}, start them again after {secs} s")
+            }
             Fault::Isolate { node, secs } => write!(f, "isolate node {node} for {secs} s"),
             Fault::Deaf { node, secs } => write!(f, "node {node} deaf for {secs} s"),
             Fault::Mute { node, secs } => write!(f, "node {node} mute for {secs} s"),
@@ -114,6 +128,9 @@ pub struct Expect {
     /// A majority of the CALs runs and talks during the fault, so writes
     /// through them must keep succeeding.
     pub majority_up: bool,
+    /// Nodes killed and started again: watches on them end with their
+    /// connections.
+    pub restarted: BTreeSet<usize>,
 }
 
 impl Fault {
@@ -122,6 +139,7 @@ impl Fault {
         match self {
             Fault::Pause { secs, .. }
             | Fault::Kill { secs, .. }
+            | Fault::Restart { secs, .. }
             | Fault::Isolate { secs, .. }
             | Fault::Deaf { secs, .. }
             | Fault::Mute { secs, .. }
@@ -134,7 +152,9 @@ impl Fault {
     }
 
     /// The kind, for figures: `pause-short` (shorter than `-timeout`),
-    /// `pause-long`, `kill`, `isolate-short`, `isolate-long`, `deaf`,
+    /// `pause-long`, `kill`, `restart` (fewer than half the CALs, shorter
+    /// than `-timeout`), `restart-long`, `restart-majority` (half the CALs
+    /// or more, so writes stop), `isolate-short`, `isolate-long`, `deaf`,
     /// `mute-short`, `mute-long`, `link-down`, `partition-minority`
     /// (a majority side, shorter than `-timeout`), `partition-majority`
     /// (a majority side, longer), `partition-no-majority`, `flap`.
@@ -144,6 +164,13 @@ impl Fault {
             Fault::Pause { .. } if long => "pause-long",
             Fault::Pause { .. } => "pause-short",
             Fault::Kill { .. } => "kill",
+            Fault::Restart { nodes, .. }
+                if 2 * nodes.iter().filter(|n| cals.contains(n)).count() >= cals.len() =>
+            {
+                "restart-majority"
+            }
+            Fault::Restart { .. } if long => "restart-long",
+            Fault::Restart { .. } => "restart",
             Fault::Isolate { .. } if long => "isolate-long",
             Fault::Isolate { .. } => "isolate-short",
             Fault::Deaf { .. } => "deaf",
@@ -189,6 +216,13 @@ impl Fault {
             Fault::Kill { node, .. } => {
                 e.faulted.insert(*node);
                 silenced(&[*node], f64::INFINITY, &mut e);
+            }
+            Fault::Restart { nodes, secs } => {
+                e.faulted.extend(nodes);
+                e.restarted.extend(nodes);
+                silenced(nodes, *secs, &mut e);
+                let down = nodes.iter().filter(|n| cal(n)).count();
+                e.majority_up = 2 * (cals.len() - down) > cals.len();
             }
             Fault::Deaf { node, .. } => {
                 // The others still hear it: nobody need kick it, but it
@@ -252,6 +286,8 @@ pub struct Active {
     pub paused: Vec<usize>,
     /// Replacement nodes started.
     pub started: Vec<usize>,
+    /// Nodes killed, to be started again at the heal.
+    pub killed: Vec<usize>,
 }
 
 /// The links `fault` cuts, one way each (none for a pause or a kill).
@@ -261,7 +297,7 @@ pub fn fault_links(tb: &Testbed, fault: &Fault) -> Vec<(Host, Host)> {
         tb.hosts(&rest)
     };
     match fault {
-        Fault::Pause { .. } | Fault::Kill { .. } => Vec::new(),
+        Fault::Pause { .. } | Fault::Kill { .. } | Fault::Restart { .. } => Vec::new(),
         Fault::Isolate { node, .. } | Fault::Flap { node, .. } => {
             links_between(&[tb.host(*node)], &others(*node))
         }
@@ -294,6 +330,7 @@ pub fn inject(tb: &mut Testbed, fault: &Fault) -> Active {
         links: fault_links(tb, fault),
         paused: Vec::new(),
         started: Vec::new(),
+        killed: Vec::new(),
     };
     match fault {
         Fault::Pause { node, .. } => {
@@ -304,17 +341,46 @@ pub fn inject(tb: &mut Testbed, fault: &Fault) -> Active {
             tb.c.kill(*node);
             a.started.push(tb.add_slave());
         }
+        Fault::Restart { nodes, .. } => {
+            for &n in nodes {
+                tb.c.kill(n);
+                a.killed.push(n);
+            }
+        }
         _ => tb.net.cut(&a.links),
     }
     a
 }
 
-/// Ends `active`: heals every link and continues every stopped node.
-pub fn heal(tb: &mut Testbed, active: &Active) {
+/// Ends `active`: heals every link, continues every stopped node, and
+/// starts every killed one again on its data directory. A node that does
+/// not start again, or comes back under another id, is an anomaly.
+pub fn heal(tb: &mut Testbed, active: &Active) -> Vec<Anomaly> {
     tb.net.heal_all();
     for &n in &active.paused {
         tb.c.cont(n);
     }
+    let mut out = Vec::new();
+    for &n in &active.killed {
+        let desc = tb.desc(n);
+        if let Err(e) = tb.c.restart(n) {
+            out.push(Anomaly::at(
+                Check::Crash,
+                &desc,
+                format!("did not start again on its data directory: {e}"),
+            ));
+            continue;
+        }
+        let id = node_id(tb.c.d(n));
+        if id != tb.c.id(n) {
+            out.push(Anomaly::at(
+                Check::Heal,
+                &desc,
+                format!("started again on its data directory as {id}"),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

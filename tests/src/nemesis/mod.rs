@@ -6,8 +6,9 @@
 //! node has its own loopback address and group id on a [`Net`], so that
 //! links between nodes can be cut with iptables ([`net`]). A round
 //! ([`run_round`]) runs a workload and watchers, injects one [`Fault`]
-//! (SIGSTOP/SIGCONT, SIGKILL and a replacement node, both-way and one-way
-//! cuts, partitions, flaps), heals it, and checks:
+//! (SIGSTOP/SIGCONT, SIGKILL and a replacement node, SIGKILL and a restart
+//! on the node's data directory, both-way and one-way cuts, partitions,
+//! flaps), heals it, and checks:
 //!
 //! - the recorded history: SETs, DELs and linearizable reads
 //!   linearizable, plain reads monotonic per client ([`crate::history`]);

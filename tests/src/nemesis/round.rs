@@ -99,7 +99,7 @@ pub fn run_round(tb: &mut Testbed, cfg: &RoundCfg) -> RoundReport {
     let injected = Instant::now();
     let active = inject(tb, &cfg.fault);
     hold(tb, &active, &expect, &load, &mut rep);
-    heal(tb, &active);
+    rep.anomalies.extend(heal(tb, &active));
     rep.fault_secs = injected.elapsed().as_secs_f64();
     let healed_at = Instant::now();
     let s = Started {
@@ -306,7 +306,7 @@ fn finish(
     refs.extend(live);
     let stop = stop_rev(tb, &refs, &s.prefix, patience);
     match stop {
-        Some(to) => check_watchers(tb, &s, &refs, to, &history, patience, rep),
+        Some(to) => check_watchers(tb, &s, e, &refs, to, &history, patience, rep),
         None => rep.anomalies.push(Anomaly::new(
             Check::Watch,
             "no CAL accepted the stop write: watchers not checked",
@@ -384,9 +384,11 @@ fn stop_rev(tb: &Testbed, refs: &[usize], prefix: &str, patience: Duration) -> O
 
 /// Watchers and acknowledged SETs against the history of the round as the
 /// first node of `refs` that keeps it has it.
+#[allow(clippy::too_many_arguments)]
 fn check_watchers(
     tb: &Testbed,
     s: &Started,
+    e: &Expect,
     refs: &[usize],
     to: i64,
     history: &[Op],
@@ -394,7 +396,8 @@ fn check_watchers(
     rep: &mut RoundReport,
 ) {
     let glob = format!("{}/**", s.prefix);
-    let running = |i: usize| tb.c.nodes[i].state == State::Running;
+    // A watch on a node that was killed ended with its connection.
+    let running = |i: usize| tb.c.nodes[i].state == State::Running && !e.restarted.contains(&i);
     wait_done(&s.watchers, running, patience);
     let mut reference: Option<(usize, Vec<Change>)> = None;
     let mut errors = Vec::new();

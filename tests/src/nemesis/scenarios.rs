@@ -21,6 +21,9 @@ pub struct Scenario {
     pub cals: usize,
     /// Spare slaves.
     pub slaves: usize,
+    /// Whether every node has a data directory
+    /// ([`Testbed::start_durable`]).
+    pub durable: bool,
     /// The fault, from the started testbed (whose `timeout` is T).
     pub fault: fn(&Testbed) -> Fault,
     /// What it shows.
@@ -52,6 +55,7 @@ pub const ALL: &[Scenario] = &[
         name: "pause-short",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Pause { node: in_slot(tb, 2), secs: tb.timeout / 3.0 },
         about: "a CAL SIGSTOPped for a third of -timeout: nobody kicked",
     },
@@ -59,6 +63,7 @@ pub const ALL: &[Scenario] = &[
         name: "pause-long",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Pause { node: in_slot(tb, 2), secs: 3.0 * tb.timeout },
         about: "a CAL SIGSTOPped for 3 T: kicked, the slave takes its slot, it comes back as a slave",
     },
@@ -66,6 +71,7 @@ pub const ALL: &[Scenario] = &[
         name: "kill-replace",
         cals: 3,
         slaves: 0,
+        durable: false,
         fault: |tb| Fault::Kill { node: in_slot(tb, 1), secs: 2.0 * tb.timeout },
         about: "a CAL SIGKILLed and a new node attached: the dead CAL kicked, the new node takes its slot",
     },
@@ -73,6 +79,7 @@ pub const ALL: &[Scenario] = &[
         name: "isolate-short",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Isolate { node: in_slot(tb, 2), secs: tb.timeout / 3.0 },
         about: "a CAL cut off both ways for a third of T: nobody kicked",
     },
@@ -80,6 +87,7 @@ pub const ALL: &[Scenario] = &[
         name: "isolate-long",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Isolate { node: in_slot(tb, 2), secs: 3.0 * tb.timeout },
         about: "a CAL cut off both ways for 3 T: it alone is kicked, and comes back as a slave",
     },
@@ -87,6 +95,7 @@ pub const ALL: &[Scenario] = &[
         name: "deaf",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Deaf { node: in_slot(tb, 2), secs: 2.0 * tb.timeout },
         about: "a CAL that can send but not receive, for 2 T: no other CAL kicked",
     },
@@ -94,6 +103,7 @@ pub const ALL: &[Scenario] = &[
         name: "mute",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Mute { node: in_slot(tb, 2), secs: 3.0 * tb.timeout },
         about: "a CAL that can receive but not send, for 3 T: it alone is kicked",
     },
@@ -101,6 +111,7 @@ pub const ALL: &[Scenario] = &[
         name: "link-down",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::LinkDown { a: in_slot(tb, 0), b: in_slot(tb, 1), secs: 3.0 * tb.timeout },
         about: "only the link between two CALs down for 3 T, the third sees both: nobody kicked",
     },
@@ -108,6 +119,7 @@ pub const ALL: &[Scenario] = &[
         name: "minority-partition",
         cals: 5,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Partition {
             groups: vec![vec![], vec![in_slot(tb, 3), in_slot(tb, 4)]],
             secs: tb.timeout / 2.0,
@@ -118,6 +130,7 @@ pub const ALL: &[Scenario] = &[
         name: "majority-partition",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Partition { groups: vec![vec![], vec![in_slot(tb, 2)]], secs: 4.0 * tb.timeout },
         about: "3 CALs, one cut off for 4 T: only that one kicked",
     },
@@ -125,6 +138,7 @@ pub const ALL: &[Scenario] = &[
         name: "majority-partition-60s",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Partition { groups: vec![vec![], vec![in_slot(tb, 2)]], secs: 60.0 },
         about: "3 CALs, one cut off for 60 s (the issue's acceptance case): only that one kicked",
     },
@@ -132,6 +146,7 @@ pub const ALL: &[Scenario] = &[
         name: "no-majority-3",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Partition {
             groups: vec![vec![], vec![in_slot(tb, 1)], vec![in_slot(tb, 2)]],
             secs: 2.0 * tb.timeout,
@@ -142,6 +157,7 @@ pub const ALL: &[Scenario] = &[
         name: "no-majority-5",
         cals: 5,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Partition {
             groups: vec![vec![], vec![in_slot(tb, 2), in_slot(tb, 3)], vec![in_slot(tb, 4)]],
             secs: 2.0 * tb.timeout,
@@ -152,8 +168,33 @@ pub const ALL: &[Scenario] = &[
         name: "flap",
         cals: 3,
         slaves: 1,
+        durable: false,
         fault: |tb| Fault::Flap { node: in_slot(tb, 1), down: tb.timeout / 3.0, up: tb.timeout / 3.0, times: 6 },
         about: "a CAL's links cut and healed six times, a third of T each: nobody kicked",
+    },
+    Scenario {
+        name: "restart-cal",
+        cals: 3,
+        slaves: 1,
+        durable: true,
+        fault: |tb| Fault::Restart { nodes: vec![in_slot(tb, 1)], secs: tb.timeout / 3.0 },
+        about: "every node with -d; a CAL SIGKILLed and started again on its DIR after T/3: the same CAL, nobody kicked",
+    },
+    Scenario {
+        name: "restart-all",
+        cals: 3,
+        slaves: 1,
+        durable: true,
+        fault: |tb| Fault::Restart { nodes: tb.live(), secs: tb.timeout / 3.0 },
+        about: "every node with -d; all of them SIGKILLed at once and started again after T/3: every acknowledged write kept, writes go on",
+    },
+    Scenario {
+        name: "restart-long",
+        cals: 3,
+        slaves: 1,
+        durable: true,
+        fault: |tb| Fault::Restart { nodes: vec![in_slot(tb, 2)], secs: 3.0 * tb.timeout },
+        about: "every node with -d; a CAL dead for 3 T: kicked, the slave takes its slot, it comes back under its id as a slave",
     },
 ];
 
@@ -166,7 +207,11 @@ pub fn named(name: &str) -> Option<&'static Scenario> {
 /// round number `round` (its files are under `/nem/r<round>/`, its logs,
 /// if saved, in a directory named after it); its report.
 pub fn run(s: &Scenario, seed: u64, round: u32) -> RoundReport {
-    let mut tb = Testbed::start(s.cals, s.slaves, TIMEOUT);
+    let mut tb = if s.durable {
+        Testbed::start_durable(s.cals, s.slaves, TIMEOUT)
+    } else {
+        Testbed::start(s.cals, s.slaves, TIMEOUT)
+    };
     let fault = (s.fault)(&tb);
     run_round(&mut tb, &RoundCfg { round, seed, fault })
 }

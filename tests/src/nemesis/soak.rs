@@ -137,12 +137,17 @@ pub fn random_fault(rng: &mut XorShift, tb: &Testbed) -> Fault {
     };
     let (short, long, mid) = (secs(0.15, 0.5), secs(2.0, 4.0), secs(1.0, 3.0));
     let (down, up) = (secs(0.1, 0.4), secs(0.1, 0.4));
+    // Dead for at most 0.3 T, so that with its start-up it is back well
+    // within T/2 (no kick is allowed then).
+    let brief = secs(0.1, 0.3);
     let slot = |rng: &mut XorShift| cals[rng.below(n as u64) as usize];
     let any = |rng: &mut XorShift| match rng.below(4) {
         0 if !spares.is_empty() => spares[0],
         _ => slot(rng),
     };
-    let kind = if n < 3 { 0 } else { rng.below(14) };
+    // A durable testbed adds restarts on data directories (kinds 14-16).
+    let kinds = if tb.durable { 17 } else { 14 };
+    let kind = if n < 3 { 0 } else { rng.below(kinds) };
     match kind {
         0 => Fault::Pause {
             node: any(rng),
@@ -195,6 +200,23 @@ pub fn random_fault(rng: &mut XorShift, tb: &Testbed) -> Fault {
         10 | 11 => Fault::Partition {
             groups: no_majority(rng, &cals),
             secs: mid,
+        },
+        14 => Fault::Restart {
+            nodes: vec![any(rng)],
+            secs: brief,
+        },
+        15 => {
+            // Every CAL, sometimes the spare slave too: a whole-cluster
+            // restart (a power cut).
+            let mut nodes = cals.clone();
+            if rng.below(2) == 0 {
+                nodes.extend(spares.first());
+            }
+            Fault::Restart { nodes, secs: brief }
+        }
+        16 => Fault::Restart {
+            nodes: vec![slot(rng)],
+            secs: long,
         },
         _ => Fault::Flap {
             node: any(rng),
@@ -256,10 +278,19 @@ pub fn soak(cfg: &SoakCfg, mut each: impl FnMut(&RoundReport)) -> Figures {
     let mut round = 0;
     while more(&figures) {
         let cals = if figures.clusters % 2 == 0 { 3 } else { 5 };
+        // Every other pair of clusters (the first two, then the fifth and
+        // sixth, ...) keeps its data on disk (-d), and
+        // its faults include restarts.
+        let durable = figures.clusters % 4 < 2;
         figures.clusters += 1;
-        eprintln!("soak: a new cluster of {cals} CALs and a spare slave");
+        let with = if durable { ", every node with -d" } else { "" };
+        eprintln!("soak: a new cluster of {cals} CALs and a spare slave{with}");
         let started = guarded("starting a cluster", || {
-            Testbed::start(cals, 1, cfg.timeout)
+            if durable {
+                Testbed::start_durable(cals, 1, cfg.timeout)
+            } else {
+                Testbed::start(cals, 1, cfg.timeout)
+            }
         });
         let born = Instant::now();
         let mut tb = match started {

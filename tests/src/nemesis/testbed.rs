@@ -19,6 +19,8 @@ pub struct Testbed {
     pub net: Net,
     /// Every node's `-timeout`, in seconds.
     pub timeout: f64,
+    /// Whether every node has a data directory ([`Testbed::start_durable`]).
+    pub durable: bool,
 }
 
 impl Testbed {
@@ -27,13 +29,36 @@ impl Testbed {
     /// turn (slave k to CAL (k + 1) mod `cals`), every node with
     /// `-timeout` `timeout`.
     pub fn start(cals: usize, slaves: usize, timeout: f64) -> Testbed {
+        Testbed::start_full(cals, slaves, timeout, false)
+    }
+
+    /// [`Testbed::start`], every node with a data directory of its own
+    /// (`-d`, docs/storage.md), so that [`Fault::Restart`] can bring nodes
+    /// back.
+    ///
+    /// [`Fault::Restart`]: super::fault::Fault::Restart
+    pub fn start_durable(cals: usize, slaves: usize, timeout: f64) -> Testbed {
+        Testbed::start_full(cals, slaves, timeout, true)
+    }
+
+    fn start_full(cals: usize, slaves: usize, timeout: f64, durable: bool) -> Testbed {
         let net = Net::new();
         let t = timeout.to_string();
-        let mut c = Cluster::start_on(&net, cals, &["-timeout", &t]);
+        let args = ["-timeout", t.as_str()];
+        let mut c = if durable {
+            Cluster::start_durable_on(&net, cals, &args)
+        } else {
+            Cluster::start_on(&net, cals, &args)
+        };
         for k in 0..slaves {
             c.attach((k + 1) % cals, &[]);
         }
-        Testbed { c, net, timeout }
+        Testbed {
+            c,
+            net,
+            timeout,
+            durable,
+        }
     }
 
     /// Node `i`'s host (address and group id).
