@@ -122,6 +122,34 @@ fn cited_files(root: &Path) -> HashMap<String, (PathBuf, HashSet<String>)> {
         .collect()
 }
 
+/// What a check found: how many references it checked, and the bad ones.
+#[derive(Default)]
+struct Tally {
+    checked: usize,
+    bad: Vec<String>,
+}
+
+impl Tally {
+    /// Counts one reference; `shown` describes it if it is bad.
+    fn count(&mut self, good: bool, shown: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !good {
+            self.bad.push(shown());
+        }
+    }
+
+    /// Fails unless at least `min` `what` were checked and none was bad.
+    fn assert_clean(self, min: usize, what: &str, problem: &str) {
+        assert!(self.checked >= min, "only {} {what} found", self.checked);
+        assert!(
+            self.bad.is_empty(),
+            "{} {what} {problem}:\n{}",
+            self.bad.len(),
+            self.bad.join("\n")
+        );
+    }
+}
+
 #[test]
 fn every_cited_doc_anchor_names_a_heading() {
     let root = root();
@@ -133,8 +161,7 @@ fn every_cited_doc_anchor_names_a_heading() {
     );
     let mut files = Vec::new();
     sources(&root, &mut files);
-    let mut checked = 0;
-    let mut bad = Vec::new();
+    let mut tally = Tally::default();
     for path in &files {
         let Ok(text) = fs::read_to_string(path) else {
             continue;
@@ -146,10 +173,9 @@ fn every_cited_doc_anchor_names_a_heading() {
             let Some((_, heads)) = docs.get(&name) else {
                 continue;
             };
-            checked += 1;
-            if !heads.contains(&anchor) {
-                bad.push(format!("{shown}:{line}: {name}#{anchor}"));
-            }
+            tally.count(heads.contains(&anchor), || {
+                format!("{shown}:{line}: {name}#{anchor}")
+            });
         }
         if path.extension().is_some_and(|x| x == "md") {
             let own = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -157,29 +183,21 @@ fn every_cited_doc_anchor_names_a_heading() {
                 for (i, l) in text.lines().enumerate() {
                     for part in l.split("](#").skip(1) {
                         let anchor: String = part.chars().take_while(|&c| c != ')').collect();
-                        checked += 1;
-                        if !heads.contains(&anchor) {
-                            bad.push(format!("{shown}:{}: #{anchor}", i + 1));
-                        }
+                        tally.count(heads.contains(&anchor), || {
+                            format!("{shown}:{}: #{anchor}", i + 1)
+                        });
                     }
                 }
             }
         }
     }
-    assert!(checked > 100, "only {checked} citations found");
-    assert!(
-        bad.is_empty(),
-        "{} citations name no heading:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    tally.assert_clean(100, "citations", "name no heading");
 }
 
 #[test]
 fn every_relative_link_between_docs_names_a_file() {
     let root = root();
-    let mut bad = Vec::new();
-    let mut checked = 0;
+    let mut tally = Tally::default();
     for (name, (path, _)) in cited_files(&root) {
         let text = fs::read_to_string(&path).expect("a doc is readable");
         let dir = path.parent().expect("a doc has a directory");
@@ -192,20 +210,13 @@ fn every_relative_link_between_docs_names_a_file() {
                 if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
                     continue;
                 }
-                checked += 1;
-                if !dir.join(&target).exists() {
-                    bad.push(format!("{name}:{}: {target}", i + 1));
-                }
+                tally.count(dir.join(&target).exists(), || {
+                    format!("{name}:{}: {target}", i + 1)
+                });
             }
         }
     }
-    assert!(checked > 20, "only {checked} links found");
-    assert!(
-        bad.is_empty(),
-        "{} links name no file:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    tally.assert_clean(20, "links", "name no file");
 }
 
 #[test]
