@@ -401,6 +401,21 @@ impl Cluster {
         Cluster::grow(Cluster::seed_on(net, args), cals)
     }
 
+    /// [`Cluster::start`], every node with a data directory of its own
+    /// (`-d`), so that [`Cluster::restart`] brings a killed node back.
+    pub fn start_durable(cals: usize, args: &[&str]) -> Cluster {
+        Cluster::grow(
+            Cluster::seed_full(args, None, None, None, false, true),
+            cals,
+        )
+    }
+
+    /// [`Cluster::start_durable`], every node serving the web viewer too
+    /// ([`Cluster::start_with_web`]).
+    pub fn start_durable_with_web(cals: usize) -> Cluster {
+        Cluster::grow(Cluster::seed_full(&[], None, None, None, true, true), cals)
+    }
+
     /// [`Cluster::start_on`], every node with a data directory of its own
     /// (`-d`), so that [`Cluster::restart`] brings a killed node back.
     pub fn start_durable_on(net: &Net, cals: usize, args: &[&str]) -> Cluster {

@@ -196,7 +196,7 @@ impl DoozerdBuilder {
                 .map_err(|e| format!("open {name} in {}: {e}", dir.display()))
         };
         let (stdout, stderr) = (append("stdout")?, append("stderr")?);
-        let data = dir.join("data");
+        let data = data_dir_in(dir);
         let mut cmd = Command::new(doozerd_bin());
         cmd.arg("-l")
             .arg(addr.to_string())
@@ -255,6 +255,12 @@ impl DoozerdBuilder {
         }
         cmd.spawn().map_err(|e| format!("spawn doozerd: {e}"))
     }
+}
+
+/// Where a durable node keeps its data directory: in its scratch
+/// directory, beside its logs.
+fn data_dir_in(scratch: &Path) -> PathBuf {
+    scratch.join("data")
 }
 
 /// A running `doozerd` on 127.0.0.1 (or the loopback address its builder
@@ -360,6 +366,12 @@ impl Doozerd {
     /// A scratch directory that lives as long as this node.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Its data directory (`-d`), when its builder made it durable
+    /// ([`DoozerdBuilder::durable`]).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.builder.durable.then(|| data_dir_in(self.dir.path()))
     }
 
     /// Everything the daemon wrote to stdout so far.

@@ -18,12 +18,9 @@ use std::thread;
 use std::time::Duration;
 
 use doozer_tests::browser::http_get;
-use doozer_tests::cluster::{
-    call_timeout, node_id, signal, Cluster, State, CLUSTER_DEADLINE, HIST,
-};
+use doozer_tests::cluster::{call_timeout, node_id, signal, Cluster, State, CLUSTER_DEADLINE};
 use doozer_tests::*;
 
-/// Starts a node on `port` with `-d dir` and `args`.
 /// A node on `dir` with `args`, to be started.
 fn with_dir(dir: &Path, args: &[&str]) -> DoozerdBuilder {
     let mut all = vec!["-d", dir.to_str().expect("utf-8 temp path")];
@@ -31,6 +28,8 @@ fn with_dir(dir: &Path, args: &[&str]) -> DoozerdBuilder {
     Doozerd::builder().args(all.iter().copied())
 }
 
+/// Starts a node on `port` (a free one if `None`) with `-d dir` and
+/// `args`.
 fn start(port: Option<u16>, dir: &Path, args: &[&str]) -> Doozerd {
     let b = with_dir(dir, args);
     match port {
@@ -139,71 +138,19 @@ fn writer(uri: String, k: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<(St
     }
 }
 
-/// A cluster of three CALs with a data directory each.
-struct DurableCluster {
-    c: Cluster,
-    dirs: Vec<TempDir>,
-    args: Vec<Vec<String>>,
-}
-
-impl DurableCluster {
-    fn start() -> DurableCluster {
-        DurableCluster::start_full(false)
-    }
-
-    /// With `web`, every node serves the web viewer too.
-    fn start_full(web: bool) -> DurableCluster {
-        let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new("durable-cal")).collect();
-        let seed_args = vec!["-hist".to_string(), HIST.to_string()];
-        let seed_strs: Vec<&str> = seed_args.iter().map(String::as_str).collect();
-        let mut b = with_dir(dirs[0].path(), &seed_strs);
-        if web {
-            b = b.web(&format!("127.0.0.1:{}", free_port()));
-        }
-        let seed = b.start();
-        let seed_addr = seed.addr().to_string();
-        let mut c = Cluster::adopt(vec![seed], &[]);
-        if web {
-            c.serve_web();
-        }
-        let mut args = vec![seed_args];
-        for (slot, dir) in dirs.iter().enumerate().skip(1) {
-            let dir = dir.path().to_str().expect("utf-8").to_string();
-            let i = c.attach(0, &["-d", &dir]);
-            c.add_slot(0, slot);
-            c.wait_cal(i);
-            args.push(vec![
-                "-hist".into(),
-                HIST.into(),
-                "-a".into(),
-                seed_addr.clone(),
-            ]);
-        }
-        DurableCluster { c, dirs, args }
-    }
-
-    /// Starts node `i` again on its port and data directory.
-    fn restart(&mut self, i: usize) {
-        let port = self.c.d(i).port();
-        let args: Vec<&str> = self.args[i].iter().map(String::as_str).collect();
-        self.c.nodes[i].d = start(Some(port), self.dirs[i].path(), &args);
-        self.c.nodes[i].state = State::Running;
-    }
-}
-
 /// Every node of a 3-CAL cluster SIGKILLed while a client writes, then all
 /// started again: every acknowledged write is there at its rev, on every
 /// node, each node is the CAL it was, and writes go on.
 #[test]
 fn three_cals_all_killed_under_writes_lose_nothing() {
-    let mut dc = DurableCluster::start();
-    let ids: Vec<String> = (0..3).map(|i| dc.c.id(i).to_string()).collect();
+    let mut c = Cluster::start_durable(3, &[]);
+    let ids: Vec<String> = (0..3).map(|i| c.id(i).to_string()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     // Several clients, one on each node.
     let writers: Vec<_> = (0..3)
         .map(|k| {
-            let uri = dc.c.uri(k);
+            let uri = c.uri(k);
             let (stop, acked) = (stop.clone(), acked.clone());
             thread::spawn(move || writer(uri, k, stop, acked))
         })
@@ -212,7 +159,7 @@ fn three_cals_all_killed_under_writes_lose_nothing() {
         (acked.lock().unwrap().len() >= 200).then_some(())
     });
     for i in 0..3 {
-        dc.c.kill(i);
+        c.kill(i);
     }
     stop.store(true, Ordering::SeqCst);
     for w in writers {
@@ -221,28 +168,28 @@ fn three_cals_all_killed_under_writes_lose_nothing() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 200);
     for i in 0..3 {
-        dc.restart(i);
+        c.restart(i).expect("restart on its DIR");
     }
     for (i, id) in ids.iter().enumerate() {
-        assert_eq!(node_id(dc.c.d(i)), *id, "node {i} kept its id");
-        dc.c.wait_cal(i);
+        assert_eq!(node_id(c.d(i)), *id, "node {i} kept its id");
+        c.wait_cal(i);
     }
-    let after = dc.c.set(1, "/after", 0, b"x");
+    let after = c.set(1, "/after", 0, b"x");
     let last = acked.iter().map(|(_, r)| *r).max().unwrap_or(0);
     assert!(
         after > last,
         "rev {after} after the restart, last ack {last}"
     );
     for i in 0..3 {
-        let c = client(dc.c.d(i));
+        let reader = client(c.d(i));
         for (path, rev) in &acked {
-            let (body, at) = c.get(path, Some(after)).expect("get");
+            let (body, at) = reader.get(path, Some(after)).expect("get");
             assert_eq!(at, *rev, "node {i}: {path} at its acknowledged rev");
             let n = path.rsplit('/').next().expect("a name");
             assert_eq!(body, n.as_bytes());
         }
     }
-    dc.c.assert_consistent(&[]);
+    c.assert_consistent(&[]);
 }
 
 /// Lazy votes (docs/storage.md#lazy-votes): writes in a row through one
@@ -251,13 +198,13 @@ fn three_cals_all_killed_under_writes_lose_nothing() {
 /// `/$metrics` counts.
 #[test]
 fn writes_in_a_row_are_answered_while_the_third_cal_votes_lazily() {
-    let mut dc = DurableCluster::start_full(true);
+    let mut c = Cluster::start_durable_with_web(3);
     let revs: Vec<i64> = (0..200)
-        .map(|k| dc.c.set(0, &format!("/lazy/{k}"), 0, b"v"))
+        .map(|k| c.set(0, &format!("/lazy/{k}"), 0, b"v"))
         .collect();
     let lazy: f64 = (0..3)
         .map(|i| {
-            let web = dc.c.d(i).web().expect("the web viewer is on");
+            let web = c.d(i).web().expect("the web viewer is on");
             let text = http_get(web, "/$metrics").text();
             let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
             m.value("doozer_consensus_lazy_votes_total", &[])
@@ -267,7 +214,7 @@ fn writes_in_a_row_are_answered_while_the_third_cal_votes_lazily() {
     assert!(lazy > 0.0, "no lazy vote in 200 writes in a row");
     for i in 0..3 {
         for (k, rev) in revs.iter().enumerate() {
-            assert_eq!(get_at_rev(dc.c.d(i), &format!("/lazy/{k}"), *rev), b"v");
+            assert_eq!(get_at_rev(c.d(i), &format!("/lazy/{k}"), *rev), b"v");
         }
     }
 }
@@ -277,33 +224,33 @@ fn writes_in_a_row_are_answered_while_the_third_cal_votes_lazily() {
 /// emptied is a new node (a new id, a slave).
 #[test]
 fn a_restarted_cal_rejoins_and_an_emptied_dir_makes_a_new_node() {
-    let mut dc = DurableCluster::start();
-    let slots = dc.c.slots(0);
-    let id1 = dc.c.id(1).to_string();
-    dc.c.kill(1);
-    dc.c.set(0, "/while-down", 0, b"1");
-    dc.restart(1);
-    assert_eq!(node_id(dc.c.d(1)), id1);
-    dc.c.wait_cal(1);
-    assert_eq!(dc.c.slots(0), slots, "the same CAL slots");
-    let rev = dc.c.set(1, "/via-restarted", 0, b"2");
-    assert_eq!(get_at_rev(dc.c.d(0), "/via-restarted", rev), b"2");
+    let mut c = Cluster::start_durable(3, &[]);
+    let slots = c.slots(0);
+    let id1 = c.id(1).to_string();
+    c.kill(1);
+    c.set(0, "/while-down", 0, b"1");
+    c.restart(1).expect("restart on its DIR");
+    assert_eq!(node_id(c.d(1)), id1);
+    c.wait_cal(1);
+    assert_eq!(c.slots(0), slots, "the same CAL slots");
+    let rev = c.set(1, "/via-restarted", 0, b"2");
+    assert_eq!(get_at_rev(c.d(0), "/via-restarted", rev), b"2");
 
-    let id2 = dc.c.id(2).to_string();
-    dc.c.kill(2);
-    let dir = dc.dirs[2].path().to_path_buf();
+    let id2 = c.id(2).to_string();
+    c.kill(2);
+    let dir = c.d(2).data_dir().expect("a durable node");
     std::fs::remove_dir_all(&dir).expect("empty the DIR");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    dc.restart(2);
-    let new_id = node_id(dc.c.d(2));
+    c.restart(2).expect("restart on its DIR");
+    let new_id = node_id(c.d(2));
     assert_ne!(new_id, id2, "an emptied DIR makes a new node");
     assert!(
-        !dc.c.slots(0).values().any(|v| *v == new_id),
+        !c.slots(0).values().any(|v| *v == new_id),
         "the new node is a slave"
     );
     // It follows: a write through a CAL reaches it.
-    let rev = dc.c.set(0, "/seen-by-new", 0, b"3");
-    assert_eq!(get_at_rev(dc.c.d(2), "/seen-by-new", rev), b"3");
+    let rev = c.set(0, "/seen-by-new", 0, b"3");
+    assert_eq!(get_at_rev(c.d(2), "/seen-by-new", rev), b"3");
 }
 
 /// The number after `prefix` in `log`, if any (the last such line).
@@ -324,12 +271,12 @@ fn rev_after(log: &str, prefix: &str) -> Option<i64> {
 /// round must come back at its stop's rev.
 #[test]
 fn a_cal_stopped_by_signals_comes_back_at_the_rev_it_stopped_at() {
-    let mut dc = DurableCluster::start_full(true);
+    let mut c = Cluster::start_durable_with_web(3);
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..4)
         .map(|k| {
-            let (uri, stop, acked) = (dc.c.d(0).uri(), Arc::clone(&stop), Arc::clone(&acked));
+            let (uri, stop, acked) = (c.d(0).uri(), Arc::clone(&stop), Arc::clone(&acked));
             thread::spawn(move || writer(uri, k, stop, acked))
         })
         .collect();
@@ -341,7 +288,7 @@ fn a_cal_stopped_by_signals_comes_back_at_the_rev_it_stopped_at() {
     };
     more_writes(200);
     let lazy_votes = |i: usize| {
-        let web = dc.c.d(i).web().expect("the web viewer is on");
+        let web = c.d(i).web().expect("the web viewer is on");
         let text = http_get(web, "/$metrics").text();
         let m = prometheus::parse(&text).unwrap_or_else(|e| panic!("/$metrics: {e}\n{text}"));
         m.value("doozer_consensus_lazy_votes_total", &[])
@@ -359,19 +306,19 @@ fn a_cal_stopped_by_signals_comes_back_at_the_rev_it_stopped_at() {
         let round = rounds;
         rounds += 1;
         if round > 0 {
-            dc.c.wait_cal(lazy);
+            c.wait_cal(lazy);
             more_writes(100);
         }
-        dc.c.stop(lazy);
-        let pid = dc.c.d(lazy).pid();
+        c.stop(lazy);
+        let pid = c.d(lazy).pid();
         signal(pid, "INT");
         signal(pid, "TERM");
-        dc.c.cont(lazy);
+        c.cont(lazy);
         let status = poll_until(CLUSTER_DEADLINE, "the CAL to exit", || {
-            dc.c.nodes[lazy].d.try_wait()
+            c.nodes[lazy].d.try_wait()
         });
-        dc.c.nodes[lazy].state = State::Killed;
-        let log = dc.c.d(lazy).stderr();
+        c.nodes[lazy].state = State::Killed;
+        let log = c.d(lazy).stderr();
         assert_eq!(
             status.code(),
             Some(143),
@@ -385,8 +332,8 @@ fn a_cal_stopped_by_signals_comes_back_at_the_rev_it_stopped_at() {
         // "... at rev N (K records that waited ...)" when K > 0.
         waited = line.and_then(|l| rev_after(l, " (")).unwrap_or(0);
 
-        dc.restart(lazy);
-        let log = dc.c.d(lazy).stderr();
+        c.restart(lazy).expect("restart on its DIR");
+        let log = c.d(lazy).stderr();
         let back = rev_after(&log, "store back at rev ")
             .unwrap_or_else(|| panic!("no restart line:\n{log}"));
         assert_eq!(
