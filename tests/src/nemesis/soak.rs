@@ -279,8 +279,8 @@ pub fn soak(cfg: &SoakCfg, mut each: impl FnMut(&RoundReport)) -> Figures {
     while more(&figures) {
         let cals = if figures.clusters % 2 == 0 { 3 } else { 5 };
         // Every other pair of clusters (the first two, then the fifth and
-        // sixth, ...) keeps its data on disk (-d), and
-        // its faults include restarts.
+        // sixth, ...) keeps its data on disk (-d), and its faults include
+        // restarts.
         let durable = figures.clusters % 4 < 2;
         figures.clusters += 1;
         let with = if durable { ", every node with -d" } else { "" };
