@@ -570,10 +570,32 @@ impl Cluster {
     /// Starts node `i` again as it was started ([`Doozerd::restart`]; SIGKILLed
     /// first if it runs): with `-d`, the same node, its id and store.
     pub fn restart(&mut self, i: usize) -> Result<(), String> {
-        self.nodes[i].state = State::Killed;
-        self.nodes[i].d.restart()?;
-        self.nodes[i].state = State::Running;
-        Ok(())
+        match self.restart_all(&[i]).pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Cluster::restart`] of every node of `nodes` at once (all started,
+    /// then each waited for, as machines come back after a power cut); the
+    /// nodes that did not start again, with why.
+    pub fn restart_all(&mut self, nodes: &[usize]) -> Vec<(usize, String)> {
+        let mut failed = Vec::new();
+        let mut started = Vec::new();
+        for &i in nodes {
+            self.nodes[i].state = State::Killed;
+            match self.nodes[i].d.respawn() {
+                Ok(()) => started.push(i),
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        for i in started {
+            match self.nodes[i].d.wait_ready() {
+                Ok(()) => self.nodes[i].state = State::Running,
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        failed
     }
 
     /// SIGKILLs node `i` (a stopped process dies too) and reaps it.

@@ -421,10 +421,18 @@ impl Doozerd {
     /// directory), its output appended to the same log, and waits until it
     /// answers; an error (with its output) if it does not.
     pub fn restart(&mut self) -> Result<(), String> {
+        self.respawn()?;
+        self.wait_ready()
+    }
+
+    /// [`Doozerd::restart`] without the wait: the process is started, and
+    /// [`Doozerd::wait_ready`] waits until it answers (so that several
+    /// nodes can start at once, as after a power cut).
+    pub fn respawn(&mut self) -> Result<(), String> {
         self.kill();
         self.child = self.builder.command(self.addr, self.dir.path())?;
         self.exited = None;
-        self.wait_ready()
+        Ok(())
     }
 
     /// Opens a raw protocol connection (TLS if the node serves it).

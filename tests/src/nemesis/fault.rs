@@ -353,17 +353,19 @@ pub fn inject(tb: &mut Testbed, fault: &Fault) -> Active {
 }
 
 /// Ends `active`: heals every link, continues every stopped node, and
-/// starts every killed one again on its data directory. A node that does
-/// not start again, or comes back under another id, is an anomaly.
+/// starts every killed one again on its data directory, all at once. A
+/// node that does not start again, or comes back under another id, is an
+/// anomaly.
 pub fn heal(tb: &mut Testbed, active: &Active) -> Vec<Anomaly> {
     tb.net.heal_all();
     for &n in &active.paused {
         tb.c.cont(n);
     }
     let mut out = Vec::new();
+    let failed = tb.c.restart_all(&active.killed);
     for &n in &active.killed {
         let desc = tb.desc(n);
-        if let Err(e) = tb.c.restart(n) {
+        if let Some((_, e)) = failed.iter().find(|(i, _)| *i == n) {
             out.push(Anomaly::at(
                 Check::Crash,
                 &desc,
