@@ -128,9 +128,6 @@ pub struct Expect {
     /// A majority of the CALs runs and talks during the fault, so writes
     /// through them must keep succeeding.
     pub majority_up: bool,
-    /// Nodes killed and started again: watches on them end with their
-    /// connections.
-    pub restarted: BTreeSet<usize>,
 }
 
 impl Fault {
@@ -219,7 +216,6 @@ impl Fault {
             }
             Fault::Restart { nodes, secs } => {
                 e.faulted.extend(nodes);
-                e.restarted.extend(nodes);
                 silenced(nodes, *secs, &mut e);
                 let down = nodes.iter().filter(|n| cal(n)).count();
                 e.majority_up = 2 * (cals.len() - down) > cals.len();

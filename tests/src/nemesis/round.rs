@@ -306,7 +306,7 @@ fn finish(
     refs.extend(live);
     let stop = stop_rev(tb, &refs, &s.prefix, patience);
     match stop {
-        Some(to) => check_watchers(tb, &s, e, &refs, to, &history, patience, rep),
+        Some(to) => check_watchers(tb, &s, &refs, to, &history, patience, rep),
         None => rep.anomalies.push(Anomaly::new(
             Check::Watch,
             "no CAL accepted the stop write: watchers not checked",
@@ -384,11 +384,9 @@ fn stop_rev(tb: &Testbed, refs: &[usize], prefix: &str, patience: Duration) -> O
 
 /// Watchers and acknowledged SETs against the history of the round as the
 /// first node of `refs` that keeps it has it.
-#[allow(clippy::too_many_arguments)]
 fn check_watchers(
     tb: &Testbed,
     s: &Started,
-    e: &Expect,
     refs: &[usize],
     to: i64,
     history: &[Op],
@@ -396,8 +394,7 @@ fn check_watchers(
     rep: &mut RoundReport,
 ) {
     let glob = format!("{}/**", s.prefix);
-    // A watch on a node that was killed ended with its connection.
-    let running = |i: usize| tb.c.nodes[i].state == State::Running && !e.restarted.contains(&i);
+    let running = |i: usize| tb.c.nodes[i].state == State::Running;
     wait_done(&s.watchers, running, patience);
     let mut reference: Option<(usize, Vec<Change>)> = None;
     let mut errors = Vec::new();

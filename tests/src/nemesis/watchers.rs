@@ -125,17 +125,37 @@ impl Watcher {
 /// Most times a watcher starts over after `TOO_LATE` before it gives up.
 const MAX_RESTARTS: usize = 10;
 
+/// How long a watcher whose connection broke tries to connect to its node
+/// again (a node restarted on its data directory comes back within it; a
+/// node killed for good never does).
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
+
+/// Connects to `uri`, trying every 100 ms for up to `patience`.
+fn connect(uri: &str, patience: Duration) -> Result<doozer::Client, String> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match doozer::Client::connect(uri) {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() >= deadline => return Err(format!("connect: {e}")),
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// The watch loop of one thread. A `TOO_LATE` answer (the node copied the
 /// store and its history starts later, docs/behaviour.md "Slaves") makes
 /// it start over from the node's current rev, as a client must; the
 /// restart is recorded so that the changes it could not see are not
-/// counted as a gap.
+/// counted as a gap. A broken connection (its node was killed) makes it
+/// connect again for up to [`RECONNECT_FOR`] and go on from the rev after
+/// the last change it saw, as a client must: a node restarted on its data
+/// directory has to serve that (or say `TOO_LATE`).
 fn watch(uri: &str, glob: &str, from: i64, stop: &str, seen: &Mutex<Seen>) {
     let lock = || seen.lock().unwrap_or_else(|e| e.into_inner());
     let end = |why: Option<String>| lock().ended = Some(why);
-    let client = match doozer::Client::connect(uri) {
+    let mut client = match connect(uri, Duration::ZERO) {
         Ok(c) => c,
-        Err(e) => return end(Some(format!("connect: {e}"))),
+        Err(e) => return end(Some(e)),
     };
     let mut from = from;
     loop {
@@ -154,6 +174,16 @@ fn watch(uri: &str, glob: &str, from: i64, stop: &str, seen: &Mutex<Seen>) {
                             break;
                         }
                         Err(e) => return end(Some(format!("REV after TOO_LATE: {e}"))),
+                    }
+                }
+                Err(e) if e.is_connection_error() => {
+                    from = lock().changes.last().map_or(from, |c| c.rev + 1);
+                    match connect(uri, RECONNECT_FOR) {
+                        Ok(c) => {
+                            client = c;
+                            break;
+                        }
+                        Err(again) => return end(Some(format!("{e}; then {again}"))),
                     }
                 }
                 Err(e) => return end(Some(e.to_string())),
