@@ -177,7 +177,10 @@ fn watch(uri: &str, glob: &str, from: i64, stop: &str, seen: &Mutex<Seen>) {
                     }
                 }
                 Err(e) if e.is_connection_error() => {
-                    from = lock().changes.last().map_or(from, |c| c.rev + 1);
+                    // After the last change seen, or where a start-over
+                    // began if it saw none since.
+                    let next = lock().changes.last().map_or(from, |c| c.rev + 1);
+                    from = from.max(next);
                     match connect(uri, RECONNECT_FOR) {
                         Ok(c) => {
                             client = c;
