@@ -425,6 +425,12 @@ impl Cluster {
         )
     }
 
+    /// Whether every node has a data directory of its own
+    /// ([`Cluster::start_durable`]).
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
     /// Grows a freshly seeded cluster to `cals` CALs, one slave and one
     /// slot at a time.
     fn grow(mut c: Cluster, cals: usize) -> Cluster {

@@ -146,7 +146,7 @@ pub fn random_fault(rng: &mut XorShift, tb: &Testbed) -> Fault {
         _ => slot(rng),
     };
     // A durable testbed adds restarts on data directories (kinds 14-16).
-    let kinds = if tb.durable { 17 } else { 14 };
+    let kinds = if tb.c.is_durable() { 17 } else { 14 };
     let kind = if n < 3 { 0 } else { rng.below(kinds) };
     match kind {
         0 => Fault::Pause {

@@ -19,8 +19,6 @@ pub struct Testbed {
     pub net: Net,
     /// Every node's `-timeout`, in seconds.
     pub timeout: f64,
-    /// Whether every node has a data directory ([`Testbed::start_durable`]).
-    pub durable: bool,
 }
 
 impl Testbed {
@@ -53,12 +51,7 @@ impl Testbed {
         for k in 0..slaves {
             c.attach((k + 1) % cals, &[]);
         }
-        Testbed {
-            c,
-            net,
-            timeout,
-            durable,
-        }
+        Testbed { c, net, timeout }
     }
 
     /// Node `i`'s host (address and group id).
